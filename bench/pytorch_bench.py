@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""PyTorch/Captum baseline for `treevis bench --compare bench/pytorch_results.json`.
+
+Workloads (all CPU, float32, eval mode, torch.set_num_threads(--threads, default = cores),
+median of --runs timed runs after one warm-up run each; times in milliseconds):
+
+  torchvision alexnet() (default random init, full width), input [3,224,224]:
+    forward_b1_ms       forward of one image (torch.inference_mode)
+    forward_b32_ms      forward of a batch of 32 (torch.inference_mode)
+    recon_conv5_ms      one guided reconstruction seeded at conv5: captum GuidedBackprop on a
+                        wrapper whose output is the conv5 pre-ReLU element at the spatial
+                        argmax of its most active channel, times 40*activation (forward +
+                        backward, as Captum runs them)
+    recon_fc8_ms        GuidedBackprop(model).attribute(x, target=top class)
+    overview40_ms       the overview: one forward (blob activations via forward hooks), then
+                        for each of the 8 blobs conv1..conv5, fc6..fc8 the top-5 channels by
+                        spatial max, each a separate Captum GuidedBackprop call on a wrapper
+                        truncated at that blob (40 calls; each re-runs its forward)
+    children5_ms        children of a conv5 root written plainly with hooks (guided rule via
+                        register_full_backward_hook on the ReLUs): one forward with graph,
+                        backward of the seed to the gradient at conv4 (ReLU input), weights
+                        w_j = |mean(a_j * g_j)|, top-5, then the 5 child reconstructions
+                        conv5:c/conv4:j (auto multiplier) backward to the input, one at a
+                        time (retain_graph, forward reused)
+    peak_rss_mb         peak resident memory of the process (ru_maxrss), whole script
+  CaffeNet-shaped net built from models/caffenet.toml (full width, default random init,
+  LRN, grouped convs, ceil pooling), input [3,227,227]:
+    caffenet_forward_b1_ms, caffenet_recon_conv5_ms   as above
+
+Output: a table on stdout and a JSON file (--out, default bench/pytorch_results.json):
+  {"forward_b1_ms": 21.3, ..., "peak_rss_mb": 612.0,
+   "meta": {"torch": ..., "captum": ..., "threads": 2, "cpu": ..., "runs": 15, ...}}
+Every top-level key except "meta" is a number.
+
+Run:  /work/venv/bin/python bench/pytorch_bench.py [--runs 15] [--threads N] [--out FILE]
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+import captum
+from captum.attr import GuidedBackprop
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests", "golden"))
+from make_golden import SpecNet, load_spec  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+# torchvision alexnet blobs: name -> (part, index of the layer whose output is the pre-ReLU
+# tensor (exclusive slice end), index of the blob layer, mult)
+ALEX_BLOBS = [
+    ("fc8", "classifier", 7, 6, 1000.0),
+    ("fc7", "classifier", 5, 5, 4096.0),
+    ("fc6", "classifier", 2, 2, 400.0),
+    ("conv5", "features", 11, 11, 40.0),
+    ("conv4", "features", 9, 9, 40.0),
+    ("conv3", "features", 7, 7, 20.0),
+    ("conv2", "features", 4, 4, 4.0),
+    ("conv1", "features", 1, 1, 1.0),
+]
+
+
+def timeit(fn, runs):
+    fn()  # warm-up
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(ts)
+
+
+class AlexTrunc(nn.Module):
+    """torchvision alexnet truncated at a blob's pre-ReLU tensor; output = element * seed."""
+
+    def __init__(self, model, part, end, idx, seed):
+        super().__init__()
+        self.model, self.part, self.end, self.idx, self.seed = model, part, end, idx, seed
+
+    def forward(self, x):
+        m = self.model
+        if self.part == "features":
+            h = m.features[:self.end](x)
+        else:
+            h = torch.flatten(m.avgpool(m.features(x)), 1)
+            h = m.classifier[:self.end](h)
+        return (h[(slice(None),) + self.idx] * self.seed).reshape(-1, 1)
+
+
+def alex_blob_acts(model, x):
+    """One forward; returns logits and {blob: post-ReLU activation [C,...]}."""
+    acts, hs = {}, []
+    for name, part, _, li, _ in ALEX_BLOBS:
+        mod = getattr(model, part)[li]
+        hs.append(mod.register_forward_hook(
+            lambda m, i, o, name=name: acts.__setitem__(name, o.detach()[0].clone())))
+    with torch.no_grad():
+        logits = model(x)
+    for h in hs:
+        h.remove()
+    return logits, acts
+
+
+def top_pos(a, c):
+    if a.dim() == 3:
+        flat = int(torch.argmax(a[c].reshape(-1)))
+        y, xx = divmod(flat, a.shape[2])
+        return (c, y, xx), float(a[c, y, xx])
+    return (c,), float(a[c])
+
+
+def topk_channels(a, k):
+    s = a.reshape(a.shape[0], -1).max(dim=1).values if a.dim() == 3 else a
+    return [int(i) for i in torch.argsort(s, descending=True, stable=True)[:k]]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--out", default=os.path.join(REPO, "bench", "pytorch_results.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    R = {}
+
+    model = torchvision.models.alexnet().eval()  # random default init, full width
+    x1 = torch.randn(1, 3, 224, 224)
+    x32 = torch.randn(32, 3, 224, 224)
+
+    def fwd(x):
+        with torch.inference_mode():
+            model(x)
+
+    R["forward_b1_ms"] = timeit(lambda: fwd(x1), args.runs)
+    R["forward_b32_ms"] = timeit(lambda: fwd(x32), args.runs)
+
+    logits, acts = alex_blob_acts(model, x1)
+    cls = int(logits[0].argmax())
+    mult = {n: m for n, _, _, _, m in ALEX_BLOBS}
+    spec = {n: (p, e) for n, p, e, _, _ in ALEX_BLOBS}
+
+    def recon(blob, c):
+        idx, a = top_pos(acts[blob], c)
+        part, end = spec[blob]
+        w = AlexTrunc(model, part, end, idx, mult[blob] * a)
+        return GuidedBackprop(w).attribute(x1.clone().requires_grad_(True), target=0)
+
+    c5 = topk_channels(acts["conv5"], 1)[0]
+    R["recon_conv5_ms"] = timeit(lambda: recon("conv5", c5), args.runs)
+    R["recon_fc8_ms"] = timeit(
+        lambda: GuidedBackprop(model).attribute(x1.clone().requires_grad_(True), target=cls),
+        args.runs)
+
+    def overview():
+        _, acts_ = alex_blob_acts(model, x1)
+        out = []
+        for name, part, end, _, m in ALEX_BLOBS:
+            for c in topk_channels(acts_[name], 5):
+                idx, a = top_pos(acts_[name], c)
+                w = AlexTrunc(model, part, end, idx, m * a)
+                out.append(GuidedBackprop(w).attribute(x1.clone().requires_grad_(True),
+                                                       target=0))
+        assert len(out) == 40
+        return out
+
+    R["overview40_ms"] = timeit(overview, args.runs)
+
+    # children of a conv5 root, plain hooks (model copy with inplace=False ReLUs)
+    hmodel = torchvision.models.alexnet().eval()
+    hmodel.load_state_dict(model.state_dict())
+    for m in hmodel.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+            m.register_full_backward_hook(lambda mod, gin, gout: (gin[0].clamp(min=0),))
+
+    def children5():
+        saved = {}
+        h4 = hmodel.features[8].register_forward_hook(lambda m, i, o: saved.__setitem__(4, o))
+        h5 = hmodel.features[10].register_forward_hook(lambda m, i, o: saved.__setitem__(5, o))
+        x = x1.clone().requires_grad_(True)
+        hmodel.features(x)  # conv5 is in features; nothing above it is needed
+        h4.remove()
+        h5.remove()
+        pre5, pre4 = saved[5], saved[4]
+        a5, a4 = pre5.detach()[0].clamp(min=0), pre4.detach()[0].clamp(min=0)
+        c = topk_channels(a5, 1)[0]
+        idx, a = top_pos(a5, c)
+        seed = torch.zeros_like(pre5)
+        seed[(0,) + idx] = 40.0 * a
+        (g4,) = torch.autograd.grad(pre5, pre4, seed, retain_graph=True)
+        w = (a4 * g4[0]).mean(dim=(1, 2)).abs()
+        kids = [int(j) for j in torch.argsort(w, descending=True, stable=True)[:5]]
+        total = g4.abs().sum()
+        outs = []
+        for j in kids:
+            f = torch.zeros_like(g4)
+            f[:, j] = g4[:, j] * (total / g4[:, j].abs().sum())
+            (gx,) = torch.autograd.grad(pre4, x, f, retain_graph=True)
+            outs.append(gx)
+        return kids, outs
+
+    R["children5_ms"] = timeit(children5, args.runs)
+
+    # CaffeNet-shaped net from the spec, full width
+    cnet = SpecNet(load_spec(os.path.join(REPO, "models", "caffenet.toml")),
+                   in_shape=(3, 227, 227)).eval()
+    cx = torch.randn(1, 3, 227, 227) * 60.0
+
+    def cfwd():
+        with torch.inference_mode():
+            cnet(cx)
+
+    R["caffenet_forward_b1_ms"] = timeit(cfwd, args.runs)
+    with torch.no_grad():
+        couts = cnet.forward_all(cx)
+    i5 = cnet.blob_layer_idx("conv5")
+    ca5 = couts[i5][0]
+    cc = topk_channels(ca5, 1)[0]
+    cidx, cval = top_pos(ca5, cc)
+
+    class CaffeTrunc(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            h = x
+            for m in self.net.mods[:i5]:  # up to conv5's pre-ReLU output
+                h = m(h)
+            return (h[(slice(None),) + cidx] * (40.0 * cval)).reshape(-1, 1)
+
+    cw = CaffeTrunc(cnet)
+    R["caffenet_recon_conv5_ms"] = timeit(
+        lambda: GuidedBackprop(cw).attribute(cx.clone().requires_grad_(True), target=0),
+        args.runs)
+
+    R["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    meta = {"torch": torch.__version__, "torchvision": torchvision.__version__,
+            "captum": captum.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads(), "cores": os.cpu_count(), "cpu": cpu,
+            "runs": args.runs, "statistic": "median after 1 warm-up",
+            "loadavg_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "alexnet_input": [1, 3, 224, 224], "caffenet_input": [1, 3, 227, 227]}
+
+    print(f"{'benchmark':28s} {'value':>10s}")
+    for k, v in R.items():
+        unit = "MB" if k.endswith("_mb") else "ms"
+        print(f"{k:28s} {v:10.2f} {unit}")
+    print(f"torch {meta['torch']}, captum {meta['captum']}, threads {meta['threads']}, "
+          f"cpu {cpu}, runs {args.runs}")
+    out = dict(R)
+    out["meta"] = meta
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

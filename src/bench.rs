@@ -1,0 +1,158 @@
+//! `treevis bench`: times the engine on full-size networks with random weights and prints a
+//! table; with `--compare` it adds the numbers of `bench/pytorch_bench.py` (PyTorch +
+//! Captum on the same machine) and their ratio.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+
+use crate::model::{Model, WeightsSource};
+use crate::recon::{self, MultMode, Options, Path, Rule};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Runs per measurement (the median is reported).
+    #[arg(long, default_value_t = 15)]
+    pub runs: usize,
+    /// JSON written by bench/pytorch_bench.py, to show PyTorch's numbers beside ours.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
+    /// `cpu` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Write our numbers as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn median_ms(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?; // warm-up
+    let mut t = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let s = Instant::now();
+        f()?;
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(|a, b| a.total_cmp(b));
+    Ok(t[t.len() / 2])
+}
+
+fn input(h: usize, w: usize, batch: usize, device: &Device) -> Result<Tensor> {
+    let n = batch * 3 * h * w;
+    let v: Vec<f32> = (0..n).map(|i| ((i * 2654435761usize) % 1000) as f32 / 500.0 - 1.0).collect();
+    Ok(Tensor::from_vec(v, (batch, 3, h, w), device)?)
+}
+
+fn sync(d: &Device) -> Result<()> {
+    d.synchronize()?;
+    Ok(())
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let device = crate::model::parse_device(&args.device)?;
+    let runs = args.runs;
+    let mut res: BTreeMap<&'static str, f64> = BTreeMap::new();
+    let opts = Options {
+        rule: Rule::Guided,
+        mult: MultMode::Auto,
+    };
+
+    let m = Model::load("alexnet", &WeightsSource::Random(0), &device)?;
+    let x1 = input(224, 224, 1, &device)?;
+    let x32 = input(224, 224, 32, &device)?;
+    eprintln!("alexnet (random weights, 224x224) on {}, {runs} runs each, {} threads", args.device, rayon::current_num_threads());
+    res.insert("forward_b1_ms", median_ms(runs, || {
+        m.net.forward(&x1)?;
+        sync(&device)
+    })?);
+    res.insert("forward_b32_ms", median_ms(runs.min(7), || {
+        m.net.forward(&x32)?;
+        sync(&device)
+    })?);
+    let state = m.net.forward(&x1)?;
+    let top = |blob: &str| -> Result<Path> {
+        let rows = recon::overview(&m, &state, 0, 1)?;
+        let r = rows.iter().find(|r| r.blob == blob).context("blob")?;
+        Ok(Path::root(blob, r.units[0].channel))
+    };
+    let conv5 = top("conv5")?;
+    let fc8 = top("fc8")?;
+    for (name, p) in [("recon_conv5_ms", &conv5), ("recon_fc8_ms", &fc8)] {
+        res.insert(name, median_ms(runs, || {
+            let s = m.net.forward(&x1)?;
+            recon::reconstruct(&m, &s, 0, &opts, std::slice::from_ref(p))?;
+            sync(&device)
+        })?);
+    }
+    res.insert("backward_conv5_ms", median_ms(runs, || {
+        recon::reconstruct(&m, &state, 0, &opts, std::slice::from_ref(&conv5))?;
+        sync(&device)
+    })?);
+    res.insert("overview40_ms", median_ms(runs, || {
+        let s = m.net.forward(&x1)?;
+        let rows = recon::overview(&m, &s, 0, 5)?;
+        let r = recon::reconstruct(&m, &s, 0, &opts, &recon::overview_paths(&rows))?;
+        anyhow::ensure!(r.len() == 40, "overview has {} tiles", r.len());
+        sync(&device)
+    })?);
+    res.insert("children5_ms", median_ms(runs, || {
+        let s = m.net.forward(&x1)?;
+        let e = recon::expand(&m, &s, 0, &opts, &conv5, 5)?;
+        anyhow::ensure!(e.len() == 5);
+        sync(&device)
+    })?);
+    drop(state);
+
+    let c = Model::load("caffenet", &WeightsSource::Random(0), &device)?;
+    let xc = input(227, 227, 1, &device)?;
+    res.insert("caffenet_forward_b1_ms", median_ms(runs, || {
+        c.net.forward(&xc)?;
+        sync(&device)
+    })?);
+    let sc = c.net.forward(&xc)?;
+    let rows = recon::overview(&c, &sc, 0, 1)?;
+    let r5 = rows.iter().find(|r| r.blob == "conv5").context("conv5")?;
+    let p5 = Path::root("conv5", r5.units[0].channel);
+    res.insert("caffenet_recon_conv5_ms", median_ms(runs, || {
+        let s = c.net.forward(&xc)?;
+        recon::reconstruct(&c, &s, 0, &opts, std::slice::from_ref(&p5))?;
+        sync(&device)
+    })?);
+    res.insert("peak_rss_mb", peak_rss_mb());
+
+    let theirs: BTreeMap<String, serde_json::Value> = match &args.compare {
+        Some(p) => serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?)
+            .with_context(|| format!("{} is not the JSON of bench/pytorch_bench.py", p.display()))?,
+        None => BTreeMap::new(),
+    };
+    println!("| measurement | treevis | pytorch | pytorch / treevis |");
+    println!("|---|---:|---:|---:|");
+    for (k, v) in &res {
+        let t = theirs.get(*k).and_then(|x| x.as_f64());
+        let (ts, ratio) = match t {
+            Some(t) => (format!("{t:.1}"), format!("{:.2}x", t / v)),
+            None => ("-".into(), "-".into()),
+        };
+        println!("| {k} | {v:.1} | {ts} | {ratio} |");
+    }
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&res)?)?;
+    }
+    Ok(())
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}

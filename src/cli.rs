@@ -1,0 +1,382 @@
+//! The headless commands: each loads a model and one image, calls the same library
+//! functions the TUI will, and writes text, JSON, PNG or `.npy`.
+
+use std::io::Write;
+use std::path::{Path as FsPath, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::data;
+use crate::model::{parse_device, ForwardState, Model, WeightsSource};
+use crate::recon::display::{self, Display};
+use crate::recon::{self, MultMode, Options, Path, Rule};
+
+/// Explore what a convolutional neural network sees: Zeiler/Fergus reconstructions
+/// (deconv, guided backprop) of single neurons and of paths through the feature hierarchy.
+///
+/// A path names neurons top first, `blob:channel` joined by `/`, e.g.
+/// `conv5:12/conv4:40/conv3:7`: a reconstruction from conv5 channel 12, filtered through
+/// channel 40 of conv4 and channel 7 of conv3.
+#[derive(Parser, Debug)]
+#[command(name = "treevis", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Log more (repeat for more detail); logs go to stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Top-5 classes of an image.
+    Labels {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        input: InputArgs,
+        /// Print JSON: [{index, name, prob}].
+        #[arg(long)]
+        json: bool,
+    },
+    /// The most active neurons of every blob, with their reconstructions.
+    Overview {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        input: InputArgs,
+        /// Neurons per blob.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Print JSON: [{blob, units: [{channel, activation}]}].
+        #[arg(long)]
+        json: bool,
+        /// Write the input and one PNG per neuron (`conv5_12.png`) into this folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        display: Display,
+    },
+    /// Reconstruction of one path, as PNG and/or the raw gradient.
+    Render {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        input: InputArgs,
+        /// The path, top node first: `conv4:285/conv3:303`.
+        #[arg(long)]
+        path: Path,
+        #[arg(long, value_enum, default_value_t)]
+        display: Display,
+        /// PNG to write (default: the path's name in the current folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the raw gradient at the input, float32 [3, H, W] `.npy`.
+        #[arg(long)]
+        raw: Option<PathBuf>,
+    },
+    /// The neurons of the blob below that contribute most to a path's last node.
+    Children {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        input: InputArgs,
+        #[arg(long)]
+        path: Path,
+        /// How many children.
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        /// Print JSON: [{blob, channel, weight, path}].
+        #[arg(long)]
+        json: bool,
+    },
+    /// A tree from one root, `depth` levels of `k` children, with a PNG per node.
+    Tree {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        input: InputArgs,
+        /// The root path (usually one node, e.g. `conv5:12`).
+        #[arg(long)]
+        root: Path,
+        /// Levels below the root.
+        #[arg(long, default_value_t = 2)]
+        depth: usize,
+        #[arg(long, default_value_t = 3)]
+        k: usize,
+        #[arg(long, value_enum, default_value_t)]
+        display: Display,
+        /// Folder for tree.json and the PNGs.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Every blob of the forward pass as `.npy` (plus the input as `data.npy`).
+    Forward {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        input: InputArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Time the engine on a network with random weights and print a table.
+    Bench(crate::bench::BenchArgs),
+    /// Write deterministic random weights of a spec's published widths (safetensors).
+    RandomWeights {
+        /// Built-in model name or spec file.
+        #[arg(long, default_value = "alexnet")]
+        model: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Model and method options shared by every command.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Built-in model (alexnet, vgg16, caffenet, tiny), a spec `.toml`, or a model folder.
+    #[arg(long, default_value = "tiny")]
+    pub model: String,
+    /// Weights: safetensors or PyTorch `.pth`; `random` or `random:SEED` for random weights
+    /// of the published widths. Default: the model's own.
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// `cpu`, or `cuda:N` in a build with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// ReLU backward rule.
+    #[arg(long, value_enum, default_value_t)]
+    pub method: Rule,
+    /// Rescaling of filtered gradients along a path.
+    #[arg(long, value_enum, default_value_t)]
+    pub mult: MultMode,
+}
+
+/// The image to study.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Image file (PNG, JPEG, ...), preprocessed as the model's spec says.
+    pub image: Option<PathBuf>,
+    /// An already preprocessed float32 [3, H, W] `.npy` instead of an image.
+    #[arg(long, conflicts_with = "image")]
+    pub input_npy: Option<PathBuf>,
+    /// Write the preprocessed input as float32 [3, H, W] `.npy`.
+    #[arg(long)]
+    pub dump_input: Option<PathBuf>,
+}
+
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TREEVIS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+/// A model with one image's forward state.
+pub struct Loaded {
+    pub model: Model,
+    pub input: Tensor,
+    pub state: ForwardState,
+    pub opts: Options,
+}
+
+impl Loaded {
+    pub fn new(engine: &EngineArgs, input: &InputArgs) -> Result<Loaded> {
+        let device = parse_device(&engine.device)?;
+        let mut model = Model::load(&engine.model, &WeightsSource::parse(engine.weights.as_deref()), &device)?;
+        let x = match (&input.image, &input.input_npy) {
+            (Some(img), None) => {
+                let rgb = data::load_image(img)?;
+                data::preprocess(&model, &rgb)?
+            }
+            (None, Some(npy)) => data::load_input_npy(npy)?,
+            (None, None) => bail!("no input: give an IMAGE file or --input-npy FILE"),
+            (Some(_), Some(_)) => unreachable!("clap rejects both"),
+        };
+        let (h, w) = (x.dims()[1], x.dims()[2]);
+        if [h, w] != model.spec().input.size {
+            model.net = model.net.resized(h, w)?;
+            model.mean_image = None;
+            tracing::info!("input is {h}x{w}, not the spec's size; the net adapts where it can");
+        }
+        if let Some(p) = &input.dump_input {
+            let v = crate::model::net::host_vec(&x)?;
+            data::npy::write_f32(p, x.dims(), &v)?;
+        }
+        let state = model.net.forward(&x.unsqueeze(0)?)?;
+        Ok(Loaded {
+            model,
+            input: x,
+            state,
+            opts: Options {
+                rule: engine.method,
+                mult: engine.mult,
+            },
+        })
+    }
+}
+
+fn print_json<T: Serialize>(v: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn save_png(img: &image::RgbImage, path: &FsPath) -> Result<()> {
+    img.save(path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn create_dir(dir: &FsPath) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let Some(command) = cli.command else {
+        return run_default();
+    };
+    match command {
+        Command::Labels { engine, input, json } => {
+            let l = Loaded::new(&engine, &input)?;
+            let labels = recon::labels(&l.model, &l.state, 0, 5)?;
+            if json {
+                return print_json(&labels);
+            }
+            for (i, lab) in labels.iter().enumerate() {
+                println!("{}. {:6.2}%  {} ({})", i + 1, lab.prob * 100.0, lab.name, lab.index);
+            }
+        }
+        Command::Overview { engine, input, top, json, out, display } => {
+            let l = Loaded::new(&engine, &input)?;
+            let rows = recon::overview(&l.model, &l.state, 0, top)?;
+            if let Some(dir) = &out {
+                create_dir(dir)?;
+                save_png(&display::render_input(&l.model, &l.input)?, &dir.join("input.png"))?;
+                let paths = recon::overview_paths(&rows);
+                for r in recon::reconstruct(&l.model, &l.state, 0, &l.opts, &paths)? {
+                    save_png(&display::render(&l.model, &r.grad, display)?, &dir.join(format!("{}.png", r.path.file_stem())))?;
+                }
+            }
+            if json {
+                return print_json(&rows);
+            }
+            for r in &rows {
+                let units: Vec<String> = r.units.iter().map(|u| format!("{}:{} ({:.3})", r.blob, u.channel, u.activation)).collect();
+                println!("{:>8}  {}", r.blob, units.join("  "));
+            }
+            if let Some(dir) = &out {
+                println!("wrote {} tiles to {}", rows.iter().map(|r| r.units.len()).sum::<usize>(), dir.display());
+            }
+        }
+        Command::Render { engine, input, path, display: mode, out, raw } => {
+            let l = Loaded::new(&engine, &input)?;
+            let r = recon::reconstruct(&l.model, &l.state, 0, &l.opts, std::slice::from_ref(&path))?.remove(0);
+            if let Some(note) = &r.note {
+                eprintln!("treevis: note: {note}");
+            }
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.png", path.file_stem())));
+            save_png(&display::render(&l.model, &r.grad, mode)?, &out)?;
+            if let Some(raw) = raw {
+                data::npy::write_f32(&raw, r.grad.dims(), &crate::model::net::host_vec(&r.grad)?)?;
+            }
+            println!("{}", out.display());
+        }
+        Command::Children { engine, input, path, k, json } => {
+            let l = Loaded::new(&engine, &input)?;
+            let kids = recon::children(&l.model, &l.state, 0, &l.opts, std::slice::from_ref(&path), k)?.remove(0);
+            if json {
+                return print_json(&kids);
+            }
+            for c in &kids {
+                println!("{:12.6}  {}", c.weight, c.path);
+            }
+        }
+        Command::Tree { engine, input, root, depth, k, display: mode, out } => {
+            let l = Loaded::new(&engine, &input)?;
+            create_dir(&out)?;
+            let tree = recon::tree::build(&l.model, &l.state, 0, &l.opts, &root, depth, k)?;
+            save_png(&display::render_input(&l.model, &l.input)?, &out.join("input.png"))?;
+            let mut count = 0;
+            let json = tree.to_json(&mut |node| {
+                let file = format!("{}.png", node.path.file_stem());
+                count += 1;
+                save_png(&display::render(&l.model, &node.grad, mode)?, &out.join(&file))?;
+                Ok(file)
+            })?;
+            let f = out.join("tree.json");
+            std::fs::write(&f, serde_json::to_string_pretty(&json)?).with_context(|| format!("cannot write {}", f.display()))?;
+            println!("wrote {} ({count} nodes)", f.display());
+        }
+        Command::Forward { engine, input, out } => {
+            let l = Loaded::new(&engine, &input)?;
+            create_dir(&out)?;
+            data::npy::write_f32(&out.join("data.npy"), l.input.dims(), &crate::model::net::host_vec(&l.input)?)?;
+            for b in &l.model.net.blobs {
+                let t = l.state.outputs[b.layer].get(0)?;
+                let name = format!("{}.npy", b.name.replace(['/', '\\'], "_"));
+                data::npy::write_f32(&out.join(&name), t.dims(), &crate::model::net::host_vec(&t)?)?;
+            }
+            println!("wrote {} blobs to {}", l.model.net.blobs.len() + 1, out.display());
+        }
+        Command::Bench(args) => crate::bench::run(&args)?,
+        Command::RandomWeights { model, seed, out } => {
+            let spec = crate::model::LoadedSpec::resolve(&model)?;
+            let map = crate::model::weights::random_weights(&spec.spec, seed)?;
+            crate::model::weights::write_safetensors(&map, &out)?;
+            println!("wrote {} tensors to {}", map.len(), out.display());
+        }
+    }
+    Ok(())
+}
+
+/// `treevis` with no arguments: the built-in default network on a built-in image.
+fn run_default() -> Result<()> {
+    let engine = EngineArgs {
+        model: "tiny".into(),
+        weights: None,
+        device: "cpu".into(),
+        method: Rule::Guided,
+        mult: MultMode::Auto,
+    };
+    let dir = std::env::temp_dir().join("treevis-default");
+    create_dir(&dir)?;
+    let img_path = dir.join("pattern.png");
+    data::pattern_image(96, 96).save(&img_path)?;
+    let input = InputArgs {
+        image: Some(img_path.clone()),
+        input_npy: None,
+        dump_input: None,
+    };
+    let l = Loaded::new(&engine, &input)?;
+    println!("treevis {}: model `{}` ({}), built-in test pattern {}", env!("CARGO_PKG_VERSION"), l.model.spec().name, l.model.weights_origin, img_path.display());
+    println!("top labels:");
+    for lab in recon::labels(&l.model, &l.state, 0, 5)? {
+        println!("  {:6.2}%  {}", lab.prob * 100.0, lab.name);
+    }
+    let rows = recon::overview(&l.model, &l.state, 0, 3)?;
+    println!("most active neurons:");
+    for r in &rows {
+        let units: Vec<String> = r.units.iter().map(|u| format!("{}:{} ({:.3})", r.blob, u.channel, u.activation)).collect();
+        println!("  {:>6}  {}", r.blob, units.join("  "));
+    }
+    let top_conv = rows.iter().find(|r| r.blob.starts_with("conv")).unwrap_or(&rows[0]);
+    let path = Path::root(&top_conv.blob, top_conv.units[0].channel);
+    let kids = recon::expand(&l.model, &l.state, 0, &l.opts, &path, 3)?;
+    println!("children of {path} (guided backprop):");
+    for (c, r) in &kids {
+        let f = dir.join(format!("{}.png", c.path.file_stem()));
+        save_png(&display::render(&l.model, &r.grad, Display::Norm)?, &f)?;
+        println!("  {:10.5}  {}  -> {}", c.weight, c.path, f.display());
+    }
+    println!("\nThe built-in `tiny` net has random weights; try `treevis --help`, or `treevis overview IMAGE --model alexnet --weights alexnet.pth --out DIR`.");
+    Ok(())
+}

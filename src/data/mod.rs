@@ -1,0 +1,85 @@
+//! Images in: decoding and preprocessing exactly as a model's spec says, and `.npy` arrays.
+
+pub mod npy;
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use image::imageops::FilterType;
+
+use crate::error::{Error, Result};
+use crate::model::spec::ColorOrder;
+use crate::model::Model;
+
+/// Decodes an image file to RGB8.
+pub fn load_image(path: &Path) -> Result<image::RgbImage> {
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let img = reader.decode().map_err(|e| Error::Image {
+        path: path.to_path_buf(),
+        msg: format!("cannot decode: {e}"),
+    })?;
+    Ok(img.to_rgb8())
+}
+
+/// Resizes (shorter side to `resize` then centre crop, or straight to the input size) and
+/// normalises an RGB image into the network's input `[3, H, W]`.
+pub fn preprocess(model: &Model, img: &image::RgbImage) -> Result<Tensor> {
+    let inp = &model.spec().input;
+    let [h, w] = inp.size;
+    let (iw, ih) = img.dimensions();
+    if iw == 0 || ih == 0 {
+        return Err(Error::Input("the image is empty".into()));
+    }
+    let sized = match inp.resize {
+        Some(short) => {
+            let s = short as f64 / iw.min(ih) as f64;
+            let (nw, nh) = (((iw as f64 * s).round() as u32).max(w as u32), ((ih as f64 * s).round() as u32).max(h as u32));
+            let r = image::imageops::resize(img, nw, nh, FilterType::Triangle);
+            let (x0, y0) = ((nw - w as u32) / 2, (nh - h as u32) / 2);
+            image::imageops::crop_imm(&r, x0, y0, w as u32, h as u32).to_image()
+        }
+        None => image::imageops::resize(img, w as u32, h as u32, FilterType::Triangle),
+    };
+    let plane = h * w;
+    let mut v = vec![0f32; 3 * plane];
+    for (i, px) in sized.pixels().enumerate() {
+        for c in 0..3 {
+            let src = match inp.color {
+                ColorOrder::Rgb => c,
+                ColorOrder::Bgr => 2 - c,
+            };
+            let x = px.0[src] as f32 / 255.0 * inp.scale;
+            let mean = model.mean_image.as_ref().map(|m| m[c * plane + i]).unwrap_or(inp.mean[c]);
+            v[c * plane + i] = (x - mean) / inp.std[c];
+        }
+    }
+    Ok(Tensor::from_vec(v, (3, h, w), &Device::Cpu)?)
+}
+
+/// Reads an already preprocessed float32 `[3, H, W]` input.
+pub fn load_input_npy(path: &Path) -> Result<Tensor> {
+    let a = npy::read_f32(path)?;
+    if a.shape.len() != 3 || a.shape[0] != 3 {
+        return Err(Error::Npy {
+            path: path.to_path_buf(),
+            msg: format!("input must be [3, H, W], got {:?}", a.shape),
+        });
+    }
+    Ok(Tensor::from_vec(a.data, a.shape, &Device::Cpu)?)
+}
+
+/// A deterministic synthetic test image (rings, stripes and a square in colour), so the
+/// default command needs no file.
+pub fn pattern_image(w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32 / w as f32 - 0.5, y as f32 / h as f32 - 0.5);
+        let r = (fx * fx + fy * fy).sqrt();
+        let rings = ((r * 40.0).sin() * 0.5 + 0.5) * 255.0;
+        let stripes = (((fx + fy) * 30.0).sin() * 0.5 + 0.5) * 255.0;
+        let square = (fx.abs() < 0.15 && fy.abs() < 0.15) as u8 as f32 * 255.0;
+        image::Rgb([rings as u8, stripes as u8, square.max(60.0) as u8])
+    })
+}

@@ -1,0 +1,58 @@
+//! The library's error type: every failure a user can cause (bad files, bad paths, shapes
+//! that do not match the spec) is a variant with a message that names the culprit.
+
+use std::path::{Path, PathBuf};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("model spec {origin}: {msg}")]
+    Spec { origin: String, msg: String },
+    #[error("unknown model `{model}`: not a file or folder, and not a built-in spec ({known})")]
+    UnknownModel { model: String, known: String },
+    #[error("weights {}: {msg}", path.display())]
+    Weights { path: PathBuf, msg: String },
+    #[error("image {}: {msg}", path.display())]
+    Image { path: PathBuf, msg: String },
+    #[error("npy {}: {msg}", path.display())]
+    Npy { path: PathBuf, msg: String },
+    #[error("input: {0}")]
+    Input(String),
+    #[error("path `{path}`: {msg}")]
+    Path { path: String, msg: String },
+    #[error("device: {0}")]
+    Device(String),
+    #[error("shape: {0}")]
+    Shape(String),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn weights(path: impl AsRef<Path>, msg: impl Into<String>) -> Error {
+        Error::Weights {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+
+    pub fn path(path: impl ToString, msg: impl Into<String>) -> Error {
+        Error::Path {
+            path: path.to_string(),
+            msg: msg.into(),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! treevis: what a convolutional neural network sees, neuron by neuron.
+//!
+//! * [`model`]: specs, weights, the network and its forward state (pure numerics);
+//! * [`recon`]: ReLU rules, paths, batched reconstructions, children, overviews, labels;
+//! * [`data`]: image decoding, preprocessing, `.npy`;
+//! * [`cli`]: the headless commands, thin wrappers over the two above;
+//! * [`bench`]: the benchmark behind `treevis bench`.
+
+pub mod bench;
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod model;
+pub mod recon;
+
+pub use error::{Error, Result};

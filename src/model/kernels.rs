@@ -1,0 +1,528 @@
+//! CPU kernels that candle lacks or does slowly: max pooling with switches (argmax), Caffe's
+//! ceil-rounded average pooling, adaptive average pooling, fused LRN, `col2im` for the data
+//! gradient of convolutions, and the ReLU backward rules. Each works on contiguous `f32`
+//! slices; the backward kernels take a batch of gradient *rows* against the forward state of
+//! one image (shared by every row). Planes are processed in parallel with rayon.
+
+use rayon::prelude::*;
+
+use super::spec::PoolSpec;
+use crate::recon::Rule;
+
+/// Output size of a pooling window sweep, with Caffe's ceil or PyTorch's floor rounding.
+/// Ceil mode drops a last window that would start in the right/bottom padding (both
+/// frameworks do).
+pub fn pool_out(size: usize, p: &PoolSpec) -> Option<usize> {
+    let span = (size + 2 * p.pad).checked_sub(p.kernel)?;
+    let mut out = if p.ceil {
+        span.div_ceil(p.stride) + 1
+    } else {
+        span / p.stride + 1
+    };
+    if p.ceil && p.pad > 0 && (out - 1) * p.stride >= size + p.pad {
+        out -= 1;
+    }
+    Some(out)
+}
+
+/// Output size of a convolution.
+pub fn conv_out(size: usize, kernel: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
+    let eff = dil * (kernel - 1) + 1;
+    (size + 2 * pad).checked_sub(eff).map(|s| s / stride + 1)
+}
+
+/// Max pooling of `planes` planes of `h x w`; returns the pooled values and, per output
+/// element, the index in its input plane of the maximum (the first one in row-major window
+/// order on ties, as PyTorch and Caffe).
+pub fn maxpool_forward(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    p: &PoolSpec,
+    (oh, ow): (usize, usize),
+) -> (Vec<f32>, Vec<u32>) {
+    let mut out = vec![0f32; planes * oh * ow];
+    let mut sw = vec![0u32; planes * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .zip(sw.par_chunks_mut(oh * ow))
+        .enumerate()
+        .for_each(|(pl, (o, s))| {
+            let xp = &x[pl * h * w..(pl + 1) * h * w];
+            for oy in 0..oh {
+                let y0 = (oy * p.stride) as isize - p.pad as isize;
+                let ys = y0.max(0) as usize;
+                let ye = ((y0 + p.kernel as isize) as usize).min(h);
+                for ox in 0..ow {
+                    let x0 = (ox * p.stride) as isize - p.pad as isize;
+                    let xs = x0.max(0) as usize;
+                    let xe = ((x0 + p.kernel as isize) as usize).min(w);
+                    let mut best = f32::NEG_INFINITY;
+                    let mut arg = ys * w + xs;
+                    for yy in ys..ye {
+                        for xx in xs..xe {
+                            let v = xp[yy * w + xx];
+                            if v > best || v.is_nan() {
+                                best = v;
+                                arg = yy * w + xx;
+                            }
+                        }
+                    }
+                    o[oy * ow + ox] = best;
+                    s[oy * ow + ox] = arg as u32;
+                }
+            }
+        });
+    (out, sw)
+}
+
+/// Gradient of max pooling: each row's output gradient goes to the switch of its element.
+/// `g` is `[rows, planes, oh*ow]`, `sw` the switches of one image `[planes, oh*ow]`.
+pub fn maxpool_backward(g: &[f32], sw: &[u32], planes: usize, in_hw: usize, out_hw: usize) -> Vec<f32> {
+    let rows = g.len() / (planes * out_hw);
+    let mut dx = vec![0f32; rows * planes * in_hw];
+    dx.par_chunks_mut(in_hw).enumerate().for_each(|(rp, d)| {
+        let pl = rp % planes;
+        let gp = &g[rp * out_hw..(rp + 1) * out_hw];
+        let sp = &sw[pl * out_hw..(pl + 1) * out_hw];
+        for (gv, &s) in gp.iter().zip(sp) {
+            d[s as usize] += gv;
+        }
+    });
+    dx
+}
+
+/// Window bounds of Caffe/PyTorch average pooling (count_include_pad): the divisor counts
+/// padding but not the part of a ceil-mode window hanging past the padded input.
+fn avg_window(o: usize, p: &PoolSpec, size: usize) -> (usize, usize, usize) {
+    let start = (o * p.stride) as isize - p.pad as isize;
+    let end = (start + p.kernel as isize).min((size + p.pad) as isize);
+    let count = (end - start) as usize;
+    let s = start.max(0) as usize;
+    let e = (end.max(0) as usize).min(size);
+    (s, e, count)
+}
+
+pub fn avgpool_forward(x: &[f32], planes: usize, (h, w): (usize, usize), p: &PoolSpec, (oh, ow): (usize, usize)) -> Vec<f32> {
+    let mut out = vec![0f32; planes * oh * ow];
+    out.par_chunks_mut(oh * ow).enumerate().for_each(|(pl, o)| {
+        let xp = &x[pl * h * w..(pl + 1) * h * w];
+        for oy in 0..oh {
+            let (ys, ye, cy) = avg_window(oy, p, h);
+            for ox in 0..ow {
+                let (xs, xe, cx) = avg_window(ox, p, w);
+                let mut s = 0f32;
+                for yy in ys..ye {
+                    for xx in xs..xe {
+                        s += xp[yy * w + xx];
+                    }
+                }
+                o[oy * ow + ox] = s / (cy * cx) as f32;
+            }
+        }
+    });
+    out
+}
+
+pub fn avgpool_backward(g: &[f32], planes_total: usize, (h, w): (usize, usize), p: &PoolSpec, (oh, ow): (usize, usize)) -> Vec<f32> {
+    let mut dx = vec![0f32; planes_total * h * w];
+    dx.par_chunks_mut(h * w).enumerate().for_each(|(pl, d)| {
+        let gp = &g[pl * oh * ow..(pl + 1) * oh * ow];
+        for oy in 0..oh {
+            let (ys, ye, cy) = avg_window(oy, p, h);
+            for ox in 0..ow {
+                let (xs, xe, cx) = avg_window(ox, p, w);
+                let v = gp[oy * ow + ox] / (cy * cx) as f32;
+                for yy in ys..ye {
+                    for xx in xs..xe {
+                        d[yy * w + xx] += v;
+                    }
+                }
+            }
+        }
+    });
+    dx
+}
+
+/// Bin `[start, end)` of adaptive average pooling (PyTorch's definition).
+fn adaptive_bin(o: usize, out: usize, size: usize) -> (usize, usize) {
+    ((o * size) / out, ((o + 1) * size).div_ceil(out))
+}
+
+pub fn adaptive_avgpool_forward(x: &[f32], planes: usize, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Vec<f32> {
+    let mut out = vec![0f32; planes * oh * ow];
+    out.par_chunks_mut(oh * ow).enumerate().for_each(|(pl, o)| {
+        let xp = &x[pl * h * w..(pl + 1) * h * w];
+        for oy in 0..oh {
+            let (ys, ye) = adaptive_bin(oy, oh, h);
+            for ox in 0..ow {
+                let (xs, xe) = adaptive_bin(ox, ow, w);
+                let mut s = 0f32;
+                for yy in ys..ye {
+                    for xx in xs..xe {
+                        s += xp[yy * w + xx];
+                    }
+                }
+                o[oy * ow + ox] = s / ((ye - ys) * (xe - xs)) as f32;
+            }
+        }
+    });
+    out
+}
+
+pub fn adaptive_avgpool_backward(g: &[f32], planes_total: usize, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Vec<f32> {
+    let mut dx = vec![0f32; planes_total * h * w];
+    dx.par_chunks_mut(h * w).enumerate().for_each(|(pl, d)| {
+        let gp = &g[pl * oh * ow..(pl + 1) * oh * ow];
+        for oy in 0..oh {
+            let (ys, ye) = adaptive_bin(oy, oh, h);
+            for ox in 0..ow {
+                let (xs, xe) = adaptive_bin(ox, ow, w);
+                let v = gp[oy * ow + ox] / ((ye - ys) * (xe - xs)) as f32;
+                for yy in ys..ye {
+                    for xx in xs..xe {
+                        d[yy * w + xx] += v;
+                    }
+                }
+            }
+        }
+    });
+    dx
+}
+
+/// LRN across channels (Caffe's `LRN`, PyTorch's `LocalResponseNorm`):
+/// `scale_c = k + alpha/size * sum_{c' in window(c)} x_c'^2`, `y_c = x_c * scale_c^-beta`.
+/// Input `[n, c, hw]` (any n); returns `(y, scale)`.
+pub fn lrn_forward(x: &[f32], c: usize, hw: usize, size: usize, alpha: f32, beta: f32, k: f32) -> (Vec<f32>, Vec<f32>) {
+    let mut y = vec![0f32; x.len()];
+    let mut scale = vec![0f32; x.len()];
+    let half = (size - 1) / 2;
+    let a = alpha / size as f32;
+    y.par_chunks_mut(c * hw)
+        .zip(scale.par_chunks_mut(c * hw))
+        .enumerate()
+        .for_each(|(img, (yi, si))| {
+            let xi = &x[img * c * hw..(img + 1) * c * hw];
+            let mut acc = vec![0f32; hw];
+            // running window sum of squares over channels
+            for cc in 0..half.min(c) {
+                for (a_, v) in acc.iter_mut().zip(&xi[cc * hw..(cc + 1) * hw]) {
+                    *a_ += v * v;
+                }
+            }
+            for ch in 0..c {
+                let add = ch + half;
+                if add < c {
+                    for (a_, v) in acc.iter_mut().zip(&xi[add * hw..(add + 1) * hw]) {
+                        *a_ += v * v;
+                    }
+                }
+                if ch > half {
+                    let sub = ch - half - 1;
+                    for (a_, v) in acc.iter_mut().zip(&xi[sub * hw..(sub + 1) * hw]) {
+                        *a_ -= v * v;
+                    }
+                }
+                let base = ch * hw;
+                for p in 0..hw {
+                    let s = k + a * acc[p].max(0.0);
+                    si[base + p] = s;
+                    yi[base + p] = xi[base + p] * s.powf(-beta);
+                }
+            }
+        });
+    (y, scale)
+}
+
+/// True gradient of LRN for `rows` gradient rows against one image's `x`, `y`, `scale`
+/// (`[c, hw]` each):
+/// `dx_c = g_c * scale_c^-beta - 2*alpha*beta/size * x_c * sum_{c': c in window(c')} g_c' * y_c' / scale_c'`.
+#[allow(clippy::too_many_arguments)]
+pub fn lrn_backward(g: &[f32], x: &[f32], y: &[f32], scale: &[f32], c: usize, hw: usize, size: usize, alpha: f32, beta: f32) -> Vec<f32> {
+    let mut dx = vec![0f32; g.len()];
+    let half = (size - 1) / 2;
+    let coef = 2.0 * alpha * beta / size as f32;
+    // ratio_c' = g_c' * y_c' / scale_c' per row, then a window sum over channels.
+    dx.par_chunks_mut(c * hw).enumerate().for_each(|(r, d)| {
+        let gr = &g[r * c * hw..(r + 1) * c * hw];
+        let ratio: Vec<f32> = (0..c * hw).map(|i| gr[i] * y[i] / scale[i]).collect();
+        let mut acc = vec![0f32; hw];
+        for cc in 0..half.min(c) {
+            for (a_, v) in acc.iter_mut().zip(&ratio[cc * hw..(cc + 1) * hw]) {
+                *a_ += v;
+            }
+        }
+        for ch in 0..c {
+            let add = ch + half;
+            if add < c {
+                for (a_, v) in acc.iter_mut().zip(&ratio[add * hw..(add + 1) * hw]) {
+                    *a_ += v;
+                }
+            }
+            if ch > half {
+                let sub = ch - half - 1;
+                for (a_, v) in acc.iter_mut().zip(&ratio[sub * hw..(sub + 1) * hw]) {
+                    *a_ -= v;
+                }
+            }
+            let base = ch * hw;
+            for p in 0..hw {
+                let i = base + p;
+                d[i] = gr[i] * scale[i].powf(-beta) - coef * x[i] * acc[p];
+            }
+        }
+    });
+    dx
+}
+
+/// Scatters convolution columns back onto the input (the adjoint of `im2col`), for the
+/// data gradient of a convolution. `cols` is `[cin_g * k * k, rows * oh * ow]` for one group;
+/// writes planes `[rows, cin_g, h, w]` into `out` (`[rows, cin_total, h, w]`) at channel
+/// offset `c0`.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvGeom {
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub dil: usize,
+}
+
+pub fn col2im_groups(groups_cols: &[&[f32]], rows: usize, cin_g: usize, g: &ConvGeom) -> Vec<f32> {
+    let n_groups = groups_cols.len();
+    let cin = cin_g * n_groups;
+    let (h, w, oh, ow, k) = (g.h, g.w, g.oh, g.ow, g.k);
+    let ohw = oh * ow;
+    let ncols = rows * ohw;
+    let mut out = vec![0f32; rows * cin * h * w];
+    out.par_chunks_mut(h * w).enumerate().for_each(|(rc, plane)| {
+        let r = rc / cin;
+        let c = rc % cin;
+        let (grp, cl) = (c / cin_g, c % cin_g);
+        let cols = groups_cols[grp];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (cl * k + ky) * k + kx;
+                let src = &cols[row * ncols + r * ohw..row * ncols + (r + 1) * ohw];
+                let dy = (ky * g.dil) as isize - g.pad as isize;
+                let dx = (kx * g.dil) as isize - g.pad as isize;
+                for oy in 0..oh {
+                    let iy = (oy * g.stride) as isize + dy;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let prow = &mut plane[iy as usize * w..(iy as usize + 1) * w];
+                    let srow = &src[oy * ow..(oy + 1) * ow];
+                    if g.stride == 1 {
+                        // contiguous: valid ox range where 0 <= ox + dx < w
+                        let lo = (-dx).max(0) as usize;
+                        let hi = ((w as isize - dx).min(ow as isize)).max(0) as usize;
+                        for ox in lo..hi {
+                            prow[(ox as isize + dx) as usize] += srow[ox];
+                        }
+                    } else {
+                        for (ox, &v) in srow.iter().enumerate() {
+                            let ix = (ox * g.stride) as isize + dx;
+                            if ix >= 0 && ix < w as isize {
+                                prow[ix as usize] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// `im2col` for one image and one group: `[cin_g * k * k, oh * ow]` columns of input
+/// planes `x` (`[cin_g, h, w]`).
+pub fn im2col(x: &[f32], cin_g: usize, g: &ConvGeom) -> Vec<f32> {
+    let (h, w, oh, ow, k) = (g.h, g.w, g.oh, g.ow, g.k);
+    let ohw = oh * ow;
+    let mut cols = vec![0f32; cin_g * k * k * ohw];
+    cols.par_chunks_mut(k * k * ohw).enumerate().for_each(|(c, cc)| {
+        let plane = &x[c * h * w..(c + 1) * h * w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let dst = &mut cc[(ky * k + kx) * ohw..(ky * k + kx + 1) * ohw];
+                let dy = (ky * g.dil) as isize - g.pad as isize;
+                let dx = (kx * g.dil) as isize - g.pad as isize;
+                for oy in 0..oh {
+                    let iy = (oy * g.stride) as isize + dy;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let prow = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    let drow = &mut dst[oy * ow..(oy + 1) * ow];
+                    for (ox, d) in drow.iter_mut().enumerate() {
+                        let ix = (ox * g.stride) as isize + dx;
+                        if ix >= 0 && ix < w as isize {
+                            *d = prow[ix as usize];
+                        }
+                    }
+                }
+            }
+        }
+    });
+    cols
+}
+
+/// The ReLU backward rules on `rows` gradient rows against one image's ReLU output `y`
+/// (`y > 0` exactly where the ReLU input `x > 0`). Works in place.
+pub fn relu_rule(g: &mut [f32], y: &[f32], rule: Rule) {
+    let n = y.len();
+    g.par_chunks_mut(n).for_each(|row| {
+        for (gv, &yv) in row.iter_mut().zip(y) {
+            let pass = match rule {
+                Rule::Gradient => yv > 0.0,
+                Rule::Deconv => *gv > 0.0,
+                Rule::Guided => yv > 0.0 && *gv > 0.0,
+                Rule::GuidedNeg => yv > 0.0 && *gv < 0.0,
+            };
+            if !pass {
+                *gv = 0.0;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(kernel: usize, stride: usize, pad: usize, ceil: bool) -> PoolSpec {
+        PoolSpec { kernel, stride, pad, ceil }
+    }
+
+    #[test]
+    fn pool_rounding_matches_caffe_and_pytorch() {
+        // 55 -> 27 either way (CaffeNet pool1); 20 with k3 s2: floor 9, ceil 10
+        assert_eq!(pool_out(55, &pool(3, 2, 0, true)), Some(27));
+        assert_eq!(pool_out(20, &pool(3, 2, 0, false)), Some(9));
+        assert_eq!(pool_out(20, &pool(3, 2, 0, true)), Some(10));
+        // ceil with padding drops a window starting in the padding
+        assert_eq!(pool_out(5, &pool(2, 2, 1, true)), Some(3));
+        assert_eq!(pool_out(2, &pool(3, 2, 0, false)), None);
+    }
+
+    #[test]
+    fn maxpool_switches_take_the_first_max() {
+        // one 2x3 plane with ties, kernel 2 stride 1
+        let x = [1.0, 3.0, 3.0, 0.0, 3.0, 2.0];
+        let (out, sw) = maxpool_forward(&x, 1, (2, 3), &pool(2, 1, 0, false), (1, 2));
+        assert_eq!(out, vec![3.0, 3.0]);
+        assert_eq!(sw, vec![1, 1]);
+        let dx = maxpool_backward(&[1.0, 2.0], &sw, 1, 6, 2);
+        assert_eq!(dx, vec![0.0, 3.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn ceil_avgpool_divides_by_the_clipped_window() {
+        // 3x3 plane, k2 s2 ceil: windows [0,2) and [2,3) -> divisors 4, 2, 2, 1
+        let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let p = pool(2, 2, 0, true);
+        assert_eq!(pool_out(3, &p), Some(2));
+        let out = avgpool_forward(&x, 1, (3, 3), &p, (2, 2));
+        assert_eq!(out, vec![3.0, 4.5, 7.5, 9.0]);
+    }
+
+    /// Finite differences of `sum(weights * f(x))` against an analytic backward.
+    fn check_grad(f: impl Fn(&[f32]) -> Vec<f32>, back: impl Fn(&[f32], &[f32]) -> Vec<f32>, x: &[f32]) {
+        let y = f(x);
+        let wts: Vec<f32> = (0..y.len()).map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.4).collect();
+        let dx = back(x, &wts);
+        let eps = 1e-2f32;
+        for i in 0..x.len() {
+            let mut xp = x.to_vec();
+            xp[i] += eps;
+            let mut xm = x.to_vec();
+            xm[i] -= eps;
+            let lp: f64 = f(&xp).iter().zip(&wts).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+            let lm: f64 = f(&xm).iter().zip(&wts).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+            let num = ((lp - lm) / (2.0 * eps as f64)) as f32;
+            assert!((num - dx[i]).abs() < 2e-3 * (1.0 + num.abs()), "i={i}: numeric {num} analytic {}", dx[i]);
+        }
+    }
+
+    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|i| (((i as u32).wrapping_mul(2654435761u32) ^ seed) % 1000) as f32 / 250.0 - 2.0).collect()
+    }
+
+    #[test]
+    fn lrn_backward_matches_finite_differences() {
+        let (c, hw, size, alpha, beta, k) = (6, 4, 5, 0.3, 0.75, 1.2);
+        let x = pseudo(c * hw, 17);
+        check_grad(
+            |x| lrn_forward(x, c, hw, size, alpha, beta, k).0,
+            |x, g| {
+                let (y, s) = lrn_forward(x, c, hw, size, alpha, beta, k);
+                lrn_backward(g, x, &y, &s, c, hw, size, alpha, beta)
+            },
+            &x,
+        );
+    }
+
+    #[test]
+    fn pooling_backwards_match_finite_differences() {
+        let x = pseudo(2 * 7 * 7, 3);
+        let p = pool(3, 2, 1, true);
+        let o = pool_out(7, &p).unwrap();
+        check_grad(
+            |x| avgpool_forward(x, 2, (7, 7), &p, (o, o)),
+            |_, g| avgpool_backward(g, 2, (7, 7), &p, (o, o)),
+            &x,
+        );
+        check_grad(
+            |x| adaptive_avgpool_forward(x, 2, (7, 7), (3, 5)),
+            |_, g| adaptive_avgpool_backward(g, 2, (7, 7), (3, 5)),
+            &x,
+        );
+        // distinct values so the argmax is stable under the perturbation
+        let xd: Vec<f32> = (0..2 * 7 * 7).map(|i| ((i * 37) % 98) as f32 * 0.1).collect();
+        check_grad(
+            |x| maxpool_forward(x, 2, (7, 7), &p, (o, o)).0,
+            |x, g| {
+                let (_, sw) = maxpool_forward(x, 2, (7, 7), &p, (o, o));
+                maxpool_backward(g, &sw, 2, 49, o * o)
+            },
+            &xd,
+        );
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), c> == <x, col2im(c)> for every geometry
+        for (k, stride, pad, dil) in [(3, 1, 1, 1), (5, 2, 2, 1), (3, 2, 2, 2), (11, 4, 0, 1)] {
+            let (h, w, cin) = (13, 12, 3);
+            let oh = conv_out(h, k, stride, pad, dil).unwrap();
+            let ow = conv_out(w, k, stride, pad, dil).unwrap();
+            let g = ConvGeom { h, w, oh, ow, k, stride, pad, dil };
+            let x = pseudo(cin * h * w, 5);
+            let c = pseudo(cin * k * k * oh * ow, 9);
+            let cols = im2col(&x, cin, &g);
+            let back = col2im_groups(&[&c], 1, cin, &g);
+            let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+            let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+            let mag: f64 = cols.iter().zip(&c).map(|(a, b)| ((*a as f64) * (*b as f64)).abs()).sum();
+            assert!((lhs - rhs).abs() < 1e-6 * mag, "{k} {stride} {pad} {dil}: {lhs} vs {rhs}");
+        }
+    }
+
+    #[test]
+    fn relu_rules_follow_the_reference_table() {
+        let y = [1.0, 0.0, 2.0, 0.0];
+        let g0 = [1.0, 1.0, -1.0, -1.0];
+        let run = |r| {
+            let mut g = g0;
+            relu_rule(&mut g, &y, r);
+            g
+        };
+        assert_eq!(run(Rule::Gradient), [1.0, 0.0, -1.0, 0.0]);
+        assert_eq!(run(Rule::Deconv), [1.0, 1.0, 0.0, 0.0]);
+        assert_eq!(run(Rule::Guided), [1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(run(Rule::GuidedNeg), [0.0, 0.0, -1.0, 0.0]);
+    }
+}

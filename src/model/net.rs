@@ -1,0 +1,654 @@
+//! The network: a spec's layers bound to checked weights, the forward pass that records what
+//! the backward rules need (the [`ForwardState`]), and the backward of one layer for a batch
+//! of gradient rows against one image's state.
+
+use std::collections::HashSet;
+
+use candle_core::{Device, Tensor};
+
+use super::kernels::{self, ConvGeom};
+use super::spec::{LayerKind, LayerSpec, PoolSpec, Spec};
+use super::weights::TensorMap;
+use crate::error::{Error, Result};
+use crate::recon::Rule;
+
+/// Shape of one image's activation at some point of the net (no batch dimension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Shape {
+    Spatial { c: usize, h: usize, w: usize },
+    Flat(usize),
+}
+
+impl Shape {
+    pub fn channels(&self) -> usize {
+        match *self {
+            Shape::Spatial { c, .. } => c,
+            Shape::Flat(n) => n,
+        }
+    }
+    pub fn numel(&self) -> usize {
+        match *self {
+            Shape::Spatial { c, h, w } => c * h * w,
+            Shape::Flat(n) => n,
+        }
+    }
+    /// Spatial positions per channel (1 for flat blobs).
+    pub fn plane(&self) -> usize {
+        match *self {
+            Shape::Spatial { h, w, .. } => h * w,
+            Shape::Flat(_) => 1,
+        }
+    }
+    /// Dims with a leading batch dimension.
+    pub fn dims(&self, batch: usize) -> Vec<usize> {
+        match *self {
+            Shape::Spatial { c, h, w } => vec![batch, c, h, w],
+            Shape::Flat(n) => vec![batch, n],
+        }
+    }
+    pub fn from_dims(d: &[usize]) -> Result<Shape> {
+        match d {
+            [c, h, w] => Ok(Shape::Spatial { c: *c, h: *h, w: *w }),
+            [n] => Ok(Shape::Flat(*n)),
+            _ => Err(Error::Shape(format!("expected [C,H,W] or [N], got {d:?}"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shape::Spatial { c, h, w } => write!(f, "[{c}, {h}, {w}]"),
+            Shape::Flat(n) => write!(f, "[{n}]"),
+        }
+    }
+}
+
+/// Output shape of a layer; `width` is the output channel count of conv/linear layers (from
+/// the weights, or the spec's `out`).
+pub fn infer_shape(spec: &Spec, layer: &LayerSpec, input: Shape, width: Option<usize>) -> Result<Shape> {
+    let err = |msg: String| Error::Shape(format!("layer `{}` of {}: {msg}", layer.name, spec.name));
+    let spatial = |what: &str| match input {
+        Shape::Spatial { c, h, w } => Ok((c, h, w)),
+        Shape::Flat(_) => Err(err(format!("{what} needs a spatial input, got {input}"))),
+    };
+    Ok(match &layer.kind {
+        LayerKind::Conv {
+            kernel,
+            stride,
+            pad,
+            dilation,
+            ..
+        } => {
+            let (_, h, w) = spatial("conv")?;
+            let oh = kernels::conv_out(h, *kernel, *stride, *pad, *dilation);
+            let ow = kernels::conv_out(w, *kernel, *stride, *pad, *dilation);
+            match (oh, ow, width) {
+                (Some(oh), Some(ow), Some(c)) => Shape::Spatial { c, h: oh, w: ow },
+                (_, _, None) => return Err(err("conv width unknown".into())),
+                _ => return Err(err(format!("input {input} is smaller than the kernel"))),
+            }
+        }
+        LayerKind::Maxpool(p) | LayerKind::Avgpool(p) => {
+            let (c, h, w) = spatial("pooling")?;
+            match (kernels::pool_out(h, p), kernels::pool_out(w, p)) {
+                (Some(oh), Some(ow)) => Shape::Spatial { c, h: oh, w: ow },
+                _ => return Err(err(format!("input {input} is smaller than the window"))),
+            }
+        }
+        LayerKind::AdaptiveAvgpool { output } => {
+            let (c, _, _) = spatial("adaptive pooling")?;
+            Shape::Spatial {
+                c,
+                h: output[0],
+                w: output[1],
+            }
+        }
+        LayerKind::Lrn { .. } => {
+            spatial("lrn")?;
+            input
+        }
+        LayerKind::Relu | LayerKind::Dropout | LayerKind::Softmax => input,
+        LayerKind::Flatten => Shape::Flat(input.numel()),
+        LayerKind::Linear { .. } => {
+            if let Shape::Spatial { .. } = input {
+                return Err(err(format!("linear needs a flat input (add a flatten layer), got {input}")));
+            }
+            Shape::Flat(width.ok_or_else(|| err("linear width unknown".into()))?)
+        }
+    })
+}
+
+/// A convolution with its weights; `wt` holds each group's `W^T` (`[cin_g*k*k, cout_g]`)
+/// for the data gradient.
+#[derive(Clone)]
+pub struct Conv {
+    pub w: Tensor,
+    pub b: Tensor,
+    pub wt: Vec<Tensor>,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub dilation: usize,
+    pub groups: usize,
+}
+
+#[derive(Clone)]
+pub struct Linear {
+    /// `[out, in]`
+    pub w: Tensor,
+    /// `[in, out]`, contiguous, for the forward product.
+    pub wt: Tensor,
+    pub b: Tensor,
+}
+
+#[derive(Clone)]
+pub enum Layer {
+    Conv(Conv),
+    Relu,
+    Maxpool(PoolSpec),
+    Avgpool(PoolSpec),
+    AdaptiveAvgpool([usize; 2]),
+    Lrn { size: usize, alpha: f32, beta: f32, k: f32 },
+    Linear(Linear),
+    Dropout,
+    Flatten,
+    Softmax,
+}
+
+/// A blob of the tree, bound to the net.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub name: String,
+    /// Index of the layer whose output the blob is.
+    pub layer: usize,
+    pub mult: f32,
+    /// Index (in `Net::blobs`) of the blob holding this blob's children.
+    pub below: Option<usize>,
+    /// Backward position of "the gradient at the blob": the input of its ReLU (after the
+    /// ReLU's rule), or the output of its layer when it has no ReLU.
+    pub tap: usize,
+    pub shape: Shape,
+}
+
+pub struct Net {
+    pub spec: Spec,
+    pub layers: Vec<Layer>,
+    pub input: Shape,
+    /// Output shape of each layer.
+    pub shapes: Vec<Shape>,
+    pub blobs: Vec<Blob>,
+    pub device: Device,
+}
+
+/// What one forward pass keeps: the input, every layer's output, max-pool switches and LRN
+/// scales, for `batch` images.
+pub struct ForwardState {
+    pub batch: usize,
+    pub input: Tensor,
+    pub outputs: Vec<Tensor>,
+    /// Per max-pool layer: switches `[batch, c, oh*ow]` (index in the input plane).
+    pub switches: Vec<Option<Vec<u32>>>,
+    /// Per LRN layer: `scale` `[batch, c, h, w]`.
+    pub lrn_scale: Vec<Option<Vec<f32>>>,
+}
+
+impl Net {
+    /// Binds a spec to weights, checking every tensor's name and shape; channel counts come
+    /// from the weights.
+    pub fn build(spec: Spec, mut tensors: TensorMap, device: &Device, origin: &std::path::Path) -> Result<Net> {
+        let input = Shape::Spatial {
+            c: 3,
+            h: spec.input.size[0],
+            w: spec.input.size[1],
+        };
+        let mut shape = input;
+        let mut layers = Vec::new();
+        let mut shapes = Vec::new();
+        let mut used = HashSet::new();
+        let mut take = |name: &str, layer: &str| -> Result<Tensor> {
+            used.insert(name.to_string());
+            tensors.remove(name).ok_or_else(|| {
+                Error::weights(origin, format!("missing tensor `{name}` (weights of layer `{layer}`)"))
+            })
+        };
+        for ls in &spec.layers {
+            let mismatch = |name: &str, want: String, got: &[usize]| {
+                Error::weights(
+                    origin,
+                    format!("tensor `{name}` of layer `{}` has shape {got:?}, expected {want}", ls.name),
+                )
+            };
+            let (layer, width) = match &ls.kind {
+                LayerKind::Conv {
+                    kernel,
+                    stride,
+                    pad,
+                    dilation,
+                    groups,
+                    weight,
+                    bias,
+                    ..
+                } => {
+                    let wn = weight.clone().unwrap_or_else(|| format!("{}.weight", ls.name));
+                    let bn = bias.clone().unwrap_or_else(|| format!("{}.bias", ls.name));
+                    let w = take(&wn, &ls.name)?;
+                    let b = take(&bn, &ls.name)?;
+                    let cin = shape.channels();
+                    let d = w.dims().to_vec();
+                    let ok = d.len() == 4
+                        && cin % groups == 0
+                        && d[1] * groups == cin
+                        && d[0] % groups == 0
+                        && d[2] == *kernel
+                        && d[3] == *kernel;
+                    if !ok {
+                        return Err(mismatch(
+                            &wn,
+                            format!("[out, {}, {kernel}, {kernel}] (input has {cin} channels, groups {groups})", cin / groups),
+                            &d,
+                        ));
+                    }
+                    let cout = d[0];
+                    if b.dims() != [cout] {
+                        return Err(mismatch(&bn, format!("[{cout}]"), b.dims()));
+                    }
+                    let cout_g = cout / groups;
+                    let k2 = d[1] * kernel * kernel;
+                    let wt = (0..*groups)
+                        .map(|g| {
+                            w.narrow(0, g * cout_g, cout_g)?
+                                .reshape((cout_g, k2))?
+                                .t()?
+                                .contiguous()?
+                                .to_device(device)
+                        })
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    (
+                        Layer::Conv(Conv {
+                            w: w.to_device(device)?,
+                            b: b.reshape((1, cout, 1, 1))?.to_device(device)?,
+                            wt,
+                            kernel: *kernel,
+                            stride: *stride,
+                            pad: *pad,
+                            dilation: *dilation,
+                            groups: *groups,
+                        }),
+                        Some(cout),
+                    )
+                }
+                LayerKind::Linear { weight, bias, .. } => {
+                    let wn = weight.clone().unwrap_or_else(|| format!("{}.weight", ls.name));
+                    let bn = bias.clone().unwrap_or_else(|| format!("{}.bias", ls.name));
+                    let w = take(&wn, &ls.name)?;
+                    let b = take(&bn, &ls.name)?;
+                    let fin = shape.numel();
+                    let d = w.dims().to_vec();
+                    if d.len() != 2 || d[1] != fin {
+                        return Err(mismatch(&wn, format!("[out, {fin}] (input has {fin} features)"), &d));
+                    }
+                    if b.dims() != [d[0]] {
+                        return Err(mismatch(&bn, format!("[{}]", d[0]), b.dims()));
+                    }
+                    let wt = w.t()?.contiguous()?.to_device(device)?;
+                    (
+                        Layer::Linear(Linear {
+                            w: w.to_device(device)?,
+                            wt,
+                            b: b.reshape((1, d[0]))?.to_device(device)?,
+                        }),
+                        Some(d[0]),
+                    )
+                }
+                LayerKind::Relu => (Layer::Relu, None),
+                LayerKind::Maxpool(p) => (Layer::Maxpool(*p), None),
+                LayerKind::Avgpool(p) => (Layer::Avgpool(*p), None),
+                LayerKind::AdaptiveAvgpool { output } => (Layer::AdaptiveAvgpool(*output), None),
+                LayerKind::Lrn { size, alpha, beta, k } => (
+                    Layer::Lrn {
+                        size: *size,
+                        alpha: *alpha,
+                        beta: *beta,
+                        k: *k,
+                    },
+                    None,
+                ),
+                LayerKind::Dropout => (Layer::Dropout, None),
+                LayerKind::Flatten => (Layer::Flatten, None),
+                LayerKind::Softmax => (Layer::Softmax, None),
+            };
+            shape = infer_shape(&spec, ls, shape, width)?;
+            shapes.push(shape);
+            layers.push(layer);
+        }
+        if !tensors.is_empty() {
+            let mut extra: Vec<_> = tensors.keys().cloned().collect();
+            extra.sort();
+            let shown = extra.iter().take(5).map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+            return Err(Error::weights(
+                origin,
+                format!(
+                    "{} tensor(s) the spec `{}` does not use: {shown}{}",
+                    extra.len(),
+                    spec.name,
+                    if extra.len() > 5 { ", ..." } else { "" }
+                ),
+            ));
+        }
+        let blobs = bind_blobs(&spec, &layers, &shapes)?;
+        Ok(Net {
+            spec,
+            layers,
+            input,
+            shapes,
+            blobs,
+            device: device.clone(),
+        })
+    }
+
+    /// The same net for another input size (weights shared); an error when the layers
+    /// cannot take it (a linear layer expecting another number of features).
+    pub fn resized(&self, h: usize, w: usize) -> Result<Net> {
+        let input = Shape::Spatial { c: 3, h, w };
+        let mut shape = input;
+        let mut shapes = Vec::with_capacity(self.layers.len());
+        for (ls, layer) in self.spec.layers.iter().zip(&self.layers) {
+            let width = match layer {
+                Layer::Conv(c) => Some(c.w.dims()[0]),
+                Layer::Linear(l) => {
+                    let fin = l.w.dims()[1];
+                    if shape.numel() != fin {
+                        return Err(Error::Input(format!(
+                            "a {h}x{w} input gives {} features at layer `{}`, whose weights take {fin}; {} needs a {}x{} input",
+                            shape.numel(),
+                            ls.name,
+                            self.spec.name,
+                            self.spec.input.size[0],
+                            self.spec.input.size[1]
+                        )));
+                    }
+                    Some(l.w.dims()[0])
+                }
+                _ => None,
+            };
+            shape = infer_shape(&self.spec, ls, shape, width)?;
+            shapes.push(shape);
+        }
+        let blobs = bind_blobs(&self.spec, &self.layers, &shapes)?;
+        Ok(Net {
+            spec: self.spec.clone(),
+            layers: self.layers.clone(),
+            input,
+            shapes,
+            blobs,
+            device: self.device.clone(),
+        })
+    }
+
+    pub fn blob_index(&self, name: &str) -> Option<usize> {
+        self.blobs.iter().position(|b| b.name == name)
+    }
+
+    /// Shape at a backward position (`0`: the input; `i`: the output of layer `i-1`).
+    pub fn shape_at(&self, pos: usize) -> Shape {
+        if pos == 0 {
+            self.input
+        } else {
+            self.shapes[pos - 1]
+        }
+    }
+
+    /// The forward pass of `input` (`[batch, 3, H, W]`), keeping what backward needs.
+    /// Stops after the last layer any blob needs, unless `full` (the softmax of labels).
+    pub fn forward(&self, input: &Tensor) -> Result<ForwardState> {
+        let dims = input.dims();
+        let want = self.input.dims(dims.first().copied().unwrap_or(0));
+        if dims.len() != 4 || dims[1..] != want[1..] {
+            return Err(Error::Input(format!(
+                "input has shape {dims:?}, the model `{}` takes [batch, {}, {}, {}]",
+                self.spec.name, want[1], want[2], want[3]
+            )));
+        }
+        let batch = dims[0];
+        let input = input.to_device(&self.device)?.contiguous()?;
+        let mut outputs: Vec<Tensor> = Vec::with_capacity(self.layers.len());
+        let mut switches = Vec::with_capacity(self.layers.len());
+        let mut lrn_scale = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let x = outputs.last().unwrap_or(&input);
+            let in_shape = self.shape_at(i);
+            let out_shape = self.shapes[i];
+            let mut sw = None;
+            let mut sc = None;
+            let y = match layer {
+                Layer::Conv(c) => conv_forward(x, c)?,
+                Layer::Relu => x.relu()?,
+                Layer::Maxpool(p) => {
+                    let (o, s) = with_host(x, |xs| {
+                        kernels::maxpool_forward(xs, batch * in_shape.channels(), hw(in_shape), p, hw(out_shape))
+                    })?;
+                    sw = Some(s);
+                    self.tensor(o, out_shape.dims(batch))?
+                }
+                Layer::Avgpool(p) => {
+                    let o = with_host(x, |xs| {
+                        kernels::avgpool_forward(xs, batch * in_shape.channels(), hw(in_shape), p, hw(out_shape))
+                    })?;
+                    self.tensor(o, out_shape.dims(batch))?
+                }
+                Layer::AdaptiveAvgpool(_) => {
+                    let o = with_host(x, |xs| {
+                        kernels::adaptive_avgpool_forward(xs, batch * in_shape.channels(), hw(in_shape), hw(out_shape))
+                    })?;
+                    self.tensor(o, out_shape.dims(batch))?
+                }
+                Layer::Lrn { size, alpha, beta, k } => {
+                    let (o, s) = with_host(x, |xs| {
+                        kernels::lrn_forward(xs, in_shape.channels(), in_shape.plane(), *size, *alpha, *beta, *k)
+                    })?;
+                    sc = Some(s);
+                    self.tensor(o, out_shape.dims(batch))?
+                }
+                Layer::Linear(l) => x.matmul(&l.wt)?.broadcast_add(&l.b)?,
+                Layer::Dropout => x.clone(),
+                Layer::Flatten => x.reshape(out_shape.dims(batch))?,
+                Layer::Softmax => candle_nn::ops::softmax_last_dim(x)?,
+            };
+            outputs.push(y);
+            switches.push(sw);
+            lrn_scale.push(sc);
+        }
+        Ok(ForwardState {
+            batch,
+            input,
+            outputs,
+            switches,
+            lrn_scale,
+        })
+    }
+
+    fn tensor(&self, v: Vec<f32>, dims: Vec<usize>) -> Result<Tensor> {
+        Ok(Tensor::from_vec(v, dims, &Device::Cpu)?.to_device(&self.device)?)
+    }
+
+    /// Backward of layer `i` for gradient rows `g` (`[rows, ..out shape]`) against image
+    /// `img` of `state`; returns `[rows, ..in shape]`. ReLUs apply `rule`.
+    pub fn backward_layer(&self, i: usize, state: &ForwardState, img: usize, g: &Tensor, rule: Rule) -> Result<Tensor> {
+        let rows = g.dims()[0];
+        let in_shape = self.shape_at(i);
+        let out_shape = self.shapes[i];
+        Ok(match &self.layers[i] {
+            Layer::Conv(c) => conv_backward(g, c, in_shape, out_shape)?,
+            Layer::Relu => {
+                let y = state.outputs[i].narrow(0, img, 1)?;
+                let mut gv = host_vec(g)?;
+                with_host(&y, |ys| kernels::relu_rule(&mut gv, ys, rule))?;
+                self.tensor(gv, in_shape.dims(rows))?
+            }
+            Layer::Maxpool(_) => {
+                let c = in_shape.channels();
+                let per = c * out_shape.plane();
+                let sw = &state.switches[i].as_ref().expect("maxpool state")[img * per..(img + 1) * per];
+                let dx = with_host(g, |gs| kernels::maxpool_backward(gs, sw, c, in_shape.plane(), out_shape.plane()))?;
+                self.tensor(dx, in_shape.dims(rows))?
+            }
+            Layer::Avgpool(p) => {
+                let dx = with_host(g, |gs| {
+                    kernels::avgpool_backward(gs, rows * in_shape.channels(), hw(in_shape), p, hw(out_shape))
+                })?;
+                self.tensor(dx, in_shape.dims(rows))?
+            }
+            Layer::AdaptiveAvgpool(_) => {
+                let dx = with_host(g, |gs| {
+                    kernels::adaptive_avgpool_backward(gs, rows * in_shape.channels(), hw(in_shape), hw(out_shape))
+                })?;
+                self.tensor(dx, in_shape.dims(rows))?
+            }
+            Layer::Lrn { size, alpha, beta, .. } => {
+                let n = in_shape.numel();
+                let scale = &state.lrn_scale[i].as_ref().expect("lrn state")[img * n..(img + 1) * n];
+                let x = if i == 0 { &state.input } else { &state.outputs[i - 1] }.narrow(0, img, 1)?;
+                let y = state.outputs[i].narrow(0, img, 1)?;
+                let dx = with_host(g, |gs| {
+                    with_host(&x, |xs| {
+                        with_host(&y, |ys| {
+                            kernels::lrn_backward(gs, xs, ys, scale, in_shape.channels(), in_shape.plane(), *size, *alpha, *beta)
+                        })
+                    })
+                })???;
+                self.tensor(dx, in_shape.dims(rows))?
+            }
+            Layer::Linear(l) => g.matmul(&l.w)?,
+            Layer::Dropout => g.clone(),
+            Layer::Flatten => g.reshape(in_shape.dims(rows))?,
+            Layer::Softmax => {
+                return Err(Error::Shape("cannot backpropagate through softmax; seed at the logits".into()))
+            }
+        })
+    }
+}
+
+fn hw(s: Shape) -> (usize, usize) {
+    match s {
+        Shape::Spatial { h, w, .. } => (h, w),
+        Shape::Flat(_) => (1, 1),
+    }
+}
+
+fn bind_blobs(spec: &Spec, layers: &[Layer], shapes: &[Shape]) -> Result<Vec<Blob>> {
+    let mut blobs = Vec::new();
+    for b in &spec.blobs {
+        let li = spec.layer_index(&b.layer).expect("validated");
+        let tap = if matches!(layers[li], Layer::Relu) { li } else { li + 1 };
+        blobs.push(Blob {
+            name: b.name.clone(),
+            layer: li,
+            mult: b.mult,
+            below: None,
+            tap,
+            shape: shapes[li],
+        });
+    }
+    for (i, b) in spec.blobs.iter().enumerate() {
+        let below = match &b.below {
+            Some(n) => spec.blobs.iter().position(|x| &x.name == n),
+            None => (i + 1 < spec.blobs.len()).then_some(i + 1),
+        };
+        if let Some(j) = below {
+            if blobs[j].tap >= blobs[i].tap {
+                return Err(Error::Spec {
+                    origin: spec.name.clone(),
+                    msg: format!("blob `{}` is not below blob `{}` in the net", blobs[j].name, b.name),
+                });
+            }
+        }
+        blobs[i].below = below;
+    }
+    Ok(blobs)
+}
+
+/// Runs `f` on the contiguous `f32` data of `t` (copied to the host first when `t` lives
+/// on another device).
+pub fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let t = if t.device().is_cpu() {
+        t.contiguous()?
+    } else {
+        t.to_device(&Device::Cpu)?.contiguous()?
+    };
+    let (storage, layout) = t.storage_and_layout();
+    let cpu = match &*storage {
+        candle_core::Storage::Cpu(c) => c,
+        _ => unreachable!("moved to the cpu above"),
+    };
+    let data = cpu.as_slice::<f32>()?;
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| Error::Shape("non-contiguous tensor".into()))?;
+    Ok(f(&data[a..b]))
+}
+
+/// The tensor's data as an owned host vector.
+pub fn host_vec(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?)
+}
+
+fn conv_forward(x: &Tensor, c: &Conv) -> Result<Tensor> {
+    let y = x.conv2d(&c.w, c.pad, c.stride, c.dilation, c.groups)?;
+    Ok(y.broadcast_add(&c.b)?)
+}
+
+/// Data gradient of a convolution: per group `W^T . dY` as one matrix product over all
+/// rows, then `col2im` (on the CPU); transposed convolution elsewhere.
+fn conv_backward(g: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Result<Tensor> {
+    let rows = g.dims()[0];
+    let (Shape::Spatial { c: cin, h, w }, Shape::Spatial { c: cout, h: oh, w: ow }) = (in_shape, out_shape) else {
+        unreachable!("conv shapes are spatial")
+    };
+    let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
+    if !g.device().is_cpu() {
+        let mut parts = Vec::with_capacity(c.groups);
+        for grp in 0..c.groups {
+            let gg = g.narrow(1, grp * cout_g, cout_g)?.contiguous()?;
+            let wg = c.w.narrow(0, grp * cout_g, cout_g)?.contiguous()?;
+            let full = (oh - 1) * c.stride + c.dilation * (c.kernel - 1) + 1;
+            let out_pad = (h + 2 * c.pad) - full;
+            parts.push(gg.conv_transpose2d(&wg, c.pad, out_pad, c.stride, c.dilation)?);
+        }
+        return Ok(Tensor::cat(&parts, 1)?);
+    }
+    let ohw = oh * ow;
+    let mut cols = Vec::with_capacity(c.groups);
+    for grp in 0..c.groups {
+        let gg = g.narrow(1, grp * cout_g, cout_g)?;
+        let g2 = if rows == 1 {
+            gg.reshape((cout_g, ohw))?
+        } else {
+            gg.reshape((rows, cout_g, ohw))?.transpose(0, 1)?.contiguous()?.reshape((cout_g, rows * ohw))?
+        };
+        cols.push(c.wt[grp].matmul(&g2.contiguous()?)?);
+    }
+    let geom = ConvGeom {
+        h,
+        w,
+        oh,
+        ow,
+        k: c.kernel,
+        stride: c.stride,
+        pad: c.pad,
+        dil: c.dilation,
+    };
+    let guards: Vec<_> = cols.iter().map(|t| t.storage_and_layout()).collect();
+    let slices: Vec<&[f32]> = guards
+        .iter()
+        .map(|(s, l)| match &**s {
+            candle_core::Storage::Cpu(cpu) => {
+                let (a, b) = l.contiguous_offsets().expect("matmul output is contiguous");
+                Ok(&cpu.as_slice::<f32>()?[a..b])
+            }
+            _ => unreachable!("cpu path"),
+        })
+        .collect::<candle_core::Result<_>>()?;
+    let dx = kernels::col2im_groups(&slices, rows, cin_g, &geom);
+    Ok(Tensor::from_vec(dx, (rows, cin, h, w), &Device::Cpu)?)
+}

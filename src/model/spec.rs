@@ -1,0 +1,439 @@
+//! Model specs: the TOML files under `models/` that say which layers a network has, with
+//! every hyper-parameter, how its input is preprocessed, and which blobs form the tree.
+//!
+//! Channel counts are *not* taken from the spec when weights are loaded (they come from the
+//! weight tensors, so a width-reduced net of the same topology loads with the same spec);
+//! the `out` fields give the published widths, used to generate random weights.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The specs shipped with treevis, built into the binary: `(name, toml)`.
+pub const BUILTIN_SPECS: &[(&str, &str)] = &[
+    ("alexnet", include_str!("../../models/alexnet.toml")),
+    ("vgg16", include_str!("../../models/vgg16.toml")),
+    ("caffenet", include_str!("../../models/caffenet.toml")),
+    ("tiny", include_str!("../../models/tiny.toml")),
+];
+
+/// Label files shipped with treevis, resolved by file name for built-in specs.
+pub const BUILTIN_LABELS: &[(&str, &str)] = &[(
+    "imagenet_classes.txt",
+    include_str!("../../models/imagenet_classes.txt"),
+)];
+
+/// A parsed model spec.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Label file, one class name per line, relative to the spec file.
+    #[serde(default)]
+    pub labels: Option<String>,
+    /// Default weights file, relative to the spec file.
+    #[serde(default)]
+    pub weights: Option<String>,
+    pub input: InputSpec,
+    pub layers: Vec<LayerSpec>,
+    pub blobs: Vec<BlobSpec>,
+}
+
+/// How an image becomes the network's input tensor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// `[height, width]` fed to the network.
+    pub size: [usize; 2],
+    /// Channel order of the input tensor.
+    pub color: ColorOrder,
+    /// Pixel values are `0..scale` before mean subtraction (1.0 for torchvision, 255.0 for Caffe).
+    pub scale: f32,
+    /// Per-channel mean, in the tensor's channel order, on the `0..scale` range.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation (1.0 for Caffe).
+    #[serde(default = "ones")]
+    pub std: [f32; 3],
+    /// Resize the shorter side to this, then centre-crop to `size`. Absent: resize to `size`.
+    #[serde(default)]
+    pub resize: Option<usize>,
+    /// Per-pixel mean image (`.npy`, `[3, H0, W0]`, tensor channel order), centre-cropped to
+    /// `size`; replaces `mean`. Relative to the spec file.
+    #[serde(default)]
+    pub mean_file: Option<String>,
+}
+
+fn ones() -> [f32; 3] {
+    [1.0; 3]
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorOrder {
+    Rgb,
+    Bgr,
+}
+
+/// One layer of the sequence.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LayerSpec {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: LayerKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LayerKind {
+    Conv {
+        /// Published output channel count (the weights decide when loaded).
+        #[serde(default)]
+        out: Option<usize>,
+        kernel: usize,
+        #[serde(default = "one")]
+        stride: usize,
+        #[serde(default)]
+        pad: usize,
+        #[serde(default = "one")]
+        dilation: usize,
+        #[serde(default = "one")]
+        groups: usize,
+        #[serde(default)]
+        weight: Option<String>,
+        #[serde(default)]
+        bias: Option<String>,
+    },
+    Relu,
+    Maxpool(PoolSpec),
+    Avgpool(PoolSpec),
+    AdaptiveAvgpool {
+        output: [usize; 2],
+    },
+    Lrn {
+        size: usize,
+        alpha: f32,
+        beta: f32,
+        #[serde(default = "onef")]
+        k: f32,
+    },
+    Linear {
+        #[serde(default)]
+        out: Option<usize>,
+        #[serde(default)]
+        weight: Option<String>,
+        #[serde(default)]
+        bias: Option<String>,
+    },
+    Dropout,
+    Flatten,
+    Softmax,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    pub kernel: usize,
+    #[serde(default = "one")]
+    pub stride: usize,
+    #[serde(default)]
+    pub pad: usize,
+    /// Caffe's rounding (`ceil`) instead of PyTorch's default `floor`.
+    #[serde(default)]
+    pub ceil: bool,
+}
+
+fn one() -> usize {
+    1
+}
+fn onef() -> f32 {
+    1.0
+}
+
+/// A blob of the tree: a named activation, the output of `layer`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BlobSpec {
+    pub name: String,
+    pub layer: String,
+    /// Seed multiplier (`mult` table of the reference).
+    #[serde(default = "onef")]
+    pub mult: f32,
+    /// The blob whose channels are this blob's children; default: the next blob listed.
+    #[serde(default)]
+    pub below: Option<String>,
+}
+
+impl LayerKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            LayerKind::Conv { .. } => "conv",
+            LayerKind::Relu => "relu",
+            LayerKind::Maxpool(_) => "maxpool",
+            LayerKind::Avgpool(_) => "avgpool",
+            LayerKind::AdaptiveAvgpool { .. } => "adaptive_avgpool",
+            LayerKind::Lrn { .. } => "lrn",
+            LayerKind::Linear { .. } => "linear",
+            LayerKind::Dropout => "dropout",
+            LayerKind::Flatten => "flatten",
+            LayerKind::Softmax => "softmax",
+        }
+    }
+}
+
+/// A spec and the folder its relative paths are resolved against (`None`: built in).
+#[derive(Debug, Clone)]
+pub struct LoadedSpec {
+    pub spec: Spec,
+    pub dir: Option<PathBuf>,
+}
+
+impl Spec {
+    /// Parses and validates a spec from TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Spec> {
+        let spec: Spec = toml::from_str(text).map_err(|e| Error::Spec {
+            origin: origin.to_string(),
+            msg: e.to_string().trim().replace('\n', " "),
+        })?;
+        spec.validate().map_err(|msg| Error::Spec {
+            origin: origin.to_string(),
+            msg,
+        })?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for l in &self.layers {
+            if !seen.insert(l.name.as_str()) {
+                return Err(format!("layer `{}` is defined twice", l.name));
+            }
+            match &l.kind {
+                LayerKind::Conv {
+                    kernel,
+                    stride,
+                    dilation,
+                    groups,
+                    ..
+                } => {
+                    if *kernel == 0 || *stride == 0 || *dilation == 0 || *groups == 0 {
+                        return Err(format!(
+                            "conv layer `{}`: kernel, stride, dilation and groups must be >= 1",
+                            l.name
+                        ));
+                    }
+                }
+                LayerKind::Maxpool(p) | LayerKind::Avgpool(p) => {
+                    if p.kernel == 0 || p.stride == 0 {
+                        return Err(format!(
+                            "pool layer `{}`: kernel and stride must be >= 1",
+                            l.name
+                        ));
+                    }
+                    if p.pad * 2 > p.kernel {
+                        return Err(format!(
+                            "pool layer `{}`: pad must be at most half the kernel",
+                            l.name
+                        ));
+                    }
+                }
+                LayerKind::Lrn { size, .. } if *size == 0 || size % 2 == 0 => {
+                    return Err(format!("lrn layer `{}`: size must be odd", l.name));
+                }
+                LayerKind::AdaptiveAvgpool { output } if output[0] == 0 || output[1] == 0 => {
+                    return Err(format!("adaptive_avgpool `{}`: output must be >= 1", l.name));
+                }
+                LayerKind::Softmax if l.name != self.layers.last().unwrap().name => {
+                    return Err(format!("softmax `{}` must be the last layer", l.name));
+                }
+                _ => {}
+            }
+        }
+        if self.input.size[0] == 0 || self.input.size[1] == 0 {
+            return Err("input.size must be positive".into());
+        }
+        if self.blobs.is_empty() {
+            return Err("no [[blobs]]: the tree needs at least one blob".into());
+        }
+        let mut blob_names = std::collections::HashSet::new();
+        for b in &self.blobs {
+            if !blob_names.insert(b.name.as_str()) {
+                return Err(format!("blob `{}` is defined twice", b.name));
+            }
+            if b.name.contains(['/', ':']) || b.name.is_empty() {
+                return Err(format!(
+                    "blob name `{}` must be non-empty without `/` or `:`",
+                    b.name
+                ));
+            }
+            let Some(layer) = self.layers.iter().find(|l| l.name == b.layer) else {
+                return Err(format!(
+                    "blob `{}` names layer `{}`, which is not in [[layers]]",
+                    b.name, b.layer
+                ));
+            };
+            if matches!(layer.kind, LayerKind::Softmax) {
+                return Err(format!(
+                    "blob `{}`: a softmax output cannot be a tree blob (use the logits)",
+                    b.name
+                ));
+            }
+        }
+        for b in &self.blobs {
+            if let Some(below) = &b.below {
+                if !blob_names.contains(below.as_str()) {
+                    return Err(format!(
+                        "blob `{}`: `below = \"{below}\"` is not a blob",
+                        b.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of a layer by name.
+    pub fn layer_index(&self, name: &str) -> Option<usize> {
+        self.layers.iter().position(|l| l.name == name)
+    }
+}
+
+impl LoadedSpec {
+    /// Resolves `--model`: a built-in name, a spec file, or a folder holding `model.toml`
+    /// (or exactly one `.toml`).
+    pub fn resolve(model: &str) -> Result<LoadedSpec> {
+        let path = Path::new(model);
+        if path.exists() {
+            let file = if path.is_dir() {
+                find_spec_in_dir(path)?
+            } else {
+                path.to_path_buf()
+            };
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+            let spec = Spec::from_toml(&text, &file.display().to_string())?;
+            let dir = file
+                .parent()
+                .map(|p| p.to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from("."));
+            return Ok(LoadedSpec {
+                spec,
+                dir: Some(dir),
+            });
+        }
+        match BUILTIN_SPECS.iter().find(|(n, _)| *n == model) {
+            Some((n, text)) => Ok(LoadedSpec {
+                spec: Spec::from_toml(text, &format!("built-in spec `{n}`"))?,
+                dir: None,
+            }),
+            None => Err(Error::UnknownModel {
+                model: model.to_string(),
+                known: BUILTIN_SPECS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// A path named by the spec, resolved against its folder (`None` for built-in specs).
+    pub fn resolve_path(&self, rel: &str) -> Option<PathBuf> {
+        let p = Path::new(rel);
+        if p.is_absolute() {
+            return Some(p.to_path_buf());
+        }
+        self.dir.as_ref().map(|d| d.join(p))
+    }
+
+    /// The class names, if the spec names a label file that can be found.
+    pub fn labels(&self) -> Result<Option<Vec<String>>> {
+        let Some(file) = &self.spec.labels else {
+            return Ok(None);
+        };
+        let text = match self.resolve_path(file).filter(|p| p.exists()) {
+            Some(p) => std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?,
+            None => match BUILTIN_LABELS.iter().find(|(n, _)| n == file) {
+                Some((_, t)) => t.to_string(),
+                None => {
+                    return Err(Error::Spec {
+                        origin: self.spec.name.clone(),
+                        msg: format!("label file `{file}` not found"),
+                    })
+                }
+            },
+        };
+        Ok(Some(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+        ))
+    }
+}
+
+fn find_spec_in_dir(dir: &Path) -> Result<PathBuf> {
+    let preferred = dir.join("model.toml");
+    if preferred.is_file() {
+        return Ok(preferred);
+    }
+    let mut tomls: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    tomls.sort();
+    match tomls.len() {
+        1 => Ok(tomls.remove(0)),
+        0 => Err(Error::Spec {
+            origin: dir.display().to_string(),
+            msg: "folder holds no model.toml".into(),
+        }),
+        _ => Err(Error::Spec {
+            origin: dir.display().to_string(),
+            msg: "folder holds several .toml files and no model.toml; name the spec file".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_specs_parse() {
+        for (name, _) in BUILTIN_SPECS {
+            let s = LoadedSpec::resolve(name).unwrap();
+            assert_eq!(&s.spec.name, name);
+            assert!(s.spec.blobs.len() >= 2);
+        }
+    }
+
+    #[test]
+    fn imagenet_labels_have_1000_classes() {
+        let s = LoadedSpec::resolve("alexnet").unwrap();
+        let labels = s.labels().unwrap().unwrap();
+        assert_eq!(labels.len(), 1000);
+    }
+
+    #[test]
+    fn unknown_model_names_the_known_ones() {
+        let e = LoadedSpec::resolve("resnet9000").unwrap_err().to_string();
+        assert!(e.contains("resnet9000") && e.contains("alexnet"), "{e}");
+    }
+
+    #[test]
+    fn bad_specs_are_rejected_with_a_reason() {
+        let base = include_str!("../../models/tiny.toml");
+        let cases = [
+            (base.replace("layer = \"relu3\"", "layer = \"nope\""), "nope"),
+            (base.replacen("kernel = 3", "kernel = 0", 1), "kernel"),
+            (base.replacen("size = 3", "size = 4", 1), "odd"),
+            (base.replacen("type = \"relu\"", "type = \"swish\"", 1), "swish"),
+        ];
+        for (text, needle) in cases {
+            let e = Spec::from_toml(&text, "t.toml").unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+}

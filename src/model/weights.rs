@@ -1,0 +1,149 @@
+//! Weight files: safetensors and PyTorch `.pth` (a zip of pickles, read by candle's
+//! restricted unpickler, which executes no code), and deterministic random weights of a
+//! spec's published widths for benchmarks and tests.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::spec::{LayerKind, Spec};
+use crate::error::{Error, Result};
+
+/// Tensors by name, on the CPU, as float32.
+pub type TensorMap = HashMap<String, Tensor>;
+
+/// Reads every tensor of a weights file; the format is chosen by content (zip: `.pth`;
+/// else safetensors).
+pub fn read_weights(path: &Path) -> Result<TensorMap> {
+    let mut head = [0u8; 4];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
+        if n < 4 {
+            return Err(Error::weights(path, "file is too short to hold weights"));
+        }
+    }
+    let raw: Vec<(String, Tensor)> = if &head == b"PK\x03\x04" {
+        let mut all = candle_core::pickle::read_all(path)
+            .map_err(|e| Error::weights(path, format!("not a readable PyTorch .pth: {e}")))?;
+        if all.is_empty() {
+            all = candle_core::pickle::read_all_with_key(path, Some("state_dict"))
+                .map_err(|e| Error::weights(path, format!("not a readable PyTorch .pth: {e}")))?;
+        }
+        all
+    } else {
+        let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| {
+            Error::weights(path, format!("not a valid safetensors file ({e}); truncated or corrupt?"))
+        })?;
+        let mut out = Vec::new();
+        for (name, view) in st.tensors() {
+            let t = candle_core::safetensors::Load::load(&view, &Device::Cpu)
+                .map_err(|e| Error::weights(path, format!("tensor `{name}`: {e}")))?;
+            out.push((name, t));
+        }
+        out
+    };
+    if raw.is_empty() {
+        return Err(Error::weights(path, "the file holds no tensors"));
+    }
+    raw.into_iter()
+        .map(|(n, t)| {
+            let t = t
+                .to_dtype(DType::F32)
+                .map_err(|e| Error::weights(path, format!("tensor `{n}`: {e}")))?;
+            Ok((n, t))
+        })
+        .collect()
+}
+
+/// Writes tensors as safetensors.
+pub fn write_safetensors(map: &TensorMap, path: &Path) -> Result<()> {
+    candle_core::safetensors::save(map, path).map_err(|e| Error::weights(path, e.to_string()))
+}
+
+/// A small deterministic generator (SplitMix64) so random weights are the same everywhere.
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64) -> Self {
+        SplitMix(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[-1, 1)`.
+    pub fn next_sym(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// Random weights of the spec's published widths (`out` of every conv and linear layer),
+/// He-uniform scaled so activations keep their range through the net, small positive biases.
+pub fn random_weights(spec: &Spec, seed: u64) -> Result<TensorMap> {
+    let mut rng = SplitMix::new(seed);
+    let mut map = TensorMap::new();
+    let mut shape = super::net::Shape::Spatial {
+        c: 3,
+        h: spec.input.size[0],
+        w: spec.input.size[1],
+    };
+    for layer in &spec.layers {
+        let (wshape, fan_in, out, wname, bname) = match &layer.kind {
+            LayerKind::Conv {
+                out,
+                kernel,
+                groups,
+                weight,
+                bias,
+                ..
+            } => {
+                let out = out.ok_or_else(|| no_width(spec, &layer.name))?;
+                let cin = shape.channels() / groups;
+                (
+                    vec![out, cin, *kernel, *kernel],
+                    cin * kernel * kernel,
+                    out,
+                    weight.clone(),
+                    bias.clone(),
+                )
+            }
+            LayerKind::Linear { out, weight, bias } => {
+                let out = out.ok_or_else(|| no_width(spec, &layer.name))?;
+                let fin = shape.numel();
+                (vec![out, fin], fin, out, weight.clone(), bias.clone())
+            }
+            _ => {
+                shape = super::net::infer_shape(spec, layer, shape, None)?;
+                continue;
+            }
+        };
+        let bound = (6.0 / fan_in as f32).sqrt();
+        let n: usize = wshape.iter().product();
+        let w: Vec<f32> = (0..n).map(|_| rng.next_sym() * bound).collect();
+        let b: Vec<f32> = (0..out).map(|_| 0.01 + 0.01 * rng.next_sym()).collect();
+        map.insert(
+            wname.unwrap_or_else(|| format!("{}.weight", layer.name)),
+            Tensor::from_vec(w, wshape.clone(), &Device::Cpu)?,
+        );
+        map.insert(
+            bname.unwrap_or_else(|| format!("{}.bias", layer.name)),
+            Tensor::from_vec(b, out, &Device::Cpu)?,
+        );
+        shape = super::net::infer_shape(spec, layer, shape, Some(out))?;
+    }
+    Ok(map)
+}
+
+fn no_width(spec: &Spec, layer: &str) -> Error {
+    Error::Spec {
+        origin: spec.name.clone(),
+        msg: format!("layer `{layer}` has no `out` width, so random weights cannot be made"),
+    }
+}

@@ -1,0 +1,288 @@
+//! The batched backward pass: many seeds and paths of one image in one sweep down the net.
+//!
+//! Jobs are merged into a trie: jobs that share a start and a prefix of filters share one
+//! gradient row until their paths part, where the row forks into one filtered row per
+//! child. Each layer's backward then runs once for all rows alive at that depth (rows join
+//! when the sweep reaches their root blob). A job ends at a capture point: the gradient at a
+//! blob (for children) or at the input (a reconstruction).
+
+use candle_core::{Device, Tensor};
+
+use super::{MultMode, Options};
+use crate::error::{Error, Result};
+use crate::model::{ForwardState, Net};
+
+/// Where a job's gradient starts.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// One-hot seed at the spatial argmax of `channel` of blob `blob` (index into
+    /// `Net::blobs`), valued `mult * activation`.
+    Seed { blob: usize, channel: usize },
+    /// A gradient computed earlier (a single row, the shape of the position), at backward
+    /// position `pos`; `key` identifies it so jobs with the same one share rows.
+    Given { pos: usize, grad: Tensor, key: u64 },
+}
+
+/// Where a job ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The gradient at the network input (a reconstruction).
+    Data,
+    /// The gradient at blob `i` (its ReLU rule applied).
+    Blob(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub start: Start,
+    /// Filters after the start, top first: `(blob index, channel)`.
+    pub filters: Vec<(usize, usize)>,
+    pub stop: Stop,
+}
+
+/// A job's result: one gradient row (no batch dimension) and, when it is zero for a
+/// reason, the reason.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub grad: Tensor,
+    pub note: Option<String>,
+}
+
+struct TrieNode {
+    /// Blob and channel of a filter node (`None` for a start node).
+    filter: Option<(usize, usize)>,
+    pos: usize,
+    children: Vec<usize>,
+    captures: Vec<(usize, usize)>,
+    /// Lowest backward position this node's row is still needed at.
+    lowest: usize,
+    note: Option<String>,
+}
+
+/// Runs `jobs` for image `img` of `state`; outcomes are in job order.
+pub fn run(net: &Net, state: &ForwardState, img: usize, opts: &Options, jobs: &[Job]) -> Result<Vec<Outcome>> {
+    if img >= state.batch {
+        return Err(Error::Input(format!("image {img} is not in the forward batch of {}", state.batch)));
+    }
+    let mut nodes: Vec<TrieNode> = Vec::new();
+    let mut roots: Vec<(usize, Start)> = Vec::new();
+    for (ji, job) in jobs.iter().enumerate() {
+        let start_pos = match &job.start {
+            Start::Seed { blob, .. } => net.blobs[*blob].tap,
+            Start::Given { pos, .. } => *pos,
+        };
+        let existing = roots.iter().find(|(_, s)| same_start(s, &job.start)).map(|(i, _)| *i);
+        let mut cur = match existing {
+            Some(i) => i,
+            None => {
+                nodes.push(TrieNode {
+                    filter: None,
+                    pos: start_pos,
+                    children: vec![],
+                    captures: vec![],
+                    lowest: start_pos,
+                    note: None,
+                });
+                roots.push((nodes.len() - 1, job.start.clone()));
+                nodes.len() - 1
+            }
+        };
+        for &(b, c) in &job.filters {
+            let pos = net.blobs[b].tap;
+            if pos > nodes[cur].pos || (pos == nodes[cur].pos && nodes[cur].filter.is_some()) {
+                return Err(Error::Input(format!(
+                    "blob `{}` is not below the node before it in the path",
+                    net.blobs[b].name
+                )));
+            }
+            let found = nodes[cur].children.iter().copied().find(|&ch| nodes[ch].filter == Some((b, c)));
+            cur = match found {
+                Some(ch) => ch,
+                None => {
+                    nodes.push(TrieNode {
+                        filter: Some((b, c)),
+                        pos,
+                        children: vec![],
+                        captures: vec![],
+                        lowest: pos,
+                        note: None,
+                    });
+                    let id = nodes.len() - 1;
+                    nodes[cur].children.push(id);
+                    id
+                }
+            };
+        }
+        let stop_pos = match job.stop {
+            Stop::Data => 0,
+            Stop::Blob(b) => net.blobs[b].tap,
+        };
+        if stop_pos > nodes[cur].pos || (stop_pos == nodes[cur].pos && matches!(job.stop, Stop::Blob(_)) && nodes[cur].filter.is_some()) {
+            return Err(Error::Input("a job stops above its last node".into()));
+        }
+        nodes[cur].captures.push((ji, stop_pos));
+    }
+    // lowest position each node is needed at (children were created after their parents)
+    for i in (0..nodes.len()).rev() {
+        let mut low = nodes[i].pos;
+        for &(_, p) in &nodes[i].captures {
+            low = low.min(p);
+        }
+        for &ch in &nodes[i].children {
+            low = low.min(nodes[ch].lowest);
+        }
+        nodes[i].lowest = low;
+    }
+
+    let top = nodes.iter().map(|n| n.pos).max().unwrap_or(0);
+    let mut results: Vec<Option<Outcome>> = vec![None; jobs.len()];
+    let mut rows: Vec<usize> = Vec::new();
+    let mut grad: Option<Tensor> = None;
+    for pos in (0..=top).rev() {
+        // rows that start here
+        let starting: Vec<&(usize, Start)> = roots.iter().filter(|(id, _)| nodes[*id].pos == pos).collect();
+        if !starting.is_empty() {
+            let shape = net.shape_at(pos);
+            let mut parts = Vec::with_capacity(starting.len());
+            for (id, start) in starting {
+                let (row, note) = start_row(net, state, img, start, shape.numel())?;
+                nodes[*id].note = note;
+                parts.push(row.reshape(shape.dims(1))?);
+                rows.push(*id);
+            }
+            grad = Some(cat_rows(grad.take(), parts)?);
+        }
+        // rows that fork into filtered children here
+        let forks: Vec<(usize, usize)> = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(ri, &id)| {
+                nodes[id]
+                    .children
+                    .iter()
+                    .filter(|&&ch| nodes[ch].pos == pos)
+                    .map(move |&ch| (ri, ch))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if !forks.is_empty() {
+            let g = grad.as_ref().expect("rows exist");
+            let new = filter_rows(net, g, &forks, &mut nodes, opts)?;
+            rows.extend(forks.iter().map(|&(_, ch)| ch));
+            grad = Some(cat_rows(grad.take(), vec![new])?);
+        }
+        // captures here
+        for (ri, &id) in rows.iter().enumerate() {
+            for &(ji, p) in &nodes[id].captures {
+                if p == pos {
+                    let g = grad.as_ref().expect("rows exist").get(ri)?;
+                    results[ji] = Some(Outcome {
+                        grad: g.to_device(&Device::Cpu)?,
+                        note: nodes[id].note.clone(),
+                    });
+                }
+            }
+        }
+        // drop rows not needed below here
+        let keep: Vec<u32> = (0..rows.len() as u32).filter(|&ri| nodes[rows[ri as usize]].lowest < pos).collect();
+        if keep.len() < rows.len() {
+            if keep.is_empty() {
+                grad = None;
+            } else {
+                let idx = Tensor::new(keep.as_slice(), grad.as_ref().unwrap().device())?;
+                grad = Some(grad.unwrap().index_select(&idx, 0)?);
+            }
+            rows = keep.iter().map(|&ri| rows[ri as usize]).collect();
+        }
+        if pos > 0 {
+            if let Some(g) = grad.take() {
+                grad = Some(net.backward_layer(pos - 1, state, img, &g, opts.rule)?);
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.ok_or_else(|| Error::Input("internal: a job produced no result".into())))
+        .collect()
+}
+
+fn same_start(a: &Start, b: &Start) -> bool {
+    match (a, b) {
+        (Start::Seed { blob: b1, channel: c1 }, Start::Seed { blob: b2, channel: c2 }) => b1 == b2 && c1 == c2,
+        (Start::Given { key: k1, pos: p1, .. }, Start::Given { key: k2, pos: p2, .. }) => k1 == k2 && p1 == p2,
+        _ => false,
+    }
+}
+
+fn cat_rows(prev: Option<Tensor>, mut parts: Vec<Tensor>) -> Result<Tensor> {
+    if let Some(p) = prev {
+        parts.insert(0, p);
+    }
+    Ok(if parts.len() == 1 { parts.pop().unwrap() } else { Tensor::cat(&parts, 0)? })
+}
+
+/// The first row of a start: the one-hot seed, or the given gradient.
+fn start_row(net: &Net, state: &ForwardState, img: usize, start: &Start, numel: usize) -> Result<(Tensor, Option<String>)> {
+    match start {
+        Start::Given { grad, .. } => Ok((grad.to_device(&net.device)?.flatten_all()?, None)),
+        Start::Seed { blob, channel } => {
+            let b = &net.blobs[*blob];
+            let (idx, act) = super::argmax_in_channel(net, state, img, *blob, *channel)?;
+            let mut v = vec![0f32; numel];
+            v[idx] = b.mult * act;
+            let note = (act <= 0.0).then(|| {
+                format!(
+                    "{}:{channel} is not active on this image (max activation {act}), so its reconstruction is zero",
+                    b.name
+                )
+            });
+            Ok((Tensor::from_vec(v, numel, &Device::Cpu)?.to_device(&net.device)?, note))
+        }
+    }
+}
+
+/// New rows for `forks` (`(row index, child node)`): the parent row with every channel but
+/// the child's zeroed, rescaled by the multiplier mode.
+fn filter_rows(net: &Net, g: &Tensor, forks: &[(usize, usize)], nodes: &mut [TrieNode], opts: &Options) -> Result<Tensor> {
+    let dims = g.dims().to_vec();
+    let c = dims[1];
+    let plane: usize = dims[2..].iter().product();
+    let rows: Vec<u32> = forks.iter().map(|&(ri, _)| ri as u32).collect();
+    let sel = g.index_select(&Tensor::new(rows.as_slice(), g.device())?, 0)?;
+    // per-row, per-channel sums of |g|
+    let sums = sel.abs()?.reshape((forks.len(), c, plane))?.sum(2)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+    let mut scale = vec![0f32; forks.len() * c];
+    for (k, &(_, ch)) in forks.iter().enumerate() {
+        let (b, chan) = nodes[ch].filter.expect("fork targets are filter nodes");
+        let blob = &net.blobs[b];
+        let parent_note = parent_note(nodes, ch);
+        let total: f32 = sums[k].iter().sum();
+        let s = match opts.mult {
+            MultMode::Auto => {
+                if sums[k][chan] > 0.0 {
+                    total / sums[k][chan]
+                } else {
+                    0.0
+                }
+            }
+            MultMode::Manual => blob.mult,
+        };
+        if sums[k][chan] == 0.0 && parent_note.is_none() {
+            nodes[ch].note = Some(format!(
+                "no gradient reaches {}:{chan} along this path, so the filtered reconstruction is zero",
+                blob.name
+            ));
+        } else {
+            nodes[ch].note = parent_note;
+        }
+        scale[k * c + chan] = s;
+    }
+    let mut sdims = vec![forks.len(), c];
+    sdims.extend(std::iter::repeat_n(1, dims.len() - 2));
+    let scale = Tensor::from_vec(scale, sdims, &Device::Cpu)?.to_device(g.device())?;
+    Ok(sel.broadcast_mul(&scale)?)
+}
+
+fn parent_note(nodes: &[TrieNode], child: usize) -> Option<String> {
+    nodes.iter().find(|n| n.children.contains(&child)).and_then(|n| n.note.clone())
+}

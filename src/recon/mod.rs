@@ -1,0 +1,340 @@
+//! Reconstructions (`../docs` section 3), children (section 4), overviews (section 5) and
+//! labels of one image's forward state: the API every front end calls. Pure numerics.
+
+pub mod batch;
+pub mod display;
+pub mod path;
+pub mod tree;
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+pub use batch::{Job, Outcome, Start, Stop};
+pub use path::{Node, Path};
+
+use crate::error::{Error, Result};
+use crate::model::{ForwardState, Model, Net, Shape};
+
+/// The ReLU backward rule: which visualization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// Plain gradient: `g * [x > 0]`.
+    Gradient,
+    /// Zeiler & Fergus deconvnet: `g * [g > 0]`.
+    Deconv,
+    /// Guided backpropagation: `g * [x > 0] * [g > 0]`.
+    #[default]
+    Guided,
+    /// cnn_treevis's GUIDED_NEG: `g * [x > 0] * [g < 0]`.
+    GuidedNeg,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 4] = [Rule::Gradient, Rule::Deconv, Rule::Guided, Rule::GuidedNeg];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Gradient => "gradient",
+            Rule::Deconv => "deconv",
+            Rule::Guided => "guided",
+            Rule::GuidedNeg => "guided-neg",
+        }
+    }
+}
+
+impl std::str::FromStr for Rule {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Rule> {
+        Rule::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| Error::Input(format!("unknown method `{s}` (gradient, deconv, guided, guided-neg)")))
+    }
+}
+
+/// How a filtered gradient is rescaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MultMode {
+    /// `sum|g| / sum|g[c]|`: the filtered gradient keeps the unfiltered one's magnitude.
+    #[default]
+    Auto,
+    /// The blob's multiplier from the spec.
+    Manual,
+}
+
+/// Options every reconstruction takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Options {
+    pub rule: Rule,
+    pub mult: MultMode,
+}
+
+/// A path resolved against a net: `(blob index, channel)` per node.
+pub fn resolve_path(net: &Net, path: &Path) -> Result<Vec<(usize, usize)>> {
+    if path.is_empty() {
+        return Err(Error::path(path, "empty path"));
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for node in path.nodes() {
+        let bi = net.blob_index(&node.blob).ok_or_else(|| {
+            let names: Vec<_> = net.blobs.iter().map(|b| b.name.as_str()).collect();
+            Error::path(path, format!("unknown blob `{}` (blobs of {}: {})", node.blob, net.spec.name, names.join(", ")))
+        })?;
+        let n = net.blobs[bi].shape.channels();
+        if node.channel >= n {
+            return Err(Error::path(
+                path,
+                format!("channel {} is out of range: blob `{}` has {n} channels (0..{})", node.channel, node.blob, n - 1),
+            ));
+        }
+        if let Some(&(prev, _)) = out.last() as Option<&(usize, usize)> {
+            if net.blobs[bi].tap >= net.blobs[prev].tap {
+                return Err(Error::path(
+                    path,
+                    format!("`{}` is not below `{}`: a path goes down the net", node.blob, net.blobs[prev].name),
+                ));
+            }
+        }
+        out.push((bi, node.channel));
+    }
+    Ok(out)
+}
+
+/// Index (within the blob of one image) and value of channel `channel`'s maximum: the
+/// spatial argmax for conv blobs (first on ties, row-major), the unit for fc blobs.
+pub fn argmax_in_channel(net: &Net, state: &ForwardState, img: usize, blob: usize, channel: usize) -> Result<(usize, f32)> {
+    let b = &net.blobs[blob];
+    let plane = b.shape.plane();
+    let act = state.outputs[b.layer].get(img)?.flatten_all()?.narrow(0, channel * plane, plane)?;
+    let v = act.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+    let (mut bi, mut bv) = (0, f32::NEG_INFINITY);
+    for (i, &x) in v.iter().enumerate() {
+        if x > bv {
+            bi = i;
+            bv = x;
+        }
+    }
+    Ok((channel * plane + bi, bv))
+}
+
+/// A reconstruction: the gradient at the input `[3, H, W]` (raw, in preprocessed units).
+#[derive(Debug, Clone)]
+pub struct Recon {
+    pub path: Path,
+    pub grad: Tensor,
+    pub note: Option<String>,
+}
+
+/// One child of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Child {
+    pub blob: String,
+    pub channel: usize,
+    pub weight: f32,
+    pub path: Path,
+}
+
+fn seed_job(nodes: &[(usize, usize)], stop: Stop) -> Job {
+    Job {
+        start: Start::Seed {
+            blob: nodes[0].0,
+            channel: nodes[0].1,
+        },
+        filters: nodes[1..].to_vec(),
+        stop,
+    }
+}
+
+/// Reconstructions of `paths` for image `img`, in one batched backward pass.
+pub fn reconstruct(model: &Model, state: &ForwardState, img: usize, opts: &Options, paths: &[Path]) -> Result<Vec<Recon>> {
+    let net = &model.net;
+    let jobs = paths
+        .iter()
+        .map(|p| Ok(seed_job(&resolve_path(net, p)?, Stop::Data)))
+        .collect::<Result<Vec<_>>>()?;
+    let out = batch::run(net, state, img, opts, &jobs)?;
+    Ok(paths
+        .iter()
+        .zip(out)
+        .map(|(p, o)| Recon {
+            path: p.clone(),
+            grad: o.grad,
+            note: o.note,
+        })
+        .collect())
+}
+
+/// The blob holding the children of a path's last node.
+fn below_of(net: &Net, path: &Path, last: usize) -> Result<usize> {
+    net.blobs[last]
+        .below
+        .ok_or_else(|| Error::path(path, format!("blob `{}` is the lowest of the tree: no children", net.blobs[last].name)))
+}
+
+/// Children weights from the gradient `g` at blob `below` and its activation:
+/// `w_j = |mean_(y,x) a_j g_j|`, top `k`, ties to the lower channel.
+fn rank_children(net: &Net, state: &ForwardState, img: usize, path: &Path, below: usize, g: &Tensor, k: usize) -> Result<Vec<Child>> {
+    let b = &net.blobs[below];
+    let a = state.outputs[b.layer].get(img)?;
+    let plane = b.shape.plane();
+    let prod = (a.flatten_all()? * g.flatten_all()?)?.reshape((b.shape.channels(), plane))?;
+    let w = (prod.sum(1)? / plane as f64)?.abs()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+    let mut order: Vec<usize> = (0..w.len()).collect();
+    order.sort_by(|&i, &j| w[j].total_cmp(&w[i]).then(i.cmp(&j)));
+    Ok(order
+        .into_iter()
+        .take(k)
+        .map(|j| Child {
+            blob: b.name.clone(),
+            channel: j,
+            weight: w[j],
+            path: path.child(&b.name, j),
+        })
+        .collect())
+}
+
+/// Children (top `k`) of each of `paths`, in one batched pass.
+pub fn children(model: &Model, state: &ForwardState, img: usize, opts: &Options, paths: &[Path], k: usize) -> Result<Vec<Vec<Child>>> {
+    Ok(children_with_grads(model, state, img, opts, paths, k)?.into_iter().map(|(c, _)| c).collect())
+}
+
+fn children_with_grads(
+    model: &Model,
+    state: &ForwardState,
+    img: usize,
+    opts: &Options,
+    paths: &[Path],
+    k: usize,
+) -> Result<Vec<(Vec<Child>, Tensor)>> {
+    let net = &model.net;
+    let mut jobs = Vec::with_capacity(paths.len());
+    let mut belows = Vec::with_capacity(paths.len());
+    for p in paths {
+        let nodes = resolve_path(net, p)?;
+        let below = below_of(net, p, nodes.last().unwrap().0)?;
+        jobs.push(seed_job(&nodes, Stop::Blob(below)));
+        belows.push(below);
+    }
+    let out = batch::run(net, state, img, opts, &jobs)?;
+    paths
+        .iter()
+        .zip(belows)
+        .zip(out)
+        .map(|((p, below), o)| Ok((rank_children(net, state, img, p, below, &o.grad, k)?, o.grad)))
+        .collect()
+}
+
+/// Children of `path` and their reconstructions: the path's gradient at the blob below is
+/// computed once and each child's reconstruction continues from it.
+pub fn expand(model: &Model, state: &ForwardState, img: usize, opts: &Options, path: &Path, k: usize) -> Result<Vec<(Child, Recon)>> {
+    let net = &model.net;
+    let (kids, g) = children_with_grads(model, state, img, opts, std::slice::from_ref(path), k)?.remove(0);
+    let Some(first) = kids.first() else { return Ok(vec![]) };
+    let below = net.blob_index(&first.blob).expect("child blob exists");
+    let pos = net.blobs[below].tap;
+    let jobs: Vec<Job> = kids
+        .iter()
+        .map(|c| Job {
+            start: Start::Given {
+                pos,
+                grad: g.clone(),
+                key: 0,
+            },
+            filters: vec![(below, c.channel)],
+            stop: Stop::Data,
+        })
+        .collect();
+    let out = batch::run(net, state, img, opts, &jobs)?;
+    Ok(kids
+        .into_iter()
+        .zip(out)
+        .map(|(c, o)| {
+            let r = Recon {
+                path: c.path.clone(),
+                grad: o.grad,
+                note: o.note,
+            };
+            (c, r)
+        })
+        .collect())
+}
+
+/// One unit of an overview row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    pub channel: usize,
+    pub activation: f32,
+}
+
+/// The top units of one blob.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlobUnits {
+    pub blob: String,
+    pub units: Vec<Unit>,
+}
+
+/// For each blob (top first), the `top` channels by spatial max activation (ties to the
+/// lower channel).
+pub fn overview(model: &Model, state: &ForwardState, img: usize, top: usize) -> Result<Vec<BlobUnits>> {
+    let net = &model.net;
+    net.blobs
+        .iter()
+        .map(|b| {
+            let a = state.outputs[b.layer].get(img)?;
+            let m = match b.shape {
+                Shape::Spatial { c, h, w } => a.reshape((c, h * w))?.max(1)?,
+                Shape::Flat(_) => a,
+            };
+            let v = m.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+            let mut order: Vec<usize> = (0..v.len()).collect();
+            order.sort_by(|&i, &j| v[j].total_cmp(&v[i]).then(i.cmp(&j)));
+            Ok(BlobUnits {
+                blob: b.name.clone(),
+                units: order
+                    .into_iter()
+                    .take(top)
+                    .map(|c| Unit {
+                        channel: c,
+                        activation: v[c],
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// The overview's paths (root-only), in overview order.
+pub fn overview_paths(rows: &[BlobUnits]) -> Vec<Path> {
+    rows.iter()
+        .flat_map(|r| r.units.iter().map(|u| Path::root(&r.blob, u.channel)))
+        .collect()
+}
+
+/// A class with its probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    pub index: usize,
+    pub name: String,
+    pub prob: f32,
+}
+
+/// Top `k` classes: softmax of the top blob (the logits).
+pub fn labels(model: &Model, state: &ForwardState, img: usize, k: usize) -> Result<Vec<Label>> {
+    let top = &model.net.blobs[0];
+    let logits = state.outputs[top.layer].get(img)?.flatten_all()?;
+    let probs = candle_nn::ops::softmax_last_dim(&logits.unsqueeze(0)?)?.squeeze(0)?;
+    let v = probs.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&i, &j| v[j].total_cmp(&v[i]).then(i.cmp(&j)));
+    Ok(order
+        .into_iter()
+        .take(k)
+        .map(|i| Label {
+            index: i,
+            name: model.labels.get(i).cloned().unwrap_or_else(|| format!("class {i}")),
+            prob: v[i],
+        })
+        .collect())
+}

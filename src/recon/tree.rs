@@ -1,0 +1,126 @@
+//! Trees of paths (`treevis tree`): level by level, each level's reconstructions and
+//! children computed in one batched pass that shares every common prefix.
+
+use candle_core::Tensor;
+
+use super::{batch, rank_children, resolve_path, seed_job, Child, Options, Path, Recon, Stop};
+use crate::error::Result;
+use crate::model::{ForwardState, Model};
+
+/// A node of a computed tree.
+pub struct TreeNode {
+    pub path: Path,
+    /// Weight as a child of its parent (`None` at the root).
+    pub weight: Option<f32>,
+    pub grad: Tensor,
+    pub note: Option<String>,
+    pub children: Vec<TreeNode>,
+}
+
+/// Reconstructions of `paths` and, with `k`, their top-`k` children, in one pass.
+pub fn level(model: &Model, state: &ForwardState, img: usize, opts: &Options, paths: &[Path], k: Option<usize>) -> Result<Vec<(Recon, Option<Vec<Child>>)>> {
+    let net = &model.net;
+    let mut jobs = Vec::new();
+    let mut belows = Vec::new();
+    for p in paths {
+        let nodes = resolve_path(net, p)?;
+        jobs.push(seed_job(&nodes, Stop::Data));
+        let below = k.and(net.blobs[nodes.last().unwrap().0].below);
+        if let Some(b) = below {
+            jobs.push(seed_job(&nodes, Stop::Blob(b)));
+        }
+        belows.push(below);
+    }
+    let mut out = batch::run(net, state, img, opts, &jobs)?.into_iter();
+    paths
+        .iter()
+        .zip(belows)
+        .map(|(p, below)| {
+            let r = out.next().expect("one outcome per job");
+            let recon = Recon {
+                path: p.clone(),
+                grad: r.grad,
+                note: r.note,
+            };
+            let kids = match below {
+                Some(b) => {
+                    let g = out.next().expect("one outcome per job");
+                    Some(rank_children(net, state, img, p, b, &g.grad, k.unwrap_or(0))?)
+                }
+                None => None,
+            };
+            Ok((recon, kids))
+        })
+        .collect()
+}
+
+/// The tree below `root`, `depth` levels deep, `k` children per node.
+pub fn build(model: &Model, state: &ForwardState, img: usize, opts: &Options, root: &Path, depth: usize, k: usize) -> Result<TreeNode> {
+    // levels of (path, weight, parent index in the previous level)
+    let mut levels: Vec<Vec<(Path, Option<f32>, usize)>> = vec![vec![(root.clone(), None, 0)]];
+    let mut computed: Vec<Vec<(Recon, Option<Vec<Child>>)>> = Vec::new();
+    for d in 0..=depth {
+        let paths: Vec<Path> = levels[d].iter().map(|(p, _, _)| p.clone()).collect();
+        let res = level(model, state, img, opts, &paths, (d < depth).then_some(k))?;
+        let next: Vec<(Path, Option<f32>, usize)> = res
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, kids))| kids.iter().flatten().map(move |c| (c.path.clone(), Some(c.weight), i)))
+            .collect();
+        computed.push(res);
+        if next.is_empty() {
+            break;
+        }
+        levels.push(next);
+    }
+    // assemble bottom-up
+    let mut below: Vec<TreeNode> = Vec::new();
+    for d in (0..computed.len()).rev() {
+        let mut nodes: Vec<TreeNode> = levels[d]
+            .iter()
+            .zip(computed[d].drain(..))
+            .map(|((p, w, _), (r, _))| TreeNode {
+                path: p.clone(),
+                weight: *w,
+                grad: r.grad,
+                note: r.note,
+                children: Vec::new(),
+            })
+            .collect();
+        if d + 1 < levels.len() {
+            for ((_, _, parent), child) in levels[d + 1].iter().zip(below.drain(..)) {
+                nodes[*parent].children.push(child);
+            }
+        }
+        below = nodes;
+    }
+    Ok(below.remove(0))
+}
+
+impl TreeNode {
+    /// JSON of the tree; `image` is called on every node (top-down) and returns the file
+    /// name its picture was written to.
+    pub fn to_json(&self, image: &mut dyn FnMut(&TreeNode) -> anyhow::Result<String>) -> anyhow::Result<serde_json::Value> {
+        let file = image(self)?;
+        let last = self.path.last();
+        let children = self.children.iter().map(|c| c.to_json(image)).collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(serde_json::json!({
+            "path": self.path.to_string(),
+            "blob": last.blob,
+            "channel": last.channel,
+            "weight": self.weight,
+            "image": file,
+            "note": self.note,
+            "children": children,
+        }))
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        1 + self.children.iter().map(TreeNode::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
