@@ -54,6 +54,7 @@ from captum.attr import GuidedBackprop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "golden"))
+sys.dont_write_bytecode = True  # no __pycache__ in tests/golden
 from make_golden import SpecNet, load_spec  # noqa: E402
 
 warnings.filterwarnings("ignore")

@@ -274,10 +274,7 @@ pub fn lrn_backward(g: &[f32], x: &[f32], y: &[f32], scale: &[f32], c: usize, hw
     dx
 }
 
-/// Scatters convolution columns back onto the input (the adjoint of `im2col`), for the
-/// data gradient of a convolution. `cols` is `[cin_g * k * k, rows * oh * ow]` for one group;
-/// writes planes `[rows, cin_g, h, w]` into `out` (`[rows, cin_total, h, w]`) at channel
-/// offset `c0`.
+/// Geometry of one convolution.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvGeom {
     pub h: usize,
@@ -290,22 +287,24 @@ pub struct ConvGeom {
     pub dil: usize,
 }
 
-pub fn col2im_groups(groups_cols: &[&[f32]], rows: usize, cin_g: usize, g: &ConvGeom) -> Vec<f32> {
-    let n_groups = groups_cols.len();
-    let cin = cin_g * n_groups;
+/// Scatters convolution columns back onto the input (the adjoint of `im2col`), for the
+/// data gradient of a convolution: `cols` is `[rows, groups, cin_g * k * k, oh * ow]`, the
+/// result `[rows, groups * cin_g, h, w]`.
+pub fn col2im(cols: &[f32], rows: usize, groups: usize, cin_g: usize, g: &ConvGeom) -> Vec<f32> {
+    let cin = cin_g * groups;
     let (h, w, oh, ow, k) = (g.h, g.w, g.oh, g.ow, g.k);
     let ohw = oh * ow;
-    let ncols = rows * ohw;
+    let kk = cin_g * k * k;
     let mut out = vec![0f32; rows * cin * h * w];
     out.par_chunks_mut(h * w).enumerate().for_each(|(rc, plane)| {
         let r = rc / cin;
         let c = rc % cin;
         let (grp, cl) = (c / cin_g, c % cin_g);
-        let cols = groups_cols[grp];
+        let base = (r * groups + grp) * kk * ohw;
         for ky in 0..k {
             for kx in 0..k {
                 let row = (cl * k + ky) * k + kx;
-                let src = &cols[row * ncols + r * ohw..row * ncols + (r + 1) * ohw];
+                let src = &cols[base + row * ohw..base + (row + 1) * ohw];
                 let dy = (ky * g.dil) as isize - g.pad as isize;
                 let dx = (kx * g.dil) as isize - g.pad as isize;
                 for oy in 0..oh {
@@ -335,6 +334,65 @@ pub fn col2im_groups(groups_cols: &[&[f32]], rows: usize, cin_g: usize, g: &Conv
         }
     });
     out
+}
+
+/// A row-major or strided view of a matrix for [`sgemm`].
+#[derive(Clone, Copy)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    /// Row stride and column stride, in elements.
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        MatRef { data, rs: cols, cs: 1 }
+    }
+    /// The transpose of a row-major `[cols_of_original...]` matrix with `orig_cols` columns.
+    pub fn transposed(data: &'a [f32], orig_cols: usize) -> Self {
+        MatRef { data, rs: 1, cs: orig_cols }
+    }
+    fn check(&self, r: usize, c: usize) {
+        if r > 0 && c > 0 {
+            assert!((r - 1) * self.rs + (c - 1) * self.cs < self.data.len(), "matrix view out of bounds");
+        }
+    }
+}
+
+/// `dst[m x n] (row-major) = (accumulate ? dst : 0) + lhs[m x k] . rhs[k x n]`, on all
+/// rayon threads (the `gemm` crate, as candle's CPU matmul).
+pub fn sgemm(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: MatRef, rhs: MatRef, accumulate: bool) {
+    assert!(dst.len() >= m * n, "dst too small");
+    lhs.check(m, k);
+    rhs.check(k, n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: every index the product touches was bounds-checked above; `dst` is exclusive.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        )
+    }
 }
 
 /// `im2col` for one image and one group: `[cin_g * k * k, oh * ow]` columns of input
@@ -503,12 +561,24 @@ mod tests {
             let x = pseudo(cin * h * w, 5);
             let c = pseudo(cin * k * k * oh * ow, 9);
             let cols = im2col(&x, cin, &g);
-            let back = col2im_groups(&[&c], 1, cin, &g);
+            let back = col2im(&c, 1, 1, cin, &g);
             let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             let mag: f64 = cols.iter().zip(&c).map(|(a, b)| ((*a as f64) * (*b as f64)).abs()).sum();
             assert!((lhs - rhs).abs() < 1e-6 * mag, "{k} {stride} {pad} {dil}: {lhs} vs {rhs}");
         }
+    }
+
+    #[test]
+    fn sgemm_handles_transposed_views() {
+        // a = [[1,2,3],[4,5,6]] (2x3); a^T . b with b = [[1],[1]] (2x1) -> [5,7,9]
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let b = [1.0, 1.0];
+        let mut d = [0.0; 3];
+        sgemm(&mut d, 3, 1, 2, MatRef::transposed(&a, 3), MatRef::rows(&b, 1), false);
+        assert_eq!(d, [5.0, 7.0, 9.0]);
+        sgemm(&mut d, 3, 1, 2, MatRef::transposed(&a, 3), MatRef::rows(&b, 1), true);
+        assert_eq!(d, [10.0, 14.0, 18.0]);
     }
 
     #[test]

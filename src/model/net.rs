@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use candle_core::{Device, Tensor};
 
-use super::kernels::{self, ConvGeom};
+use super::kernels::{self, ConvGeom, MatRef};
 use super::spec::{LayerKind, LayerSpec, PoolSpec, Spec};
 use super::weights::TensorMap;
 use crate::error::{Error, Result};
@@ -119,13 +119,11 @@ pub fn infer_shape(spec: &Spec, layer: &LayerSpec, input: Shape, width: Option<u
     })
 }
 
-/// A convolution with its weights; `wt` holds each group's `W^T` (`[cin_g*k*k, cout_g]`)
-/// for the data gradient.
+/// A convolution with its weights (`[cout, cin/groups, k, k]`).
 #[derive(Clone)]
 pub struct Conv {
     pub w: Tensor,
     pub b: Tensor,
-    pub wt: Vec<Tensor>,
     pub kernel: usize,
     pub stride: usize,
     pub pad: usize,
@@ -253,22 +251,10 @@ impl Net {
                     if b.dims() != [cout] {
                         return Err(mismatch(&bn, format!("[{cout}]"), b.dims()));
                     }
-                    let cout_g = cout / groups;
-                    let k2 = d[1] * kernel * kernel;
-                    let wt = (0..*groups)
-                        .map(|g| {
-                            w.narrow(0, g * cout_g, cout_g)?
-                                .reshape((cout_g, k2))?
-                                .t()?
-                                .contiguous()?
-                                .to_device(device)
-                        })
-                        .collect::<candle_core::Result<Vec<_>>>()?;
                     (
                         Layer::Conv(Conv {
                             w: w.to_device(device)?,
                             b: b.reshape((1, cout, 1, 1))?.to_device(device)?,
-                            wt,
                             kernel: *kernel,
                             stride: *stride,
                             pad: *pad,
@@ -421,8 +407,9 @@ impl Net {
             let out_shape = self.shapes[i];
             let mut sw = None;
             let mut sc = None;
+            let t0 = std::time::Instant::now();
             let y = match layer {
-                Layer::Conv(c) => conv_forward(x, c)?,
+                Layer::Conv(c) => conv_forward(x, c, in_shape, out_shape)?,
                 Layer::Relu => x.relu()?,
                 Layer::Maxpool(p) => {
                     let (o, s) = with_host(x, |xs| {
@@ -455,6 +442,7 @@ impl Net {
                 Layer::Flatten => x.reshape(out_shape.dims(batch))?,
                 Layer::Softmax => candle_nn::ops::softmax_last_dim(x)?,
             };
+            tracing::trace!(layer = %self.spec.layers[i].name, ms = t0.elapsed().as_secs_f64() * 1e3, "forward");
             outputs.push(y);
             switches.push(sw);
             lrn_scale.push(sc);
@@ -593,18 +581,73 @@ pub fn host_vec(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?)
 }
 
-fn conv_forward(x: &Tensor, c: &Conv) -> Result<Tensor> {
-    let y = x.conv2d(&c.w, c.pad, c.stride, c.dilation, c.groups)?;
-    Ok(y.broadcast_add(&c.b)?)
+fn spatial(s: Shape) -> (usize, usize, usize) {
+    match s {
+        Shape::Spatial { c, h, w } => (c, h, w),
+        Shape::Flat(_) => unreachable!("conv shapes are spatial"),
+    }
 }
 
-/// Data gradient of a convolution: per group `W^T . dY` as one matrix product over all
-/// rows, then `col2im` (on the CPU); transposed convolution elsewhere.
+fn geom(c: &Conv, in_shape: Shape, out_shape: Shape) -> ConvGeom {
+    let ((_, h, w), (_, oh, ow)) = (spatial(in_shape), spatial(out_shape));
+    ConvGeom {
+        h,
+        w,
+        oh,
+        ow,
+        k: c.kernel,
+        stride: c.stride,
+        pad: c.pad,
+        dil: c.dilation,
+    }
+}
+
+/// Convolution: on the CPU, per image and group `im2col` then one matrix product written
+/// straight into the output (bias first); elsewhere candle's conv2d.
+fn conv_forward(x: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        let y = x.conv2d(&c.w, c.pad, c.stride, c.dilation, c.groups)?;
+        return Ok(y.broadcast_add(&c.b)?);
+    }
+    let n = x.dims()[0];
+    let ((cin, h, w), (cout, _, _)) = (spatial(in_shape), spatial(out_shape));
+    let g = geom(c, in_shape, out_shape);
+    let ohw = g.oh * g.ow;
+    let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
+    let kk = cin_g * c.kernel * c.kernel;
+    let bias = host_vec(&c.b)?;
+    let mut out = vec![0f32; n * cout * ohw];
+    with_host(x, |xs| {
+        with_host(&c.w, |ws| {
+            for i in 0..n {
+                for grp in 0..c.groups {
+                    let xg = &xs[(i * cin + grp * cin_g) * h * w..][..cin_g * h * w];
+                    let direct = c.kernel == 1 && c.stride == 1 && c.pad == 0;
+                    let cols_buf;
+                    let cols = if direct {
+                        xg
+                    } else {
+                        cols_buf = kernels::im2col(xg, cin_g, &g);
+                        &cols_buf[..]
+                    };
+                    let dst = &mut out[(i * cout + grp * cout_g) * ohw..][..cout_g * ohw];
+                    for (o, row) in dst.chunks_mut(ohw).enumerate() {
+                        row.fill(bias[grp * cout_g + o]);
+                    }
+                    let wg = &ws[grp * cout_g * kk..][..cout_g * kk];
+                    kernels::sgemm(dst, cout_g, ohw, kk, MatRef::rows(wg, kk), MatRef::rows(cols, ohw), true);
+                }
+            }
+        })
+    })??;
+    Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?)
+}
+
+/// Data gradient of a convolution: on the CPU, per row and group `W_g^T . dY` (a
+/// transposed view, no copy) then `col2im`; elsewhere candle's transposed convolution.
 fn conv_backward(g: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Result<Tensor> {
     let rows = g.dims()[0];
-    let (Shape::Spatial { c: cin, h, w }, Shape::Spatial { c: cout, h: oh, w: ow }) = (in_shape, out_shape) else {
-        unreachable!("conv shapes are spatial")
-    };
+    let ((cin, h, _), (cout, oh, _)) = (spatial(in_shape), spatial(out_shape));
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     if !g.device().is_cpu() {
         let mut parts = Vec::with_capacity(c.groups);
@@ -617,38 +660,20 @@ fn conv_backward(g: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Res
         }
         return Ok(Tensor::cat(&parts, 1)?);
     }
-    let ohw = oh * ow;
-    let mut cols = Vec::with_capacity(c.groups);
-    for grp in 0..c.groups {
-        let gg = g.narrow(1, grp * cout_g, cout_g)?;
-        let g2 = if rows == 1 {
-            gg.reshape((cout_g, ohw))?
-        } else {
-            gg.reshape((rows, cout_g, ohw))?.transpose(0, 1)?.contiguous()?.reshape((cout_g, rows * ohw))?
-        };
-        cols.push(c.wt[grp].matmul(&g2.contiguous()?)?);
-    }
-    let geom = ConvGeom {
-        h,
-        w,
-        oh,
-        ow,
-        k: c.kernel,
-        stride: c.stride,
-        pad: c.pad,
-        dil: c.dilation,
-    };
-    let guards: Vec<_> = cols.iter().map(|t| t.storage_and_layout()).collect();
-    let slices: Vec<&[f32]> = guards
-        .iter()
-        .map(|(s, l)| match &**s {
-            candle_core::Storage::Cpu(cpu) => {
-                let (a, b) = l.contiguous_offsets().expect("matmul output is contiguous");
-                Ok(&cpu.as_slice::<f32>()?[a..b])
+    let geo = geom(c, in_shape, out_shape);
+    let ohw = geo.oh * geo.ow;
+    let kk = cin_g * c.kernel * c.kernel;
+    let mut cols = vec![0f32; rows * c.groups * kk * ohw];
+    with_host(g, |gs| {
+        with_host(&c.w, |ws| {
+            for (rg, dst) in cols.chunks_mut(kk * ohw).enumerate() {
+                let (r, grp) = (rg / c.groups, rg % c.groups);
+                let gsrc = &gs[(r * cout + grp * cout_g) * ohw..][..cout_g * ohw];
+                let wg = &ws[grp * cout_g * kk..][..cout_g * kk];
+                kernels::sgemm(dst, kk, ohw, cout_g, MatRef::transposed(wg, kk), MatRef::rows(gsrc, ohw), false);
             }
-            _ => unreachable!("cpu path"),
         })
-        .collect::<candle_core::Result<_>>()?;
-    let dx = kernels::col2im_groups(&slices, rows, cin_g, &geom);
-    Ok(Tensor::from_vec(dx, (rows, cin, h, w), &Device::Cpu)?)
+    })??;
+    let dx = kernels::col2im(&cols, rows, c.groups, cin_g, &geo);
+    Ok(Tensor::from_vec(dx, (rows, cin, geo.h, geo.w), &Device::Cpu)?)
 }
