@@ -26,6 +26,9 @@ pub struct BenchArgs {
     /// Write our numbers as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also print the mean forward time of each layer (batch 1).
+    #[arg(long)]
+    pub layers: bool,
 }
 
 fn median_ms(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -72,6 +75,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         m.net.forward(&x32)?;
         sync(&device)
     })?);
+    if args.layers {
+        let mut t = Vec::new();
+        for _ in 0..runs {
+            m.net.forward_timed(&x1, Some(&mut t))?;
+        }
+        println!("| layer | forward b1 ms |\n|---|---:|");
+        for (l, ms) in m.spec().layers.iter().zip(&t) {
+            println!("| {} ({}) | {:.2} |", l.name, l.kind.type_name(), ms / runs as f64);
+        }
+    }
     let state = m.net.forward(&x1)?;
     let top = |blob: &str| -> Result<Path> {
         let rows = recon::overview(&m, &state, 0, 1)?;

@@ -428,6 +428,111 @@ pub fn im2col(x: &[f32], cin_g: usize, g: &ConvGeom) -> Vec<f32> {
     cols
 }
 
+/// Rows up to which the linear kernels below beat a general matrix product.
+pub const SMALL_ROWS: usize = 8;
+
+/// Dot product, compiled for AVX-512 or AVX2+FMA when the CPU has them (chosen at run
+/// time), plain SSE2 otherwise.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was detected on this CPU.
+            return unsafe { dot_avx512(a, b) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the features were detected on this CPU.
+            return unsafe { dot_avx2(a, b) };
+        }
+    }
+    dot_plain(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    dot_plain(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_plain(a, b)
+}
+
+#[inline(always)]
+fn dot_plain(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 32];
+    let (ca, cb) = (a.chunks_exact(32), b.chunks_exact(32));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..32 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `y[r] = b + W x[r]` for a few rows: each weight row is read once for all rows, in
+/// parallel over output units (a memory-bound product; a general matmul wastes it).
+pub fn linear_forward_small(x: &[f32], rows: usize, w: &[f32], b: &[f32]) -> Vec<f32> {
+    let out = b.len();
+    let fin = w.len() / out;
+    let mut yt = vec![0f32; out * rows];
+    yt.par_chunks_mut(rows * 32).enumerate().for_each(|(ci, chunk)| {
+        for (j, cell) in chunk.chunks_mut(rows).enumerate() {
+            let o = ci * 32 + j;
+            let wr = &w[o * fin..(o + 1) * fin];
+            for (r, c) in cell.iter_mut().enumerate() {
+                *c = b[o] + dot(&x[r * fin..(r + 1) * fin], wr);
+            }
+        }
+    });
+    let mut y = vec![0f32; rows * out];
+    for o in 0..out {
+        for r in 0..rows {
+            y[r * out + o] = yt[o * rows + r];
+        }
+    }
+    y
+}
+
+/// `dx[r] = W^T g[r]` for a few rows, skipping the zero entries of `g` (gradients under
+/// ReLU rules are sparse: a seed at one unit reads one weight row). Parallel over input
+/// features.
+pub fn linear_backward_small(g: &[f32], rows: usize, w: &[f32], fin: usize) -> Vec<f32> {
+    let out = w.len() / fin;
+    let nz: Vec<(usize, usize, f32)> = (0..out)
+        .flat_map(|o| (0..rows).map(move |r| (o, r)))
+        .filter_map(|(o, r)| {
+            let v = g[r * out + o];
+            (v != 0.0).then_some((o, r, v))
+        })
+        .collect();
+    let chunk = 512;
+    let mut dxt: Vec<Vec<f32>> = (0..fin.div_ceil(chunk)).map(|_| Vec::new()).collect();
+    dxt.par_iter_mut().enumerate().for_each(|(ci, buf)| {
+        let (lo, hi) = (ci * chunk, ((ci + 1) * chunk).min(fin));
+        *buf = vec![0f32; rows * (hi - lo)];
+        for &(o, r, v) in &nz {
+            let wr = &w[o * fin + lo..o * fin + hi];
+            let d = &mut buf[r * (hi - lo)..(r + 1) * (hi - lo)];
+            for (dv, wv) in d.iter_mut().zip(wr) {
+                *dv += v * wv;
+            }
+        }
+    });
+    let mut dx = vec![0f32; rows * fin];
+    for (ci, buf) in dxt.iter().enumerate() {
+        let lo = ci * chunk;
+        let width = buf.len() / rows.max(1);
+        for r in 0..rows {
+            dx[r * fin + lo..r * fin + lo + width].copy_from_slice(&buf[r * width..(r + 1) * width]);
+        }
+    }
+    dx
+}
+
 /// The ReLU backward rules on `rows` gradient rows against one image's ReLU output `y`
 /// (`y > 0` exactly where the ReLU input `x > 0`). Works in place.
 pub fn relu_rule(g: &mut [f32], y: &[f32], rule: Rule) {
@@ -566,6 +671,28 @@ mod tests {
             let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             let mag: f64 = cols.iter().zip(&c).map(|(a, b)| ((*a as f64) * (*b as f64)).abs()).sum();
             assert!((lhs - rhs).abs() < 1e-6 * mag, "{k} {stride} {pad} {dil}: {lhs} vs {rhs}");
+        }
+    }
+
+    #[test]
+    fn small_linear_kernels_match_a_plain_product() {
+        let (rows, fin, out) = (3, 37, 70);
+        let x = pseudo(rows * fin, 1);
+        let w = pseudo(out * fin, 2);
+        let b = pseudo(out, 3);
+        let y = linear_forward_small(&x, rows, &w, &b);
+        let mut g = pseudo(rows * out, 4);
+        g[5] = 0.0;
+        let dx = linear_backward_small(&g, rows, &w, fin);
+        for r in 0..rows {
+            for o in 0..out {
+                let want: f32 = b[o] + (0..fin).map(|i| x[r * fin + i] * w[o * fin + i]).sum::<f32>();
+                assert!((y[r * out + o] - want).abs() < 1e-4, "y {r} {o}");
+            }
+            for i in 0..fin {
+                let want: f32 = (0..out).map(|o| g[r * out + o] * w[o * fin + i]).sum();
+                assert!((dx[r * fin + i] - want).abs() < 1e-4, "dx {r} {i}");
+            }
         }
     }
 

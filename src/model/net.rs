@@ -135,8 +135,7 @@ pub struct Conv {
 pub struct Linear {
     /// `[out, in]`
     pub w: Tensor,
-    /// `[in, out]`, contiguous, for the forward product.
-    pub wt: Tensor,
+    /// `[1, out]`
     pub b: Tensor,
 }
 
@@ -277,11 +276,9 @@ impl Net {
                     if b.dims() != [d[0]] {
                         return Err(mismatch(&bn, format!("[{}]", d[0]), b.dims()));
                     }
-                    let wt = w.t()?.contiguous()?.to_device(device)?;
                     (
                         Layer::Linear(Linear {
                             w: w.to_device(device)?,
-                            wt,
                             b: b.reshape((1, d[0]))?.to_device(device)?,
                         }),
                         Some(d[0]),
@@ -388,6 +385,11 @@ impl Net {
     /// The forward pass of `input` (`[batch, 3, H, W]`), keeping what backward needs.
     /// Stops after the last layer any blob needs, unless `full` (the softmax of labels).
     pub fn forward(&self, input: &Tensor) -> Result<ForwardState> {
+        self.forward_timed(input, None)
+    }
+
+    /// [`Net::forward`], adding each layer's wall time (ms) to `times` when given.
+    pub fn forward_timed(&self, input: &Tensor, mut times: Option<&mut Vec<f64>>) -> Result<ForwardState> {
         let dims = input.dims();
         let want = self.input.dims(dims.first().copied().unwrap_or(0));
         if dims.len() != 4 || dims[1..] != want[1..] {
@@ -437,12 +439,19 @@ impl Net {
                     sc = Some(s);
                     self.tensor(o, out_shape.dims(batch))?
                 }
-                Layer::Linear(l) => x.matmul(&l.wt)?.broadcast_add(&l.b)?,
+                Layer::Linear(l) => linear_forward(x, l)?,
                 Layer::Dropout => x.clone(),
                 Layer::Flatten => x.reshape(out_shape.dims(batch))?,
                 Layer::Softmax => candle_nn::ops::softmax_last_dim(x)?,
             };
-            tracing::trace!(layer = %self.spec.layers[i].name, ms = t0.elapsed().as_secs_f64() * 1e3, "forward");
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            tracing::trace!(layer = %self.spec.layers[i].name, ms, "forward");
+            if let Some(t) = times.as_deref_mut() {
+                if t.len() < self.layers.len() {
+                    t.resize(self.layers.len(), 0.0);
+                }
+                t[i] += ms;
+            }
             outputs.push(y);
             switches.push(sw);
             lrn_scale.push(sc);
@@ -507,7 +516,7 @@ impl Net {
                 })???;
                 self.tensor(dx, in_shape.dims(rows))?
             }
-            Layer::Linear(l) => g.matmul(&l.w)?,
+            Layer::Linear(l) => linear_backward(g, l)?,
             Layer::Dropout => g.clone(),
             Layer::Flatten => g.reshape(in_shape.dims(rows))?,
             Layer::Softmax => {
@@ -579,6 +588,27 @@ pub fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
 /// The tensor's data as an owned host vector.
 pub fn host_vec(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?)
+}
+
+fn linear_forward(x: &Tensor, l: &Linear) -> Result<Tensor> {
+    let rows = x.dims()[0];
+    if x.device().is_cpu() && rows <= kernels::SMALL_ROWS {
+        let out = l.w.dims()[0];
+        let b = host_vec(&l.b)?;
+        let y = with_host(x, |xs| with_host(&l.w, |ws| kernels::linear_forward_small(xs, rows, ws, &b)))??;
+        return Ok(Tensor::from_vec(y, (rows, out), &Device::Cpu)?);
+    }
+    Ok(x.matmul(&l.w.t()?)?.broadcast_add(&l.b)?)
+}
+
+fn linear_backward(g: &Tensor, l: &Linear) -> Result<Tensor> {
+    let rows = g.dims()[0];
+    if g.device().is_cpu() && rows <= kernels::SMALL_ROWS {
+        let fin = l.w.dims()[1];
+        let dx = with_host(g, |gs| with_host(&l.w, |ws| kernels::linear_backward_small(gs, rows, ws, fin)))??;
+        return Ok(Tensor::from_vec(dx, (rows, fin), &Device::Cpu)?);
+    }
+    Ok(g.matmul(&l.w)?)
 }
 
 fn spatial(s: Shape) -> (usize, usize, usize) {
