@@ -2,7 +2,19 @@
 
 use clap::Parser;
 
+// Large per-layer buffers are allocated and freed on every pass; mimalloc keeps them
+// mapped instead of returning them to the kernel and faulting them in again.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` (mimalloc v2's `mimalloc.h`): -1 never returns freed memory to
+/// the OS, so the next pass does not fault every page in again (a third of the time of a
+/// batch-32 forward otherwise).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> std::process::ExitCode {
+    // SAFETY: setting an option of the allocator this binary uses; no allocation races it.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = treevis::cli::Cli::parse();
     treevis::cli::init_logging(cli.verbose);
     match treevis::cli::run(cli) {

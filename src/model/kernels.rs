@@ -287,24 +287,27 @@ pub struct ConvGeom {
     pub dil: usize,
 }
 
-/// Scatters convolution columns back onto the input (the adjoint of `im2col`), for the
-/// data gradient of a convolution: `cols` is `[rows, groups, cin_g * k * k, oh * ow]`, the
-/// result `[rows, groups * cin_g, h, w]`.
-pub fn col2im(cols: &[f32], rows: usize, groups: usize, cin_g: usize, g: &ConvGeom) -> Vec<f32> {
+/// Scatters convolution columns back onto the input (the adjoint of [`im2col`]), for the
+/// data gradient of a convolution. `cols` is `[groups, cin_g * k * k, rows * oh * ow]`
+/// (each column row holds every row's `oh * ow` values side by side); `out` receives
+/// `[rows, groups * cin_g, h, w]`.
+pub fn col2im(cols: &[f32], rows: usize, groups: usize, cin_g: usize, g: &ConvGeom, out: &mut [f32]) {
     let cin = cin_g * groups;
     let (h, w, oh, ow, k) = (g.h, g.w, g.oh, g.ow, g.k);
     let ohw = oh * ow;
     let kk = cin_g * k * k;
-    let mut out = vec![0f32; rows * cin * h * w];
+    let row_stride = rows * ohw;
+    assert_eq!(out.len(), rows * cin * h * w, "col2im output size");
+    out.fill(0.0);
     out.par_chunks_mut(h * w).enumerate().for_each(|(rc, plane)| {
         let r = rc / cin;
         let c = rc % cin;
         let (grp, cl) = (c / cin_g, c % cin_g);
-        let base = (r * groups + grp) * kk * ohw;
+        let base = grp * kk * row_stride + r * ohw;
         for ky in 0..k {
             for kx in 0..k {
                 let row = (cl * k + ky) * k + kx;
-                let src = &cols[base + row * ohw..base + (row + 1) * ohw];
+                let src = &cols[base + row * row_stride..base + row * row_stride + ohw];
                 let dy = (ky * g.dil) as isize - g.pad as isize;
                 let dx = (kx * g.dil) as isize - g.pad as isize;
                 for oy in 0..oh {
@@ -333,7 +336,6 @@ pub fn col2im(cols: &[f32], rows: usize, groups: usize, cin_g: usize, g: &ConvGe
             }
         }
     });
-    out
 }
 
 /// A row-major or strided view of a matrix for [`sgemm`].
@@ -395,31 +397,32 @@ pub fn sgemm(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: MatRef, rhs: Ma
     }
 }
 
-/// `im2col` for one image and one group: `[cin_g * k * k, oh * ow]` columns of input
-/// planes `x` (`[cin_g, h, w]`).
-pub fn im2col(x: &[f32], cin_g: usize, g: &ConvGeom) -> Vec<f32> {
+/// `im2col` for `n` images of one group: `x` holds the images' `[cin_g, h, w]` planes at
+/// `image_stride` apart; the result is `[cin_g * k * k, n * oh * ow]`, each column row
+/// holding every image's `oh * ow` values side by side (so one matrix product covers them
+/// all). Parallel over column rows.
+pub fn im2col(x: &[f32], n: usize, image_stride: usize, cin_g: usize, g: &ConvGeom) -> Vec<f32> {
     let (h, w, oh, ow, k) = (g.h, g.w, g.oh, g.ow, g.k);
     let ohw = oh * ow;
-    let mut cols = vec![0f32; cin_g * k * k * ohw];
-    cols.par_chunks_mut(k * k * ohw).enumerate().for_each(|(c, cc)| {
-        let plane = &x[c * h * w..(c + 1) * h * w];
-        for ky in 0..k {
-            for kx in 0..k {
-                let dst = &mut cc[(ky * k + kx) * ohw..(ky * k + kx + 1) * ohw];
-                let dy = (ky * g.dil) as isize - g.pad as isize;
-                let dx = (kx * g.dil) as isize - g.pad as isize;
-                for oy in 0..oh {
-                    let iy = (oy * g.stride) as isize + dy;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    let prow = &plane[iy as usize * w..(iy as usize + 1) * w];
-                    let drow = &mut dst[oy * ow..(oy + 1) * ow];
-                    for (ox, d) in drow.iter_mut().enumerate() {
-                        let ix = (ox * g.stride) as isize + dx;
-                        if ix >= 0 && ix < w as isize {
-                            *d = prow[ix as usize];
-                        }
+    let mut cols = vec![0f32; cin_g * k * k * n * ohw];
+    cols.par_chunks_mut(n * ohw).enumerate().for_each(|(row, dst_row)| {
+        let (c, kyx) = (row / (k * k), row % (k * k));
+        let (ky, kx) = (kyx / k, kyx % k);
+        let dy = (ky * g.dil) as isize - g.pad as isize;
+        let dx = (kx * g.dil) as isize - g.pad as isize;
+        for (img, dst) in dst_row.chunks_mut(ohw).enumerate() {
+            let plane = &x[img * image_stride + c * h * w..][..h * w];
+            for oy in 0..oh {
+                let iy = (oy * g.stride) as isize + dy;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                let prow = &plane[iy as usize * w..(iy as usize + 1) * w];
+                let drow = &mut dst[oy * ow..(oy + 1) * ow];
+                for (ox, d) in drow.iter_mut().enumerate() {
+                    let ix = (ox * g.stride) as isize + dx;
+                    if ix >= 0 && ix < w as isize {
+                        *d = prow[ix as usize];
                     }
                 }
             }
@@ -665,8 +668,13 @@ mod tests {
             let g = ConvGeom { h, w, oh, ow, k, stride, pad, dil };
             let x = pseudo(cin * h * w, 5);
             let c = pseudo(cin * k * k * oh * ow, 9);
-            let cols = im2col(&x, cin, &g);
-            let back = col2im(&c, 1, 1, cin, &g);
+            // two images (the second a shifted copy), so the side-by-side layout is covered
+            let x2: Vec<f32> = x.iter().chain(x.iter().map(|v| v * 0.5 - 0.1).collect::<Vec<_>>().iter()).copied().collect();
+            let x = x2;
+            let c: Vec<f32> = c.iter().chain(c.iter().rev()).copied().collect();
+            let cols = im2col(&x, 2, cin * h * w, cin, &g);
+            let mut back = vec![0f32; 2 * cin * h * w];
+            col2im(&c, 2, 1, cin, &g, &mut back);
             let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             let mag: f64 = cols.iter().zip(&c).map(|(a, b)| ((*a as f64) * (*b as f64)).abs()).sum();

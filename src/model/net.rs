@@ -632,8 +632,12 @@ fn geom(c: &Conv, in_shape: Shape, out_shape: Shape) -> ConvGeom {
     }
 }
 
-/// Convolution: on the CPU, per image and group `im2col` then one matrix product written
-/// straight into the output (bias first); elsewhere candle's conv2d.
+/// Floats of `im2col` columns worth batching into one matrix product (32 MB).
+const COLS_BUDGET: usize = 8 << 20;
+
+/// Convolution: on the CPU, `im2col` of a chunk of images per group, then one matrix
+/// product per chunk and group (bias added as the product's initial value); elsewhere
+/// candle's conv2d.
 fn conv_forward(x: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Result<Tensor> {
     if !x.device().is_cpu() {
         let y = x.conv2d(&c.w, c.pad, c.stride, c.dilation, c.groups)?;
@@ -645,27 +649,37 @@ fn conv_forward(x: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Resu
     let ohw = g.oh * g.ow;
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     let kk = cin_g * c.kernel * c.kernel;
+    let chunk = (COLS_BUDGET / (kk * ohw)).clamp(1, n);
     let bias = host_vec(&c.b)?;
     let mut out = vec![0f32; n * cout * ohw];
     with_host(x, |xs| {
         with_host(&c.w, |ws| {
-            for i in 0..n {
+            for i0 in (0..n).step_by(chunk) {
+                let m = chunk.min(n - i0);
                 for grp in 0..c.groups {
-                    let xg = &xs[(i * cin + grp * cin_g) * h * w..][..cin_g * h * w];
-                    let direct = c.kernel == 1 && c.stride == 1 && c.pad == 0;
-                    let cols_buf;
-                    let cols = if direct {
-                        xg
-                    } else {
-                        cols_buf = kernels::im2col(xg, cin_g, &g);
-                        &cols_buf[..]
-                    };
-                    let dst = &mut out[(i * cout + grp * cout_g) * ohw..][..cout_g * ohw];
-                    for (o, row) in dst.chunks_mut(ohw).enumerate() {
-                        row.fill(bias[grp * cout_g + o]);
-                    }
+                    let xg = &xs[(i0 * cin + grp * cin_g) * h * w..];
+                    let cols = kernels::im2col(xg, m, cin * h * w, cin_g, &g);
                     let wg = &ws[grp * cout_g * kk..][..cout_g * kk];
-                    kernels::sgemm(dst, cout_g, ohw, kk, MatRef::rows(wg, kk), MatRef::rows(cols, ohw), true);
+                    let bias_g = &bias[grp * cout_g..(grp + 1) * cout_g];
+                    if m == 1 {
+                        let dst = &mut out[(i0 * cout + grp * cout_g) * ohw..][..cout_g * ohw];
+                        for (row, b) in dst.chunks_mut(ohw).zip(bias_g) {
+                            row.fill(*b);
+                        }
+                        kernels::sgemm(dst, cout_g, ohw, kk, MatRef::rows(wg, kk), MatRef::rows(&cols, ohw), true);
+                    } else {
+                        let mut tmp = vec![0f32; cout_g * m * ohw];
+                        kernels::sgemm(&mut tmp, cout_g, m * ohw, kk, MatRef::rows(wg, kk), MatRef::rows(&cols, m * ohw), false);
+                        for (o, b) in bias_g.iter().enumerate() {
+                            for j in 0..m {
+                                let src = &tmp[(o * m + j) * ohw..][..ohw];
+                                let dst = &mut out[((i0 + j) * cout + grp * cout_g + o) * ohw..][..ohw];
+                                for (d, s) in dst.iter_mut().zip(src) {
+                                    *d = s + b;
+                                }
+                            }
+                        }
+                    }
                 }
             }
         })
@@ -673,8 +687,9 @@ fn conv_forward(x: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Resu
     Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?)
 }
 
-/// Data gradient of a convolution: on the CPU, per row and group `W_g^T . dY` (a
-/// transposed view, no copy) then `col2im`; elsewhere candle's transposed convolution.
+/// Data gradient of a convolution: on the CPU, for a chunk of rows per group one product
+/// `W_g^T . dY` (a transposed view of the weights, no copy) then `col2im`; elsewhere
+/// candle's transposed convolution.
 fn conv_backward(g: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Result<Tensor> {
     let rows = g.dims()[0];
     let ((cin, h, _), (cout, oh, _)) = (spatial(in_shape), spatial(out_shape));
@@ -693,17 +708,34 @@ fn conv_backward(g: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Res
     let geo = geom(c, in_shape, out_shape);
     let ohw = geo.oh * geo.ow;
     let kk = cin_g * c.kernel * c.kernel;
-    let mut cols = vec![0f32; rows * c.groups * kk * ohw];
+    let chunk = (COLS_BUDGET / (kk * ohw)).clamp(1, rows);
+    let plane_in = cin * geo.h * geo.w;
+    let mut dx = vec![0f32; rows * plane_in];
     with_host(g, |gs| {
         with_host(&c.w, |ws| {
-            for (rg, dst) in cols.chunks_mut(kk * ohw).enumerate() {
-                let (r, grp) = (rg / c.groups, rg % c.groups);
-                let gsrc = &gs[(r * cout + grp * cout_g) * ohw..][..cout_g * ohw];
-                let wg = &ws[grp * cout_g * kk..][..cout_g * kk];
-                kernels::sgemm(dst, kk, ohw, cout_g, MatRef::transposed(wg, kk), MatRef::rows(gsrc, ohw), false);
+            for r0 in (0..rows).step_by(chunk) {
+                let m = chunk.min(rows - r0);
+                let mut cols = vec![0f32; c.groups * kk * m * ohw];
+                for (grp, dst) in cols.chunks_mut(kk * m * ohw).enumerate() {
+                    let wg = &ws[grp * cout_g * kk..][..cout_g * kk];
+                    let rhs_buf;
+                    let rhs = if m == 1 {
+                        &gs[(r0 * cout + grp * cout_g) * ohw..][..cout_g * ohw]
+                    } else {
+                        let mut b = vec![0f32; cout_g * m * ohw];
+                        for o in 0..cout_g {
+                            for j in 0..m {
+                                b[(o * m + j) * ohw..][..ohw].copy_from_slice(&gs[((r0 + j) * cout + grp * cout_g + o) * ohw..][..ohw]);
+                            }
+                        }
+                        rhs_buf = b;
+                        &rhs_buf[..]
+                    };
+                    kernels::sgemm(dst, kk, m * ohw, cout_g, MatRef::transposed(wg, kk), MatRef::rows(rhs, m * ohw), false);
+                }
+                kernels::col2im(&cols, m, c.groups, cin_g, &geo, &mut dx[r0 * plane_in..(r0 + m) * plane_in]);
             }
         })
     })??;
-    let dx = kernels::col2im(&cols, rows, c.groups, cin_g, &geo);
     Ok(Tensor::from_vec(dx, (rows, cin, geo.h, geo.w), &Device::Cpu)?)
 }
