@@ -45,7 +45,9 @@ fn median_ms(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 
 fn input(h: usize, w: usize, batch: usize, device: &Device) -> Result<Tensor> {
     let n = batch * 3 * h * w;
-    let v: Vec<f32> = (0..n).map(|i| ((i * 2654435761usize) % 1000) as f32 / 500.0 - 1.0).collect();
+    let v: Vec<f32> = (0..n)
+        .map(|i| ((i * 2654435761usize) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
     Ok(Tensor::from_vec(v, (batch, 3, h, w), device)?)
 }
 
@@ -66,26 +68,42 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let m = Model::load("alexnet", &WeightsSource::Random(0), &device)?;
     let x1 = input(224, 224, 1, &device)?;
     let x32 = input(224, 224, 32, &device)?;
-    eprintln!("alexnet (random weights, 224x224) on {}, {runs} runs each, {} threads", args.device, rayon::current_num_threads());
-    res.insert("forward_b1_ms", median_ms(runs, || {
-        m.net.forward(&x1)?;
-        sync(&device)
-    })?);
-    res.insert("forward_b32_ms", median_ms(runs.min(7), || {
-        m.net.forward(&x32)?;
-        sync(&device)
-    })?);
+    eprintln!(
+        "alexnet (random weights, 224x224) on {}, {runs} runs each, {} threads",
+        args.device,
+        rayon::current_num_threads()
+    );
+    res.insert(
+        "forward_b1_ms",
+        median_ms(runs, || {
+            m.net.forward(&x1)?;
+            sync(&device)
+        })?,
+    );
+    res.insert(
+        "forward_b32_ms",
+        median_ms(runs.min(7), || {
+            m.net.forward(&x32)?;
+            sync(&device)
+        })?,
+    );
     if args.layers {
         let (mut t1, mut t32) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            m.net.forward_timed(&x1, Some(&mut t1))?;
+            m.net.forward_timed(&x1, usize::MAX, Some(&mut t1))?;
         }
         for _ in 0..runs.min(3) {
-            m.net.forward_timed(&x32, Some(&mut t32))?;
+            m.net.forward_timed(&x32, usize::MAX, Some(&mut t32))?;
         }
         println!("| layer | forward b1 ms | forward b32 ms |\n|---|---:|---:|");
         for ((l, a), b) in m.spec().layers.iter().zip(&t1).zip(&t32) {
-            println!("| {} ({}) | {:.2} | {:.1} |", l.name, l.kind.type_name(), a / runs as f64, b / runs.min(3) as f64);
+            println!(
+                "| {} ({}) | {:.2} | {:.1} |",
+                l.name,
+                l.kind.type_name(),
+                a / runs as f64,
+                b / runs.min(3) as f64
+            );
         }
     }
     let state = m.net.forward(&x1)?;
@@ -96,52 +114,76 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     let conv5 = top("conv5")?;
     let fc8 = top("fc8")?;
+    // a reconstruction runs the forward pass only as far as its root needs (as a PyTorch
+    // model truncated at the blob would)
+    let until = |p: &Path| m.net.blobs[m.net.blob_index(&p.last().blob).unwrap()].layer;
     for (name, p) in [("recon_conv5_ms", &conv5), ("recon_fc8_ms", &fc8)] {
-        res.insert(name, median_ms(runs, || {
-            let s = m.net.forward(&x1)?;
-            recon::reconstruct(&m, &s, 0, &opts, std::slice::from_ref(p))?;
-            sync(&device)
-        })?);
+        res.insert(
+            name,
+            median_ms(runs, || {
+                let s = m.net.forward_until(&x1, until(p))?;
+                recon::reconstruct(&m, &s, 0, &opts, std::slice::from_ref(p))?;
+                sync(&device)
+            })?,
+        );
     }
-    res.insert("backward_conv5_ms", median_ms(runs, || {
-        recon::reconstruct(&m, &state, 0, &opts, std::slice::from_ref(&conv5))?;
-        sync(&device)
-    })?);
-    res.insert("overview40_ms", median_ms(runs, || {
-        let s = m.net.forward(&x1)?;
-        let rows = recon::overview(&m, &s, 0, 5)?;
-        let r = recon::reconstruct(&m, &s, 0, &opts, &recon::overview_paths(&rows))?;
-        anyhow::ensure!(r.len() == 40, "overview has {} tiles", r.len());
-        sync(&device)
-    })?);
-    res.insert("children5_ms", median_ms(runs, || {
-        let s = m.net.forward(&x1)?;
-        let e = recon::expand(&m, &s, 0, &opts, &conv5, 5)?;
-        anyhow::ensure!(e.len() == 5);
-        sync(&device)
-    })?);
+    res.insert(
+        "backward_conv5_ms",
+        median_ms(runs, || {
+            recon::reconstruct(&m, &state, 0, &opts, std::slice::from_ref(&conv5))?;
+            sync(&device)
+        })?,
+    );
+    res.insert(
+        "overview40_ms",
+        median_ms(runs, || {
+            let s = m.net.forward(&x1)?;
+            let rows = recon::overview(&m, &s, 0, 5)?;
+            let r = recon::reconstruct(&m, &s, 0, &opts, &recon::overview_paths(&rows))?;
+            anyhow::ensure!(r.len() == 40, "overview has {} tiles", r.len());
+            sync(&device)
+        })?,
+    );
+    res.insert(
+        "children5_ms",
+        median_ms(runs, || {
+            let s = m.net.forward_until(&x1, until(&conv5))?;
+            let e = recon::expand(&m, &s, 0, &opts, &conv5, 5)?;
+            anyhow::ensure!(e.len() == 5);
+            sync(&device)
+        })?,
+    );
     drop(state);
 
     let c = Model::load("caffenet", &WeightsSource::Random(0), &device)?;
     let xc = input(227, 227, 1, &device)?;
-    res.insert("caffenet_forward_b1_ms", median_ms(runs, || {
-        c.net.forward(&xc)?;
-        sync(&device)
-    })?);
+    res.insert(
+        "caffenet_forward_b1_ms",
+        median_ms(runs, || {
+            c.net.forward(&xc)?;
+            sync(&device)
+        })?,
+    );
     let sc = c.net.forward(&xc)?;
     let rows = recon::overview(&c, &sc, 0, 1)?;
     let r5 = rows.iter().find(|r| r.blob == "conv5").context("conv5")?;
     let p5 = Path::root("conv5", r5.units[0].channel);
-    res.insert("caffenet_recon_conv5_ms", median_ms(runs, || {
-        let s = c.net.forward(&xc)?;
-        recon::reconstruct(&c, &s, 0, &opts, std::slice::from_ref(&p5))?;
-        sync(&device)
-    })?);
+    let until5 = c.net.blobs[c.net.blob_index("conv5").unwrap()].layer;
+    res.insert(
+        "caffenet_recon_conv5_ms",
+        median_ms(runs, || {
+            let s = c.net.forward_until(&xc, until5)?;
+            recon::reconstruct(&c, &s, 0, &opts, std::slice::from_ref(&p5))?;
+            sync(&device)
+        })?,
+    );
     res.insert("peak_rss_mb", peak_rss_mb());
 
     let theirs: BTreeMap<String, serde_json::Value> = match &args.compare {
-        Some(p) => serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?)
-            .with_context(|| format!("{} is not the JSON of bench/pytorch_bench.py", p.display()))?,
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        )
+        .with_context(|| format!("{} is not the JSON of bench/pytorch_bench.py", p.display()))?,
         None => BTreeMap::new(),
     };
     println!("| measurement | treevis | pytorch | pytorch / treevis |");
@@ -165,9 +207,11 @@ fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)

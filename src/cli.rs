@@ -177,8 +177,13 @@ pub fn init_logging(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TREEVIS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TREEVIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 /// A model with one image's forward state.
@@ -192,7 +197,11 @@ pub struct Loaded {
 impl Loaded {
     pub fn new(engine: &EngineArgs, input: &InputArgs) -> Result<Loaded> {
         let device = parse_device(&engine.device)?;
-        let mut model = Model::load(&engine.model, &WeightsSource::parse(engine.weights.as_deref()), &device)?;
+        let mut model = Model::load(
+            &engine.model,
+            &WeightsSource::parse(engine.weights.as_deref()),
+            &device,
+        )?;
         let x = match (&input.image, &input.input_npy) {
             (Some(img), None) => {
                 let rgb = data::load_image(img)?;
@@ -233,7 +242,8 @@ fn print_json<T: Serialize>(v: &T) -> Result<()> {
 }
 
 fn save_png(img: &image::RgbImage, path: &FsPath) -> Result<()> {
-    img.save(path).with_context(|| format!("cannot write {}", path.display()))
+    img.save(path)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn create_dir(dir: &FsPath) -> Result<()> {
@@ -245,41 +255,81 @@ pub fn run(cli: Cli) -> Result<()> {
         return run_default();
     };
     match command {
-        Command::Labels { engine, input, json } => {
+        Command::Labels {
+            engine,
+            input,
+            json,
+        } => {
             let l = Loaded::new(&engine, &input)?;
             let labels = recon::labels(&l.model, &l.state, 0, 5)?;
             if json {
                 return print_json(&labels);
             }
             for (i, lab) in labels.iter().enumerate() {
-                println!("{}. {:6.2}%  {} ({})", i + 1, lab.prob * 100.0, lab.name, lab.index);
+                println!(
+                    "{}. {:6.2}%  {} ({})",
+                    i + 1,
+                    lab.prob * 100.0,
+                    lab.name,
+                    lab.index
+                );
             }
         }
-        Command::Overview { engine, input, top, json, out, display } => {
+        Command::Overview {
+            engine,
+            input,
+            top,
+            json,
+            out,
+            display,
+        } => {
             let l = Loaded::new(&engine, &input)?;
             let rows = recon::overview(&l.model, &l.state, 0, top)?;
             if let Some(dir) = &out {
                 create_dir(dir)?;
-                save_png(&display::render_input(&l.model, &l.input)?, &dir.join("input.png"))?;
+                save_png(
+                    &display::render_input(&l.model, &l.input)?,
+                    &dir.join("input.png"),
+                )?;
                 let paths = recon::overview_paths(&rows);
                 for r in recon::reconstruct(&l.model, &l.state, 0, &l.opts, &paths)? {
-                    save_png(&display::render(&l.model, &r.grad, display)?, &dir.join(format!("{}.png", r.path.file_stem())))?;
+                    save_png(
+                        &display::render(&l.model, &r.grad, display)?,
+                        &dir.join(format!("{}.png", r.path.file_stem())),
+                    )?;
                 }
             }
             if json {
                 return print_json(&rows);
             }
             for r in &rows {
-                let units: Vec<String> = r.units.iter().map(|u| format!("{}:{} ({:.3})", r.blob, u.channel, u.activation)).collect();
+                let units: Vec<String> = r
+                    .units
+                    .iter()
+                    .map(|u| format!("{}:{} ({:.3})", r.blob, u.channel, u.activation))
+                    .collect();
                 println!("{:>8}  {}", r.blob, units.join("  "));
             }
             if let Some(dir) = &out {
-                println!("wrote {} tiles to {}", rows.iter().map(|r| r.units.len()).sum::<usize>(), dir.display());
+                println!(
+                    "wrote {} tiles to {}",
+                    rows.iter().map(|r| r.units.len()).sum::<usize>(),
+                    dir.display()
+                );
             }
         }
-        Command::Render { engine, input, path, display: mode, out, raw } => {
+        Command::Render {
+            engine,
+            input,
+            path,
+            display: mode,
+            out,
+            raw,
+        } => {
             let l = Loaded::new(&engine, &input)?;
-            let r = recon::reconstruct(&l.model, &l.state, 0, &l.opts, std::slice::from_ref(&path))?.remove(0);
+            let r =
+                recon::reconstruct(&l.model, &l.state, 0, &l.opts, std::slice::from_ref(&path))?
+                    .remove(0);
             if let Some(note) = &r.note {
                 eprintln!("treevis: note: {note}");
             }
@@ -290,9 +340,23 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             println!("{}", out.display());
         }
-        Command::Children { engine, input, path, k, json } => {
+        Command::Children {
+            engine,
+            input,
+            path,
+            k,
+            json,
+        } => {
             let l = Loaded::new(&engine, &input)?;
-            let kids = recon::children(&l.model, &l.state, 0, &l.opts, std::slice::from_ref(&path), k)?.remove(0);
+            let kids = recon::children(
+                &l.model,
+                &l.state,
+                0,
+                &l.opts,
+                std::slice::from_ref(&path),
+                k,
+            )?
+            .remove(0);
             if json {
                 return print_json(&kids);
             }
@@ -300,32 +364,59 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("{:12.6}  {}", c.weight, c.path);
             }
         }
-        Command::Tree { engine, input, root, depth, k, display: mode, out } => {
+        Command::Tree {
+            engine,
+            input,
+            root,
+            depth,
+            k,
+            display: mode,
+            out,
+        } => {
             let l = Loaded::new(&engine, &input)?;
             create_dir(&out)?;
             let tree = recon::tree::build(&l.model, &l.state, 0, &l.opts, &root, depth, k)?;
-            save_png(&display::render_input(&l.model, &l.input)?, &out.join("input.png"))?;
+            save_png(
+                &display::render_input(&l.model, &l.input)?,
+                &out.join("input.png"),
+            )?;
             let mut count = 0;
             let json = tree.to_json(&mut |node| {
                 let file = format!("{}.png", node.path.file_stem());
                 count += 1;
-                save_png(&display::render(&l.model, &node.grad, mode)?, &out.join(&file))?;
+                save_png(
+                    &display::render(&l.model, &node.grad, mode)?,
+                    &out.join(&file),
+                )?;
                 Ok(file)
             })?;
             let f = out.join("tree.json");
-            std::fs::write(&f, serde_json::to_string_pretty(&json)?).with_context(|| format!("cannot write {}", f.display()))?;
+            std::fs::write(&f, serde_json::to_string_pretty(&json)?)
+                .with_context(|| format!("cannot write {}", f.display()))?;
             println!("wrote {} ({count} nodes)", f.display());
         }
         Command::Forward { engine, input, out } => {
             let l = Loaded::new(&engine, &input)?;
             create_dir(&out)?;
-            data::npy::write_f32(&out.join("data.npy"), l.input.dims(), &crate::model::net::host_vec(&l.input)?)?;
+            data::npy::write_f32(
+                &out.join("data.npy"),
+                l.input.dims(),
+                &crate::model::net::host_vec(&l.input)?,
+            )?;
             for b in &l.model.net.blobs {
-                let t = l.state.outputs[b.layer].get(0)?;
+                let t = l.state.output(b.layer, &b.name)?.get(0)?;
                 let name = format!("{}.npy", b.name.replace(['/', '\\'], "_"));
-                data::npy::write_f32(&out.join(&name), t.dims(), &crate::model::net::host_vec(&t)?)?;
+                data::npy::write_f32(
+                    &out.join(&name),
+                    t.dims(),
+                    &crate::model::net::host_vec(&t)?,
+                )?;
             }
-            println!("wrote {} blobs to {}", l.model.net.blobs.len() + 1, out.display());
+            println!(
+                "wrote {} blobs to {}",
+                l.model.net.blobs.len() + 1,
+                out.display()
+            );
         }
         Command::Bench(args) => crate::bench::run(&args)?,
         Command::RandomWeights { model, seed, out } => {
@@ -357,7 +448,13 @@ fn run_default() -> Result<()> {
         dump_input: None,
     };
     let l = Loaded::new(&engine, &input)?;
-    println!("treevis {}: model `{}` ({}), built-in test pattern {}", env!("CARGO_PKG_VERSION"), l.model.spec().name, l.model.weights_origin, img_path.display());
+    println!(
+        "treevis {}: model `{}` ({}), built-in test pattern {}",
+        env!("CARGO_PKG_VERSION"),
+        l.model.spec().name,
+        l.model.weights_origin,
+        img_path.display()
+    );
     println!("top labels:");
     for lab in recon::labels(&l.model, &l.state, 0, 5)? {
         println!("  {:6.2}%  {}", lab.prob * 100.0, lab.name);
@@ -365,10 +462,17 @@ fn run_default() -> Result<()> {
     let rows = recon::overview(&l.model, &l.state, 0, 3)?;
     println!("most active neurons:");
     for r in &rows {
-        let units: Vec<String> = r.units.iter().map(|u| format!("{}:{} ({:.3})", r.blob, u.channel, u.activation)).collect();
+        let units: Vec<String> = r
+            .units
+            .iter()
+            .map(|u| format!("{}:{} ({:.3})", r.blob, u.channel, u.activation))
+            .collect();
         println!("  {:>6}  {}", r.blob, units.join("  "));
     }
-    let top_conv = rows.iter().find(|r| r.blob.starts_with("conv")).unwrap_or(&rows[0]);
+    let top_conv = rows
+        .iter()
+        .find(|r| r.blob.starts_with("conv"))
+        .unwrap_or(&rows[0]);
     let path = Path::root(&top_conv.blob, top_conv.units[0].channel);
     let kids = recon::expand(&l.model, &l.state, 0, &l.opts, &path, 3)?;
     println!("children of {path} (guided backprop):");

@@ -13,7 +13,11 @@ fn run(args: &[&str]) -> Output {
 
 fn ok(args: &[&str]) -> String {
     let o = run(args);
-    assert!(o.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -22,8 +26,15 @@ fn fails(args: &[&str], needle: &str) {
     let o = run(args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{args:?} should fail");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{args:?} panicked: {err}");
-    assert_eq!(err.trim().lines().count(), 1, "{args:?}: not one line: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{args:?} panicked: {err}"
+    );
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
     assert!(err.contains(needle), "{args:?}: `{needle}` not in: {err}");
 }
 
@@ -40,7 +51,10 @@ fn golden(name: &str) -> String {
 #[test]
 fn default_run_needs_no_arguments() {
     let out = ok(&[]);
-    assert!(out.contains("most active neurons") && out.contains("children of"), "{out}");
+    assert!(
+        out.contains("most active neurons") && out.contains("children of"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -56,8 +70,16 @@ fn labels_overview_children_json() {
     assert!(l[0]["name"].is_string() && l[0]["index"].is_u64());
 
     let out = d.path().join("ov");
-    let ov: serde_json::Value =
-        serde_json::from_str(&ok(&["overview", img, "--top", "2", "--json", "--out", out.to_str().unwrap()])).unwrap();
+    let ov: serde_json::Value = serde_json::from_str(&ok(&[
+        "overview",
+        img,
+        "--top",
+        "2",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]))
+    .unwrap();
     let rows = ov.as_array().unwrap();
     assert_eq!(rows.len(), 6, "one row per blob of tiny");
     assert_eq!(rows[0]["blob"], "fc6");
@@ -73,12 +95,18 @@ fn labels_overview_children_json() {
     assert!(out.join("input.png").exists());
 
     let top = format!("conv4:{}", rows[2]["units"][0]["channel"]);
-    let kids: serde_json::Value = serde_json::from_str(&ok(&["children", img, "--path", &top, "--k", "3", "--json"])).unwrap();
+    let kids: serde_json::Value = serde_json::from_str(&ok(&[
+        "children", img, "--path", &top, "--k", "3", "--json",
+    ]))
+    .unwrap();
     let kids = kids.as_array().unwrap();
     assert_eq!(kids.len(), 3);
     for c in kids {
         assert_eq!(c["blob"], "conv3");
-        assert_eq!(c["path"].as_str().unwrap(), format!("{top}/conv3:{}", c["channel"]));
+        assert_eq!(
+            c["path"].as_str().unwrap(),
+            format!("{top}/conv3:{}", c["channel"])
+        );
         assert!(c["weight"].as_f64().unwrap() >= 0.0);
     }
 }
@@ -91,7 +119,18 @@ fn render_tree_forward_and_npy_inputs() {
     let dump = d.path().join("in.npy");
     let png = d.path().join("r.png");
     let raw = d.path().join("r.npy");
-    ok(&["render", img, "--path", "conv3:1/conv2:3", "--out", png.to_str().unwrap(), "--raw", raw.to_str().unwrap(), "--dump-input", dump.to_str().unwrap()]);
+    ok(&[
+        "render",
+        img,
+        "--path",
+        "conv3:1/conv2:3",
+        "--out",
+        png.to_str().unwrap(),
+        "--raw",
+        raw.to_str().unwrap(),
+        "--dump-input",
+        dump.to_str().unwrap(),
+    ]);
     let r = treevis::data::npy::read_f32(&raw).unwrap();
     assert_eq!(r.shape, vec![3, 39, 39]);
     let i = treevis::data::npy::read_f32(&dump).unwrap();
@@ -99,23 +138,67 @@ fn render_tree_forward_and_npy_inputs() {
     assert_eq!(image::open(&png).unwrap().width(), 39);
     // the dumped input gives the same raw gradient
     let raw2 = d.path().join("r2.npy");
-    ok(&["render", "--input-npy", dump.to_str().unwrap(), "--path", "conv3:1/conv2:3", "--out", png.to_str().unwrap(), "--raw", raw2.to_str().unwrap()]);
+    ok(&[
+        "render",
+        "--input-npy",
+        dump.to_str().unwrap(),
+        "--path",
+        "conv3:1/conv2:3",
+        "--out",
+        png.to_str().unwrap(),
+        "--raw",
+        raw2.to_str().unwrap(),
+    ]);
     assert_eq!(treevis::data::npy::read_f32(&raw2).unwrap(), r);
 
     let tree = d.path().join("tree");
-    ok(&["tree", img, "--root", "conv4:0", "--depth", "2", "--k", "2", "--out", tree.to_str().unwrap()]);
-    let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tree.join("tree.json")).unwrap()).unwrap();
+    ok(&[
+        "tree",
+        img,
+        "--root",
+        "conv4:0",
+        "--depth",
+        "2",
+        "--k",
+        "2",
+        "--out",
+        tree.to_str().unwrap(),
+    ]);
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tree.join("tree.json")).unwrap()).unwrap();
     fn count(v: &serde_json::Value, dir: &Path) -> usize {
         assert!(dir.join(v["image"].as_str().unwrap()).exists());
-        1 + v["children"].as_array().unwrap().iter().map(|c| count(c, dir)).sum::<usize>()
+        1 + v["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| count(c, dir))
+            .sum::<usize>()
     }
     assert_eq!(count(&t, &tree), 1 + 2 + 4);
-    assert_eq!(t["children"][0]["children"][0]["path"].as_str().unwrap().split('/').count(), 3);
+    assert_eq!(
+        t["children"][0]["children"][0]["path"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .count(),
+        3
+    );
 
     let fw = d.path().join("fw");
     ok(&["forward", img, "--out", fw.to_str().unwrap()]);
-    assert_eq!(treevis::data::npy::read_f32(&fw.join("conv1.npy")).unwrap().shape, vec![8, 20, 20]);
-    assert_eq!(treevis::data::npy::read_f32(&fw.join("fc6.npy")).unwrap().shape, vec![10]);
+    assert_eq!(
+        treevis::data::npy::read_f32(&fw.join("conv1.npy"))
+            .unwrap()
+            .shape,
+        vec![8, 20, 20]
+    );
+    assert_eq!(
+        treevis::data::npy::read_f32(&fw.join("fc6.npy"))
+            .unwrap()
+            .shape,
+        vec![10]
+    );
 }
 
 #[test]
@@ -123,10 +206,37 @@ fn full_size_alexnet_with_random_weights() {
     let d = tempfile::tempdir().unwrap();
     let img = image(d.path());
     let img = img.to_str().unwrap();
-    let out = ok(&["children", img, "--model", "alexnet", "--weights", "random", "--path", "fc8:3", "--k", "2"]);
-    assert!(out.lines().count() == 2 && out.contains("fc8:3/fc7:"), "{out}");
+    let out = ok(&[
+        "children",
+        img,
+        "--model",
+        "alexnet",
+        "--weights",
+        "random",
+        "--path",
+        "fc8:3",
+        "--k",
+        "2",
+    ]);
+    assert!(
+        out.lines().count() == 2 && out.contains("fc8:3/fc7:"),
+        "{out}"
+    );
     let png = d.path().join("a.png");
-    ok(&["render", img, "--model", "alexnet", "--weights", "random:1", "--path", "conv5:10/conv4:3", "--method", "deconv", "--out", png.to_str().unwrap()]);
+    ok(&[
+        "render",
+        img,
+        "--model",
+        "alexnet",
+        "--weights",
+        "random:1",
+        "--path",
+        "conv5:10/conv4:3",
+        "--method",
+        "deconv",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
     assert_eq!(image::open(&png).unwrap().width(), 224);
 }
 
@@ -140,28 +250,72 @@ fn bad_input_gives_one_line_errors() {
     std::fs::write(&txt, "this is not an image").unwrap();
     fails(&["labels", txt.to_str().unwrap()], "cannot decode");
     fails(&["labels"], "no input");
-    fails(&["render", img, "--path", "conv9:1"], "unknown blob `conv9`");
+    fails(
+        &["render", img, "--path", "conv9:1"],
+        "unknown blob `conv9`",
+    );
     fails(&["render", img, "--path", "conv2:9999"], "out of range");
     fails(&["render", img, "--path", "conv2:1/conv3:1"], "not below");
     fails(&["children", img, "--path", "conv1:0"], "no children");
     fails(&["labels", img, "--device", "cuda:0"], "without CUDA");
-    fails(&["labels", img, "--model", "nonet"], "unknown model `nonet`");
+    fails(
+        &["labels", img, "--model", "nonet"],
+        "unknown model `nonet`",
+    );
 
     // truncated safetensors
     let w = std::fs::read(golden("tiny.weights.safetensors")).unwrap();
     let trunc = d.path().join("trunc.safetensors");
     std::fs::write(&trunc, &w[..w.len() / 2]).unwrap();
-    fails(&["labels", img, "--weights", trunc.to_str().unwrap()], "truncated or corrupt");
+    fails(
+        &["labels", img, "--weights", trunc.to_str().unwrap()],
+        "truncated or corrupt",
+    );
     // weights of another net: shapes do not match the spec
-    fails(&["labels", img, "--model", "caffenet", "--weights", &golden("tiny.weights.safetensors")], "missing tensor `conv1.weight`");
-    fails(&["labels", img, "--model", &golden("../../models/caffenet.toml"), "--weights", &golden("alexnet.weights.safetensors")], "missing tensor");
+    fails(
+        &[
+            "labels",
+            img,
+            "--model",
+            "caffenet",
+            "--weights",
+            &golden("tiny.weights.safetensors"),
+        ],
+        "expected [out, 3, 11, 11]",
+    );
+    fails(
+        &[
+            "labels",
+            img,
+            "--model",
+            &golden("../../models/caffenet.toml"),
+            "--weights",
+            &golden("alexnet.weights.safetensors"),
+        ],
+        "missing tensor",
+    );
     // a spec whose kernel does not match the weights
-    let spec = std::fs::read_to_string(golden("../../models/tiny.toml")).unwrap().replacen("kernel = 3", "kernel = 5", 1);
+    let spec = std::fs::read_to_string(golden("../../models/tiny.toml"))
+        .unwrap()
+        .replacen("kernel = 3", "kernel = 5", 1);
     let bad = d.path().join("bad.toml");
     std::fs::write(&bad, spec).unwrap();
-    fails(&["labels", img, "--model", bad.to_str().unwrap(), "--weights", &golden("tiny.weights.safetensors")], "tensor `conv1.weight` of layer `conv1` has shape [8, 3, 3, 3]");
+    fails(
+        &[
+            "labels",
+            img,
+            "--model",
+            bad.to_str().unwrap(),
+            "--weights",
+            &golden("tiny.weights.safetensors"),
+        ],
+        "tensor `conv1.weight` of layer `conv1` has shape [8, 3, 3, 3]",
+    );
     // a wrongly shaped npy input
     let npy = d.path().join("x.npy");
     treevis::data::npy::write_f32(&npy, &[2, 4], &[0.0; 8]).unwrap();
-    fails(&["labels", "--input-npy", npy.to_str().unwrap()], "[3, H, W]");
+    fails(
+        &["labels", "--input-npy", npy.to_str().unwrap()],
+        "[3, H, W]",
+    );
 }

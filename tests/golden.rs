@@ -9,7 +9,9 @@ use treevis::model::{Model, WeightsSource};
 use treevis::recon::{self, MultMode, Options, Path, Rule};
 
 fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 /// max |a - b| / max |b|
@@ -18,7 +20,10 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(a.len(), b.len(), "sizes differ");
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     if scale == 0.0 {
         diff
     } else {
@@ -34,9 +39,12 @@ struct Fixture {
 
 fn load(net: &str) -> Fixture {
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(golden(&format!("{net}.ref.json"))).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(golden(&format!("{net}.ref.json"))).unwrap())
+            .unwrap();
     let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(meta["model"].as_str().unwrap());
-    let refs = candle_core::safetensors::load(golden(&format!("{net}.ref.safetensors")), &Device::Cpu).unwrap();
+    let refs =
+        candle_core::safetensors::load(golden(&format!("{net}.ref.safetensors")), &Device::Cpu)
+            .unwrap();
     let mut model = Model::load(
         spec.to_str().unwrap(),
         &WeightsSource::File(golden(&format!("{net}.weights.safetensors"))),
@@ -64,7 +72,11 @@ fn opts(v: &serde_json::Value) -> Options {
 
 fn check(net: &str) {
     let f = load(net);
-    let state = f.model.net.forward(&f.refs["input"].unsqueeze(0).unwrap()).unwrap();
+    let state = f
+        .model
+        .net
+        .forward(&f.refs["input"].unsqueeze(0).unwrap())
+        .unwrap();
     // every blob
     for b in &f.model.net.blobs {
         let ours = state.outputs[b.layer].get(0).unwrap();
@@ -72,20 +84,33 @@ fn check(net: &str) {
         assert!(e <= 1e-4, "{net}: blob {} differs by {e:e}", b.name);
     }
     // labels
-    let top5: Vec<usize> = recon::labels(&f.model, &state, 0, 5).unwrap().iter().map(|l| l.index).collect();
-    let want: Vec<usize> = f.meta["top5"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let top5: Vec<usize> = recon::labels(&f.model, &state, 0, 5)
+        .unwrap()
+        .iter()
+        .map(|l| l.index)
+        .collect();
+    let want: Vec<usize> = f.meta["top5"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
     assert_eq!(top5, want, "{net}: top-5");
     // reconstructions, all cases of one option set in one batched pass
     let cases = f.meta["cases"].as_array().unwrap();
     assert!(!cases.is_empty());
-    let mut by_opts: std::collections::BTreeMap<String, Vec<&serde_json::Value>> = Default::default();
+    let mut by_opts: std::collections::BTreeMap<String, Vec<&serde_json::Value>> =
+        Default::default();
     for c in cases {
         by_opts.entry(format!("{:?}", opts(c))).or_default().push(c);
     }
     let mut worst = 0f32;
     for group in by_opts.values() {
         let o = opts(group[0]);
-        let paths: Vec<Path> = group.iter().map(|c| c["path"].as_str().unwrap().parse().unwrap()).collect();
+        let paths: Vec<Path> = group
+            .iter()
+            .map(|c| c["path"].as_str().unwrap().parse().unwrap())
+            .collect();
         let out = recon::reconstruct(&f.model, &state, 0, &o, &paths).unwrap();
         for (c, r) in group.iter().zip(out) {
             let want = &f.refs[c["key"].as_str().unwrap()];
@@ -98,17 +123,35 @@ fn check(net: &str) {
     for c in f.meta["children"].as_array().unwrap() {
         let p: Path = c["path"].as_str().unwrap().parse().unwrap();
         let k = c["k"].as_u64().unwrap() as usize;
-        let ours = recon::children(&f.model, &state, 0, &opts(c), std::slice::from_ref(&p), k).unwrap().remove(0);
+        let ours = recon::children(&f.model, &state, 0, &opts(c), std::slice::from_ref(&p), k)
+            .unwrap()
+            .remove(0);
         let want = c["children"].as_array().unwrap();
         assert_eq!(ours.len(), want.len());
         for (o, w) in ours.iter().zip(want) {
-            assert_eq!(o.blob, w["blob"].as_str().unwrap(), "{net}: children of {p}");
-            assert_eq!(o.channel as u64, w["channel"].as_u64().unwrap(), "{net}: children order of {p}");
+            assert_eq!(
+                o.blob,
+                w["blob"].as_str().unwrap(),
+                "{net}: children of {p}"
+            );
+            assert_eq!(
+                o.channel as u64,
+                w["channel"].as_u64().unwrap(),
+                "{net}: children order of {p}"
+            );
             let ww = w["weight"].as_f64().unwrap() as f32;
-            assert!((o.weight - ww).abs() <= 1e-4 * ww.abs().max(1e-6), "{net}: weight of {}: {} vs {ww}", o.path, o.weight);
+            assert!(
+                (o.weight - ww).abs() <= 1e-4 * ww.abs().max(1e-6),
+                "{net}: weight of {}: {} vs {ww}",
+                o.path,
+                o.weight
+            );
         }
     }
-    eprintln!("{net}: {} reconstructions, worst relative error {worst:e}", cases.len());
+    eprintln!(
+        "{net}: {} reconstructions, worst relative error {worst:e}",
+        cases.len()
+    );
 }
 
 #[test]

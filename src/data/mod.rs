@@ -36,7 +36,10 @@ pub fn preprocess(model: &Model, img: &image::RgbImage) -> Result<Tensor> {
     let sized = match inp.resize {
         Some(short) => {
             let s = short as f64 / iw.min(ih) as f64;
-            let (nw, nh) = (((iw as f64 * s).round() as u32).max(w as u32), ((ih as f64 * s).round() as u32).max(h as u32));
+            let (nw, nh) = (
+                ((iw as f64 * s).round() as u32).max(w as u32),
+                ((ih as f64 * s).round() as u32).max(h as u32),
+            );
             let r = image::imageops::resize(img, nw, nh, FilterType::Triangle);
             let (x0, y0) = ((nw - w as u32) / 2, (nh - h as u32) / 2);
             image::imageops::crop_imm(&r, x0, y0, w as u32, h as u32).to_image()
@@ -52,7 +55,11 @@ pub fn preprocess(model: &Model, img: &image::RgbImage) -> Result<Tensor> {
                 ColorOrder::Bgr => 2 - c,
             };
             let x = px.0[src] as f32 / 255.0 * inp.scale;
-            let mean = model.mean_image.as_ref().map(|m| m[c * plane + i]).unwrap_or(inp.mean[c]);
+            let mean = model
+                .mean_image
+                .as_ref()
+                .map(|m| m[c * plane + i])
+                .unwrap_or(inp.mean[c]);
             v[c * plane + i] = (x - mean) / inp.std[c];
         }
     }

@@ -30,13 +30,16 @@ fn parse(b: &[u8]) -> std::result::Result<Array, String> {
         2 | 3 if b.len() >= 12 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
         v => return Err(format!("unsupported .npy version {v}")),
     };
-    let header = b
-        .get(hstart..hstart + hlen)
-        .ok_or("truncated header")?;
+    let header = b.get(hstart..hstart + hlen).ok_or("truncated header")?;
     let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
     let field = |key: &str| -> std::result::Result<&str, String> {
-        let i = header.find(&format!("'{key}'")).ok_or(format!("header has no '{key}'"))?;
-        Ok(header[i + key.len() + 2..].trim_start().trim_start_matches(':').trim_start())
+        let i = header
+            .find(&format!("'{key}'"))
+            .ok_or(format!("header has no '{key}'"))?;
+        Ok(header[i + key.len() + 2..]
+            .trim_start()
+            .trim_start_matches(':')
+            .trim_start())
     };
     let descr = field("descr")?;
     let elem = if descr.starts_with("'<f4'") || descr.starts_with("'|f4'") {
@@ -44,10 +47,15 @@ fn parse(b: &[u8]) -> std::result::Result<Array, String> {
     } else if descr.starts_with("'<f8'") {
         8
     } else {
-        return Err(format!("dtype {} is not supported (little-endian float32 or float64 only)", descr.split(',').next().unwrap_or("")));
+        return Err(format!(
+            "dtype {} is not supported (little-endian float32 or float64 only)",
+            descr.split(',').next().unwrap_or("")
+        ));
     };
     if field("fortran_order")?.starts_with("True") {
-        return Err("Fortran-ordered arrays are not supported; save with np.ascontiguousarray".into());
+        return Err(
+            "Fortran-ordered arrays are not supported; save with np.ascontiguousarray".into(),
+        );
     }
     let sh = field("shape")?;
     let sh = &sh[sh.find('(').ok_or("bad shape")? + 1..sh.find(')').ok_or("bad shape")?];
@@ -55,15 +63,24 @@ fn parse(b: &[u8]) -> std::result::Result<Array, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape entry `{s}`")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape entry `{s}`"))
+        })
         .collect::<std::result::Result<_, _>>()?;
     let n: usize = shape.iter().product();
     let body = &b[hstart + hlen..];
     if body.len() < n * elem {
-        return Err(format!("truncated: {} bytes of data for {n} elements of shape {shape:?}", body.len()));
+        return Err(format!(
+            "truncated: {} bytes of data for {n} elements of shape {shape:?}",
+            body.len()
+        ));
     }
     let data = if elem == 4 {
-        body[..n * 4].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        body[..n * 4]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     } else {
         body[..n * 8]
             .chunks_exact(8)
@@ -77,7 +94,13 @@ fn parse(b: &[u8]) -> std::result::Result<Array, String> {
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     let dims = match shape {
         [one] => format!("({one},)"),
-        s => format!("({})", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        s => format!(
+            "({})",
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
     let total = 10 + header.len() + 1;

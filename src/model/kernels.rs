@@ -4,6 +4,9 @@
 //! slices; the backward kernels take a batch of gradient *rows* against the forward state of
 //! one image (shared by every row). Planes are processed in parallel with rayon.
 
+// Index loops over planes read more plainly than iterator chains here.
+#![allow(clippy::needless_range_loop)]
+
 use rayon::prelude::*;
 
 use super::spec::PoolSpec;
@@ -26,7 +29,13 @@ pub fn pool_out(size: usize, p: &PoolSpec) -> Option<usize> {
 }
 
 /// Output size of a convolution.
-pub fn conv_out(size: usize, kernel: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
+pub fn conv_out(
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+) -> Option<usize> {
     let eff = dil * (kernel - 1) + 1;
     (size + 2 * pad).checked_sub(eff).map(|s| s / stride + 1)
 }
@@ -77,7 +86,13 @@ pub fn maxpool_forward(
 
 /// Gradient of max pooling: each row's output gradient goes to the switch of its element.
 /// `g` is `[rows, planes, oh*ow]`, `sw` the switches of one image `[planes, oh*ow]`.
-pub fn maxpool_backward(g: &[f32], sw: &[u32], planes: usize, in_hw: usize, out_hw: usize) -> Vec<f32> {
+pub fn maxpool_backward(
+    g: &[f32],
+    sw: &[u32],
+    planes: usize,
+    in_hw: usize,
+    out_hw: usize,
+) -> Vec<f32> {
     let rows = g.len() / (planes * out_hw);
     let mut dx = vec![0f32; rows * planes * in_hw];
     dx.par_chunks_mut(in_hw).enumerate().for_each(|(rp, d)| {
@@ -102,7 +117,13 @@ fn avg_window(o: usize, p: &PoolSpec, size: usize) -> (usize, usize, usize) {
     (s, e, count)
 }
 
-pub fn avgpool_forward(x: &[f32], planes: usize, (h, w): (usize, usize), p: &PoolSpec, (oh, ow): (usize, usize)) -> Vec<f32> {
+pub fn avgpool_forward(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    p: &PoolSpec,
+    (oh, ow): (usize, usize),
+) -> Vec<f32> {
     let mut out = vec![0f32; planes * oh * ow];
     out.par_chunks_mut(oh * ow).enumerate().for_each(|(pl, o)| {
         let xp = &x[pl * h * w..(pl + 1) * h * w];
@@ -123,7 +144,13 @@ pub fn avgpool_forward(x: &[f32], planes: usize, (h, w): (usize, usize), p: &Poo
     out
 }
 
-pub fn avgpool_backward(g: &[f32], planes_total: usize, (h, w): (usize, usize), p: &PoolSpec, (oh, ow): (usize, usize)) -> Vec<f32> {
+pub fn avgpool_backward(
+    g: &[f32],
+    planes_total: usize,
+    (h, w): (usize, usize),
+    p: &PoolSpec,
+    (oh, ow): (usize, usize),
+) -> Vec<f32> {
     let mut dx = vec![0f32; planes_total * h * w];
     dx.par_chunks_mut(h * w).enumerate().for_each(|(pl, d)| {
         let gp = &g[pl * oh * ow..(pl + 1) * oh * ow];
@@ -148,7 +175,12 @@ fn adaptive_bin(o: usize, out: usize, size: usize) -> (usize, usize) {
     ((o * size) / out, ((o + 1) * size).div_ceil(out))
 }
 
-pub fn adaptive_avgpool_forward(x: &[f32], planes: usize, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Vec<f32> {
+pub fn adaptive_avgpool_forward(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+) -> Vec<f32> {
     let mut out = vec![0f32; planes * oh * ow];
     out.par_chunks_mut(oh * ow).enumerate().for_each(|(pl, o)| {
         let xp = &x[pl * h * w..(pl + 1) * h * w];
@@ -169,7 +201,12 @@ pub fn adaptive_avgpool_forward(x: &[f32], planes: usize, (h, w): (usize, usize)
     out
 }
 
-pub fn adaptive_avgpool_backward(g: &[f32], planes_total: usize, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Vec<f32> {
+pub fn adaptive_avgpool_backward(
+    g: &[f32],
+    planes_total: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+) -> Vec<f32> {
     let mut dx = vec![0f32; planes_total * h * w];
     dx.par_chunks_mut(h * w).enumerate().for_each(|(pl, d)| {
         let gp = &g[pl * oh * ow..(pl + 1) * oh * ow];
@@ -192,7 +229,15 @@ pub fn adaptive_avgpool_backward(g: &[f32], planes_total: usize, (h, w): (usize,
 /// LRN across channels (Caffe's `LRN`, PyTorch's `LocalResponseNorm`):
 /// `scale_c = k + alpha/size * sum_{c' in window(c)} x_c'^2`, `y_c = x_c * scale_c^-beta`.
 /// Input `[n, c, hw]` (any n); returns `(y, scale)`.
-pub fn lrn_forward(x: &[f32], c: usize, hw: usize, size: usize, alpha: f32, beta: f32, k: f32) -> (Vec<f32>, Vec<f32>) {
+pub fn lrn_forward(
+    x: &[f32],
+    c: usize,
+    hw: usize,
+    size: usize,
+    alpha: f32,
+    beta: f32,
+    k: f32,
+) -> (Vec<f32>, Vec<f32>) {
     let mut y = vec![0f32; x.len()];
     let mut scale = vec![0f32; x.len()];
     let half = (size - 1) / 2;
@@ -237,7 +282,17 @@ pub fn lrn_forward(x: &[f32], c: usize, hw: usize, size: usize, alpha: f32, beta
 /// (`[c, hw]` each):
 /// `dx_c = g_c * scale_c^-beta - 2*alpha*beta/size * x_c * sum_{c': c in window(c')} g_c' * y_c' / scale_c'`.
 #[allow(clippy::too_many_arguments)]
-pub fn lrn_backward(g: &[f32], x: &[f32], y: &[f32], scale: &[f32], c: usize, hw: usize, size: usize, alpha: f32, beta: f32) -> Vec<f32> {
+pub fn lrn_backward(
+    g: &[f32],
+    x: &[f32],
+    y: &[f32],
+    scale: &[f32],
+    c: usize,
+    hw: usize,
+    size: usize,
+    alpha: f32,
+    beta: f32,
+) -> Vec<f32> {
     let mut dx = vec![0f32; g.len()];
     let half = (size - 1) / 2;
     let coef = 2.0 * alpha * beta / size as f32;
@@ -291,7 +346,14 @@ pub struct ConvGeom {
 /// data gradient of a convolution. `cols` is `[groups, cin_g * k * k, rows * oh * ow]`
 /// (each column row holds every row's `oh * ow` values side by side); `out` receives
 /// `[rows, groups * cin_g, h, w]`.
-pub fn col2im(cols: &[f32], rows: usize, groups: usize, cin_g: usize, g: &ConvGeom, out: &mut [f32]) {
+pub fn col2im(
+    cols: &[f32],
+    rows: usize,
+    groups: usize,
+    cin_g: usize,
+    g: &ConvGeom,
+    out: &mut [f32],
+) {
     let cin = cin_g * groups;
     let (h, w, oh, ow, k) = (g.h, g.w, g.oh, g.ow, g.k);
     let ohw = oh * ow;
@@ -299,43 +361,45 @@ pub fn col2im(cols: &[f32], rows: usize, groups: usize, cin_g: usize, g: &ConvGe
     let row_stride = rows * ohw;
     assert_eq!(out.len(), rows * cin * h * w, "col2im output size");
     out.fill(0.0);
-    out.par_chunks_mut(h * w).enumerate().for_each(|(rc, plane)| {
-        let r = rc / cin;
-        let c = rc % cin;
-        let (grp, cl) = (c / cin_g, c % cin_g);
-        let base = grp * kk * row_stride + r * ohw;
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = (cl * k + ky) * k + kx;
-                let src = &cols[base + row * row_stride..base + row * row_stride + ohw];
-                let dy = (ky * g.dil) as isize - g.pad as isize;
-                let dx = (kx * g.dil) as isize - g.pad as isize;
-                for oy in 0..oh {
-                    let iy = (oy * g.stride) as isize + dy;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    let prow = &mut plane[iy as usize * w..(iy as usize + 1) * w];
-                    let srow = &src[oy * ow..(oy + 1) * ow];
-                    if g.stride == 1 {
-                        // contiguous: valid ox range where 0 <= ox + dx < w
-                        let lo = (-dx).max(0) as usize;
-                        let hi = ((w as isize - dx).min(ow as isize)).max(0) as usize;
-                        for ox in lo..hi {
-                            prow[(ox as isize + dx) as usize] += srow[ox];
+    out.par_chunks_mut(h * w)
+        .enumerate()
+        .for_each(|(rc, plane)| {
+            let r = rc / cin;
+            let c = rc % cin;
+            let (grp, cl) = (c / cin_g, c % cin_g);
+            let base = grp * kk * row_stride + r * ohw;
+            for ky in 0..k {
+                for kx in 0..k {
+                    let row = (cl * k + ky) * k + kx;
+                    let src = &cols[base + row * row_stride..base + row * row_stride + ohw];
+                    let dy = (ky * g.dil) as isize - g.pad as isize;
+                    let dx = (kx * g.dil) as isize - g.pad as isize;
+                    for oy in 0..oh {
+                        let iy = (oy * g.stride) as isize + dy;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
                         }
-                    } else {
-                        for (ox, &v) in srow.iter().enumerate() {
-                            let ix = (ox * g.stride) as isize + dx;
-                            if ix >= 0 && ix < w as isize {
-                                prow[ix as usize] += v;
+                        let prow = &mut plane[iy as usize * w..(iy as usize + 1) * w];
+                        let srow = &src[oy * ow..(oy + 1) * ow];
+                        if g.stride == 1 {
+                            // contiguous: valid ox range where 0 <= ox + dx < w
+                            let lo = (-dx).max(0) as usize;
+                            let hi = ((w as isize - dx).min(ow as isize)).max(0) as usize;
+                            for ox in lo..hi {
+                                prow[(ox as isize + dx) as usize] += srow[ox];
+                            }
+                        } else {
+                            for (ox, &v) in srow.iter().enumerate() {
+                                let ix = (ox * g.stride) as isize + dx;
+                                if ix >= 0 && ix < w as isize {
+                                    prow[ix as usize] += v;
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 /// A row-major or strided view of a matrix for [`sgemm`].
@@ -349,22 +413,41 @@ pub struct MatRef<'a> {
 
 impl<'a> MatRef<'a> {
     pub fn rows(data: &'a [f32], cols: usize) -> Self {
-        MatRef { data, rs: cols, cs: 1 }
+        MatRef {
+            data,
+            rs: cols,
+            cs: 1,
+        }
     }
     /// The transpose of a row-major `[cols_of_original...]` matrix with `orig_cols` columns.
     pub fn transposed(data: &'a [f32], orig_cols: usize) -> Self {
-        MatRef { data, rs: 1, cs: orig_cols }
+        MatRef {
+            data,
+            rs: 1,
+            cs: orig_cols,
+        }
     }
     fn check(&self, r: usize, c: usize) {
         if r > 0 && c > 0 {
-            assert!((r - 1) * self.rs + (c - 1) * self.cs < self.data.len(), "matrix view out of bounds");
+            assert!(
+                (r - 1) * self.rs + (c - 1) * self.cs < self.data.len(),
+                "matrix view out of bounds"
+            );
         }
     }
 }
 
 /// `dst[m x n] (row-major) = (accumulate ? dst : 0) + lhs[m x k] . rhs[k x n]`, on all
 /// rayon threads (the `gemm` crate, as candle's CPU matmul).
-pub fn sgemm(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: MatRef, rhs: MatRef, accumulate: bool) {
+pub fn sgemm(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: MatRef,
+    rhs: MatRef,
+    accumulate: bool,
+) {
     assert!(dst.len() >= m * n, "dst too small");
     lhs.check(m, k);
     rhs.check(k, n);
@@ -405,29 +488,31 @@ pub fn im2col(x: &[f32], n: usize, image_stride: usize, cin_g: usize, g: &ConvGe
     let (h, w, oh, ow, k) = (g.h, g.w, g.oh, g.ow, g.k);
     let ohw = oh * ow;
     let mut cols = vec![0f32; cin_g * k * k * n * ohw];
-    cols.par_chunks_mut(n * ohw).enumerate().for_each(|(row, dst_row)| {
-        let (c, kyx) = (row / (k * k), row % (k * k));
-        let (ky, kx) = (kyx / k, kyx % k);
-        let dy = (ky * g.dil) as isize - g.pad as isize;
-        let dx = (kx * g.dil) as isize - g.pad as isize;
-        for (img, dst) in dst_row.chunks_mut(ohw).enumerate() {
-            let plane = &x[img * image_stride + c * h * w..][..h * w];
-            for oy in 0..oh {
-                let iy = (oy * g.stride) as isize + dy;
-                if iy < 0 || iy >= h as isize {
-                    continue;
-                }
-                let prow = &plane[iy as usize * w..(iy as usize + 1) * w];
-                let drow = &mut dst[oy * ow..(oy + 1) * ow];
-                for (ox, d) in drow.iter_mut().enumerate() {
-                    let ix = (ox * g.stride) as isize + dx;
-                    if ix >= 0 && ix < w as isize {
-                        *d = prow[ix as usize];
+    cols.par_chunks_mut(n * ohw)
+        .enumerate()
+        .for_each(|(row, dst_row)| {
+            let (c, kyx) = (row / (k * k), row % (k * k));
+            let (ky, kx) = (kyx / k, kyx % k);
+            let dy = (ky * g.dil) as isize - g.pad as isize;
+            let dx = (kx * g.dil) as isize - g.pad as isize;
+            for (img, dst) in dst_row.chunks_mut(ohw).enumerate() {
+                let plane = &x[img * image_stride + c * h * w..][..h * w];
+                for oy in 0..oh {
+                    let iy = (oy * g.stride) as isize + dy;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let prow = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    let drow = &mut dst[oy * ow..(oy + 1) * ow];
+                    for (ox, d) in drow.iter_mut().enumerate() {
+                        let ix = (ox * g.stride) as isize + dx;
+                        if ix >= 0 && ix < w as isize {
+                            *d = prow[ix as usize];
+                        }
                     }
                 }
             }
-        }
-    });
+        });
     cols
 }
 
@@ -443,7 +528,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
             // SAFETY: the feature was detected on this CPU.
             return unsafe { dot_avx512(a, b) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             // SAFETY: the features were detected on this CPU.
             return unsafe { dot_avx2(a, b) };
         }
@@ -467,7 +553,12 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 fn dot_plain(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 32];
     let (ca, cb) = (a.chunks_exact(32), b.chunks_exact(32));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..32 {
             acc[i] += x[i] * y[i];
@@ -482,15 +573,17 @@ pub fn linear_forward_small(x: &[f32], rows: usize, w: &[f32], b: &[f32]) -> Vec
     let out = b.len();
     let fin = w.len() / out;
     let mut yt = vec![0f32; out * rows];
-    yt.par_chunks_mut(rows * 32).enumerate().for_each(|(ci, chunk)| {
-        for (j, cell) in chunk.chunks_mut(rows).enumerate() {
-            let o = ci * 32 + j;
-            let wr = &w[o * fin..(o + 1) * fin];
-            for (r, c) in cell.iter_mut().enumerate() {
-                *c = b[o] + dot(&x[r * fin..(r + 1) * fin], wr);
+    yt.par_chunks_mut(rows * 32)
+        .enumerate()
+        .for_each(|(ci, chunk)| {
+            for (j, cell) in chunk.chunks_mut(rows).enumerate() {
+                let o = ci * 32 + j;
+                let wr = &w[o * fin..(o + 1) * fin];
+                for (r, c) in cell.iter_mut().enumerate() {
+                    *c = b[o] + dot(&x[r * fin..(r + 1) * fin], wr);
+                }
             }
-        }
-    });
+        });
     let mut y = vec![0f32; rows * out];
     for o in 0..out {
         for r in 0..rows {
@@ -530,7 +623,8 @@ pub fn linear_backward_small(g: &[f32], rows: usize, w: &[f32], fin: usize) -> V
         let lo = ci * chunk;
         let width = buf.len() / rows.max(1);
         for r in 0..rows {
-            dx[r * fin + lo..r * fin + lo + width].copy_from_slice(&buf[r * width..(r + 1) * width]);
+            dx[r * fin + lo..r * fin + lo + width]
+                .copy_from_slice(&buf[r * width..(r + 1) * width]);
         }
     }
     dx
@@ -560,7 +654,12 @@ mod tests {
     use super::*;
 
     fn pool(kernel: usize, stride: usize, pad: usize, ceil: bool) -> PoolSpec {
-        PoolSpec { kernel, stride, pad, ceil }
+        PoolSpec {
+            kernel,
+            stride,
+            pad,
+            ceil,
+        }
     }
 
     #[test]
@@ -596,9 +695,15 @@ mod tests {
     }
 
     /// Finite differences of `sum(weights * f(x))` against an analytic backward.
-    fn check_grad(f: impl Fn(&[f32]) -> Vec<f32>, back: impl Fn(&[f32], &[f32]) -> Vec<f32>, x: &[f32]) {
+    fn check_grad(
+        f: impl Fn(&[f32]) -> Vec<f32>,
+        back: impl Fn(&[f32], &[f32]) -> Vec<f32>,
+        x: &[f32],
+    ) {
         let y = f(x);
-        let wts: Vec<f32> = (0..y.len()).map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.4).collect();
+        let wts: Vec<f32> = (0..y.len())
+            .map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.4)
+            .collect();
         let dx = back(x, &wts);
         let eps = 1e-2f32;
         for i in 0..x.len() {
@@ -606,15 +711,29 @@ mod tests {
             xp[i] += eps;
             let mut xm = x.to_vec();
             xm[i] -= eps;
-            let lp: f64 = f(&xp).iter().zip(&wts).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
-            let lm: f64 = f(&xm).iter().zip(&wts).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+            let lp: f64 = f(&xp)
+                .iter()
+                .zip(&wts)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
+            let lm: f64 = f(&xm)
+                .iter()
+                .zip(&wts)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
             let num = ((lp - lm) / (2.0 * eps as f64)) as f32;
-            assert!((num - dx[i]).abs() < 2e-3 * (1.0 + num.abs()), "i={i}: numeric {num} analytic {}", dx[i]);
+            assert!(
+                (num - dx[i]).abs() < 2e-3 * (1.0 + num.abs()),
+                "i={i}: numeric {num} analytic {}",
+                dx[i]
+            );
         }
     }
 
     fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| (((i as u32).wrapping_mul(2654435761u32) ^ seed) % 1000) as f32 / 250.0 - 2.0).collect()
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761u32) ^ seed) % 1000) as f32 / 250.0 - 2.0)
+            .collect()
     }
 
     #[test]
@@ -647,7 +766,9 @@ mod tests {
             &x,
         );
         // distinct values so the argmax is stable under the perturbation
-        let xd: Vec<f32> = (0..2 * 7 * 7).map(|i| ((i * 37) % 98) as f32 * 0.1).collect();
+        let xd: Vec<f32> = (0..2 * 7 * 7)
+            .map(|i| ((i * 37) % 98) as f32 * 0.1)
+            .collect();
         check_grad(
             |x| maxpool_forward(x, 2, (7, 7), &p, (o, o)).0,
             |x, g| {
@@ -665,20 +786,48 @@ mod tests {
             let (h, w, cin) = (13, 12, 3);
             let oh = conv_out(h, k, stride, pad, dil).unwrap();
             let ow = conv_out(w, k, stride, pad, dil).unwrap();
-            let g = ConvGeom { h, w, oh, ow, k, stride, pad, dil };
+            let g = ConvGeom {
+                h,
+                w,
+                oh,
+                ow,
+                k,
+                stride,
+                pad,
+                dil,
+            };
             let x = pseudo(cin * h * w, 5);
             let c = pseudo(cin * k * k * oh * ow, 9);
             // two images (the second a shifted copy), so the side-by-side layout is covered
-            let x2: Vec<f32> = x.iter().chain(x.iter().map(|v| v * 0.5 - 0.1).collect::<Vec<_>>().iter()).copied().collect();
+            let x2: Vec<f32> = x
+                .iter()
+                .chain(x.iter().map(|v| v * 0.5 - 0.1).collect::<Vec<_>>().iter())
+                .copied()
+                .collect();
             let x = x2;
             let c: Vec<f32> = c.iter().chain(c.iter().rev()).copied().collect();
             let cols = im2col(&x, 2, cin * h * w, cin, &g);
             let mut back = vec![0f32; 2 * cin * h * w];
             col2im(&c, 2, 1, cin, &g, &mut back);
-            let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
-            let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
-            let mag: f64 = cols.iter().zip(&c).map(|(a, b)| ((*a as f64) * (*b as f64)).abs()).sum();
-            assert!((lhs - rhs).abs() < 1e-6 * mag, "{k} {stride} {pad} {dil}: {lhs} vs {rhs}");
+            let lhs: f64 = cols
+                .iter()
+                .zip(&c)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
+            let rhs: f64 = x
+                .iter()
+                .zip(&back)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
+            let mag: f64 = cols
+                .iter()
+                .zip(&c)
+                .map(|(a, b)| ((*a as f64) * (*b as f64)).abs())
+                .sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-6 * mag,
+                "{k} {stride} {pad} {dil}: {lhs} vs {rhs}"
+            );
         }
     }
 
@@ -694,7 +843,10 @@ mod tests {
         let dx = linear_backward_small(&g, rows, &w, fin);
         for r in 0..rows {
             for o in 0..out {
-                let want: f32 = b[o] + (0..fin).map(|i| x[r * fin + i] * w[o * fin + i]).sum::<f32>();
+                let want: f32 = b[o]
+                    + (0..fin)
+                        .map(|i| x[r * fin + i] * w[o * fin + i])
+                        .sum::<f32>();
                 assert!((y[r * out + o] - want).abs() < 1e-4, "y {r} {o}");
             }
             for i in 0..fin {
@@ -710,9 +862,25 @@ mod tests {
         let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let b = [1.0, 1.0];
         let mut d = [0.0; 3];
-        sgemm(&mut d, 3, 1, 2, MatRef::transposed(&a, 3), MatRef::rows(&b, 1), false);
+        sgemm(
+            &mut d,
+            3,
+            1,
+            2,
+            MatRef::transposed(&a, 3),
+            MatRef::rows(&b, 1),
+            false,
+        );
         assert_eq!(d, [5.0, 7.0, 9.0]);
-        sgemm(&mut d, 3, 1, 2, MatRef::transposed(&a, 3), MatRef::rows(&b, 1), true);
+        sgemm(
+            &mut d,
+            3,
+            1,
+            2,
+            MatRef::transposed(&a, 3),
+            MatRef::rows(&b, 1),
+            true,
+        );
         assert_eq!(d, [10.0, 14.0, 18.0]);
     }
 

@@ -16,7 +16,8 @@ pub use spec::{LoadedSpec, Spec};
 use crate::error::{Error, Result};
 
 /// Weights built into the binary for built-in specs that have them.
-const BUILTIN_WEIGHTS: &[(&str, &[u8])] = &[("tiny", include_bytes!("../../models/tiny.safetensors"))];
+const BUILTIN_WEIGHTS: &[(&str, &[u8])] =
+    &[("tiny", include_bytes!("../../models/tiny.safetensors"))];
 
 /// A loaded network with its class names and preprocessing data.
 pub struct Model {
@@ -59,14 +60,16 @@ pub fn parse_device(s: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         _ if s == "cuda" || s.starts_with("cuda:") => {
             let ordinal: usize = match s.strip_prefix("cuda:") {
-                Some(n) => n
-                    .parse()
-                    .map_err(|_| Error::Device(format!("`{s}`: expected cuda:N with N a GPU number")))?,
+                Some(n) => n.parse().map_err(|_| {
+                    Error::Device(format!("`{s}`: expected cuda:N with N a GPU number"))
+                })?,
                 None => 0,
             };
             cuda_device(ordinal)
         }
-        _ => Err(Error::Device(format!("unknown device `{s}`; use cpu, cuda or cuda:N"))),
+        _ => Err(Error::Device(format!(
+            "unknown device `{s}`; use cpu, cuda or cuda:N"
+        ))),
     }
 }
 

@@ -48,7 +48,11 @@ impl Shape {
     }
     pub fn from_dims(d: &[usize]) -> Result<Shape> {
         match d {
-            [c, h, w] => Ok(Shape::Spatial { c: *c, h: *h, w: *w }),
+            [c, h, w] => Ok(Shape::Spatial {
+                c: *c,
+                h: *h,
+                w: *w,
+            }),
             [n] => Ok(Shape::Flat(*n)),
             _ => Err(Error::Shape(format!("expected [C,H,W] or [N], got {d:?}"))),
         }
@@ -66,7 +70,12 @@ impl std::fmt::Display for Shape {
 
 /// Output shape of a layer; `width` is the output channel count of conv/linear layers (from
 /// the weights, or the spec's `out`).
-pub fn infer_shape(spec: &Spec, layer: &LayerSpec, input: Shape, width: Option<usize>) -> Result<Shape> {
+pub fn infer_shape(
+    spec: &Spec,
+    layer: &LayerSpec,
+    input: Shape,
+    width: Option<usize>,
+) -> Result<Shape> {
     let err = |msg: String| Error::Shape(format!("layer `{}` of {}: {msg}", layer.name, spec.name));
     let spatial = |what: &str| match input {
         Shape::Spatial { c, h, w } => Ok((c, h, w)),
@@ -112,7 +121,9 @@ pub fn infer_shape(spec: &Spec, layer: &LayerSpec, input: Shape, width: Option<u
         LayerKind::Flatten => Shape::Flat(input.numel()),
         LayerKind::Linear { .. } => {
             if let Shape::Spatial { .. } = input {
-                return Err(err(format!("linear needs a flat input (add a flatten layer), got {input}")));
+                return Err(err(format!(
+                    "linear needs a flat input (add a flatten layer), got {input}"
+                )));
             }
             Shape::Flat(width.ok_or_else(|| err("linear width unknown".into()))?)
         }
@@ -146,7 +157,12 @@ pub enum Layer {
     Maxpool(PoolSpec),
     Avgpool(PoolSpec),
     AdaptiveAvgpool([usize; 2]),
-    Lrn { size: usize, alpha: f32, beta: f32, k: f32 },
+    Lrn {
+        size: usize,
+        alpha: f32,
+        beta: f32,
+        k: f32,
+    },
     Linear(Linear),
     Dropout,
     Flatten,
@@ -178,8 +194,8 @@ pub struct Net {
     pub device: Device,
 }
 
-/// What one forward pass keeps: the input, every layer's output, max-pool switches and LRN
-/// scales, for `batch` images.
+/// What one forward pass keeps: the input, every layer's output (of the layers it ran),
+/// max-pool switches and LRN scales, for `batch` images.
 pub struct ForwardState {
     pub batch: usize,
     pub input: Tensor,
@@ -190,10 +206,27 @@ pub struct ForwardState {
     pub lrn_scale: Vec<Option<Vec<f32>>>,
 }
 
+impl ForwardState {
+    /// The output of layer `layer` for every image, or an error when the pass stopped
+    /// before it.
+    pub fn output(&self, layer: usize, what: &str) -> Result<&Tensor> {
+        self.outputs.get(layer).ok_or_else(|| {
+            Error::Input(format!(
+                "the forward pass stopped before blob `{what}`; run it further (Net::forward)"
+            ))
+        })
+    }
+}
+
 impl Net {
     /// Binds a spec to weights, checking every tensor's name and shape; channel counts come
     /// from the weights.
-    pub fn build(spec: Spec, mut tensors: TensorMap, device: &Device, origin: &std::path::Path) -> Result<Net> {
+    pub fn build(
+        spec: Spec,
+        mut tensors: TensorMap,
+        device: &Device,
+        origin: &std::path::Path,
+    ) -> Result<Net> {
         let input = Shape::Spatial {
             c: 3,
             h: spec.input.size[0],
@@ -206,14 +239,20 @@ impl Net {
         let mut take = |name: &str, layer: &str| -> Result<Tensor> {
             used.insert(name.to_string());
             tensors.remove(name).ok_or_else(|| {
-                Error::weights(origin, format!("missing tensor `{name}` (weights of layer `{layer}`)"))
+                Error::weights(
+                    origin,
+                    format!("missing tensor `{name}` (weights of layer `{layer}`)"),
+                )
             })
         };
         for ls in &spec.layers {
             let mismatch = |name: &str, want: String, got: &[usize]| {
                 Error::weights(
                     origin,
-                    format!("tensor `{name}` of layer `{}` has shape {got:?}, expected {want}", ls.name),
+                    format!(
+                        "tensor `{name}` of layer `{}` has shape {got:?}, expected {want}",
+                        ls.name
+                    ),
                 )
             };
             let (layer, width) = match &ls.kind {
@@ -227,7 +266,9 @@ impl Net {
                     bias,
                     ..
                 } => {
-                    let wn = weight.clone().unwrap_or_else(|| format!("{}.weight", ls.name));
+                    let wn = weight
+                        .clone()
+                        .unwrap_or_else(|| format!("{}.weight", ls.name));
                     let bn = bias.clone().unwrap_or_else(|| format!("{}.bias", ls.name));
                     let w = take(&wn, &ls.name)?;
                     let b = take(&bn, &ls.name)?;
@@ -264,14 +305,20 @@ impl Net {
                     )
                 }
                 LayerKind::Linear { weight, bias, .. } => {
-                    let wn = weight.clone().unwrap_or_else(|| format!("{}.weight", ls.name));
+                    let wn = weight
+                        .clone()
+                        .unwrap_or_else(|| format!("{}.weight", ls.name));
                     let bn = bias.clone().unwrap_or_else(|| format!("{}.bias", ls.name));
                     let w = take(&wn, &ls.name)?;
                     let b = take(&bn, &ls.name)?;
                     let fin = shape.numel();
                     let d = w.dims().to_vec();
                     if d.len() != 2 || d[1] != fin {
-                        return Err(mismatch(&wn, format!("[out, {fin}] (input has {fin} features)"), &d));
+                        return Err(mismatch(
+                            &wn,
+                            format!("[out, {fin}] (input has {fin} features)"),
+                            &d,
+                        ));
                     }
                     if b.dims() != [d[0]] {
                         return Err(mismatch(&bn, format!("[{}]", d[0]), b.dims()));
@@ -288,7 +335,12 @@ impl Net {
                 LayerKind::Maxpool(p) => (Layer::Maxpool(*p), None),
                 LayerKind::Avgpool(p) => (Layer::Avgpool(*p), None),
                 LayerKind::AdaptiveAvgpool { output } => (Layer::AdaptiveAvgpool(*output), None),
-                LayerKind::Lrn { size, alpha, beta, k } => (
+                LayerKind::Lrn {
+                    size,
+                    alpha,
+                    beta,
+                    k,
+                } => (
                     Layer::Lrn {
                         size: *size,
                         alpha: *alpha,
@@ -308,7 +360,12 @@ impl Net {
         if !tensors.is_empty() {
             let mut extra: Vec<_> = tensors.keys().cloned().collect();
             extra.sort();
-            let shown = extra.iter().take(5).map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+            let shown = extra
+                .iter()
+                .take(5)
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(Error::weights(
                 origin,
                 format!(
@@ -385,11 +442,23 @@ impl Net {
     /// The forward pass of `input` (`[batch, 3, H, W]`), keeping what backward needs.
     /// Stops after the last layer any blob needs, unless `full` (the softmax of labels).
     pub fn forward(&self, input: &Tensor) -> Result<ForwardState> {
-        self.forward_timed(input, None)
+        self.forward_timed(input, self.layers.len(), None)
     }
 
-    /// [`Net::forward`], adding each layer's wall time (ms) to `times` when given.
-    pub fn forward_timed(&self, input: &Tensor, mut times: Option<&mut Vec<f64>>) -> Result<ForwardState> {
+    /// The forward pass through layer `last` only: enough for reconstructions seeded at
+    /// blobs up to that layer (a conv5 neuron needs none of the fully connected layers).
+    pub fn forward_until(&self, input: &Tensor, last: usize) -> Result<ForwardState> {
+        self.forward_timed(input, (last + 1).min(self.layers.len()), None)
+    }
+
+    /// The forward pass of the first `upto` layers, adding each layer's wall time (ms) to
+    /// `times` when given.
+    pub fn forward_timed(
+        &self,
+        input: &Tensor,
+        upto: usize,
+        mut times: Option<&mut Vec<f64>>,
+    ) -> Result<ForwardState> {
         let dims = input.dims();
         let want = self.input.dims(dims.first().copied().unwrap_or(0));
         if dims.len() != 4 || dims[1..] != want[1..] {
@@ -403,7 +472,7 @@ impl Net {
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.layers.len());
         let mut switches = Vec::with_capacity(self.layers.len());
         let mut lrn_scale = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in self.layers.iter().enumerate().take(upto) {
             let x = outputs.last().unwrap_or(&input);
             let in_shape = self.shape_at(i);
             let out_shape = self.shapes[i];
@@ -415,26 +484,56 @@ impl Net {
                 Layer::Relu => x.relu()?,
                 Layer::Maxpool(p) => {
                     let (o, s) = with_host(x, |xs| {
-                        kernels::maxpool_forward(xs, batch * in_shape.channels(), hw(in_shape), p, hw(out_shape))
+                        kernels::maxpool_forward(
+                            xs,
+                            batch * in_shape.channels(),
+                            hw(in_shape),
+                            p,
+                            hw(out_shape),
+                        )
                     })?;
                     sw = Some(s);
                     self.tensor(o, out_shape.dims(batch))?
                 }
                 Layer::Avgpool(p) => {
                     let o = with_host(x, |xs| {
-                        kernels::avgpool_forward(xs, batch * in_shape.channels(), hw(in_shape), p, hw(out_shape))
+                        kernels::avgpool_forward(
+                            xs,
+                            batch * in_shape.channels(),
+                            hw(in_shape),
+                            p,
+                            hw(out_shape),
+                        )
                     })?;
                     self.tensor(o, out_shape.dims(batch))?
                 }
                 Layer::AdaptiveAvgpool(_) => {
                     let o = with_host(x, |xs| {
-                        kernels::adaptive_avgpool_forward(xs, batch * in_shape.channels(), hw(in_shape), hw(out_shape))
+                        kernels::adaptive_avgpool_forward(
+                            xs,
+                            batch * in_shape.channels(),
+                            hw(in_shape),
+                            hw(out_shape),
+                        )
                     })?;
                     self.tensor(o, out_shape.dims(batch))?
                 }
-                Layer::Lrn { size, alpha, beta, k } => {
+                Layer::Lrn {
+                    size,
+                    alpha,
+                    beta,
+                    k,
+                } => {
                     let (o, s) = with_host(x, |xs| {
-                        kernels::lrn_forward(xs, in_shape.channels(), in_shape.plane(), *size, *alpha, *beta, *k)
+                        kernels::lrn_forward(
+                            xs,
+                            in_shape.channels(),
+                            in_shape.plane(),
+                            *size,
+                            *alpha,
+                            *beta,
+                            *k,
+                        )
                     })?;
                     sc = Some(s);
                     self.tensor(o, out_shape.dims(batch))?
@@ -471,7 +570,14 @@ impl Net {
 
     /// Backward of layer `i` for gradient rows `g` (`[rows, ..out shape]`) against image
     /// `img` of `state`; returns `[rows, ..in shape]`. ReLUs apply `rule`.
-    pub fn backward_layer(&self, i: usize, state: &ForwardState, img: usize, g: &Tensor, rule: Rule) -> Result<Tensor> {
+    pub fn backward_layer(
+        &self,
+        i: usize,
+        state: &ForwardState,
+        img: usize,
+        g: &Tensor,
+        rule: Rule,
+    ) -> Result<Tensor> {
         let rows = g.dims()[0];
         let in_shape = self.shape_at(i);
         let out_shape = self.shapes[i];
@@ -486,31 +592,63 @@ impl Net {
             Layer::Maxpool(_) => {
                 let c = in_shape.channels();
                 let per = c * out_shape.plane();
-                let sw = &state.switches[i].as_ref().expect("maxpool state")[img * per..(img + 1) * per];
-                let dx = with_host(g, |gs| kernels::maxpool_backward(gs, sw, c, in_shape.plane(), out_shape.plane()))?;
+                let sw =
+                    &state.switches[i].as_ref().expect("maxpool state")[img * per..(img + 1) * per];
+                let dx = with_host(g, |gs| {
+                    kernels::maxpool_backward(gs, sw, c, in_shape.plane(), out_shape.plane())
+                })?;
                 self.tensor(dx, in_shape.dims(rows))?
             }
             Layer::Avgpool(p) => {
                 let dx = with_host(g, |gs| {
-                    kernels::avgpool_backward(gs, rows * in_shape.channels(), hw(in_shape), p, hw(out_shape))
+                    kernels::avgpool_backward(
+                        gs,
+                        rows * in_shape.channels(),
+                        hw(in_shape),
+                        p,
+                        hw(out_shape),
+                    )
                 })?;
                 self.tensor(dx, in_shape.dims(rows))?
             }
             Layer::AdaptiveAvgpool(_) => {
                 let dx = with_host(g, |gs| {
-                    kernels::adaptive_avgpool_backward(gs, rows * in_shape.channels(), hw(in_shape), hw(out_shape))
+                    kernels::adaptive_avgpool_backward(
+                        gs,
+                        rows * in_shape.channels(),
+                        hw(in_shape),
+                        hw(out_shape),
+                    )
                 })?;
                 self.tensor(dx, in_shape.dims(rows))?
             }
-            Layer::Lrn { size, alpha, beta, .. } => {
+            Layer::Lrn {
+                size, alpha, beta, ..
+            } => {
                 let n = in_shape.numel();
-                let scale = &state.lrn_scale[i].as_ref().expect("lrn state")[img * n..(img + 1) * n];
-                let x = if i == 0 { &state.input } else { &state.outputs[i - 1] }.narrow(0, img, 1)?;
+                let scale =
+                    &state.lrn_scale[i].as_ref().expect("lrn state")[img * n..(img + 1) * n];
+                let x = if i == 0 {
+                    &state.input
+                } else {
+                    &state.outputs[i - 1]
+                }
+                .narrow(0, img, 1)?;
                 let y = state.outputs[i].narrow(0, img, 1)?;
                 let dx = with_host(g, |gs| {
                     with_host(&x, |xs| {
                         with_host(&y, |ys| {
-                            kernels::lrn_backward(gs, xs, ys, scale, in_shape.channels(), in_shape.plane(), *size, *alpha, *beta)
+                            kernels::lrn_backward(
+                                gs,
+                                xs,
+                                ys,
+                                scale,
+                                in_shape.channels(),
+                                in_shape.plane(),
+                                *size,
+                                *alpha,
+                                *beta,
+                            )
                         })
                     })
                 })???;
@@ -520,7 +658,9 @@ impl Net {
             Layer::Dropout => g.clone(),
             Layer::Flatten => g.reshape(in_shape.dims(rows))?,
             Layer::Softmax => {
-                return Err(Error::Shape("cannot backpropagate through softmax; seed at the logits".into()))
+                return Err(Error::Shape(
+                    "cannot backpropagate through softmax; seed at the logits".into(),
+                ))
             }
         })
     }
@@ -537,7 +677,11 @@ fn bind_blobs(spec: &Spec, layers: &[Layer], shapes: &[Shape]) -> Result<Vec<Blo
     let mut blobs = Vec::new();
     for b in &spec.blobs {
         let li = spec.layer_index(&b.layer).expect("validated");
-        let tap = if matches!(layers[li], Layer::Relu) { li } else { li + 1 };
+        let tap = if matches!(layers[li], Layer::Relu) {
+            li
+        } else {
+            li + 1
+        };
         blobs.push(Blob {
             name: b.name.clone(),
             layer: li,
@@ -556,7 +700,10 @@ fn bind_blobs(spec: &Spec, layers: &[Layer], shapes: &[Shape]) -> Result<Vec<Blo
             if blobs[j].tap >= blobs[i].tap {
                 return Err(Error::Spec {
                     origin: spec.name.clone(),
-                    msg: format!("blob `{}` is not below blob `{}` in the net", blobs[j].name, b.name),
+                    msg: format!(
+                        "blob `{}` is not below blob `{}` in the net",
+                        blobs[j].name, b.name
+                    ),
                 });
             }
         }
@@ -595,7 +742,9 @@ fn linear_forward(x: &Tensor, l: &Linear) -> Result<Tensor> {
     if x.device().is_cpu() && rows <= kernels::SMALL_ROWS {
         let out = l.w.dims()[0];
         let b = host_vec(&l.b)?;
-        let y = with_host(x, |xs| with_host(&l.w, |ws| kernels::linear_forward_small(xs, rows, ws, &b)))??;
+        let y = with_host(x, |xs| {
+            with_host(&l.w, |ws| kernels::linear_forward_small(xs, rows, ws, &b))
+        })??;
         return Ok(Tensor::from_vec(y, (rows, out), &Device::Cpu)?);
     }
     Ok(x.matmul(&l.w.t()?)?.broadcast_add(&l.b)?)
@@ -605,7 +754,9 @@ fn linear_backward(g: &Tensor, l: &Linear) -> Result<Tensor> {
     let rows = g.dims()[0];
     if g.device().is_cpu() && rows <= kernels::SMALL_ROWS {
         let fin = l.w.dims()[1];
-        let dx = with_host(g, |gs| with_host(&l.w, |ws| kernels::linear_backward_small(gs, rows, ws, fin)))??;
+        let dx = with_host(g, |gs| {
+            with_host(&l.w, |ws| kernels::linear_backward_small(gs, rows, ws, fin))
+        })??;
         return Ok(Tensor::from_vec(dx, (rows, fin), &Device::Cpu)?);
     }
     Ok(g.matmul(&l.w)?)
@@ -666,14 +817,31 @@ fn conv_forward(x: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Resu
                         for (row, b) in dst.chunks_mut(ohw).zip(bias_g) {
                             row.fill(*b);
                         }
-                        kernels::sgemm(dst, cout_g, ohw, kk, MatRef::rows(wg, kk), MatRef::rows(&cols, ohw), true);
+                        kernels::sgemm(
+                            dst,
+                            cout_g,
+                            ohw,
+                            kk,
+                            MatRef::rows(wg, kk),
+                            MatRef::rows(&cols, ohw),
+                            true,
+                        );
                     } else {
                         let mut tmp = vec![0f32; cout_g * m * ohw];
-                        kernels::sgemm(&mut tmp, cout_g, m * ohw, kk, MatRef::rows(wg, kk), MatRef::rows(&cols, m * ohw), false);
+                        kernels::sgemm(
+                            &mut tmp,
+                            cout_g,
+                            m * ohw,
+                            kk,
+                            MatRef::rows(wg, kk),
+                            MatRef::rows(&cols, m * ohw),
+                            false,
+                        );
                         for (o, b) in bias_g.iter().enumerate() {
                             for j in 0..m {
                                 let src = &tmp[(o * m + j) * ohw..][..ohw];
-                                let dst = &mut out[((i0 + j) * cout + grp * cout_g + o) * ohw..][..ohw];
+                                let dst =
+                                    &mut out[((i0 + j) * cout + grp * cout_g + o) * ohw..][..ohw];
                                 for (d, s) in dst.iter_mut().zip(src) {
                                     *d = s + b;
                                 }
@@ -725,17 +893,38 @@ fn conv_backward(g: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Res
                         let mut b = vec![0f32; cout_g * m * ohw];
                         for o in 0..cout_g {
                             for j in 0..m {
-                                b[(o * m + j) * ohw..][..ohw].copy_from_slice(&gs[((r0 + j) * cout + grp * cout_g + o) * ohw..][..ohw]);
+                                b[(o * m + j) * ohw..][..ohw].copy_from_slice(
+                                    &gs[((r0 + j) * cout + grp * cout_g + o) * ohw..][..ohw],
+                                );
                             }
                         }
                         rhs_buf = b;
                         &rhs_buf[..]
                     };
-                    kernels::sgemm(dst, kk, m * ohw, cout_g, MatRef::transposed(wg, kk), MatRef::rows(rhs, m * ohw), false);
+                    kernels::sgemm(
+                        dst,
+                        kk,
+                        m * ohw,
+                        cout_g,
+                        MatRef::transposed(wg, kk),
+                        MatRef::rows(rhs, m * ohw),
+                        false,
+                    );
                 }
-                kernels::col2im(&cols, m, c.groups, cin_g, &geo, &mut dx[r0 * plane_in..(r0 + m) * plane_in]);
+                kernels::col2im(
+                    &cols,
+                    m,
+                    c.groups,
+                    cin_g,
+                    &geo,
+                    &mut dx[r0 * plane_in..(r0 + m) * plane_in],
+                );
             }
         })
     })??;
-    Ok(Tensor::from_vec(dx, (rows, cin, geo.h, geo.w), &Device::Cpu)?)
+    Ok(Tensor::from_vec(
+        dx,
+        (rows, cin, geo.h, geo.w),
+        &Device::Cpu,
+    )?)
 }

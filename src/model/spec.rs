@@ -218,13 +218,11 @@ impl Spec {
                     dilation,
                     groups,
                     ..
-                } => {
-                    if *kernel == 0 || *stride == 0 || *dilation == 0 || *groups == 0 {
-                        return Err(format!(
-                            "conv layer `{}`: kernel, stride, dilation and groups must be >= 1",
-                            l.name
-                        ));
-                    }
+                } if *kernel == 0 || *stride == 0 || *dilation == 0 || *groups == 0 => {
+                    return Err(format!(
+                        "conv layer `{}`: kernel, stride, dilation and groups must be >= 1",
+                        l.name
+                    ));
                 }
                 LayerKind::Maxpool(p) | LayerKind::Avgpool(p) => {
                     if p.kernel == 0 || p.stride == 0 {
@@ -244,7 +242,10 @@ impl Spec {
                     return Err(format!("lrn layer `{}`: size must be odd", l.name));
                 }
                 LayerKind::AdaptiveAvgpool { output } if output[0] == 0 || output[1] == 0 => {
-                    return Err(format!("adaptive_avgpool `{}`: output must be >= 1", l.name));
+                    return Err(format!(
+                        "adaptive_avgpool `{}`: output must be >= 1",
+                        l.name
+                    ));
                 }
                 LayerKind::Softmax if l.name != self.layers.last().unwrap().name => {
                     return Err(format!("softmax `{}` must be the last layer", l.name));
@@ -331,7 +332,11 @@ impl LoadedSpec {
             }),
             None => Err(Error::UnknownModel {
                 model: model.to_string(),
-                known: BUILTIN_SPECS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                known: BUILTIN_SPECS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }
@@ -426,10 +431,16 @@ mod tests {
     fn bad_specs_are_rejected_with_a_reason() {
         let base = include_str!("../../models/tiny.toml");
         let cases = [
-            (base.replace("layer = \"relu3\"", "layer = \"nope\""), "nope"),
+            (
+                base.replace("layer = \"relu3\"", "layer = \"nope\""),
+                "nope",
+            ),
             (base.replacen("kernel = 3", "kernel = 0", 1), "kernel"),
             (base.replacen("size = 3", "size = 4", 1), "odd"),
-            (base.replacen("type = \"relu\"", "type = \"swish\"", 1), "swish"),
+            (
+                base.replacen("type = \"relu\"", "type = \"swish\"", 1),
+                "swish",
+            ),
         ];
         for (text, needle) in cases {
             let e = Spec::from_toml(&text, "t.toml").unwrap_err().to_string();

@@ -36,7 +36,10 @@ pub fn read_weights(path: &Path) -> Result<TensorMap> {
     } else {
         let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| {
-            Error::weights(path, format!("not a valid safetensors file ({e}); truncated or corrupt?"))
+            Error::weights(
+                path,
+                format!("not a valid safetensors file ({e}); truncated or corrupt?"),
+            )
         })?;
         let mut out = Vec::new();
         for (name, view) in st.tensors() {

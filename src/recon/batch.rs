@@ -60,9 +60,18 @@ struct TrieNode {
 }
 
 /// Runs `jobs` for image `img` of `state`; outcomes are in job order.
-pub fn run(net: &Net, state: &ForwardState, img: usize, opts: &Options, jobs: &[Job]) -> Result<Vec<Outcome>> {
+pub fn run(
+    net: &Net,
+    state: &ForwardState,
+    img: usize,
+    opts: &Options,
+    jobs: &[Job],
+) -> Result<Vec<Outcome>> {
     if img >= state.batch {
-        return Err(Error::Input(format!("image {img} is not in the forward batch of {}", state.batch)));
+        return Err(Error::Input(format!(
+            "image {img} is not in the forward batch of {}",
+            state.batch
+        )));
     }
     let mut nodes: Vec<TrieNode> = Vec::new();
     let mut roots: Vec<(usize, Start)> = Vec::new();
@@ -71,7 +80,10 @@ pub fn run(net: &Net, state: &ForwardState, img: usize, opts: &Options, jobs: &[
             Start::Seed { blob, .. } => net.blobs[*blob].tap,
             Start::Given { pos, .. } => *pos,
         };
-        let existing = roots.iter().find(|(_, s)| same_start(s, &job.start)).map(|(i, _)| *i);
+        let existing = roots
+            .iter()
+            .find(|(_, s)| same_start(s, &job.start))
+            .map(|(i, _)| *i);
         let mut cur = match existing {
             Some(i) => i,
             None => {
@@ -95,7 +107,11 @@ pub fn run(net: &Net, state: &ForwardState, img: usize, opts: &Options, jobs: &[
                     net.blobs[b].name
                 )));
             }
-            let found = nodes[cur].children.iter().copied().find(|&ch| nodes[ch].filter == Some((b, c)));
+            let found = nodes[cur]
+                .children
+                .iter()
+                .copied()
+                .find(|&ch| nodes[ch].filter == Some((b, c)));
             cur = match found {
                 Some(ch) => ch,
                 None => {
@@ -117,7 +133,11 @@ pub fn run(net: &Net, state: &ForwardState, img: usize, opts: &Options, jobs: &[
             Stop::Data => 0,
             Stop::Blob(b) => net.blobs[b].tap,
         };
-        if stop_pos > nodes[cur].pos || (stop_pos == nodes[cur].pos && matches!(job.stop, Stop::Blob(_)) && nodes[cur].filter.is_some()) {
+        if stop_pos > nodes[cur].pos
+            || (stop_pos == nodes[cur].pos
+                && matches!(job.stop, Stop::Blob(_))
+                && nodes[cur].filter.is_some())
+        {
             return Err(Error::Input("a job stops above its last node".into()));
         }
         nodes[cur].captures.push((ji, stop_pos));
@@ -135,12 +155,20 @@ pub fn run(net: &Net, state: &ForwardState, img: usize, opts: &Options, jobs: &[
     }
 
     let top = nodes.iter().map(|n| n.pos).max().unwrap_or(0);
+    if top > state.outputs.len() {
+        return Err(Error::Input(
+            "the forward pass stopped below a requested blob; run it further".into(),
+        ));
+    }
     let mut results: Vec<Option<Outcome>> = vec![None; jobs.len()];
     let mut rows: Vec<usize> = Vec::new();
     let mut grad: Option<Tensor> = None;
     for pos in (0..=top).rev() {
         // rows that start here
-        let starting: Vec<&(usize, Start)> = roots.iter().filter(|(id, _)| nodes[*id].pos == pos).collect();
+        let starting: Vec<&(usize, Start)> = roots
+            .iter()
+            .filter(|(id, _)| nodes[*id].pos == pos)
+            .collect();
         if !starting.is_empty() {
             let shape = net.shape_at(pos);
             let mut parts = Vec::with_capacity(starting.len());
@@ -184,7 +212,9 @@ pub fn run(net: &Net, state: &ForwardState, img: usize, opts: &Options, jobs: &[
             }
         }
         // drop rows not needed below here
-        let keep: Vec<u32> = (0..rows.len() as u32).filter(|&ri| nodes[rows[ri as usize]].lowest < pos).collect();
+        let keep: Vec<u32> = (0..rows.len() as u32)
+            .filter(|&ri| nodes[rows[ri as usize]].lowest < pos)
+            .collect();
         if keep.len() < rows.len() {
             if keep.is_empty() {
                 grad = None;
@@ -196,7 +226,9 @@ pub fn run(net: &Net, state: &ForwardState, img: usize, opts: &Options, jobs: &[
         }
         if pos > 0 {
             if let Some(g) = grad.take() {
+                let t0 = std::time::Instant::now();
                 grad = Some(net.backward_layer(pos - 1, state, img, &g, opts.rule)?);
+                tracing::trace!(layer = %net.spec.layers[pos - 1].name, rows = rows.len(), ms = t0.elapsed().as_secs_f64() * 1e3, "backward");
             }
         }
     }
@@ -208,8 +240,24 @@ pub fn run(net: &Net, state: &ForwardState, img: usize, opts: &Options, jobs: &[
 
 fn same_start(a: &Start, b: &Start) -> bool {
     match (a, b) {
-        (Start::Seed { blob: b1, channel: c1 }, Start::Seed { blob: b2, channel: c2 }) => b1 == b2 && c1 == c2,
-        (Start::Given { key: k1, pos: p1, .. }, Start::Given { key: k2, pos: p2, .. }) => k1 == k2 && p1 == p2,
+        (
+            Start::Seed {
+                blob: b1,
+                channel: c1,
+            },
+            Start::Seed {
+                blob: b2,
+                channel: c2,
+            },
+        ) => b1 == b2 && c1 == c2,
+        (
+            Start::Given {
+                key: k1, pos: p1, ..
+            },
+            Start::Given {
+                key: k2, pos: p2, ..
+            },
+        ) => k1 == k2 && p1 == p2,
         _ => false,
     }
 }
@@ -218,11 +266,21 @@ fn cat_rows(prev: Option<Tensor>, mut parts: Vec<Tensor>) -> Result<Tensor> {
     if let Some(p) = prev {
         parts.insert(0, p);
     }
-    Ok(if parts.len() == 1 { parts.pop().unwrap() } else { Tensor::cat(&parts, 0)? })
+    Ok(if parts.len() == 1 {
+        parts.pop().unwrap()
+    } else {
+        Tensor::cat(&parts, 0)?
+    })
 }
 
 /// The first row of a start: the one-hot seed, or the given gradient.
-fn start_row(net: &Net, state: &ForwardState, img: usize, start: &Start, numel: usize) -> Result<(Tensor, Option<String>)> {
+fn start_row(
+    net: &Net,
+    state: &ForwardState,
+    img: usize,
+    start: &Start,
+    numel: usize,
+) -> Result<(Tensor, Option<String>)> {
     match start {
         Start::Given { grad, .. } => Ok((grad.to_device(&net.device)?.flatten_all()?, None)),
         Start::Seed { blob, channel } => {
@@ -230,27 +288,41 @@ fn start_row(net: &Net, state: &ForwardState, img: usize, start: &Start, numel: 
             let (idx, act) = super::argmax_in_channel(net, state, img, *blob, *channel)?;
             let mut v = vec![0f32; numel];
             v[idx] = b.mult * act;
-            let note = (act <= 0.0).then(|| {
+            let note = (act == 0.0).then(|| {
                 format!(
                     "{}:{channel} is not active on this image (max activation {act}), so its reconstruction is zero",
                     b.name
                 )
             });
-            Ok((Tensor::from_vec(v, numel, &Device::Cpu)?.to_device(&net.device)?, note))
+            Ok((
+                Tensor::from_vec(v, numel, &Device::Cpu)?.to_device(&net.device)?,
+                note,
+            ))
         }
     }
 }
 
 /// New rows for `forks` (`(row index, child node)`): the parent row with every channel but
 /// the child's zeroed, rescaled by the multiplier mode.
-fn filter_rows(net: &Net, g: &Tensor, forks: &[(usize, usize)], nodes: &mut [TrieNode], opts: &Options) -> Result<Tensor> {
+fn filter_rows(
+    net: &Net,
+    g: &Tensor,
+    forks: &[(usize, usize)],
+    nodes: &mut [TrieNode],
+    opts: &Options,
+) -> Result<Tensor> {
     let dims = g.dims().to_vec();
     let c = dims[1];
     let plane: usize = dims[2..].iter().product();
     let rows: Vec<u32> = forks.iter().map(|&(ri, _)| ri as u32).collect();
     let sel = g.index_select(&Tensor::new(rows.as_slice(), g.device())?, 0)?;
     // per-row, per-channel sums of |g|
-    let sums = sel.abs()?.reshape((forks.len(), c, plane))?.sum(2)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+    let sums = sel
+        .abs()?
+        .reshape((forks.len(), c, plane))?
+        .sum(2)?
+        .to_device(&Device::Cpu)?
+        .to_vec2::<f32>()?;
     let mut scale = vec![0f32; forks.len() * c];
     for (k, &(_, ch)) in forks.iter().enumerate() {
         let (b, chan) = nodes[ch].filter.expect("fork targets are filter nodes");
@@ -284,5 +356,8 @@ fn filter_rows(net: &Net, g: &Tensor, forks: &[(usize, usize)], nodes: &mut [Tri
 }
 
 fn parent_note(nodes: &[TrieNode], child: usize) -> Option<String> {
-    nodes.iter().find(|n| n.children.contains(&child)).and_then(|n| n.note.clone())
+    nodes
+        .iter()
+        .find(|n| n.children.contains(&child))
+        .and_then(|n| n.note.clone())
 }

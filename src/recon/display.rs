@@ -10,7 +10,9 @@ use crate::model::spec::ColorOrder;
 use crate::model::Model;
 
 /// How a gradient is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Display {
     /// cnn_treevis: `clip(mean + gradient)`, de-preprocessed: a grey (mean) background, no
@@ -29,7 +31,11 @@ pub fn render(model: &Model, grad: &Tensor, mode: Display) -> Result<RgbImage> {
     let dims = grad.dims().to_vec();
     let (h, w) = match dims.as_slice() {
         [3, h, w] => (*h, *w),
-        d => return Err(Error::Shape(format!("a reconstruction is [3, H, W], got {d:?}"))),
+        d => {
+            return Err(Error::Shape(format!(
+                "a reconstruction is [3, H, W], got {d:?}"
+            )))
+        }
     };
     let g = crate::model::net::host_vec(grad)?;
     let plane = h * w;

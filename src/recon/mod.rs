@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 use crate::model::{ForwardState, Model, Net, Shape};
 
 /// The ReLU backward rule: which visualization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rule {
     /// Plain gradient: `g * [x > 0]`.
@@ -49,12 +51,18 @@ impl std::str::FromStr for Rule {
         Rule::ALL
             .into_iter()
             .find(|r| r.name() == s)
-            .ok_or_else(|| Error::Input(format!("unknown method `{s}` (gradient, deconv, guided, guided-neg)")))
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "unknown method `{s}` (gradient, deconv, guided, guided-neg)"
+                ))
+            })
     }
 }
 
 /// How a filtered gradient is rescaled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum MultMode {
     /// `sum|g| / sum|g[c]|`: the filtered gradient keeps the unfiltered one's magnitude.
@@ -80,20 +88,36 @@ pub fn resolve_path(net: &Net, path: &Path) -> Result<Vec<(usize, usize)>> {
     for node in path.nodes() {
         let bi = net.blob_index(&node.blob).ok_or_else(|| {
             let names: Vec<_> = net.blobs.iter().map(|b| b.name.as_str()).collect();
-            Error::path(path, format!("unknown blob `{}` (blobs of {}: {})", node.blob, net.spec.name, names.join(", ")))
+            Error::path(
+                path,
+                format!(
+                    "unknown blob `{}` (blobs of {}: {})",
+                    node.blob,
+                    net.spec.name,
+                    names.join(", ")
+                ),
+            )
         })?;
         let n = net.blobs[bi].shape.channels();
         if node.channel >= n {
             return Err(Error::path(
                 path,
-                format!("channel {} is out of range: blob `{}` has {n} channels (0..{})", node.channel, node.blob, n - 1),
+                format!(
+                    "channel {} is out of range: blob `{}` has {n} channels (0..{})",
+                    node.channel,
+                    node.blob,
+                    n - 1
+                ),
             ));
         }
         if let Some(&(prev, _)) = out.last() as Option<&(usize, usize)> {
             if net.blobs[bi].tap >= net.blobs[prev].tap {
                 return Err(Error::path(
                     path,
-                    format!("`{}` is not below `{}`: a path goes down the net", node.blob, net.blobs[prev].name),
+                    format!(
+                        "`{}` is not below `{}`: a path goes down the net",
+                        node.blob, net.blobs[prev].name
+                    ),
                 ));
             }
         }
@@ -104,10 +128,20 @@ pub fn resolve_path(net: &Net, path: &Path) -> Result<Vec<(usize, usize)>> {
 
 /// Index (within the blob of one image) and value of channel `channel`'s maximum: the
 /// spatial argmax for conv blobs (first on ties, row-major), the unit for fc blobs.
-pub fn argmax_in_channel(net: &Net, state: &ForwardState, img: usize, blob: usize, channel: usize) -> Result<(usize, f32)> {
+pub fn argmax_in_channel(
+    net: &Net,
+    state: &ForwardState,
+    img: usize,
+    blob: usize,
+    channel: usize,
+) -> Result<(usize, f32)> {
     let b = &net.blobs[blob];
     let plane = b.shape.plane();
-    let act = state.outputs[b.layer].get(img)?.flatten_all()?.narrow(0, channel * plane, plane)?;
+    let act = state
+        .output(b.layer, &b.name)?
+        .get(img)?
+        .flatten_all()?
+        .narrow(0, channel * plane, plane)?;
     let v = act.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
     let (mut bi, mut bv) = (0, f32::NEG_INFINITY);
     for (i, &x) in v.iter().enumerate() {
@@ -148,7 +182,13 @@ fn seed_job(nodes: &[(usize, usize)], stop: Stop) -> Job {
 }
 
 /// Reconstructions of `paths` for image `img`, in one batched backward pass.
-pub fn reconstruct(model: &Model, state: &ForwardState, img: usize, opts: &Options, paths: &[Path]) -> Result<Vec<Recon>> {
+pub fn reconstruct(
+    model: &Model,
+    state: &ForwardState,
+    img: usize,
+    opts: &Options,
+    paths: &[Path],
+) -> Result<Vec<Recon>> {
     let net = &model.net;
     let jobs = paths
         .iter()
@@ -168,19 +208,36 @@ pub fn reconstruct(model: &Model, state: &ForwardState, img: usize, opts: &Optio
 
 /// The blob holding the children of a path's last node.
 fn below_of(net: &Net, path: &Path, last: usize) -> Result<usize> {
-    net.blobs[last]
-        .below
-        .ok_or_else(|| Error::path(path, format!("blob `{}` is the lowest of the tree: no children", net.blobs[last].name)))
+    net.blobs[last].below.ok_or_else(|| {
+        Error::path(
+            path,
+            format!(
+                "blob `{}` is the lowest of the tree: no children",
+                net.blobs[last].name
+            ),
+        )
+    })
 }
 
 /// Children weights from the gradient `g` at blob `below` and its activation:
 /// `w_j = |mean_(y,x) a_j g_j|`, top `k`, ties to the lower channel.
-fn rank_children(net: &Net, state: &ForwardState, img: usize, path: &Path, below: usize, g: &Tensor, k: usize) -> Result<Vec<Child>> {
+fn rank_children(
+    net: &Net,
+    state: &ForwardState,
+    img: usize,
+    path: &Path,
+    below: usize,
+    g: &Tensor,
+    k: usize,
+) -> Result<Vec<Child>> {
     let b = &net.blobs[below];
-    let a = state.outputs[b.layer].get(img)?;
+    let a = state.output(b.layer, &b.name)?.get(img)?;
     let plane = b.shape.plane();
     let prod = (a.flatten_all()? * g.flatten_all()?)?.reshape((b.shape.channels(), plane))?;
-    let w = (prod.sum(1)? / plane as f64)?.abs()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+    let w = (prod.sum(1)? / plane as f64)?
+        .abs()?
+        .to_device(&Device::Cpu)?
+        .to_vec1::<f32>()?;
     let mut order: Vec<usize> = (0..w.len()).collect();
     order.sort_by(|&i, &j| w[j].total_cmp(&w[i]).then(i.cmp(&j)));
     Ok(order
@@ -196,8 +253,18 @@ fn rank_children(net: &Net, state: &ForwardState, img: usize, path: &Path, below
 }
 
 /// Children (top `k`) of each of `paths`, in one batched pass.
-pub fn children(model: &Model, state: &ForwardState, img: usize, opts: &Options, paths: &[Path], k: usize) -> Result<Vec<Vec<Child>>> {
-    Ok(children_with_grads(model, state, img, opts, paths, k)?.into_iter().map(|(c, _)| c).collect())
+pub fn children(
+    model: &Model,
+    state: &ForwardState,
+    img: usize,
+    opts: &Options,
+    paths: &[Path],
+    k: usize,
+) -> Result<Vec<Vec<Child>>> {
+    Ok(children_with_grads(model, state, img, opts, paths, k)?
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect())
 }
 
 fn children_with_grads(
@@ -222,16 +289,31 @@ fn children_with_grads(
         .iter()
         .zip(belows)
         .zip(out)
-        .map(|((p, below), o)| Ok((rank_children(net, state, img, p, below, &o.grad, k)?, o.grad)))
+        .map(|((p, below), o)| {
+            Ok((
+                rank_children(net, state, img, p, below, &o.grad, k)?,
+                o.grad,
+            ))
+        })
         .collect()
 }
 
 /// Children of `path` and their reconstructions: the path's gradient at the blob below is
 /// computed once and each child's reconstruction continues from it.
-pub fn expand(model: &Model, state: &ForwardState, img: usize, opts: &Options, path: &Path, k: usize) -> Result<Vec<(Child, Recon)>> {
+pub fn expand(
+    model: &Model,
+    state: &ForwardState,
+    img: usize,
+    opts: &Options,
+    path: &Path,
+    k: usize,
+) -> Result<Vec<(Child, Recon)>> {
     let net = &model.net;
-    let (kids, g) = children_with_grads(model, state, img, opts, std::slice::from_ref(path), k)?.remove(0);
-    let Some(first) = kids.first() else { return Ok(vec![]) };
+    let (kids, g) =
+        children_with_grads(model, state, img, opts, std::slice::from_ref(path), k)?.remove(0);
+    let Some(first) = kids.first() else {
+        return Ok(vec![]);
+    };
     let below = net.blob_index(&first.blob).expect("child blob exists");
     let pos = net.blobs[below].tap;
     let jobs: Vec<Job> = kids
@@ -277,12 +359,17 @@ pub struct BlobUnits {
 
 /// For each blob (top first), the `top` channels by spatial max activation (ties to the
 /// lower channel).
-pub fn overview(model: &Model, state: &ForwardState, img: usize, top: usize) -> Result<Vec<BlobUnits>> {
+pub fn overview(
+    model: &Model,
+    state: &ForwardState,
+    img: usize,
+    top: usize,
+) -> Result<Vec<BlobUnits>> {
     let net = &model.net;
     net.blobs
         .iter()
         .map(|b| {
-            let a = state.outputs[b.layer].get(img)?;
+            let a = state.output(b.layer, &b.name)?.get(img)?;
             let m = match b.shape {
                 Shape::Spatial { c, h, w } => a.reshape((c, h * w))?.max(1)?,
                 Shape::Flat(_) => a,
@@ -323,7 +410,10 @@ pub struct Label {
 /// Top `k` classes: softmax of the top blob (the logits).
 pub fn labels(model: &Model, state: &ForwardState, img: usize, k: usize) -> Result<Vec<Label>> {
     let top = &model.net.blobs[0];
-    let logits = state.outputs[top.layer].get(img)?.flatten_all()?;
+    let logits = state
+        .output(top.layer, &top.name)?
+        .get(img)?
+        .flatten_all()?;
     let probs = candle_nn::ops::softmax_last_dim(&logits.unsqueeze(0)?)?.squeeze(0)?;
     let v = probs.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
     let mut order: Vec<usize> = (0..v.len()).collect();
@@ -333,7 +423,11 @@ pub fn labels(model: &Model, state: &ForwardState, img: usize, k: usize) -> Resu
         .take(k)
         .map(|i| Label {
             index: i,
-            name: model.labels.get(i).cloned().unwrap_or_else(|| format!("class {i}")),
+            name: model
+                .labels
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("class {i}")),
             prob: v[i],
         })
         .collect())

@@ -62,7 +62,13 @@ impl Path {
                 let b: String = n
                     .blob
                     .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '-' })
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                            c
+                        } else {
+                            '-'
+                        }
+                    })
                     .collect();
                 format!("{b}_{}", n.channel)
             })
@@ -89,20 +95,26 @@ impl FromStr for Path {
     fn from_str(s: &str) -> Result<Path, Error> {
         let s = s.trim();
         if s.is_empty() {
-            return Err(Error::path(s, "empty path; write it as blob:channel[/blob:channel...]"));
+            return Err(Error::path(
+                s,
+                "empty path; write it as blob:channel[/blob:channel...]",
+            ));
         }
         let nodes = s
             .split('/')
             .map(|part| {
                 let (blob, ch) = part.rsplit_once(':').ok_or_else(|| {
-                    Error::path(s, format!("node `{part}` has no `:channel` (write it as blob:channel)"))
+                    Error::path(
+                        s,
+                        format!("node `{part}` has no `:channel` (write it as blob:channel)"),
+                    )
                 })?;
                 if blob.is_empty() {
                     return Err(Error::path(s, format!("node `{part}` has no blob name")));
                 }
-                let channel = ch
-                    .parse::<usize>()
-                    .map_err(|_| Error::path(s, format!("node `{part}`: `{ch}` is not a channel number")))?;
+                let channel = ch.parse::<usize>().map_err(|_| {
+                    Error::path(s, format!("node `{part}`: `{ch}` is not a channel number"))
+                })?;
                 Ok(Node {
                     blob: blob.to_string(),
                     channel,
@@ -132,7 +144,12 @@ mod tests {
 
     #[test]
     fn round_trips_any_blob_name() {
-        for s in ["conv4:285/conv3:303/conv2:5", "features.10:7/features.8:0", "conv5_3:1", "a-b:c:3"] {
+        for s in [
+            "conv4:285/conv3:303/conv2:5",
+            "features.10:7/features.8:0",
+            "conv5_3:1",
+            "a-b:c:3",
+        ] {
             let p: Path = s.parse().unwrap();
             assert_eq!(p.to_string(), s);
         }
@@ -142,7 +159,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed_paths_with_a_reason() {
-        for (s, needle) in [("", "empty"), ("conv4", "no `:channel`"), ("conv4:x", "not a channel"), (":3", "no blob"), ("conv4:1//conv3:2", "no `:channel`")] {
+        for (s, needle) in [
+            ("", "empty"),
+            ("conv4", "no `:channel`"),
+            ("conv4:x", "not a channel"),
+            (":3", "no blob"),
+            ("conv4:1//conv3:2", "no `:channel`"),
+        ] {
             let e = s.parse::<Path>().unwrap_err().to_string();
             assert!(e.contains(needle), "{s}: {e}");
         }
@@ -150,7 +173,9 @@ mod tests {
 
     #[test]
     fn file_stems_are_safe() {
-        let p: Path = "features.10:7/x/y:2".parse().unwrap_or_else(|_| "features.10:7/y:2".parse().unwrap());
+        let p: Path = "features.10:7/x/y:2"
+            .parse()
+            .unwrap_or_else(|_| "features.10:7/y:2".parse().unwrap());
         assert!(!p.file_stem().contains('/'));
     }
 }

@@ -18,7 +18,14 @@ pub struct TreeNode {
 }
 
 /// Reconstructions of `paths` and, with `k`, their top-`k` children, in one pass.
-pub fn level(model: &Model, state: &ForwardState, img: usize, opts: &Options, paths: &[Path], k: Option<usize>) -> Result<Vec<(Recon, Option<Vec<Child>>)>> {
+pub fn level(
+    model: &Model,
+    state: &ForwardState,
+    img: usize,
+    opts: &Options,
+    paths: &[Path],
+    k: Option<usize>,
+) -> Result<Vec<(Recon, Option<Vec<Child>>)>> {
     let net = &model.net;
     let mut jobs = Vec::new();
     let mut belows = Vec::new();
@@ -45,7 +52,15 @@ pub fn level(model: &Model, state: &ForwardState, img: usize, opts: &Options, pa
             let kids = match below {
                 Some(b) => {
                     let g = out.next().expect("one outcome per job");
-                    Some(rank_children(net, state, img, p, b, &g.grad, k.unwrap_or(0))?)
+                    Some(rank_children(
+                        net,
+                        state,
+                        img,
+                        p,
+                        b,
+                        &g.grad,
+                        k.unwrap_or(0),
+                    )?)
                 }
                 None => None,
             };
@@ -55,7 +70,15 @@ pub fn level(model: &Model, state: &ForwardState, img: usize, opts: &Options, pa
 }
 
 /// The tree below `root`, `depth` levels deep, `k` children per node.
-pub fn build(model: &Model, state: &ForwardState, img: usize, opts: &Options, root: &Path, depth: usize, k: usize) -> Result<TreeNode> {
+pub fn build(
+    model: &Model,
+    state: &ForwardState,
+    img: usize,
+    opts: &Options,
+    root: &Path,
+    depth: usize,
+    k: usize,
+) -> Result<TreeNode> {
     // levels of (path, weight, parent index in the previous level)
     let mut levels: Vec<Vec<(Path, Option<f32>, usize)>> = vec![vec![(root.clone(), None, 0)]];
     let mut computed: Vec<Vec<(Recon, Option<Vec<Child>>)>> = Vec::new();
@@ -65,7 +88,11 @@ pub fn build(model: &Model, state: &ForwardState, img: usize, opts: &Options, ro
         let next: Vec<(Path, Option<f32>, usize)> = res
             .iter()
             .enumerate()
-            .flat_map(|(i, (_, kids))| kids.iter().flatten().map(move |c| (c.path.clone(), Some(c.weight), i)))
+            .flat_map(|(i, (_, kids))| {
+                kids.iter()
+                    .flatten()
+                    .map(move |c| (c.path.clone(), Some(c.weight), i))
+            })
             .collect();
         computed.push(res);
         if next.is_empty() {
@@ -100,10 +127,17 @@ pub fn build(model: &Model, state: &ForwardState, img: usize, opts: &Options, ro
 impl TreeNode {
     /// JSON of the tree; `image` is called on every node (top-down) and returns the file
     /// name its picture was written to.
-    pub fn to_json(&self, image: &mut dyn FnMut(&TreeNode) -> anyhow::Result<String>) -> anyhow::Result<serde_json::Value> {
+    pub fn to_json(
+        &self,
+        image: &mut dyn FnMut(&TreeNode) -> anyhow::Result<String>,
+    ) -> anyhow::Result<serde_json::Value> {
         let file = image(self)?;
         let last = self.path.last();
-        let children = self.children.iter().map(|c| c.to_json(image)).collect::<anyhow::Result<Vec<_>>>()?;
+        let children = self
+            .children
+            .iter()
+            .map(|c| c.to_json(image))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(serde_json::json!({
             "path": self.path.to_string(),
             "blob": last.blob,

@@ -3,7 +3,7 @@
 
 What it does
 ------------
-For three networks -- `tiny` (tests/golden/tiny.toml), `caffenet` (models/caffenet.toml)
+For three networks -- `tiny` (models/tiny.toml), `caffenet` (models/caffenet.toml)
 and `alexnet` (models/alexnet.toml) -- it builds a PyTorch model generically from the TOML
 spec (the `layers` array, in order), at REDUCED width for caffenet/alexnet, with seeded
 random weights and a seeded random input, and writes to tests/golden/:
@@ -565,7 +565,7 @@ def main():
         ("conv3", [], gr, "auto", 5),      # conv3 root -> conv2
         ("conv4", [1], gr, "auto", 5),     # conv4/conv3 -> conv2
     ]
-    f, e = make_net("tiny", "tests/golden/tiny.toml", {}, (3, 39, 39), 1234, "normal",
+    f, e = make_net("tiny", "models/tiny.toml", {}, (3, 39, 39), 1234, "normal",
                     tiny_cases, tiny_children)
     files += f
     errs += e

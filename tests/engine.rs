@@ -1,0 +1,247 @@
+//! Engine properties on the committed tiny net: `.pth` loading, the `gradient` rule against
+//! finite differences of the real forward pass, batched passes equal to one-at-a-time ones,
+//! and linearity in the seed.
+
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use treevis::model::{Model, WeightsSource};
+use treevis::recon::{self, MultMode, Options, Path, Rule};
+
+fn golden(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+fn tiny() -> Model {
+    Model::load("tiny", &WeightsSource::Default, &Device::Cpu).unwrap()
+}
+
+fn input() -> Tensor {
+    let refs =
+        candle_core::safetensors::load(golden("tiny.ref.safetensors"), &Device::Cpu).unwrap();
+    refs["input"].clone()
+}
+
+fn vec(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+#[test]
+fn pth_weights_equal_safetensors_weights() {
+    let a = treevis::model::weights::read_weights(&golden("tiny.weights.safetensors")).unwrap();
+    let b = treevis::model::weights::read_weights(&golden("tiny.pth")).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (k, t) in &a {
+        assert_eq!(vec(t), vec(&b[k]), "{k}");
+    }
+    // and the model built from it computes the same labels
+    let m = Model::load(
+        "tiny",
+        &WeightsSource::File(golden("tiny.pth")),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let s = m.net.forward(&input().unsqueeze(0).unwrap()).unwrap();
+    let s0 = tiny().net.forward(&input().unsqueeze(0).unwrap()).unwrap();
+    assert_eq!(
+        vec(s.outputs.last().unwrap()),
+        vec(s0.outputs.last().unwrap())
+    );
+}
+
+#[test]
+fn a_pickle_that_would_run_code_is_refused() {
+    let _ = std::fs::remove_file("/tmp/treevis-pwned");
+    let e = treevis::model::weights::read_weights(&golden("evil.pth"));
+    assert!(e.is_err(), "evil.pth loaded");
+    assert!(
+        !std::path::Path::new("/tmp/treevis-pwned").exists(),
+        "the pickle ran code"
+    );
+}
+
+/// Root-only reconstructions under the `gradient` rule are the true gradient of the seeded
+/// element times its seed (`mult * activation`): compare with central differences of the
+/// forward pass at the pixels with the largest gradient.
+#[test]
+fn gradient_rule_matches_finite_differences() {
+    let m = tiny();
+    let x = input();
+    let s = m.net.forward(&x.unsqueeze(0).unwrap()).unwrap();
+    let opts = Options {
+        rule: Rule::Gradient,
+        mult: MultMode::Auto,
+    };
+    for blob in ["fc6", "fc5", "conv3", "conv1"] {
+        let bi = m.net.blob_index(blob).unwrap();
+        let b = &m.net.blobs[bi];
+        let rows = recon::overview(&m, &s, 0, 1).unwrap();
+        let ch = rows.iter().find(|r| r.blob == blob).unwrap().units[0].channel;
+        let (idx, act0) = recon::argmax_in_channel(&m.net, &s, 0, bi, ch).unwrap();
+        let g =
+            vec(&recon::reconstruct(&m, &s, 0, &opts, &[Path::root(blob, ch)]).unwrap()[0].grad);
+        // the piecewise-linear pieces: ReLU signs and max-pool switches
+        let pieces = |st: &treevis::model::ForwardState| -> (Vec<bool>, Vec<Vec<u32>>) {
+            let mut signs = Vec::new();
+            for (i, l) in m.spec().layers.iter().enumerate() {
+                if l.kind.type_name() == "relu" {
+                    signs.extend(vec(&st.outputs[i]).iter().map(|v| *v > 0.0));
+                }
+            }
+            (signs, st.switches.iter().flatten().cloned().collect())
+        };
+        let base = pieces(&s);
+        let eval = |xv: &[f32]| {
+            let t = Tensor::from_vec(xv.to_vec(), x.dims(), &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let st = m.net.forward(&t).unwrap();
+            // the seed is `mult * activation`: the reconstruction is d(seed * unit)/d(input)
+            (
+                (vec(&st.outputs[b.layer])[idx] * b.mult * act0) as f64,
+                pieces(&st),
+            )
+        };
+        let x0 = vec(&x);
+        let mut order: Vec<usize> = (0..g.len()).collect();
+        order.sort_by(|&i, &j| g[j].abs().total_cmp(&g[i].abs()));
+        // large enough to rise above float32 noise; the pieces check keeps it honest
+        let eps = 5e-3f32;
+        let mut checked = 0;
+        for &i in order.iter().take(40) {
+            let (mut xp, mut xm) = (x0.clone(), x0.clone());
+            xp[i] += eps;
+            xm[i] -= eps;
+            let ((vp, pp), (vm, pm)) = (eval(&xp), eval(&xm));
+            if pp != base || pm != base {
+                continue; // a ReLU or a switch flips within eps: not differentiable here
+            }
+            let num = (vp - vm) / (2.0 * eps as f64);
+            let err = (num - g[i] as f64).abs() / (g[i].abs() as f64).max(1e-3);
+            assert!(
+                err < 2e-2,
+                "{blob}:{ch} pixel {i}: numeric {num} vs analytic {}",
+                g[i]
+            );
+            checked += 1;
+        }
+        assert!(checked >= 8, "{blob}: only {checked} smooth pixels");
+    }
+}
+
+/// A batched pass (all paths and children together, shared prefixes) gives exactly what
+/// one pass per path gives.
+#[test]
+fn batched_equals_one_at_a_time() {
+    let m = tiny();
+    let s = m.net.forward(&input().unsqueeze(0).unwrap()).unwrap();
+    let paths: Vec<Path> = [
+        "fc6:1",
+        "fc6:1/fc5:22",
+        "fc6:1/fc5:22/conv4:8",
+        "conv4:3/conv3:1",
+        "conv4:3/conv3:2",
+        "conv2:5",
+        "conv1:0",
+        "conv4:3",
+    ]
+    .iter()
+    .map(|p| p.parse().unwrap())
+    .collect();
+    for rule in Rule::ALL {
+        for mult in [MultMode::Auto, MultMode::Manual] {
+            let opts = Options { rule, mult };
+            let batched = recon::reconstruct(&m, &s, 0, &opts, &paths).unwrap();
+            for (p, b) in paths.iter().zip(&batched) {
+                let single = recon::reconstruct(&m, &s, 0, &opts, std::slice::from_ref(p))
+                    .unwrap()
+                    .remove(0);
+                let (a, c) = (vec(&b.grad), vec(&single.grad));
+                let scale = c.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-30);
+                let diff = a
+                    .iter()
+                    .zip(&c)
+                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(
+                    diff / scale < 1e-5,
+                    "{p} {rule:?} {mult:?}: {}",
+                    diff / scale
+                );
+            }
+            // expand (children + their reconstructions from the shared gradient) equals
+            // children followed by separate reconstructions
+            let root: Path = "conv4:3".parse().unwrap();
+            let ex = recon::expand(&m, &s, 0, &opts, &root, 3).unwrap();
+            let kids = recon::children(&m, &s, 0, &opts, std::slice::from_ref(&root), 3)
+                .unwrap()
+                .remove(0);
+            assert_eq!(ex.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(), kids);
+            for (c, r) in &ex {
+                let single = recon::reconstruct(&m, &s, 0, &opts, std::slice::from_ref(&c.path))
+                    .unwrap()
+                    .remove(0);
+                let (a, b) = (vec(&r.grad), vec(&single.grad));
+                let scale = b.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-30);
+                assert!(
+                    a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-5 * scale),
+                    "{}",
+                    c.path
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn reconstructions_are_linear_in_the_multiplier_and_inactive_roots_say_so() {
+    let m = tiny();
+    let s = m.net.forward(&input().unsqueeze(0).unwrap()).unwrap();
+    let opts = Options::default();
+    // find a conv channel that never fires on this image, if any, else skip that half
+    let rows = recon::overview(&m, &s, 0, 64).unwrap();
+    let dead = rows
+        .iter()
+        .flat_map(|r| r.units.iter().map(move |u| (r.blob.clone(), u.clone())))
+        .find(|(_, u)| u.activation == 0.0);
+    if let Some((blob, u)) = dead {
+        let r = recon::reconstruct(&m, &s, 0, &opts, &[Path::root(&blob, u.channel)])
+            .unwrap()
+            .remove(0);
+        assert!(vec(&r.grad).iter().all(|v| *v == 0.0));
+        assert!(r.note.unwrap().contains("not active"));
+    }
+    // a filter at a channel with no gradient gives zeros and a note, never NaN
+    let kids = recon::children(&m, &s, 0, &opts, &["conv4:3".parse().unwrap()], 16)
+        .unwrap()
+        .remove(0);
+    if let Some(zero) = kids.iter().find(|c| c.weight == 0.0) {
+        let r = recon::reconstruct(&m, &s, 0, &opts, std::slice::from_ref(&zero.path))
+            .unwrap()
+            .remove(0);
+        assert!(vec(&r.grad).iter().all(|v| v.is_finite()));
+    }
+    // seed multiplier scales the raw gradient linearly (root-only)
+    let mut spec_m = treevis::model::LoadedSpec::resolve("tiny").unwrap().spec;
+    spec_m.blobs.iter_mut().for_each(|b| b.mult *= 3.0);
+    let text = toml::to_string(&spec_m).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("tiny3.toml");
+    std::fs::write(&f, text).unwrap();
+    let m3 = Model::load(
+        f.to_str().unwrap(),
+        &WeightsSource::File(golden("tiny.weights.safetensors")),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let p = Path::root("conv3", 1);
+    let a = vec(&recon::reconstruct(&m, &s, 0, &opts, std::slice::from_ref(&p)).unwrap()[0].grad);
+    let b = vec(&recon::reconstruct(&m3, &s, 0, &opts, std::slice::from_ref(&p)).unwrap()[0].grad);
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(a
+        .iter()
+        .zip(&b)
+        .all(|(x, y)| (3.0 * x - y).abs() <= 1e-5 * 3.0 * scale));
+}
