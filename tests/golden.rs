@@ -8,15 +8,33 @@ use candle_core::{Device, Tensor};
 use treevis::model::{Model, WeightsSource};
 use treevis::recon::{self, MultMode, Options, Path, Rule};
 
+/// The repository root: `TREEVIS_ROOT` when set (test binaries copied to another
+/// machine), else where the crate was built.
+fn root() -> PathBuf {
+    std::env::var_os("TREEVIS_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
+    root().join("tests/golden").join(name)
+}
+
+/// `TREEVIS_TEST_DEVICE` (e.g. `cuda:0` in a build with the `cuda` feature), default cpu.
+fn device() -> Device {
+    let d = std::env::var("TREEVIS_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    treevis::model::parse_device(&d).unwrap()
 }
 
 /// max |a - b| / max |b|
 fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let a = a
+        .flatten_all()
+        .unwrap()
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(a.len(), b.len(), "sizes differ");
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -41,14 +59,14 @@ fn load(net: &str) -> Fixture {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(golden(&format!("{net}.ref.json"))).unwrap())
             .unwrap();
-    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(meta["model"].as_str().unwrap());
+    let spec = root().join(meta["model"].as_str().unwrap());
     let refs =
         candle_core::safetensors::load(golden(&format!("{net}.ref.safetensors")), &Device::Cpu)
             .unwrap();
     let mut model = Model::load(
         spec.to_str().unwrap(),
         &WeightsSource::File(golden(&format!("{net}.weights.safetensors"))),
-        &Device::Cpu,
+        &device(),
     )
     .unwrap();
     let input = &refs["input"];
