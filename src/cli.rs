@@ -124,6 +124,17 @@ pub enum Command {
     },
     /// Time the engine on a network with random weights and print a table.
     Bench(crate::bench::BenchArgs),
+    /// Write generated demo images (named after their class) into a folder.
+    DemoGallery {
+        #[arg(long)]
+        out: PathBuf,
+        /// How many images (classes in turn).
+        #[arg(long, default_value_t = 22)]
+        n: u64,
+        /// Dataset seed (the held-out images of training use other seeds).
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+    },
     /// Write deterministic random weights of a spec's published widths (safetensors).
     RandomWeights {
         /// Built-in model name or spec file.
@@ -419,6 +430,10 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Bench(args) => crate::bench::run(&args)?,
+        Command::DemoGallery { out, n, seed } => {
+            let files = write_demo_gallery(&out, n, seed)?;
+            println!("wrote {} images to {}", files.len(), out.display());
+        }
         Command::RandomWeights { model, seed, out } => {
             let spec = crate::model::LoadedSpec::resolve(&model)?;
             let map = crate::model::weights::random_weights(&spec.spec, seed)?;
@@ -483,4 +498,17 @@ fn run_default() -> Result<()> {
     }
     println!("\nThe built-in `tiny` net has random weights; try `treevis --help`, or `treevis overview IMAGE --model alexnet --weights alexnet.pth --out DIR`.");
     Ok(())
+}
+
+/// Writes `n` demo images as `NNNN_class.png`; returns their paths.
+pub fn write_demo_gallery(dir: &FsPath, n: u64, seed: u64) -> Result<Vec<PathBuf>> {
+    create_dir(dir)?;
+    (0..n)
+        .map(|i| {
+            let (img, class) = data::synth::generate(seed, i);
+            let p = dir.join(format!("{i:04}_{}.png", data::synth::CLASSES[class]));
+            save_png(&img, &p)?;
+            Ok(p)
+        })
+        .collect()
 }

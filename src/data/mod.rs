@@ -1,6 +1,7 @@
 //! Images in: decoding and preprocessing exactly as a model's spec says, and `.npy` arrays.
 
 pub mod npy;
+pub mod synth;
 
 use std::path::Path;
 

@@ -85,7 +85,8 @@ pub fn maxpool_forward(
 }
 
 /// Gradient of max pooling: each row's output gradient goes to the switch of its element.
-/// `g` is `[rows, planes, oh*ow]`, `sw` the switches of one image `[planes, oh*ow]`.
+/// `g` is `[rows, planes, oh*ow]`; `sw` the switches of one image `[planes, oh*ow]`
+/// (shared by every row) or of every row.
 pub fn maxpool_backward(
     g: &[f32],
     sw: &[u32],
@@ -95,8 +96,9 @@ pub fn maxpool_backward(
 ) -> Vec<f32> {
     let rows = g.len() / (planes * out_hw);
     let mut dx = vec![0f32; rows * planes * in_hw];
+    let sw_planes = sw.len() / out_hw;
     dx.par_chunks_mut(in_hw).enumerate().for_each(|(rp, d)| {
-        let pl = rp % planes;
+        let pl = rp % sw_planes;
         let gp = &g[rp * out_hw..(rp + 1) * out_hw];
         let sp = &sw[pl * out_hw..(pl + 1) * out_hw];
         for (gv, &s) in gp.iter().zip(sp) {
@@ -278,8 +280,8 @@ pub fn lrn_forward(
     (y, scale)
 }
 
-/// True gradient of LRN for `rows` gradient rows against one image's `x`, `y`, `scale`
-/// (`[c, hw]` each):
+/// True gradient of LRN for gradient rows against one image's `x`, `y`, `scale`
+/// (`[c, hw]` each, shared by every row) or every row's:
 /// `dx_c = g_c * scale_c^-beta - 2*alpha*beta/size * x_c * sum_{c': c in window(c')} g_c' * y_c' / scale_c'`.
 #[allow(clippy::too_many_arguments)]
 pub fn lrn_backward(
@@ -297,8 +299,11 @@ pub fn lrn_backward(
     let half = (size - 1) / 2;
     let coef = 2.0 * alpha * beta / size as f32;
     // ratio_c' = g_c' * y_c' / scale_c' per row, then a window sum over channels.
+    let images = x.len() / (c * hw);
     dx.par_chunks_mut(c * hw).enumerate().for_each(|(r, d)| {
         let gr = &g[r * c * hw..(r + 1) * c * hw];
+        let o = (r % images) * c * hw;
+        let (x, y, scale) = (&x[o..o + c * hw], &y[o..o + c * hw], &scale[o..o + c * hw]);
         let ratio: Vec<f32> = (0..c * hw).map(|i| gr[i] * y[i] / scale[i]).collect();
         let mut acc = vec![0f32; hw];
         for cc in 0..half.min(c) {
@@ -630,12 +635,16 @@ pub fn linear_backward_small(g: &[f32], rows: usize, w: &[f32], fin: usize) -> V
     dx
 }
 
-/// The ReLU backward rules on `rows` gradient rows against one image's ReLU output `y`
-/// (`y > 0` exactly where the ReLU input `x > 0`). Works in place.
+/// The ReLU backward rules on gradient rows against one image's ReLU output `y` (shared by
+/// every row) or every row's (`y > 0` exactly where the ReLU input `x > 0`). In place.
 pub fn relu_rule(g: &mut [f32], y: &[f32], rule: Rule) {
     let n = y.len();
-    g.par_chunks_mut(n).for_each(|row| {
-        for (gv, &yv) in row.iter_mut().zip(y) {
+    // chunks that divide a row, so each chunk maps onto one contiguous piece of `y`
+    let chunk = (1..=64).map(|d| n / d).find(|c| n % c == 0 && *c <= 1 << 15).unwrap_or(n);
+    g.par_chunks_mut(chunk).enumerate().for_each(|(ci, row)| {
+        let off = (ci * chunk) % n;
+        let len = row.len();
+        for (gv, &yv) in row.iter_mut().zip(&y[off..off + len]) {
             let pass = match rule {
                 Rule::Gradient => yv > 0.0,
                 Rule::Deconv => *gv > 0.0,

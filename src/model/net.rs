@@ -574,17 +574,31 @@ impl Net {
         &self,
         i: usize,
         state: &ForwardState,
-        img: usize,
+        img: Option<usize>,
         g: &Tensor,
         rule: Rule,
     ) -> Result<Tensor> {
         let rows = g.dims()[0];
+        if img.is_none() && rows != state.batch {
+            return Err(Error::Shape(format!("{rows} gradient rows for a forward batch of {}", state.batch)));
+        }
+        // one image's state shared by every row, or every row's own
+        let pick = |t: &Tensor| -> Result<Tensor> {
+            Ok(match img {
+                Some(k) => t.narrow(0, k, 1)?,
+                None => t.clone(),
+            })
+        };
+        let range = |per: usize| match img {
+            Some(k) => k * per..(k + 1) * per,
+            None => 0..state.batch * per,
+        };
         let in_shape = self.shape_at(i);
         let out_shape = self.shapes[i];
         Ok(match &self.layers[i] {
             Layer::Conv(c) => conv_backward(g, c, in_shape, out_shape)?,
             Layer::Relu => {
-                let y = state.outputs[i].narrow(0, img, 1)?;
+                let y = pick(&state.outputs[i])?;
                 let mut gv = host_vec(g)?;
                 with_host(&y, |ys| kernels::relu_rule(&mut gv, ys, rule))?;
                 self.tensor(gv, in_shape.dims(rows))?
@@ -592,8 +606,7 @@ impl Net {
             Layer::Maxpool(_) => {
                 let c = in_shape.channels();
                 let per = c * out_shape.plane();
-                let sw =
-                    &state.switches[i].as_ref().expect("maxpool state")[img * per..(img + 1) * per];
+                let sw = &state.switches[i].as_ref().expect("maxpool state")[range(per)];
                 let dx = with_host(g, |gs| {
                     kernels::maxpool_backward(gs, sw, c, in_shape.plane(), out_shape.plane())
                 })?;
@@ -626,15 +639,13 @@ impl Net {
                 size, alpha, beta, ..
             } => {
                 let n = in_shape.numel();
-                let scale =
-                    &state.lrn_scale[i].as_ref().expect("lrn state")[img * n..(img + 1) * n];
-                let x = if i == 0 {
+                let scale = &state.lrn_scale[i].as_ref().expect("lrn state")[range(n)];
+                let x = pick(if i == 0 {
                     &state.input
                 } else {
                     &state.outputs[i - 1]
-                }
-                .narrow(0, img, 1)?;
-                let y = state.outputs[i].narrow(0, img, 1)?;
+                })?;
+                let y = pick(&state.outputs[i])?;
                 let dx = with_host(g, |gs| {
                     with_host(&x, |xs| {
                         with_host(&y, |ys| {

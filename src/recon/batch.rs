@@ -227,7 +227,7 @@ pub fn run(
         if pos > 0 {
             if let Some(g) = grad.take() {
                 let t0 = std::time::Instant::now();
-                grad = Some(net.backward_layer(pos - 1, state, img, &g, opts.rule)?);
+                grad = Some(net.backward_layer(pos - 1, state, Some(img), &g, opts.rule)?);
                 tracing::trace!(layer = %net.spec.layers[pos - 1].name, rows = rows.len(), ms = t0.elapsed().as_secs_f64() * 1e3, "backward");
             }
         }
