@@ -245,3 +245,70 @@ fn reconstructions_are_linear_in_the_multiplier_and_inactive_roots_say_so() {
         .zip(&b)
         .all(|(x, y)| (3.0 * x - y).abs() <= 1e-5 * 3.0 * scale));
 }
+
+/// Weight gradients of the trainer against finite differences of the cross-entropy loss,
+/// for a conv (grouped, dilated), an LRN-fed conv and a linear layer of the tiny net.
+#[test]
+fn training_gradients_match_finite_differences() {
+    use treevis::model::train::{param_grads, softmax_xent};
+    use treevis::model::weights::read_weights;
+    let base = read_weights(&golden("tiny.weights.safetensors")).unwrap();
+    let spec = treevis::model::LoadedSpec::resolve("tiny").unwrap().spec;
+    let refs = candle_core::safetensors::load(golden("tiny.ref.safetensors"), &Device::Cpu).unwrap();
+    // a batch of two images: the fixture input and a scaled copy
+    let x0 = refs["input"].unsqueeze(0).unwrap();
+    let x = Tensor::cat(&[&x0, &(&x0 * 0.7).unwrap()], 0).unwrap();
+    let labels = [3usize, 7];
+    let build = |map: &treevis::model::weights::TensorMap| {
+        treevis::model::Net::build(spec.clone(), map.clone(), &Device::Cpu, std::path::Path::new("t")).unwrap()
+    };
+    let net = build(&base);
+    let top = net.blobs[0].layer;
+    let loss_and_pieces = |net: &treevis::model::Net| {
+        let s = net.forward(&x).unwrap();
+        let (loss, _, _) = softmax_xent(&vec(&s.outputs[top]), &labels, 10);
+        let mut signs = Vec::new();
+        for (i, l) in net.spec.layers.iter().enumerate() {
+            if l.kind.type_name() == "relu" {
+                signs.extend(vec(&s.outputs[i]).iter().map(|v| *v > 0.0));
+            }
+        }
+        (loss as f64, signs, s.switches.clone())
+    };
+    let s = net.forward(&x).unwrap();
+    let (_, _, dl) = softmax_xent(&vec(&s.outputs[top]), &labels, 10);
+    let grads = param_grads(&net, &s, top, Tensor::from_vec(dl, (2, 10), &Device::Cpu).unwrap()).unwrap();
+    let (_, bsigns, bsw) = loss_and_pieces(&net);
+    let mut checked = 0;
+    for (layer, li) in [("conv1", 0usize), ("conv2", 4), ("conv4", 9), ("fc5", 14)] {
+        assert_eq!(spec.layers[li].name, layer);
+        let (dw, db) = grads[li].as_ref().unwrap();
+        let w = vec(&base[&format!("{layer}.weight")]);
+        let mut order: Vec<usize> = (0..w.len()).collect();
+        order.sort_by(|&i, &j| dw[j].abs().total_cmp(&dw[i].abs()));
+        for &k in order.iter().take(6) {
+            let eps = 2e-3f32;
+            let mut lp = [0f64; 2];
+            let mut smooth = true;
+            for (si, sgn) in [1.0f32, -1.0].iter().enumerate() {
+                let mut map = base.clone();
+                let mut wv = w.clone();
+                wv[k] += sgn * eps;
+                map.insert(format!("{layer}.weight"), Tensor::from_vec(wv, base[&format!("{layer}.weight")].dims(), &Device::Cpu).unwrap());
+                let (l, signs, sw) = loss_and_pieces(&build(&map));
+                smooth &= signs == bsigns && sw == bsw;
+                lp[si] = l;
+            }
+            if !smooth {
+                continue;
+            }
+            let num = (lp[0] - lp[1]) / (2.0 * eps as f64);
+            let err = (num - dw[k] as f64).abs() / (dw[k].abs() as f64).max(1e-4);
+            assert!(err < 5e-2, "{layer} weight {k}: numeric {num} vs analytic {}", dw[k]);
+            checked += 1;
+        }
+        // bias: the gradient of a bias is the sum of its output gradient
+        assert!(db.iter().any(|v| *v != 0.0), "{layer}: zero bias gradient");
+    }
+    assert!(checked >= 12, "only {checked} smooth checks");
+}

@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use image::imageops::FilterType;
 
 use crate::error::{Error, Result};
-use crate::model::spec::ColorOrder;
+use crate::model::spec::{ColorOrder, InputSpec};
 use crate::model::Model;
 
 /// Decodes an image file to RGB8.
@@ -28,13 +28,20 @@ pub fn load_image(path: &Path) -> Result<image::RgbImage> {
 /// Resizes (shorter side to `resize` then centre crop, or straight to the input size) and
 /// normalises an RGB image into the network's input `[3, H, W]`.
 pub fn preprocess(model: &Model, img: &image::RgbImage) -> Result<Tensor> {
-    let inp = &model.spec().input;
+    let v = preprocess_vec(&model.spec().input, model.mean_image.as_deref(), img)?;
+    let [h, w] = model.spec().input.size;
+    Ok(Tensor::from_vec(v, (3, h, w), &Device::Cpu)?)
+}
+
+/// [`preprocess`] for a bare input spec, as a flat `[3, H, W]` vector.
+pub fn preprocess_vec(inp: &InputSpec, mean_image: Option<&[f32]>, img: &image::RgbImage) -> Result<Vec<f32>> {
     let [h, w] = inp.size;
     let (iw, ih) = img.dimensions();
     if iw == 0 || ih == 0 {
         return Err(Error::Input("the image is empty".into()));
     }
     let sized = match inp.resize {
+        None if (iw as usize, ih as usize) == (w, h) => img.clone(),
         Some(short) => {
             let s = short as f64 / iw.min(ih) as f64;
             let (nw, nh) = (
@@ -56,15 +63,11 @@ pub fn preprocess(model: &Model, img: &image::RgbImage) -> Result<Tensor> {
                 ColorOrder::Bgr => 2 - c,
             };
             let x = px.0[src] as f32 / 255.0 * inp.scale;
-            let mean = model
-                .mean_image
-                .as_ref()
-                .map(|m| m[c * plane + i])
-                .unwrap_or(inp.mean[c]);
+            let mean = mean_image.map(|m| m[c * plane + i]).unwrap_or(inp.mean[c]);
             v[c * plane + i] = (x - mean) / inp.std[c];
         }
     }
-    Ok(Tensor::from_vec(v, (3, h, w), &Device::Cpu)?)
+    Ok(v)
 }
 
 /// Reads an already preprocessed float32 `[3, H, W]` input.

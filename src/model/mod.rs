@@ -4,6 +4,7 @@
 pub mod kernels;
 pub mod net;
 pub mod spec;
+pub mod train;
 pub mod weights;
 
 use std::path::{Path, PathBuf};

@@ -117,7 +117,7 @@ pub fn infer_shape(
             spatial("lrn")?;
             input
         }
-        LayerKind::Relu | LayerKind::Dropout | LayerKind::Softmax => input,
+        LayerKind::Relu | LayerKind::Dropout { .. } | LayerKind::Softmax => input,
         LayerKind::Flatten => Shape::Flat(input.numel()),
         LayerKind::Linear { .. } => {
             if let Shape::Spatial { .. } = input {
@@ -164,7 +164,7 @@ pub enum Layer {
         k: f32,
     },
     Linear(Linear),
-    Dropout,
+    Dropout(f32),
     Flatten,
     Softmax,
 }
@@ -204,6 +204,8 @@ pub struct ForwardState {
     pub switches: Vec<Option<Vec<u32>>>,
     /// Per LRN layer: `scale` `[batch, c, h, w]`.
     pub lrn_scale: Vec<Option<Vec<f32>>>,
+    /// Training only: `(layer, mask)` of each dropout layer (kept units scaled by `1/keep`).
+    pub dropout: Vec<(usize, Vec<f32>)>,
 }
 
 impl ForwardState {
@@ -349,7 +351,7 @@ impl Net {
                     },
                     None,
                 ),
-                LayerKind::Dropout => (Layer::Dropout, None),
+                LayerKind::Dropout { p } => (Layer::Dropout(*p), None),
                 LayerKind::Flatten => (Layer::Flatten, None),
                 LayerKind::Softmax => (Layer::Softmax, None),
             };
@@ -445,6 +447,12 @@ impl Net {
         self.forward_timed(input, self.layers.len(), None)
     }
 
+    /// The forward pass in training mode: dropout layers drop units (deterministically for
+    /// `seed`) and the state keeps their masks for the backward pass.
+    pub fn forward_train(&self, input: &Tensor, seed: u64) -> Result<ForwardState> {
+        self.forward_impl(input, self.layers.len(), None, Some(seed))
+    }
+
     /// The forward pass through layer `last` only: enough for reconstructions seeded at
     /// blobs up to that layer (a conv5 neuron needs none of the fully connected layers).
     pub fn forward_until(&self, input: &Tensor, last: usize) -> Result<ForwardState> {
@@ -457,7 +465,17 @@ impl Net {
         &self,
         input: &Tensor,
         upto: usize,
+        times: Option<&mut Vec<f64>>,
+    ) -> Result<ForwardState> {
+        self.forward_impl(input, upto, times, None)
+    }
+
+    fn forward_impl(
+        &self,
+        input: &Tensor,
+        upto: usize,
         mut times: Option<&mut Vec<f64>>,
+        dropout_seed: Option<u64>,
     ) -> Result<ForwardState> {
         let dims = input.dims();
         let want = self.input.dims(dims.first().copied().unwrap_or(0));
@@ -472,6 +490,7 @@ impl Net {
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.layers.len());
         let mut switches = Vec::with_capacity(self.layers.len());
         let mut lrn_scale = Vec::with_capacity(self.layers.len());
+        let mut dropout = Vec::new();
         for (i, layer) in self.layers.iter().enumerate().take(upto) {
             let x = outputs.last().unwrap_or(&input);
             let in_shape = self.shape_at(i);
@@ -539,7 +558,19 @@ impl Net {
                     self.tensor(o, out_shape.dims(batch))?
                 }
                 Layer::Linear(l) => linear_forward(x, l)?,
-                Layer::Dropout => x.clone(),
+                Layer::Dropout(p) => match dropout_seed {
+                    Some(seed) => {
+                        let keep = 1.0 - p;
+                        let mut rng = super::weights::SplitMix::new(seed ^ (i as u64).wrapping_mul(0x9E37));
+                        let mask: Vec<f32> = (0..x.elem_count())
+                            .map(|_| if (rng.next_sym() + 1.0) * 0.5 < keep { 1.0 / keep } else { 0.0 })
+                            .collect();
+                        let m = self.tensor(mask.clone(), out_shape.dims(batch))?;
+                        dropout.push((i, mask));
+                        (x * m)?
+                    }
+                    None => x.clone(),
+                },
                 Layer::Flatten => x.reshape(out_shape.dims(batch))?,
                 Layer::Softmax => candle_nn::ops::softmax_last_dim(x)?,
             };
@@ -561,6 +592,7 @@ impl Net {
             outputs,
             switches,
             lrn_scale,
+            dropout,
         })
     }
 
@@ -666,7 +698,13 @@ impl Net {
                 self.tensor(dx, in_shape.dims(rows))?
             }
             Layer::Linear(l) => linear_backward(g, l)?,
-            Layer::Dropout => g.clone(),
+            Layer::Dropout(_) => match state.dropout.iter().find(|(l, _)| *l == i) {
+                Some((_, mask)) if img.is_none() => {
+                    let m = self.tensor(mask.clone(), out_shape.dims(rows))?;
+                    (g * m)?
+                }
+                _ => g.clone(),
+            },
             Layer::Flatten => g.reshape(in_shape.dims(rows))?,
             Layer::Softmax => {
                 return Err(Error::Shape(

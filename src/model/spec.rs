@@ -17,13 +17,14 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
     ("vgg16", include_str!("../../models/vgg16.toml")),
     ("caffenet", include_str!("../../models/caffenet.toml")),
     ("tiny", include_str!("../../models/tiny.toml")),
+    ("demo", include_str!("../../models/demo.toml")),
 ];
 
 /// Label files shipped with treevis, resolved by file name for built-in specs.
-pub const BUILTIN_LABELS: &[(&str, &str)] = &[(
-    "imagenet_classes.txt",
-    include_str!("../../models/imagenet_classes.txt"),
-)];
+pub const BUILTIN_LABELS: &[(&str, &str)] = &[
+    ("imagenet_classes.txt", include_str!("../../models/imagenet_classes.txt")),
+    ("demo_labels.txt", include_str!("../../models/demo_labels.txt")),
+];
 
 /// A parsed model spec.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -128,9 +129,17 @@ pub enum LayerKind {
         #[serde(default)]
         bias: Option<String>,
     },
-    Dropout,
+    /// Identity at inference; drops with probability `p` while training.
+    Dropout {
+        #[serde(default = "half")]
+        p: f32,
+    },
     Flatten,
     Softmax,
+}
+
+fn half() -> f32 {
+    0.5
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -177,7 +186,7 @@ impl LayerKind {
             LayerKind::AdaptiveAvgpool { .. } => "adaptive_avgpool",
             LayerKind::Lrn { .. } => "lrn",
             LayerKind::Linear { .. } => "linear",
-            LayerKind::Dropout => "dropout",
+            LayerKind::Dropout { .. } => "dropout",
             LayerKind::Flatten => "flatten",
             LayerKind::Softmax => "softmax",
         }
