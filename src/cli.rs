@@ -451,7 +451,15 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Bench(args) => crate::bench::run(&args)?,
-        Command::TrainDemo { seed, steps, batch, lr, eval, model, out } => {
+        Command::TrainDemo {
+            seed,
+            steps,
+            batch,
+            lr,
+            eval,
+            model,
+            out,
+        } => {
             train_demo(seed, steps, batch, lr, eval, &model, &out)?;
         }
         Command::DemoGallery { out, n, seed } => {
@@ -468,31 +476,75 @@ pub fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// `treevis` with no arguments: the built-in default network on a built-in image.
+/// treevis's cache folder: `$XDG_CACHE_HOME/treevis`, else `~/.cache/treevis`, else the
+/// system's temporary folder.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
+        .unwrap_or_else(std::env::temp_dir)
+        .join("treevis")
+}
+
+/// Seed of the demo gallery `treevis` opens on.
+pub const DEMO_GALLERY_SEED: u64 = 2026;
+
+/// The demo gallery in the cache folder, generated on first use.
+pub fn demo_gallery() -> Result<Vec<PathBuf>> {
+    let dir = cache_dir().join("demo-gallery");
+    let done = dir.join(".complete");
+    if done.exists() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "png"))
+            .collect();
+        files.sort();
+        if !files.is_empty() {
+            return Ok(files);
+        }
+    }
+    let files = write_demo_gallery(
+        &dir,
+        2 * data::synth::CLASSES.len() as u64,
+        DEMO_GALLERY_SEED,
+    )?;
+    std::fs::write(&done, b"").with_context(|| format!("cannot write {}", done.display()))?;
+    Ok(files)
+}
+
+/// `treevis` with no arguments: the demo network on a demo image (headless until the
+/// terminal UI lands): labels, the most active neurons, and a conv5 neuron's children.
 fn run_default() -> Result<()> {
+    let gallery = demo_gallery()?;
+    let image = gallery
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with("_star.png"))
+        .unwrap_or(&gallery[0])
+        .clone();
     let engine = EngineArgs {
-        model: "tiny".into(),
+        model: "demo".into(),
         weights: None,
         device: "cpu".into(),
         method: Rule::Guided,
         mult: MultMode::Auto,
     };
-    let dir = std::env::temp_dir().join("treevis-default");
-    create_dir(&dir)?;
-    let img_path = dir.join("pattern.png");
-    data::pattern_image(96, 96).save(&img_path)?;
     let input = InputArgs {
-        image: Some(img_path.clone()),
+        image: Some(image.clone()),
         input_npy: None,
         dump_input: None,
     };
     let l = Loaded::new(&engine, &input)?;
     println!(
-        "treevis {}: model `{}` ({}), built-in test pattern {}",
+        "treevis {}: the demo network ({}) on {}",
         env!("CARGO_PKG_VERSION"),
-        l.model.spec().name,
         l.model.weights_origin,
-        img_path.display()
+        image.display()
     );
     println!("top labels:");
     for lab in recon::labels(&l.model, &l.state, 0, 5)? {
@@ -504,23 +556,35 @@ fn run_default() -> Result<()> {
         let units: Vec<String> = r
             .units
             .iter()
-            .map(|u| format!("{}:{} ({:.3})", r.blob, u.channel, u.activation))
+            .map(|u| format!("{}:{} ({:.2})", r.blob, u.channel, u.activation))
             .collect();
         println!("  {:>6}  {}", r.blob, units.join("  "));
     }
-    let top_conv = rows
-        .iter()
-        .find(|r| r.blob.starts_with("conv"))
-        .unwrap_or(&rows[0]);
-    let path = Path::root(&top_conv.blob, top_conv.units[0].channel);
-    let kids = recon::expand(&l.model, &l.state, 0, &l.opts, &path, 3)?;
-    println!("children of {path} (guided backprop):");
-    for (c, r) in &kids {
-        let f = dir.join(format!("{}.png", c.path.file_stem()));
-        save_png(&display::render(&l.model, &r.grad, Display::Norm)?, &f)?;
-        println!("  {:10.5}  {}  -> {}", c.weight, c.path, f.display());
+    let conv5 = rows.iter().find(|r| r.blob == "conv5").unwrap_or(&rows[0]);
+    let path = Path::root(&conv5.blob, conv5.units[0].channel);
+    let out = cache_dir().join("default");
+    create_dir(&out)?;
+    save_png(
+        &display::render(
+            &l.model,
+            &recon::reconstruct(&l.model, &l.state, 0, &l.opts, std::slice::from_ref(&path))?[0]
+                .grad,
+            Display::Norm,
+        )?,
+        &out.join(format!("{}.png", path.file_stem())),
+    )?;
+    println!(
+        "children of {path} (guided backprop), reconstructions in {}:",
+        out.display()
+    );
+    for (c, r) in recon::expand(&l.model, &l.state, 0, &l.opts, &path, 5)? {
+        save_png(
+            &display::render(&l.model, &r.grad, Display::Norm)?,
+            &out.join(format!("{}.png", c.path.file_stem())),
+        )?;
+        println!("  {:10.5}  {}", c.weight, c.path);
     }
-    println!("\nThe built-in `tiny` net has random weights; try `treevis --help`, or `treevis overview IMAGE --model alexnet --weights alexnet.pth --out DIR`.");
+    println!("\nThe gallery is in {}; try `treevis tree IMAGE --model demo --root {path} --out DIR`, or `treevis --help`.", gallery[0].parent().unwrap_or(&gallery[0]).display());
     Ok(())
 }
 
@@ -537,19 +601,32 @@ pub fn write_demo_gallery(dir: &FsPath, n: u64, seed: u64) -> Result<Vec<PathBuf
         .collect()
 }
 
-/// The seed of the held-out demo images (never used for training).
-pub const HELD_OUT_SEED: u64 = 0x5EED_0F_7E57;
-
-fn train_demo(seed: u64, steps: usize, batch: usize, lr: f64, eval: u64, model: &str, out: &FsPath) -> Result<()> {
+fn train_demo(
+    seed: u64,
+    steps: usize,
+    batch: usize,
+    lr: f64,
+    eval: u64,
+    model: &str,
+    out: &FsPath,
+) -> Result<()> {
     use crate::model::train;
     let spec = crate::model::LoadedSpec::resolve(model)?.spec;
-    let opts = train::TrainOptions { seed, steps, batch, lr, weight_decay: 5e-4 };
+    let opts = train::TrainOptions {
+        seed,
+        steps,
+        batch,
+        lr,
+        weight_decay: 5e-4,
+    };
     let started = std::time::Instant::now();
     let bar = indicatif::ProgressBar::new(steps as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     let (mut avg_loss, mut avg_acc) = (0f32, 0f32);
     let weights = train::train(&spec, &opts, |s| {
@@ -568,9 +645,10 @@ fn train_demo(seed: u64, steps: usize, batch: usize, lr: f64, eval: u64, model: 
     }
     crate::model::weights::write_safetensors(&weights, out)?;
     let net = crate::model::Net::build(spec, weights, &candle_core::Device::Cpu, out)?;
-    let acc = train::evaluate(&net, HELD_OUT_SEED, 0..eval)?;
+    let held_out = data::synth::HELD_OUT_SEED;
+    let acc = train::evaluate(&net, held_out, 0..eval)?;
     println!(
-        "trained {steps} steps of {batch} in {train_s:.0} s; held-out accuracy {:.2}% on {eval} fresh images (seed {HELD_OUT_SEED:#x}); wrote {}",
+        "trained {steps} steps of {batch} in {train_s:.0} s; held-out accuracy {:.2}% on {eval} fresh images (seed {held_out:#x}); wrote {}",
         acc * 100.0,
         out.display()
     );

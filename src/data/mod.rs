@@ -34,7 +34,11 @@ pub fn preprocess(model: &Model, img: &image::RgbImage) -> Result<Tensor> {
 }
 
 /// [`preprocess`] for a bare input spec, as a flat `[3, H, W]` vector.
-pub fn preprocess_vec(inp: &InputSpec, mean_image: Option<&[f32]>, img: &image::RgbImage) -> Result<Vec<f32>> {
+pub fn preprocess_vec(
+    inp: &InputSpec,
+    mean_image: Option<&[f32]>,
+    img: &image::RgbImage,
+) -> Result<Vec<f32>> {
     let [h, w] = inp.size;
     let (iw, ih) = img.dimensions();
     if iw == 0 || ih == 0 {

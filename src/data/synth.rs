@@ -21,6 +21,9 @@ pub const CLASSES: [&str; 11] = [
     "cross",
 ];
 
+/// The seed of the held-out demo images (never used for training).
+pub const HELD_OUT_SEED: u64 = 0x5EED_0F_7E57;
+
 /// Side of the generated images, in pixels.
 pub const SIZE: u32 = 64;
 
@@ -72,10 +75,17 @@ struct Canvas {
 impl Canvas {
     fn new(bg: Color) -> Canvas {
         let n = SIZE as usize;
-        Canvas { px: vec![bg; n * n], n }
+        Canvas {
+            px: vec![bg; n * n],
+            n,
+        }
     }
     /// Blends `c` at every pixel with coverage `alpha(x, y)` (pixel centres, in pixels).
-    fn paint(&mut self, mut alpha: impl FnMut(f32, f32) -> f32, mut c: impl FnMut(f32, f32) -> Color) {
+    fn paint(
+        &mut self,
+        mut alpha: impl FnMut(f32, f32) -> f32,
+        mut c: impl FnMut(f32, f32) -> Color,
+    ) {
         for y in 0..self.n {
             for x in 0..self.n {
                 let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
@@ -108,11 +118,31 @@ impl Canvas {
 /// A periodic pattern filling the plane; `fill(x, y)` in `[0, 1]` (mix of two colours).
 #[derive(Clone, Copy)]
 enum Pattern {
-    Stripes { angle: f32, period: f32, phase: f32 },
-    Checker { angle: f32, cell: f32 },
-    Dots { period: f32, radius: f32, angle: f32 },
-    Waves { angle: f32, period: f32, amp: f32, wperiod: f32 },
-    Rings { cx: f32, cy: f32, period: f32 },
+    Stripes {
+        angle: f32,
+        period: f32,
+        phase: f32,
+    },
+    Checker {
+        angle: f32,
+        cell: f32,
+    },
+    Dots {
+        period: f32,
+        radius: f32,
+        angle: f32,
+    },
+    Waves {
+        angle: f32,
+        period: f32,
+        amp: f32,
+        wperiod: f32,
+    },
+    Rings {
+        cx: f32,
+        cy: f32,
+        period: f32,
+    },
 }
 
 fn soft(d: f32) -> f32 {
@@ -123,7 +153,11 @@ fn soft(d: f32) -> f32 {
 impl Pattern {
     fn value(&self, x: f32, y: f32) -> f32 {
         match *self {
-            Pattern::Stripes { angle, period, phase } => {
+            Pattern::Stripes {
+                angle,
+                period,
+                phase,
+            } => {
                 let u = x * angle.cos() + y * angle.sin() + phase;
                 let t = (u / period).rem_euclid(1.0);
                 // distance (in px) to the nearest stripe edge, signed: inside the first half
@@ -143,14 +177,23 @@ impl Pattern {
                     1.0 - soft(edge)
                 }
             }
-            Pattern::Dots { period, radius, angle } => {
+            Pattern::Dots {
+                period,
+                radius,
+                angle,
+            } => {
                 let (c, s) = (angle.cos(), angle.sin());
                 let (u, v) = (x * c + y * s, -x * s + y * c);
                 let du = ((u / period).rem_euclid(1.0) - 0.5) * period;
                 let dv = ((v / period).rem_euclid(1.0) - 0.5) * period;
                 soft(radius - (du * du + dv * dv).sqrt())
             }
-            Pattern::Waves { angle, period, amp, wperiod } => {
+            Pattern::Waves {
+                angle,
+                period,
+                amp,
+                wperiod,
+            } => {
                 let (c, s) = (angle.cos(), angle.sin());
                 let (u, v) = (x * c + y * s, -x * s + y * c);
                 let w = u + amp * (std::f32::consts::TAU * v / wperiod).sin();
@@ -216,7 +259,11 @@ fn fill(rng: &mut Rng, base: Color) -> impl FnMut(f32, f32) -> Color {
 }
 
 fn mix(a: Color, b: Color, t: f32) -> Color {
-    [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
+    [
+        a[0] + (b[0] - a[0]) * t,
+        a[1] + (b[1] - a[1]) * t,
+        a[2] + (b[2] - a[2]) * t,
+    ]
 }
 
 /// Signed distance (positive inside) of a point to a convex or star polygon, approximated
@@ -247,9 +294,20 @@ fn shape_outline(class: usize, cx: f32, cy: f32, r: f32, rot: f32) -> Vec<(f32, 
     let at = |a: f32, rr: f32| (cx + rr * (a + rot).cos(), cy + rr * (a + rot).sin());
     let tau = std::f32::consts::TAU;
     match CLASSES[class] {
-        "square" => (0..4).map(|i| at(tau * i as f32 / 4.0 + tau / 8.0, r)).collect(),
-        "triangle" => (0..3).map(|i| at(tau * i as f32 / 3.0 - tau / 4.0, r)).collect(),
-        "star" => (0..10).map(|i| at(tau * i as f32 / 10.0 - tau / 4.0, if i % 2 == 0 { r } else { r * 0.42 })).collect(),
+        "square" => (0..4)
+            .map(|i| at(tau * i as f32 / 4.0 + tau / 8.0, r))
+            .collect(),
+        "triangle" => (0..3)
+            .map(|i| at(tau * i as f32 / 3.0 - tau / 4.0, r))
+            .collect(),
+        "star" => (0..10)
+            .map(|i| {
+                at(
+                    tau * i as f32 / 10.0 - tau / 4.0,
+                    if i % 2 == 0 { r } else { r * 0.42 },
+                )
+            })
+            .collect(),
         "cross" => {
             let w = 0.34;
             let pts = [
@@ -267,7 +325,9 @@ fn shape_outline(class: usize, cx: f32, cy: f32, r: f32, rot: f32) -> Vec<(f32, 
                 (-w, 1.0),
             ];
             let (c, s) = (rot.cos(), rot.sin());
-            pts.iter().map(|(u, v)| (cx + r * (u * c - v * s), cy + r * (u * s + v * c))).collect()
+            pts.iter()
+                .map(|(u, v)| (cx + r * (u * c - v * s), cy + r * (u * s + v * c)))
+                .collect()
         }
         _ => unreachable!("not a polygon class"),
     }
@@ -283,10 +343,16 @@ fn clutter(rng: &mut Rng, canvas: &mut Canvas, count: usize) {
             let a = rng.range(0.0, std::f32::consts::TAU);
             let len = rng.range(4.0, 10.0);
             let (x1, y1) = (x0 + len * a.cos(), y0 + len * a.sin());
-            canvas.paint(|x, y| soft(0.6 - seg_dist(x, y, x0, y0, x1, y1)), |_, _| col);
+            canvas.paint(
+                |x, y| soft(0.6 - seg_dist(x, y, x0, y0, x1, y1)),
+                |_, _| col,
+            );
         } else {
             let (cx, cy, r) = (rng.range(0.0, n), rng.range(0.0, n), rng.range(1.0, 2.5));
-            canvas.paint(|x, y| soft(r - ((x - cx).powi(2) + (y - cy).powi(2)).sqrt()), |_, _| col);
+            canvas.paint(
+                |x, y| soft(r - ((x - cx).powi(2) + (y - cy).powi(2)).sqrt()),
+                |_, _| col,
+            );
         }
     }
 }
@@ -363,16 +429,31 @@ pub fn generate_class(seed: u64, index: u64, class: usize) -> RgbImage {
             let bg2 = mix(bg, rng.color(), 0.3);
             let gangle = rng.range(0.0, std::f32::consts::TAU);
             let mut c = Canvas::new(bg);
-            c.paint(|_, _| 1.0, |x, y| mix(bg, bg2, ((x * gangle.cos() + y * gangle.sin()) / n).clamp(0.0, 1.0)));
+            c.paint(
+                |_, _| 1.0,
+                |x, y| {
+                    mix(
+                        bg,
+                        bg2,
+                        ((x * gangle.cos() + y * gangle.sin()) / n).clamp(0.0, 1.0),
+                    )
+                },
+            );
             let k = rng.below(5);
             clutter(&mut rng, &mut c, k);
             let r = rng.range(0.22 * n, 0.38 * n);
-            let (cx, cy) = (rng.range(r * 0.8, n - r * 0.8), rng.range(r * 0.8, n - r * 0.8));
+            let (cx, cy) = (
+                rng.range(r * 0.8, n - r * 0.8),
+                rng.range(r * 0.8, n - r * 0.8),
+            );
             let rot = rng.range(0.0, std::f32::consts::TAU);
             let base = rng.contrasting(bg);
             let f = fill(&mut rng, base);
             if name == "circle" {
-                c.paint(|x, y| soft(r - ((x - cx).powi(2) + (y - cy).powi(2)).sqrt()), f);
+                c.paint(
+                    |x, y| soft(r - ((x - cx).powi(2) + (y - cy).powi(2)).sqrt()),
+                    f,
+                );
             } else {
                 let pts = shape_outline(class, cx, cy, r, rot);
                 c.paint(|x, y| soft(polygon_sd(&pts, x, y)), f);
@@ -403,7 +484,10 @@ mod tests {
     fn every_class_has_contrast() {
         for class in 0..CLASSES.len() {
             let img = generate_class(1, 3, class);
-            let lum: Vec<f32> = img.pixels().map(|p| p.0.iter().map(|&v| v as f32).sum::<f32>() / 3.0).collect();
+            let lum: Vec<f32> = img
+                .pixels()
+                .map(|p| p.0.iter().map(|&v| v as f32).sum::<f32>() / 3.0)
+                .collect();
             let mean = lum.iter().sum::<f32>() / lum.len() as f32;
             let var = lum.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / lum.len() as f32;
             assert!(var.sqrt() > 5.0, "{} is flat", CLASSES[class]);

@@ -249,33 +249,15 @@ pub fn lrn_forward(
         .enumerate()
         .for_each(|(img, (yi, si))| {
             let xi = &x[img * c * hw..(img + 1) * c * hw];
-            let mut acc = vec![0f32; hw];
-            // running window sum of squares over channels
-            for cc in 0..half.min(c) {
-                for (a_, v) in acc.iter_mut().zip(&xi[cc * hw..(cc + 1) * hw]) {
-                    *a_ += v * v;
-                }
-            }
-            for ch in 0..c {
-                let add = ch + half;
-                if add < c {
-                    for (a_, v) in acc.iter_mut().zip(&xi[add * hw..(add + 1) * hw]) {
-                        *a_ += v * v;
-                    }
-                }
-                if ch > half {
-                    let sub = ch - half - 1;
-                    for (a_, v) in acc.iter_mut().zip(&xi[sub * hw..(sub + 1) * hw]) {
-                        *a_ -= v * v;
-                    }
-                }
+            let squares: Vec<f32> = xi.iter().map(|v| v * v).collect();
+            channel_window_sums(&squares, c, hw, half, |ch, acc| {
                 let base = ch * hw;
                 for p in 0..hw {
                     let s = k + a * acc[p].max(0.0);
                     si[base + p] = s;
                     yi[base + p] = xi[base + p] * s.powf(-beta);
                 }
-            }
+            });
         });
     (y, scale)
 }
@@ -305,31 +287,13 @@ pub fn lrn_backward(
         let o = (r % images) * c * hw;
         let (x, y, scale) = (&x[o..o + c * hw], &y[o..o + c * hw], &scale[o..o + c * hw]);
         let ratio: Vec<f32> = (0..c * hw).map(|i| gr[i] * y[i] / scale[i]).collect();
-        let mut acc = vec![0f32; hw];
-        for cc in 0..half.min(c) {
-            for (a_, v) in acc.iter_mut().zip(&ratio[cc * hw..(cc + 1) * hw]) {
-                *a_ += v;
-            }
-        }
-        for ch in 0..c {
-            let add = ch + half;
-            if add < c {
-                for (a_, v) in acc.iter_mut().zip(&ratio[add * hw..(add + 1) * hw]) {
-                    *a_ += v;
-                }
-            }
-            if ch > half {
-                let sub = ch - half - 1;
-                for (a_, v) in acc.iter_mut().zip(&ratio[sub * hw..(sub + 1) * hw]) {
-                    *a_ -= v;
-                }
-            }
+        channel_window_sums(&ratio, c, hw, half, |ch, acc| {
             let base = ch * hw;
             for p in 0..hw {
                 let i = base + p;
                 d[i] = gr[i] * scale[i].powf(-beta) - coef * x[i] * acc[p];
             }
-        }
+        });
     });
     dx
 }
@@ -405,6 +369,58 @@ pub fn col2im(
                 }
             }
         });
+}
+
+/// Channels `chans` of rows `rows` of `g` (`[rows, c, plane]`) laid out channel-major,
+/// `[chans, rows, plane]`: one matrix whose columns span every row, for one product.
+pub fn gather_group(
+    g: &[f32],
+    rows: std::ops::Range<usize>,
+    c: usize,
+    chans: std::ops::Range<usize>,
+    plane: usize,
+) -> Vec<f32> {
+    let m = rows.len();
+    let mut out = vec![0f32; chans.len() * m * plane];
+    for (o, ch) in chans.enumerate() {
+        for (j, r) in rows.clone().enumerate() {
+            out[(o * m + j) * plane..][..plane]
+                .copy_from_slice(&g[(r * c + ch) * plane..][..plane]);
+        }
+    }
+    out
+}
+
+/// Calls `each(ch, window)` for every channel with the sum over the LRN window around
+/// `ch` (channels `ch - half ..= ch + half`, clipped) of `vals` (`[c, hw]`), kept as a
+/// running sum.
+fn channel_window_sums(
+    vals: &[f32],
+    c: usize,
+    hw: usize,
+    half: usize,
+    mut each: impl FnMut(usize, &[f32]),
+) {
+    let mut acc = vec![0f32; hw];
+    let plane = |i: usize| &vals[i * hw..(i + 1) * hw];
+    for cc in 0..half.min(c) {
+        for (a, v) in acc.iter_mut().zip(plane(cc)) {
+            *a += v;
+        }
+    }
+    for ch in 0..c {
+        if ch + half < c {
+            for (a, v) in acc.iter_mut().zip(plane(ch + half)) {
+                *a += v;
+            }
+        }
+        if ch > half {
+            for (a, v) in acc.iter_mut().zip(plane(ch - half - 1)) {
+                *a -= v;
+            }
+        }
+        each(ch, &acc);
+    }
 }
 
 /// A row-major or strided view of a matrix for [`sgemm`].
@@ -640,7 +656,10 @@ pub fn linear_backward_small(g: &[f32], rows: usize, w: &[f32], fin: usize) -> V
 pub fn relu_rule(g: &mut [f32], y: &[f32], rule: Rule) {
     let n = y.len();
     // chunks that divide a row, so each chunk maps onto one contiguous piece of `y`
-    let chunk = (1..=64).map(|d| n / d).find(|c| n % c == 0 && *c <= 1 << 15).unwrap_or(n);
+    let chunk = (1..=64)
+        .map(|d| n / d)
+        .find(|c| n % c == 0 && *c <= 1 << 15)
+        .unwrap_or(n);
     g.par_chunks_mut(chunk).enumerate().for_each(|(ci, row)| {
         let off = (ci * chunk) % n;
         let len = row.len();

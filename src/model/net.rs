@@ -561,9 +561,16 @@ impl Net {
                 Layer::Dropout(p) => match dropout_seed {
                     Some(seed) => {
                         let keep = 1.0 - p;
-                        let mut rng = super::weights::SplitMix::new(seed ^ (i as u64).wrapping_mul(0x9E37));
+                        let mut rng =
+                            super::weights::SplitMix::new(seed ^ (i as u64).wrapping_mul(0x9E37));
                         let mask: Vec<f32> = (0..x.elem_count())
-                            .map(|_| if (rng.next_sym() + 1.0) * 0.5 < keep { 1.0 / keep } else { 0.0 })
+                            .map(|_| {
+                                if (rng.next_sym() + 1.0) * 0.5 < keep {
+                                    1.0 / keep
+                                } else {
+                                    0.0
+                                }
+                            })
                             .collect();
                         let m = self.tensor(mask.clone(), out_shape.dims(batch))?;
                         dropout.push((i, mask));
@@ -612,7 +619,10 @@ impl Net {
     ) -> Result<Tensor> {
         let rows = g.dims()[0];
         if img.is_none() && rows != state.batch {
-            return Err(Error::Shape(format!("{rows} gradient rows for a forward batch of {}", state.batch)));
+            return Err(Error::Shape(format!(
+                "{rows} gradient rows for a forward batch of {}",
+                state.batch
+            )));
         }
         // one image's state shared by every row, or every row's own
         let pick = |t: &Tensor| -> Result<Tensor> {
@@ -818,7 +828,7 @@ fn spatial(s: Shape) -> (usize, usize, usize) {
     }
 }
 
-fn geom(c: &Conv, in_shape: Shape, out_shape: Shape) -> ConvGeom {
+pub(crate) fn geom(c: &Conv, in_shape: Shape, out_shape: Shape) -> ConvGeom {
     let ((_, h, w), (_, oh, ow)) = (spatial(in_shape), spatial(out_shape));
     ConvGeom {
         h,
@@ -833,7 +843,7 @@ fn geom(c: &Conv, in_shape: Shape, out_shape: Shape) -> ConvGeom {
 }
 
 /// Floats of `im2col` columns worth batching into one matrix product (32 MB).
-const COLS_BUDGET: usize = 8 << 20;
+pub(crate) const COLS_BUDGET: usize = 8 << 20;
 
 /// Convolution: on the CPU, `im2col` of a chunk of images per group, then one matrix
 /// product per chunk and group (bias added as the product's initial value); elsewhere
@@ -939,15 +949,13 @@ fn conv_backward(g: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Res
                     let rhs = if m == 1 {
                         &gs[(r0 * cout + grp * cout_g) * ohw..][..cout_g * ohw]
                     } else {
-                        let mut b = vec![0f32; cout_g * m * ohw];
-                        for o in 0..cout_g {
-                            for j in 0..m {
-                                b[(o * m + j) * ohw..][..ohw].copy_from_slice(
-                                    &gs[((r0 + j) * cout + grp * cout_g + o) * ohw..][..ohw],
-                                );
-                            }
-                        }
-                        rhs_buf = b;
+                        rhs_buf = kernels::gather_group(
+                            gs,
+                            r0..r0 + m,
+                            cout,
+                            grp * cout_g..(grp + 1) * cout_g,
+                            ohw,
+                        );
                         &rhs_buf[..]
                     };
                     kernels::sgemm(

@@ -22,8 +22,14 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
 
 /// Label files shipped with treevis, resolved by file name for built-in specs.
 pub const BUILTIN_LABELS: &[(&str, &str)] = &[
-    ("imagenet_classes.txt", include_str!("../../models/imagenet_classes.txt")),
-    ("demo_labels.txt", include_str!("../../models/demo_labels.txt")),
+    (
+        "imagenet_classes.txt",
+        include_str!("../../models/imagenet_classes.txt"),
+    ),
+    (
+        "demo_labels.txt",
+        include_str!("../../models/demo_labels.txt"),
+    ),
 ];
 
 /// A parsed model spec.

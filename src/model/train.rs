@@ -37,11 +37,20 @@ pub struct StepStats {
 
 /// Weight and bias gradients of every conv/linear layer (in layer order), backpropagating
 /// `dtop` (the loss gradient at the output of layer `top`) with each image's own state.
-pub fn param_grads(net: &Net, state: &ForwardState, top: usize, dtop: Tensor) -> Result<Vec<Option<(Vec<f32>, Vec<f32>)>>> {
+pub fn param_grads(
+    net: &Net,
+    state: &ForwardState,
+    top: usize,
+    dtop: Tensor,
+) -> Result<Vec<Option<(Vec<f32>, Vec<f32>)>>> {
     let mut out: Vec<Option<(Vec<f32>, Vec<f32>)>> = vec![None; net.layers.len()];
     let mut g = dtop;
     for i in (0..=top).rev() {
-        let x = if i == 0 { &state.input } else { &state.outputs[i - 1] };
+        let x = if i == 0 {
+            &state.input
+        } else {
+            &state.outputs[i - 1]
+        };
         match &net.layers[i] {
             Layer::Conv(c) => out[i] = Some(conv_grads(net, i, c, x, &g)?),
             Layer::Linear(l) => {
@@ -50,7 +59,15 @@ pub fn param_grads(net: &Net, state: &ForwardState, top: usize, dtop: Tensor) ->
                 let gv = host_vec(&g)?;
                 let xv = host_vec(&x.reshape((n, fin))?)?;
                 let mut dw = vec![0f32; fout * fin];
-                kernels::sgemm(&mut dw, fout, fin, n, MatRef::transposed(&gv, fout), MatRef::rows(&xv, fin), false);
+                kernels::sgemm(
+                    &mut dw,
+                    fout,
+                    fin,
+                    n,
+                    MatRef::transposed(&gv, fout),
+                    MatRef::rows(&xv, fin),
+                    false,
+                );
                 let mut db = vec![0f32; fout];
                 for r in 0..n {
                     for (d, v) in db.iter_mut().zip(&gv[r * fout..(r + 1) * fout]) {
@@ -68,46 +85,70 @@ pub fn param_grads(net: &Net, state: &ForwardState, top: usize, dtop: Tensor) ->
     Ok(out)
 }
 
-fn conv_grads(net: &Net, i: usize, c: &super::net::Conv, x: &Tensor, g: &Tensor) -> Result<(Vec<f32>, Vec<f32>)> {
-    let (Shape::Spatial { c: cin, h, w }, Shape::Spatial { c: cout, h: oh, w: ow }) = (net.shape_at(i), net.shapes[i]) else {
+fn conv_grads(
+    net: &Net,
+    i: usize,
+    c: &super::net::Conv,
+    x: &Tensor,
+    g: &Tensor,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let (
+        Shape::Spatial { c: cin, h, w },
+        Shape::Spatial {
+            c: cout,
+            h: oh,
+            w: ow,
+        },
+    ) = (net.shape_at(i), net.shapes[i])
+    else {
         unreachable!("conv shapes are spatial")
     };
     let n = x.dims()[0];
-    let geo = kernels::ConvGeom {
-        h,
-        w,
-        oh,
-        ow,
-        k: c.kernel,
-        stride: c.stride,
-        pad: c.pad,
-        dil: c.dilation,
-    };
+    let geo = super::net::geom(c, net.shape_at(i), net.shapes[i]);
     let ohw = oh * ow;
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     let kk = cin_g * c.kernel * c.kernel;
-    let chunk = ((8 << 20) / (kk * ohw)).clamp(1, n);
+    let chunk = (super::net::COLS_BUDGET / (kk * ohw)).clamp(1, n);
     let mut dw = vec![0f32; cout * kk];
     let gv = host_vec(g)?;
     with_host(x, |xs| {
         for i0 in (0..n).step_by(chunk) {
             let m = chunk.min(n - i0);
             for grp in 0..c.groups {
-                let cols = kernels::im2col(&xs[(i0 * cin + grp * cin_g) * h * w..], m, cin * h * w, cin_g, &geo);
-                let mut gg = vec![0f32; cout_g * m * ohw];
-                for o in 0..cout_g {
-                    for j in 0..m {
-                        gg[(o * m + j) * ohw..][..ohw].copy_from_slice(&gv[((i0 + j) * cout + grp * cout_g + o) * ohw..][..ohw]);
-                    }
-                }
+                let cols = kernels::im2col(
+                    &xs[(i0 * cin + grp * cin_g) * h * w..],
+                    m,
+                    cin * h * w,
+                    cin_g,
+                    &geo,
+                );
+                let gg = kernels::gather_group(
+                    &gv,
+                    i0..i0 + m,
+                    cout,
+                    grp * cout_g..(grp + 1) * cout_g,
+                    ohw,
+                );
                 let dst = &mut dw[grp * cout_g * kk..(grp + 1) * cout_g * kk];
-                kernels::sgemm(dst, cout_g, kk, m * ohw, MatRef::rows(&gg, m * ohw), MatRef::transposed(&cols, m * ohw), true);
+                kernels::sgemm(
+                    dst,
+                    cout_g,
+                    kk,
+                    m * ohw,
+                    MatRef::rows(&gg, m * ohw),
+                    MatRef::transposed(&cols, m * ohw),
+                    true,
+                );
             }
         }
     })?;
     let db: Vec<f32> = (0..cout)
         .into_par_iter()
-        .map(|o| (0..n).map(|r| gv[(r * cout + o) * ohw..][..ohw].iter().sum::<f32>()).sum())
+        .map(|o| {
+            (0..n)
+                .map(|r| gv[(r * cout + o) * ohw..][..ohw].iter().sum::<f32>())
+                .sum()
+        })
         .collect();
     Ok((dw, db))
 }
@@ -124,7 +165,9 @@ pub fn softmax_xent(logits: &[f32], labels: &[usize], classes: usize) -> (f32, f
         let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
         let s: f32 = e.iter().sum();
         loss -= ((e[y] / s) as f64).ln();
-        let arg = (0..classes).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+        let arg = (0..classes)
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .unwrap();
         correct += (arg == y) as usize;
         for k in 0..classes {
             grad[r * classes + k] = (e[k] / s - (k == y) as u8 as f32) / n as f32;
@@ -134,7 +177,11 @@ pub fn softmax_xent(logits: &[f32], labels: &[usize], classes: usize) -> (f32, f
 }
 
 /// A preprocessed batch of demo images `[n, 3, S, S]` with their classes.
-pub fn demo_batch(spec: &Spec, seed: u64, indices: std::ops::Range<u64>) -> Result<(Tensor, Vec<usize>)> {
+pub fn demo_batch(
+    spec: &Spec,
+    seed: u64,
+    indices: std::ops::Range<u64>,
+) -> Result<(Tensor, Vec<usize>)> {
     let items: Vec<(Vec<f32>, usize)> = indices
         .into_par_iter()
         .map(|i| {
@@ -166,7 +213,9 @@ pub fn evaluate(net: &Net, seed: u64, indices: std::ops::Range<u64>) -> Result<f
         let logits = host_vec(&s.outputs[top])?;
         for (r, &y) in labels.iter().enumerate() {
             let row = &logits[r * classes..(r + 1) * classes];
-            let arg = (0..classes).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            let arg = (0..classes)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap();
             correct += (arg == y) as usize;
         }
         total += labels.len();
@@ -177,7 +226,11 @@ pub fn evaluate(net: &Net, seed: u64, indices: std::ops::Range<u64>) -> Result<f
 
 /// Trains `spec` from deterministic random weights on generated demo images; training
 /// images are indices `0..steps*batch` of `opts.seed`. Calls `on_step` after every step.
-pub fn train(spec: &Spec, opts: &TrainOptions, mut on_step: impl FnMut(&StepStats)) -> Result<TensorMap> {
+pub fn train(
+    spec: &Spec,
+    opts: &TrainOptions,
+    mut on_step: impl FnMut(&StepStats),
+) -> Result<TensorMap> {
     let init = weights::random_weights(spec, opts.seed)?;
     let mut names: Vec<String> = init.keys().cloned().collect();
     names.sort();
@@ -185,8 +238,16 @@ pub fn train(spec: &Spec, opts: &TrainOptions, mut on_step: impl FnMut(&StepStat
         .iter()
         .map(|n| Ok((n.clone(), Var::from_tensor(&init[n])?)))
         .collect::<Result<_>>()?;
-    let shared: TensorMap = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
-    let net = Net::build(spec.clone(), shared, &Device::Cpu, std::path::Path::new("training"))?;
+    let shared: TensorMap = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    let net = Net::build(
+        spec.clone(),
+        shared,
+        &Device::Cpu,
+        std::path::Path::new("training"),
+    )?;
     let classes = net.blobs[0].shape.channels();
     if classes != synth::CLASSES.len() {
         return Err(Error::Shape(format!(
@@ -208,7 +269,9 @@ pub fn train(spec: &Spec, opts: &TrainOptions, mut on_step: impl FnMut(&StepStat
             let (layer, kind) = n.rsplit_once('.').unwrap_or((n, ""));
             let li = spec.layer_index(layer).ok_or_else(|| Error::Spec {
                 origin: spec.name.clone(),
-                msg: format!("training needs weight names `<layer>.weight`/`.bias`; `{n}` names no layer"),
+                msg: format!(
+                    "training needs weight names `<layer>.weight`/`.bias`; `{n}` names no layer"
+                ),
             })?;
             Ok((li, kind == "weight"))
         })
@@ -216,24 +279,43 @@ pub fn train(spec: &Spec, opts: &TrainOptions, mut on_step: impl FnMut(&StepStat
     let batch = opts.batch as u64;
     for step in 0..opts.steps {
         let t = step as f64 / opts.steps.max(1) as f64;
-        opt.set_learning_rate(opts.lr * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())));
-        let (x, labels) = demo_batch(spec, opts.seed, step as u64 * batch..(step as u64 + 1) * batch)?;
-        let state = net.forward_train(&x, opts.seed ^ (step as u64).wrapping_mul(0x51_7CC1_B727_220A))?;
+        opt.set_learning_rate(
+            opts.lr * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())),
+        );
+        let (x, labels) = demo_batch(
+            spec,
+            opts.seed,
+            step as u64 * batch..(step as u64 + 1) * batch,
+        )?;
+        let state = net.forward_train(
+            &x,
+            opts.seed ^ (step as u64).wrapping_mul(0x51_7CC1_B727_220A),
+        )?;
         let logits = host_vec(&state.outputs[top])?;
         let (loss, acc, dl) = softmax_xent(&logits, &labels, classes);
         if !loss.is_finite() {
-            return Err(Error::Input(format!("training diverged at step {step} (loss {loss}); lower --lr")));
+            return Err(Error::Input(format!(
+                "training diverged at step {step} (loss {loss}); lower --lr"
+            )));
         }
         let dtop = Tensor::from_vec(dl, (labels.len(), classes), &Device::Cpu)?;
         let grads = param_grads(&net, &state, top, dtop)?;
         let mut store = Tensor::zeros((), DType::F32, &Device::Cpu)?.backward()?;
         for ((_, var), &(li, is_w)) in vars.iter().zip(&owner) {
-            let (dw, db) = grads[li].as_ref().expect("a gradient for every parameter layer");
+            let (dw, db) = grads[li]
+                .as_ref()
+                .expect("a gradient for every parameter layer");
             let g = if is_w { dw } else { db };
-            store.insert(var.as_tensor(), Tensor::from_vec(g.clone(), var.shape(), &Device::Cpu)?);
+            store.insert(
+                var.as_tensor(),
+                Tensor::from_vec(g.clone(), var.shape(), &Device::Cpu)?,
+            );
         }
         opt.step(&store)?;
         on_step(&StepStats { step, loss, acc });
     }
-    Ok(vars.into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect())
+    Ok(vars
+        .into_iter()
+        .map(|(n, v)| (n, v.as_tensor().clone()))
+        .collect())
 }

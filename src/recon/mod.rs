@@ -153,6 +153,14 @@ pub fn argmax_in_channel(
     Ok((channel * plane + bi, bv))
 }
 
+/// Indices of the `k` largest values, largest first, ties to the lower index.
+pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&i, &j| v[j].total_cmp(&v[i]).then(i.cmp(&j)));
+    order.truncate(k);
+    order
+}
+
 /// A reconstruction: the gradient at the input `[3, H, W]` (raw, in preprocessed units).
 #[derive(Debug, Clone)]
 pub struct Recon {
@@ -238,11 +246,8 @@ fn rank_children(
         .abs()?
         .to_device(&Device::Cpu)?
         .to_vec1::<f32>()?;
-    let mut order: Vec<usize> = (0..w.len()).collect();
-    order.sort_by(|&i, &j| w[j].total_cmp(&w[i]).then(i.cmp(&j)));
-    Ok(order
+    Ok(top_k(&w, k)
         .into_iter()
-        .take(k)
         .map(|j| Child {
             blob: b.name.clone(),
             channel: j,
@@ -375,13 +380,10 @@ pub fn overview(
                 Shape::Flat(_) => a,
             };
             let v = m.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
-            let mut order: Vec<usize> = (0..v.len()).collect();
-            order.sort_by(|&i, &j| v[j].total_cmp(&v[i]).then(i.cmp(&j)));
             Ok(BlobUnits {
                 blob: b.name.clone(),
-                units: order
+                units: top_k(&v, top)
                     .into_iter()
-                    .take(top)
                     .map(|c| Unit {
                         channel: c,
                         activation: v[c],
@@ -416,11 +418,8 @@ pub fn labels(model: &Model, state: &ForwardState, img: usize, k: usize) -> Resu
         .flatten_all()?;
     let probs = candle_nn::ops::softmax_last_dim(&logits.unsqueeze(0)?)?.squeeze(0)?;
     let v = probs.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
-    let mut order: Vec<usize> = (0..v.len()).collect();
-    order.sort_by(|&i, &j| v[j].total_cmp(&v[i]).then(i.cmp(&j)));
-    Ok(order
+    Ok(top_k(&v, k)
         .into_iter()
-        .take(k)
         .map(|i| Label {
             index: i,
             name: model
