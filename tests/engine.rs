@@ -254,13 +254,20 @@ fn training_gradients_match_finite_differences() {
     use treevis::model::weights::read_weights;
     let base = read_weights(&golden("tiny.weights.safetensors")).unwrap();
     let spec = treevis::model::LoadedSpec::resolve("tiny").unwrap().spec;
-    let refs = candle_core::safetensors::load(golden("tiny.ref.safetensors"), &Device::Cpu).unwrap();
+    let refs =
+        candle_core::safetensors::load(golden("tiny.ref.safetensors"), &Device::Cpu).unwrap();
     // a batch of two images: the fixture input and a scaled copy
     let x0 = refs["input"].unsqueeze(0).unwrap();
     let x = Tensor::cat(&[&x0, &(&x0 * 0.7).unwrap()], 0).unwrap();
     let labels = [3usize, 7];
     let build = |map: &treevis::model::weights::TensorMap| {
-        treevis::model::Net::build(spec.clone(), map.clone(), &Device::Cpu, std::path::Path::new("t")).unwrap()
+        treevis::model::Net::build(
+            spec.clone(),
+            map.clone(),
+            &Device::Cpu,
+            std::path::Path::new("t"),
+        )
+        .unwrap()
     };
     let net = build(&base);
     let top = net.blobs[0].layer;
@@ -277,7 +284,13 @@ fn training_gradients_match_finite_differences() {
     };
     let s = net.forward(&x).unwrap();
     let (_, _, dl) = softmax_xent(&vec(&s.outputs[top]), &labels, 10);
-    let grads = param_grads(&net, &s, top, Tensor::from_vec(dl, (2, 10), &Device::Cpu).unwrap()).unwrap();
+    let grads = param_grads(
+        &net,
+        &s,
+        top,
+        Tensor::from_vec(dl, (2, 10), &Device::Cpu).unwrap(),
+    )
+    .unwrap();
     let (_, bsigns, bsw) = loss_and_pieces(&net);
     let mut checked = 0;
     for (layer, li) in [("conv1", 0usize), ("conv2", 4), ("conv4", 9), ("fc5", 14)] {
@@ -294,7 +307,11 @@ fn training_gradients_match_finite_differences() {
                 let mut map = base.clone();
                 let mut wv = w.clone();
                 wv[k] += sgn * eps;
-                map.insert(format!("{layer}.weight"), Tensor::from_vec(wv, base[&format!("{layer}.weight")].dims(), &Device::Cpu).unwrap());
+                map.insert(
+                    format!("{layer}.weight"),
+                    Tensor::from_vec(wv, base[&format!("{layer}.weight")].dims(), &Device::Cpu)
+                        .unwrap(),
+                );
                 let (l, signs, sw) = loss_and_pieces(&build(&map));
                 smooth &= signs == bsigns && sw == bsw;
                 lp[si] = l;
@@ -304,7 +321,11 @@ fn training_gradients_match_finite_differences() {
             }
             let num = (lp[0] - lp[1]) / (2.0 * eps as f64);
             let err = (num - dw[k] as f64).abs() / (dw[k].abs() as f64).max(1e-4);
-            assert!(err < 5e-2, "{layer} weight {k}: numeric {num} vs analytic {}", dw[k]);
+            assert!(
+                err < 5e-2,
+                "{layer} weight {k}: numeric {num} vs analytic {}",
+                dw[k]
+            );
             checked += 1;
         }
         // bias: the gradient of a bias is the sum of its output gradient
