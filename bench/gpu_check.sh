@@ -7,7 +7,7 @@
 #   .gpu/treevis   the CLI
 #   .gpu/golden    the tests/golden.rs test binary
 #   .gpu/engine    the tests/engine.rs test binary (optional; CPU-only tests)
-# A file NAME.xz in .gpu/ is unpacked to NAME first.
+# A compressed NAME.gz or NAME.xz in .gpu/ is unpacked to NAME first (when NAME is absent).
 #
 # Each step runs under `timeout` and a failing step does not stop the next one. Everything is
 # tee'd to $OUT/gpu_log.txt ($OUT defaults to the current folder).
@@ -33,21 +33,26 @@ step() {
     log "=== $name: exit $rc after $((SECONDS - t0))s"
 }
 
-for f in "$BIN"/*.xz; do
+for f in "$BIN"/*.gz "$BIN"/*.xz; do
     [ -e "$f" ] || continue
-    [ -e "${f%.xz}" ] || xz -dk "$f"
+    out="${f%.*}"
+    [ -e "$out" ] && continue
+    case "$f" in
+        *.gz) gzip -dc "$f" > "$out.tmp" ;;
+        *.xz) xz -dc "$f" > "$out.tmp" || python3 -c 'import lzma,sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' "$f" > "$out.tmp" ;;
+    esac && mv "$out.tmp" "$out" || { echo "could not unpack $f"; rm -f "$out.tmp"; }
 done
 chmod +x "$BIN"/treevis "$BIN"/golden "$BIN"/engine 2>/dev/null
 
 # The binaries link libcuda.so.1 (driver) and the CUDA 13 toolkit's libcudart.so.13,
-# libcublas.so.13, libcublasLt.so.13, libnvrtc.so.13 and libcurand.so.10. Put any folder that
+# libcublas.so.13 (+ libcublasLt.so.13) and libcurand.so.10. Put any folder that
 # holds them on LD_LIBRARY_PATH (system toolkit or pip-installed nvidia wheels).
 extra=""
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
     /usr/local/cuda-13*/lib64 /usr/local/cuda-13*/targets/x86_64-linux/lib \
     /usr/lib/x86_64-linux-gnu /usr/lib64 /opt/cuda/lib64; do
     [ -d "$d" ] || continue
-    if ls "$d"/libcublas.so.13* "$d"/libcudart.so.13* "$d"/libnvrtc.so.13* "$d"/libcurand.so.10* >/dev/null 2>&1; then
+    if ls "$d"/libcublas.so.13* "$d"/libcudart.so.13* >/dev/null 2>&1; then
         extra="$extra:$d"
     fi
 done
@@ -60,7 +65,17 @@ for py in python3 python; do
     done
     break
 done
-export LD_LIBRARY_PATH="${extra#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+extra="${extra#:}"
+if [ -n "$extra" ]; then
+    export LD_LIBRARY_PATH="$extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+# Still missing? look for the libraries anywhere under /usr /opt /usr/local (bounded in time).
+if ldd "$BIN/treevis" 2>/dev/null | grep -q "not found"; then
+    for lib in $(ldd "$BIN/treevis" | awk '/not found/ {print $1}'); do
+        d=$(timeout 60 find /usr /opt /usr/local -name "$lib" -print -quit 2>/dev/null)
+        [ -n "$d" ] && export LD_LIBRARY_PATH="$(dirname "$d")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    done
+fi
 
 # The test binaries look for tests/golden under TREEVIS_ROOT (golden.rs) or the path they
 # were built in (engine.rs: /work/main); point both at this checkout.

@@ -171,8 +171,9 @@ pub enum Command {
 /// Model and method options shared by every command.
 #[derive(Args, Debug, Clone)]
 pub struct EngineArgs {
-    /// Built-in model (alexnet, vgg16, caffenet, tiny), a spec `.toml`, or a model folder.
-    #[arg(long, default_value = "tiny")]
+    /// Built-in model (demo, alexnet, vgg16, caffenet, tiny), a spec `.toml`, or a model
+    /// folder.
+    #[arg(long, default_value = "demo")]
     pub model: String,
     /// Weights: safetensors or PyTorch `.pth`; `random` or `random:SEED` for random weights
     /// of the published widths. Default: the model's own.

@@ -7,8 +7,14 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_treevis"))
 }
 
+/// Runs treevis; commands run on the tiny golden net unless the arguments name a model.
 fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("runs")
+    let mut cmd = bin();
+    cmd.args(args);
+    if !args.is_empty() && !args.contains(&"--model") {
+        cmd.args(["--model", "tiny"]);
+    }
+    cmd.output().expect("runs")
 }
 
 fn ok(args: &[&str]) -> String {
@@ -50,11 +56,31 @@ fn golden(name: &str) -> String {
 
 #[test]
 fn default_run_needs_no_arguments() {
-    let out = ok(&[]);
+    let cache = tempfile::tempdir().unwrap();
+    let o = bin().env("XDG_CACHE_HOME", cache.path()).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
-        out.contains("most active neurons") && out.contains("children of"),
+        out.contains("the demo network")
+            && out.contains("most active neurons")
+            && out.contains("children of conv5:"),
         "{out}"
     );
+    let gallery = cache.path().join("treevis/demo-gallery");
+    assert_eq!(
+        std::fs::read_dir(&gallery)
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "png"))
+            .count(),
+        22
+    );
+    // the star of the gallery is recognised
+    assert!(out.lines().nth(2).unwrap().contains("star"), "{out}");
 }
 
 #[test]
@@ -317,5 +343,57 @@ fn bad_input_gives_one_line_errors() {
     fails(
         &["labels", "--input-npy", npy.to_str().unwrap()],
         "[3, H, W]",
+    );
+}
+
+#[test]
+fn headless_commands_on_the_demo_network() {
+    let d = tempfile::tempdir().unwrap();
+    let star = d.path().join("star.png");
+    treevis::data::synth::generate_class(treevis::data::synth::HELD_OUT_SEED, 9, 9)
+        .save(&star)
+        .unwrap();
+    let star = star.to_str().unwrap();
+    let labels: serde_json::Value =
+        serde_json::from_str(&ok(&["labels", star, "--model", "demo", "--json"])).unwrap();
+    assert_eq!(labels[0]["name"], "star", "{labels}");
+    let ov: serde_json::Value =
+        serde_json::from_str(&ok(&["overview", star, "--model", "demo", "--json"])).unwrap();
+    let blobs: Vec<&str> = ov
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["blob"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        blobs,
+        ["fc8", "fc7", "fc6", "conv5", "conv4", "conv3", "conv2", "conv1"]
+    );
+    let root = format!("conv5:{}", ov[3]["units"][0]["channel"]);
+    let tree = d.path().join("tree");
+    ok(&[
+        "tree",
+        star,
+        "--model",
+        "demo",
+        "--root",
+        &root,
+        "--depth",
+        "2",
+        "--k",
+        "2",
+        "--out",
+        tree.to_str().unwrap(),
+    ]);
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tree.join("tree.json")).unwrap()).unwrap();
+    assert_eq!(t["children"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        t["children"][1]["children"][1]["path"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .count(),
+        3
     );
 }

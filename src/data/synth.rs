@@ -22,7 +22,7 @@ pub const CLASSES: [&str; 11] = [
 ];
 
 /// The seed of the held-out demo images (never used for training).
-pub const HELD_OUT_SEED: u64 = 0x5EED_0F_7E57;
+pub const HELD_OUT_SEED: u64 = 0x005E_ED0F_7E57;
 
 /// Side of the generated images, in pixels.
 pub const SIZE: u32 = 64;
@@ -482,7 +482,7 @@ mod tests {
 
     #[test]
     fn every_class_has_contrast() {
-        for class in 0..CLASSES.len() {
+        for (class, name) in CLASSES.iter().enumerate() {
             let img = generate_class(1, 3, class);
             let lum: Vec<f32> = img
                 .pixels()
@@ -490,7 +490,7 @@ mod tests {
                 .collect();
             let mean = lum.iter().sum::<f32>() / lum.len() as f32;
             let var = lum.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / lum.len() as f32;
-            assert!(var.sqrt() > 5.0, "{} is flat", CLASSES[class]);
+            assert!(var.sqrt() > 5.0, "{name} is flat");
         }
     }
 }

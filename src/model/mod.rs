@@ -17,8 +17,10 @@ pub use spec::{LoadedSpec, Spec};
 use crate::error::{Error, Result};
 
 /// Weights built into the binary for built-in specs that have them.
-const BUILTIN_WEIGHTS: &[(&str, &[u8])] =
-    &[("tiny", include_bytes!("../../models/tiny.safetensors"))];
+const BUILTIN_WEIGHTS: &[(&str, &[u8])] = &[
+    ("tiny", include_bytes!("../../models/tiny.safetensors")),
+    ("demo", include_bytes!("../../models/demo.safetensors")),
+];
 
 /// A loaded network with its class names and preprocessing data.
 pub struct Model {

@@ -35,6 +35,9 @@ pub struct StepStats {
     pub acc: f32,
 }
 
+/// Per layer: the gradients of its weights and biases (`None` for layers without any).
+pub type ParamGrads = Vec<Option<(Vec<f32>, Vec<f32>)>>;
+
 /// Weight and bias gradients of every conv/linear layer (in layer order), backpropagating
 /// `dtop` (the loss gradient at the output of layer `top`) with each image's own state.
 pub fn param_grads(
@@ -42,8 +45,8 @@ pub fn param_grads(
     state: &ForwardState,
     top: usize,
     dtop: Tensor,
-) -> Result<Vec<Option<(Vec<f32>, Vec<f32>)>>> {
-    let mut out: Vec<Option<(Vec<f32>, Vec<f32>)>> = vec![None; net.layers.len()];
+) -> Result<ParamGrads> {
+    let mut out: ParamGrads = vec![None; net.layers.len()];
     let mut g = dtop;
     for i in (0..=top).rev() {
         let x = if i == 0 {

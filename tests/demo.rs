@@ -1,0 +1,53 @@
+//! The built-in demo network: the committed weights classify fresh generated images, and
+//! training (a short run) lowers the loss, so the training code cannot rot.
+
+use candle_core::Device;
+use treevis::data::synth;
+use treevis::model::train::{self, demo_batch, softmax_xent, TrainOptions};
+use treevis::model::weights::{random_weights, TensorMap};
+use treevis::model::{LoadedSpec, Model, Net, WeightsSource};
+
+fn loss_on(spec: &treevis::model::Spec, w: TensorMap, seed: u64) -> f32 {
+    let net = Net::build(spec.clone(), w, &Device::Cpu, std::path::Path::new("w")).unwrap();
+    let (x, labels) = demo_batch(spec, seed, 0..44).unwrap();
+    let s = net.forward(&x).unwrap();
+    let top = net.blobs[0].layer;
+    let logits = s.outputs[top]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    softmax_xent(&logits, &labels, synth::CLASSES.len()).0
+}
+
+#[test]
+fn committed_weights_classify_fresh_images() {
+    let m = Model::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
+    let acc = train::evaluate(&m.net, synth::HELD_OUT_SEED, 0..550).unwrap();
+    assert!(acc >= 0.9, "held-out accuracy {acc}");
+    assert_eq!(
+        m.labels,
+        synth::CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_short_training_run_lowers_the_loss() {
+    let spec = LoadedSpec::resolve("demo").unwrap().spec;
+    let opts = TrainOptions {
+        seed: 11,
+        steps: 60,
+        batch: 16,
+        lr: 3e-3,
+        weight_decay: 0.0,
+    };
+    let mut losses = Vec::new();
+    let trained = train::train(&spec, &opts, |s| losses.push(s.loss)).unwrap();
+    assert_eq!(losses.len(), 60);
+    let before = loss_on(&spec, random_weights(&spec, 11).unwrap(), 99);
+    let after = loss_on(&spec, trained, 99);
+    assert!(after < before - 0.1, "held-out loss {before} -> {after}");
+}
