@@ -20,11 +20,16 @@ use crate::recon::{self, MultMode, Options, Path, Rule};
 /// A path names neurons top first, `blob:channel` joined by `/`, e.g.
 /// `conv5:12/conv4:40/conv3:7`: a reconstruction from conv5 channel 12, filtered through
 /// channel 40 of conv4 and channel 7 of conv3.
+///
+/// With no command, treevis opens the terminal app on IMAGE files and folders (the demo
+/// gallery when none are given); without a terminal it prints a headless summary instead.
 #[derive(Parser, Debug)]
-#[command(name = "treevis", version, about, long_about)]
+#[command(name = "treevis", version, about, long_about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub tui: TuiArgs,
     /// Log more (repeat for more detail); logs go to stderr.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -156,6 +161,12 @@ pub enum Command {
         #[arg(long, default_value_t = 2026)]
         seed: u64,
     },
+    /// Print the effective key bindings of the terminal app.
+    Keys {
+        /// A keymap file overriding entries of the built-in one.
+        #[arg(long)]
+        keymap: Option<PathBuf>,
+    },
     /// Write deterministic random weights of a spec's published widths (safetensors).
     RandomWeights {
         /// Built-in model name or spec file.
@@ -166,6 +177,22 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// Options of the terminal app.
+#[derive(Args, Debug, Clone)]
+pub struct TuiArgs {
+    /// Image files or folders (searched recursively) to study.
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// How images are drawn: ask the terminal, force one protocol, or text only.
+    #[arg(long, value_enum, default_value_t)]
+    pub protocol: crate::tui::Protocol,
+    /// A keymap file overriding entries of the built-in one (default: the XDG config
+    /// folder's treevis/keymap.toml).
+    #[arg(long)]
+    pub keymap: Option<PathBuf>,
 }
 
 /// Model and method options shared by every command.
@@ -203,7 +230,9 @@ pub struct InputArgs {
     pub dump_input: Option<PathBuf>,
 }
 
-pub fn init_logging(verbose: u8) {
+/// Logs go to stderr, or to `treevis.log` in the cache folder while the terminal app owns
+/// the screen.
+pub fn init_logging(verbose: u8, to_file: bool) {
     let level = match verbose {
         0 => "warn",
         1 => "info",
@@ -212,6 +241,25 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TREEVIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    if to_file {
+        let dir = cache_dir();
+        let file = std::fs::create_dir_all(&dir).and_then(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("treevis.log"))
+        });
+        if let Ok(file) = file {
+            let filter = tracing_subscriber::EnvFilter::try_from_env("TREEVIS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .try_init();
+        }
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -283,9 +331,22 @@ fn create_dir(dir: &FsPath) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))
 }
 
+/// Whether `treevis` with these arguments opens the terminal app.
+pub fn opens_tui(cli: &Cli) -> bool {
+    use std::io::IsTerminal;
+    cli.command.is_none() && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
 pub fn run(cli: Cli) -> Result<()> {
+    let tui_mode = opens_tui(&cli);
     let Some(command) = cli.command else {
-        return run_default();
+        return if tui_mode {
+            run_tui(cli.tui)
+        } else if cli.tui.paths.is_empty() {
+            run_default()
+        } else {
+            bail!("the terminal app needs a terminal; for scripts use the headless commands (treevis --help)")
+        };
     };
     match command {
         Command::Labels {
@@ -466,6 +527,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::DemoGallery { out, n, seed } => {
             let files = write_demo_gallery(&out, n, seed)?;
             println!("wrote {} images to {}", files.len(), out.display());
+        }
+        Command::Keys { keymap } => {
+            let path = keymap.or_else(crate::tui::keymap::user_keymap_path);
+            print!("{}", crate::tui::keymap::Keymap::load(path.as_deref())?.describe());
         }
         Command::RandomWeights { model, seed, out } => {
             let spec = crate::model::LoadedSpec::resolve(&model)?;
@@ -654,4 +719,57 @@ fn train_demo(
         out.display()
     );
     Ok(())
+}
+
+/// Image files under `paths` (folders recursively, sorted).
+pub fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    const EXT: [&str; 8] = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"];
+    fn walk(p: &FsPath, out: &mut Vec<PathBuf>) -> Result<()> {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read folder {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            for e in entries {
+                walk(&e, out)?;
+            }
+        } else if p.extension().and_then(|x| x.to_str()).is_some_and(|x| EXT.contains(&x.to_lowercase().as_str())) {
+            out.push(p.to_path_buf());
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if !p.exists() {
+            bail!("{}: no such file or folder", p.display());
+        }
+        if p.is_file() {
+            out.push(p.clone());
+        } else {
+            walk(p, &mut out)?;
+        }
+    }
+    if out.is_empty() {
+        bail!("no images (png, jpeg, bmp, gif, webp, tiff) under {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    Ok(out)
+}
+
+fn run_tui(args: TuiArgs) -> Result<()> {
+    let images = if args.paths.is_empty() { demo_gallery()? } else { collect_images(&args.paths)? };
+    let device = parse_device(&args.engine.device)?;
+    let model = Model::load(&args.engine.model, &WeightsSource::parse(args.engine.weights.as_deref()), &device)?;
+    let keymap_path = args.keymap.clone().or_else(crate::tui::keymap::user_keymap_path);
+    let keymap = crate::tui::keymap::Keymap::load(keymap_path.as_deref())?;
+    let info = format!("{} | {}", model.spec().name, args.engine.device);
+    crate::tui::run(
+        model,
+        crate::tui::TuiOptions {
+            images,
+            protocol: args.protocol,
+            keymap,
+        info,
+        },
+    )
 }

@@ -9,8 +9,10 @@
 pub mod bench;
 pub mod cli;
 pub mod data;
+pub mod engine;
 pub mod error;
 pub mod model;
 pub mod recon;
+pub mod tui;
 
 pub use error::{Error, Result};

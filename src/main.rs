@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
     // SAFETY: setting an option of the allocator this binary uses; no allocation races it.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = treevis::cli::Cli::parse();
-    treevis::cli::init_logging(cli.verbose);
+    treevis::cli::init_logging(cli.verbose, treevis::cli::opens_tui(&cli));
     match treevis::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

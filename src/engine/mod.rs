@@ -1,0 +1,508 @@
+//! The job queue between front ends and the numeric engine. One worker thread owns the model
+//! and its device; the UI says what it *wants* (the jobs for what is on screen, most
+//! important first) and receives results as messages, never blocking.
+//!
+//! * every `want` replaces the pending list: jobs that left the screen are cancelled;
+//! * a job whose result is cached (LRU, bounded in bytes) is answered at once; a job already
+//!   answered is not computed twice (deduplicated by key);
+//! * reconstructions (and children) of the same image and options are batched into one
+//!   backward pass, in the order of the want list;
+//! * forward states are cached per image (a few images).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use image::RgbImage;
+
+use crate::model::{ForwardState, Model};
+use crate::recon::display::{self, Display};
+use crate::recon::{self, BlobUnits, Child, Label, Options, Path};
+
+/// What can be asked of the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum JobKey {
+    /// The image file, decoded and scaled to a thumbnail.
+    Thumb { image: PathBuf },
+    /// The preprocessed input as the network sees it.
+    Input { image: PathBuf },
+    Labels { image: PathBuf },
+    Overview { image: PathBuf, top: usize },
+    Recon {
+        image: PathBuf,
+        path: Path,
+        opts: Options,
+        display: Display,
+    },
+    Children {
+        image: PathBuf,
+        path: Path,
+        opts: Options,
+        k: usize,
+    },
+}
+
+impl JobKey {
+    pub fn image(&self) -> &PathBuf {
+        match self {
+            JobKey::Thumb { image }
+            | JobKey::Input { image }
+            | JobKey::Labels { image }
+            | JobKey::Overview { image, .. }
+            | JobKey::Recon { image, .. }
+            | JobKey::Children { image, .. } => image,
+        }
+    }
+}
+
+/// A job's result.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Image(Arc<RgbImage>),
+    Labels(Vec<Label>),
+    Overview(Vec<BlobUnits>),
+    Children(Vec<Child>),
+    /// The job failed (a corrupt image, say); the message says why.
+    Failed(String),
+}
+
+impl Output {
+    fn bytes(&self) -> usize {
+        match self {
+            Output::Image(i) => i.as_raw().len() + 64,
+            Output::Labels(l) => l.len() * 64,
+            Output::Overview(o) => o.iter().map(|r| r.units.len() * 16 + 32).sum(),
+            Output::Children(c) => c.len() * 96,
+            Output::Failed(m) => m.len(),
+        }
+    }
+}
+
+/// Messages from the engine.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Done { key: JobKey, output: Output },
+    /// Queue state after each batch.
+    Status(Status),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Status {
+    pub pending: usize,
+    pub running: usize,
+    /// Wall time of the last batch, ms.
+    pub last_ms: f64,
+    /// Batches run so far (a batched backward pass counts once).
+    pub batches: u64,
+    /// Jobs computed (not answered from the cache).
+    pub computed: u64,
+}
+
+enum Msg {
+    Want(Vec<JobKey>),
+    Quit,
+}
+
+/// Results kept, bounded in bytes, least recently used dropped first.
+struct Lru {
+    map: HashMap<JobKey, (Output, u64)>,
+    bytes: usize,
+    limit: usize,
+    tick: u64,
+}
+
+impl Lru {
+    fn new(limit: usize) -> Lru {
+        Lru {
+            map: HashMap::new(),
+            bytes: 0,
+            limit,
+            tick: 0,
+        }
+    }
+    fn get(&mut self, k: &JobKey) -> Option<Output> {
+        self.tick += 1;
+        let t = self.tick;
+        self.map.get_mut(k).map(|(o, last)| {
+            *last = t;
+            o.clone()
+        })
+    }
+    fn put(&mut self, k: JobKey, o: Output) {
+        self.tick += 1;
+        self.bytes += o.bytes();
+        if let Some((old, _)) = self.map.insert(k, (o, self.tick)) {
+            self.bytes -= old.bytes();
+        }
+        while self.bytes > self.limit && self.map.len() > 1 {
+            let oldest = self.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()).expect("non-empty");
+            if let Some((o, _)) = self.map.remove(&oldest) {
+                self.bytes -= o.bytes();
+            }
+        }
+    }
+}
+
+/// The synchronous core of the worker: pending jobs, caches, and one step of work at a
+/// time. The thread in [`Engine`] drives it; tests drive it directly.
+pub struct Scheduler {
+    model: Model,
+    pending: VecDeque<JobKey>,
+    cache: Lru,
+    forwards: VecDeque<(PathBuf, Arc<(Tensor, ForwardState)>)>,
+    /// Most reconstructions in one batched pass.
+    pub max_batch: usize,
+    pub status: Status,
+}
+
+/// Thumbnail side in pixels.
+pub const THUMB: u32 = 128;
+
+impl Scheduler {
+    pub fn new(model: Model, cache_bytes: usize) -> Scheduler {
+        Scheduler {
+            model,
+            pending: VecDeque::new(),
+            cache: Lru::new(cache_bytes),
+            forwards: VecDeque::new(),
+            max_batch: 48,
+            status: Status::default(),
+        }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Replaces what is wanted; returns the answers already cached (in want order).
+    pub fn want(&mut self, keys: Vec<JobKey>) -> Vec<(JobKey, Output)> {
+        let mut ready = Vec::new();
+        self.pending.clear();
+        let mut seen = std::collections::HashSet::new();
+        for k in keys {
+            if !seen.insert(k.clone()) {
+                continue;
+            }
+            match self.cache.get(&k) {
+                Some(o) => ready.push((k, o)),
+                None => self.pending.push_back(k),
+            }
+        }
+        self.status.pending = self.pending.len();
+        ready
+    }
+
+    pub fn has_work(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Runs the first pending job, batched with every pending job of the same kind, image
+    /// and options; returns the results.
+    pub fn step(&mut self) -> Vec<(JobKey, Output)> {
+        let Some(first) = self.pending.front().cloned() else { return vec![] };
+        let started = Instant::now();
+        let group: Vec<JobKey> = self
+            .pending
+            .iter()
+            .filter(|k| same_batch(&first, k))
+            .take(self.max_batch)
+            .cloned()
+            .collect();
+        self.pending.retain(|k| !group.contains(k));
+        self.status.running = group.len();
+        let out = match self.run_group(&group) {
+            Ok(o) => o,
+            Err(e) => group.iter().map(|k| (k.clone(), Output::Failed(format!("{e:#}")))).collect(),
+        };
+        for (k, o) in &out {
+            self.cache.put(k.clone(), o.clone());
+        }
+        self.status.batches += 1;
+        self.status.computed += out.len() as u64;
+        self.status.running = 0;
+        self.status.pending = self.pending.len();
+        self.status.last_ms = started.elapsed().as_secs_f64() * 1e3;
+        out
+    }
+
+    fn forward(&mut self, image: &PathBuf) -> anyhow::Result<Arc<(Tensor, ForwardState)>> {
+        if let Some(i) = self.forwards.iter().position(|(p, _)| p == image) {
+            let entry = self.forwards.remove(i).expect("found");
+            self.forwards.push_front(entry.clone());
+            return Ok(entry.1);
+        }
+        let rgb = crate::data::load_image(image)?;
+        let x = crate::data::preprocess(&self.model, &rgb)?;
+        let state = self.model.net.forward(&x.unsqueeze(0)?)?;
+        let entry = Arc::new((x, state));
+        self.forwards.push_front((image.clone(), entry.clone()));
+        self.forwards.truncate(4);
+        Ok(entry)
+    }
+
+    fn run_group(&mut self, group: &[JobKey]) -> anyhow::Result<Vec<(JobKey, Output)>> {
+        let first = &group[0];
+        let image = first.image().clone();
+        Ok(match first {
+            JobKey::Thumb { .. } => {
+                let rgb = crate::data::load_image(&image)?;
+                let t = image::imageops::thumbnail(&rgb, THUMB, THUMB);
+                vec![(first.clone(), Output::Image(Arc::new(t)))]
+            }
+            JobKey::Input { .. } => {
+                let f = self.forward(&image)?;
+                let img = display::render_input(&self.model, &f.0)?;
+                vec![(first.clone(), Output::Image(Arc::new(img)))]
+            }
+            JobKey::Labels { .. } => {
+                let f = self.forward(&image)?;
+                vec![(first.clone(), Output::Labels(recon::labels(&self.model, &f.1, 0, 5)?))]
+            }
+            JobKey::Overview { top, .. } => {
+                let f = self.forward(&image)?;
+                vec![(first.clone(), Output::Overview(recon::overview(&self.model, &f.1, 0, *top)?))]
+            }
+            JobKey::Recon { opts, .. } => {
+                let f = self.forward(&image)?;
+                let paths: Vec<Path> = group
+                    .iter()
+                    .map(|k| match k {
+                        JobKey::Recon { path, .. } => path.clone(),
+                        _ => unreachable!("grouped by kind"),
+                    })
+                    .collect();
+                // a bad path fails alone, not its batch
+                let (ok, bad): (Vec<_>, Vec<_>) = group
+                    .iter()
+                    .zip(&paths)
+                    .partition(|(_, p)| recon::resolve_path(&self.model.net, p).is_ok());
+                let mut out: Vec<(JobKey, Output)> = bad
+                    .into_iter()
+                    .map(|(k, p)| (k.clone(), Output::Failed(recon::resolve_path(&self.model.net, p).unwrap_err().to_string())))
+                    .collect();
+                let good: Vec<Path> = ok.iter().map(|(_, p)| (*p).clone()).collect();
+                if !good.is_empty() {
+                    let rs = recon::reconstruct(&self.model, &f.1, 0, opts, &good)?;
+                    for ((k, _), r) in ok.into_iter().zip(rs) {
+                        let JobKey::Recon { display: d, .. } = k else { unreachable!() };
+                        out.push((k.clone(), Output::Image(Arc::new(display::render(&self.model, &r.grad, *d)?))));
+                    }
+                }
+                out
+            }
+            JobKey::Children { opts, k, .. } => {
+                let f = self.forward(&image)?;
+                let mut out = Vec::new();
+                for key in group {
+                    let JobKey::Children { path, .. } = key else { unreachable!() };
+                    let o = match recon::children(&self.model, &f.1, 0, opts, std::slice::from_ref(path), *k) {
+                        Ok(mut c) => Output::Children(c.remove(0)),
+                        Err(e) => Output::Failed(e.to_string()),
+                    };
+                    out.push((key.clone(), o));
+                }
+                out
+            }
+        })
+    }
+}
+
+fn same_batch(a: &JobKey, b: &JobKey) -> bool {
+    match (a, b) {
+        (
+            JobKey::Recon { image: i1, opts: o1, .. },
+            JobKey::Recon { image: i2, opts: o2, .. },
+        ) => i1 == i2 && o1 == o2,
+        (
+            JobKey::Children { image: i1, opts: o1, k: k1, .. },
+            JobKey::Children { image: i2, opts: o2, k: k2, .. },
+        ) => i1 == i2 && o1 == o2 && k1 == k2,
+        _ => a == b,
+    }
+}
+
+/// The worker thread and its channels.
+pub struct Engine {
+    tx: Sender<Msg>,
+    pub events: Receiver<Event>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the worker, which owns `model`.
+    pub fn start(model: Model) -> Engine {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let (etx, events) = mpsc::channel::<Event>();
+        let handle = std::thread::Builder::new()
+            .name("treevis-engine".into())
+            .spawn(move || worker(Scheduler::new(model, 256 << 20), rx, etx))
+            .expect("spawn the engine thread");
+        Engine {
+            tx,
+            events,
+            handle: Some(handle),
+        }
+    }
+
+    /// Says what is wanted now, most important first (replaces the previous want).
+    pub fn want(&self, keys: Vec<JobKey>) {
+        let _ = self.tx.send(Msg::Want(keys));
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Quit);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn worker(mut s: Scheduler, rx: Receiver<Msg>, tx: Sender<Event>) {
+    let send_all = |tx: &Sender<Event>, out: Vec<(JobKey, Output)>| out.into_iter().all(|(key, output)| tx.send(Event::Done { key, output }).is_ok());
+    loop {
+        // block when idle; otherwise take whatever arrived since the last batch
+        let mut msgs = Vec::new();
+        if !s.has_work() {
+            match rx.recv() {
+                Ok(m) => msgs.push(m),
+                Err(_) => return,
+            }
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(m) => msgs.push(m),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        for m in msgs {
+            match m {
+                Msg::Quit => return,
+                Msg::Want(keys) => {
+                    let ready = s.want(keys);
+                    if !send_all(&tx, ready) {
+                        return;
+                    }
+                }
+            }
+        }
+        if s.has_work() {
+            let _ = tx.send(Event::Status(Status { running: s.pending.len().min(s.max_batch), ..s.status }));
+            let out = s.step();
+            if !send_all(&tx, out) || tx.send(Event::Status(s.status)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::WeightsSource;
+    use candle_core::Device;
+
+    fn sched() -> (Scheduler, tempfile::TempDir, PathBuf) {
+        let m = Model::load("tiny", &WeightsSource::Default, &Device::Cpu).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("a.png");
+        crate::data::pattern_image(40, 40).save(&img).unwrap();
+        (Scheduler::new(m, 1 << 20), d, img)
+    }
+
+    fn recon(img: &PathBuf, p: &str) -> JobKey {
+        JobKey::Recon {
+            image: img.clone(),
+            path: p.parse().unwrap(),
+            opts: Options::default(),
+            display: Display::Norm,
+        }
+    }
+
+    #[test]
+    fn same_image_reconstructions_run_as_one_batch_and_every_job_is_answered() {
+        let (mut s, _d, img) = sched();
+        let keys: Vec<JobKey> = ["conv4:1", "conv3:2", "conv4:1/conv3:2", "conv1:0", "fc6:3"].iter().map(|p| recon(&img, p)).collect();
+        assert!(s.want(keys.clone()).is_empty());
+        let out = s.step();
+        assert_eq!(s.status.batches, 1, "one batched pass");
+        assert_eq!(out.len(), 5);
+        for k in &keys {
+            assert!(out.iter().any(|(o, r)| o == k && matches!(r, Output::Image(_))), "{k:?}");
+        }
+        assert!(!s.has_work());
+    }
+
+    #[test]
+    fn identical_requests_are_computed_once_and_then_cached() {
+        let (mut s, _d, img) = sched();
+        let k = recon(&img, "conv2:1");
+        s.want(vec![k.clone(), k.clone(), JobKey::Labels { image: img.clone() }]);
+        assert_eq!(s.pending.len(), 2, "duplicates dropped");
+        while s.has_work() {
+            s.step();
+        }
+        let computed = s.status.computed;
+        let ready = s.want(vec![k.clone()]);
+        assert_eq!(ready.len(), 1, "answered from the cache");
+        assert!(!s.has_work());
+        assert_eq!(s.status.computed, computed);
+    }
+
+    #[test]
+    fn a_new_want_cancels_what_left_the_screen_and_sets_priority() {
+        let (mut s, _d, img) = sched();
+        s.want(vec![recon(&img, "conv4:1"), recon(&img, "conv4:2")]);
+        // the user moved on before anything ran
+        let labels = JobKey::Labels { image: img.clone() };
+        let thumb = JobKey::Thumb { image: img.clone() };
+        s.want(vec![labels.clone(), thumb.clone()]);
+        let first = s.step();
+        assert_eq!(first[0].0, labels, "first wanted, first served");
+        let second = s.step();
+        assert_eq!(second[0].0, thumb);
+        assert!(!s.has_work(), "the reconstructions were cancelled");
+        assert_eq!(s.status.computed, 2);
+    }
+
+    #[test]
+    fn failures_are_answered_not_dropped() {
+        let (mut s, d, img) = sched();
+        let bad = d.path().join("broken.png");
+        std::fs::write(&bad, b"not a png").unwrap();
+        s.want(vec![JobKey::Labels { image: bad.clone() }, recon(&img, "conv9:1"), recon(&img, "conv4:1")]);
+        let mut out = Vec::new();
+        while s.has_work() {
+            out.extend(s.step());
+        }
+        assert_eq!(out.len(), 3);
+        assert!(matches!(&out[0].1, Output::Failed(m) if m.contains("broken.png")));
+        assert!(out.iter().any(|(k, o)| k == &recon(&img, "conv9:1") && matches!(o, Output::Failed(m) if m.contains("unknown blob"))));
+        assert!(out.iter().any(|(k, o)| k == &recon(&img, "conv4:1") && matches!(o, Output::Image(_))));
+    }
+
+    #[test]
+    fn the_thread_answers_without_blocking_the_caller() {
+        let m = Model::load("tiny", &WeightsSource::Default, &Device::Cpu).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("a.png");
+        crate::data::pattern_image(40, 40).save(&img).unwrap();
+        let e = Engine::start(m);
+        let keys: Vec<JobKey> = (0..8).map(|c| recon(&img, &format!("conv3:{c}"))).collect();
+        e.want(keys.clone());
+        let mut got = std::collections::HashSet::new();
+        while got.len() < keys.len() {
+            match e.events.recv_timeout(std::time::Duration::from_secs(60)).unwrap() {
+                Event::Done { key, .. } => {
+                    got.insert(key);
+                }
+                Event::Status(_) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The terminal app: gallery -> overview -> tree. One event loop draws, reads keys and
+//! engine messages; all numeric work happens on the engine thread ([`crate::engine`]).
+//! The terminal is restored on every exit path: quit, error, panic, SIGTERM, SIGHUP.
+
+pub mod app;
+pub mod keymap;
+pub mod ui;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use ratatui_image::picker::{Picker, ProtocolType};
+
+use crate::engine::Engine;
+use crate::model::Model;
+
+/// How images reach the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Protocol {
+    /// Ask the terminal (sixel, kitty, iTerm2), else unicode half-blocks.
+    #[default]
+    Auto,
+    Sixel,
+    Kitty,
+    Iterm2,
+    Halfblocks,
+    /// No images at all: captions and numbers only.
+    Text,
+}
+
+pub struct TuiOptions {
+    pub images: Vec<PathBuf>,
+    pub protocol: Protocol,
+    pub keymap: keymap::Keymap,
+    pub info: String,
+}
+
+fn restore() {
+    let _ = terminal::disable_raw_mode();
+    let _ = crossterm::execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+}
+
+/// Picks the image protocol: the terminal is queried (before the event loop reads input)
+/// unless `--protocol` names one.
+fn picker(p: Protocol) -> Option<Picker> {
+    let queried = || Picker::from_query_stdio().unwrap_or_else(|_| Picker::halfblocks());
+    let mut picker = match p {
+        Protocol::Text => return None,
+        Protocol::Halfblocks => return Some(Picker::halfblocks()),
+        _ => queried(),
+    };
+    match p {
+        Protocol::Sixel => picker.set_protocol_type(ProtocolType::Sixel),
+        Protocol::Kitty => picker.set_protocol_type(ProtocolType::Kitty),
+        Protocol::Iterm2 => picker.set_protocol_type(ProtocolType::Iterm2),
+        _ => {}
+    }
+    Some(picker)
+}
+
+/// Runs the app until the user quits (or a signal arrives).
+pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
+    let picker = picker(opts.protocol);
+    let protocol_name = match &picker {
+        None => "text".to_string(),
+        Some(p) => format!("{:?}", p.protocol_type()).to_lowercase(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("cannot install a signal handler")?;
+    }
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore();
+        default_hook(info);
+    }));
+    terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
+    crossterm::execute!(io::stdout(), EnterAlternateScreen, crossterm::cursor::Hide)?;
+    let result = (|| {
+        let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+        let engine = Engine::start(model);
+        let mut app = app::App::new(opts.images, format!("{} | {protocol_name}", opts.info));
+        let mut images = ui::Images::new(picker);
+        event_loop(&mut term, &engine, &mut app, &mut images, &opts.keymap, &stop)
+    })();
+    restore();
+    let _ = io::stdout().flush();
+    result
+}
+
+fn event_loop(
+    term: &mut Terminal<CrosstermBackend<io::Stdout>>,
+    engine: &Engine,
+    app: &mut app::App,
+    images: &mut ui::Images,
+    keymap: &keymap::Keymap,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut last_want = Vec::new();
+    let mut worst_frame = 0f64;
+    let started = Instant::now();
+    let mut first_frame = true;
+    while !app.quit && !stop.load(Ordering::Relaxed) {
+        let t0 = Instant::now();
+        term.draw(|f| ui::draw(f, app, images, keymap))?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        worst_frame = worst_frame.max(ms);
+        if first_frame {
+            tracing::info!(ms = started.elapsed().as_secs_f64() * 1e3, "first frame");
+            first_frame = false;
+        }
+        let want = app.wants();
+        if want != last_want {
+            engine.want(want.clone());
+            images.retain(&want);
+            last_want = want;
+        }
+        if event::poll(Duration::from_millis(60))? {
+            match event::read()? {
+                TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
+                    if app.pane == app::Pane::Gallery && app.filter_input(k.code) {
+                        continue;
+                    }
+                    if let Some(a) = keymap.action(app.pane.name(), keymap::Key::from_event(&k)) {
+                        tracing::debug!(?a, "action");
+                        app.apply(a);
+                    }
+                }
+                TermEvent::Resize(..) => term.autoresize()?,
+                _ => {}
+            }
+        }
+        while let Ok(e) = engine.events.try_recv() {
+            app.on_event(e);
+        }
+        app.tick = app.tick.wrapping_add(1);
+    }
+    tracing::info!(worst_frame_ms = worst_frame, "quit");
+    Ok(())
+}
