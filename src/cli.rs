@@ -24,7 +24,13 @@ use crate::recon::{self, MultMode, Options, Path, Rule};
 /// With no command, treevis opens the terminal app on IMAGE files and folders (the demo
 /// gallery when none are given); without a terminal it prints a headless summary instead.
 #[derive(Parser, Debug)]
-#[command(name = "treevis", version, about, long_about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "treevis",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -530,7 +536,10 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Keys { keymap } => {
             let path = keymap.or_else(crate::tui::keymap::user_keymap_path);
-            print!("{}", crate::tui::keymap::Keymap::load(path.as_deref())?.describe());
+            print!(
+                "{}",
+                crate::tui::keymap::Keymap::load(path.as_deref())?.describe()
+            );
         }
         Command::RandomWeights { model, seed, out } => {
             let spec = crate::model::LoadedSpec::resolve(&model)?;
@@ -734,7 +743,11 @@ pub fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             for e in entries {
                 walk(&e, out)?;
             }
-        } else if p.extension().and_then(|x| x.to_str()).is_some_and(|x| EXT.contains(&x.to_lowercase().as_str())) {
+        } else if p
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| EXT.contains(&x.to_lowercase().as_str()))
+        {
             out.push(p.to_path_buf());
         }
         Ok(())
@@ -751,16 +764,34 @@ pub fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     if out.is_empty() {
-        bail!("no images (png, jpeg, bmp, gif, webp, tiff) under {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no images (png, jpeg, bmp, gif, webp, tiff) under {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     Ok(out)
 }
 
 fn run_tui(args: TuiArgs) -> Result<()> {
-    let images = if args.paths.is_empty() { demo_gallery()? } else { collect_images(&args.paths)? };
+    let images = if args.paths.is_empty() {
+        demo_gallery()?
+    } else {
+        collect_images(&args.paths)?
+    };
     let device = parse_device(&args.engine.device)?;
-    let model = Model::load(&args.engine.model, &WeightsSource::parse(args.engine.weights.as_deref()), &device)?;
-    let keymap_path = args.keymap.clone().or_else(crate::tui::keymap::user_keymap_path);
+    let model = Model::load(
+        &args.engine.model,
+        &WeightsSource::parse(args.engine.weights.as_deref()),
+        &device,
+    )?;
+    let keymap_path = args
+        .keymap
+        .clone()
+        .or_else(crate::tui::keymap::user_keymap_path);
     let keymap = crate::tui::keymap::Keymap::load(keymap_path.as_deref())?;
     let info = format!("{} | {}", model.spec().name, args.engine.device);
     crate::tui::run(
@@ -769,7 +800,7 @@ fn run_tui(args: TuiArgs) -> Result<()> {
             images,
             protocol: args.protocol,
             keymap,
-        info,
+            info,
         },
     )
 }

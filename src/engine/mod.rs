@@ -26,11 +26,20 @@ use crate::recon::{self, BlobUnits, Child, Label, Options, Path};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum JobKey {
     /// The image file, decoded and scaled to a thumbnail.
-    Thumb { image: PathBuf },
+    Thumb {
+        image: PathBuf,
+    },
     /// The preprocessed input as the network sees it.
-    Input { image: PathBuf },
-    Labels { image: PathBuf },
-    Overview { image: PathBuf, top: usize },
+    Input {
+        image: PathBuf,
+    },
+    Labels {
+        image: PathBuf,
+    },
+    Overview {
+        image: PathBuf,
+        top: usize,
+    },
     Recon {
         image: PathBuf,
         path: Path,
@@ -84,7 +93,10 @@ impl Output {
 /// Messages from the engine.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Done { key: JobKey, output: Output },
+    Done {
+        key: JobKey,
+        output: Output,
+    },
     /// Queue state after each batch.
     Status(Status),
 }
@@ -138,7 +150,12 @@ impl Lru {
             self.bytes -= old.bytes();
         }
         while self.bytes > self.limit && self.map.len() > 1 {
-            let oldest = self.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()).expect("non-empty");
+            let oldest = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+                .expect("non-empty");
             if let Some((o, _)) = self.map.remove(&oldest) {
                 self.bytes -= o.bytes();
             }
@@ -202,7 +219,9 @@ impl Scheduler {
     /// Runs the first pending job, batched with every pending job of the same kind, image
     /// and options; returns the results.
     pub fn step(&mut self) -> Vec<(JobKey, Output)> {
-        let Some(first) = self.pending.front().cloned() else { return vec![] };
+        let Some(first) = self.pending.front().cloned() else {
+            return vec![];
+        };
         let started = Instant::now();
         let group: Vec<JobKey> = self
             .pending
@@ -215,7 +234,10 @@ impl Scheduler {
         self.status.running = group.len();
         let out = match self.run_group(&group) {
             Ok(o) => o,
-            Err(e) => group.iter().map(|k| (k.clone(), Output::Failed(format!("{e:#}")))).collect(),
+            Err(e) => group
+                .iter()
+                .map(|k| (k.clone(), Output::Failed(format!("{e:#}"))))
+                .collect(),
         };
         for (k, o) in &out {
             self.cache.put(k.clone(), o.clone());
@@ -259,11 +281,17 @@ impl Scheduler {
             }
             JobKey::Labels { .. } => {
                 let f = self.forward(&image)?;
-                vec![(first.clone(), Output::Labels(recon::labels(&self.model, &f.1, 0, 5)?))]
+                vec![(
+                    first.clone(),
+                    Output::Labels(recon::labels(&self.model, &f.1, 0, 5)?),
+                )]
             }
             JobKey::Overview { top, .. } => {
                 let f = self.forward(&image)?;
-                vec![(first.clone(), Output::Overview(recon::overview(&self.model, &f.1, 0, *top)?))]
+                vec![(
+                    first.clone(),
+                    Output::Overview(recon::overview(&self.model, &f.1, 0, *top)?),
+                )]
             }
             JobKey::Recon { opts, .. } => {
                 let f = self.forward(&image)?;
@@ -281,14 +309,28 @@ impl Scheduler {
                     .partition(|(_, p)| recon::resolve_path(&self.model.net, p).is_ok());
                 let mut out: Vec<(JobKey, Output)> = bad
                     .into_iter()
-                    .map(|(k, p)| (k.clone(), Output::Failed(recon::resolve_path(&self.model.net, p).unwrap_err().to_string())))
+                    .map(|(k, p)| {
+                        (
+                            k.clone(),
+                            Output::Failed(
+                                recon::resolve_path(&self.model.net, p)
+                                    .unwrap_err()
+                                    .to_string(),
+                            ),
+                        )
+                    })
                     .collect();
                 let good: Vec<Path> = ok.iter().map(|(_, p)| (*p).clone()).collect();
                 if !good.is_empty() {
                     let rs = recon::reconstruct(&self.model, &f.1, 0, opts, &good)?;
                     for ((k, _), r) in ok.into_iter().zip(rs) {
-                        let JobKey::Recon { display: d, .. } = k else { unreachable!() };
-                        out.push((k.clone(), Output::Image(Arc::new(display::render(&self.model, &r.grad, *d)?))));
+                        let JobKey::Recon { display: d, .. } = k else {
+                            unreachable!()
+                        };
+                        out.push((
+                            k.clone(),
+                            Output::Image(Arc::new(display::render(&self.model, &r.grad, *d)?)),
+                        ));
                     }
                 }
                 out
@@ -297,8 +339,17 @@ impl Scheduler {
                 let f = self.forward(&image)?;
                 let mut out = Vec::new();
                 for key in group {
-                    let JobKey::Children { path, .. } = key else { unreachable!() };
-                    let o = match recon::children(&self.model, &f.1, 0, opts, std::slice::from_ref(path), *k) {
+                    let JobKey::Children { path, .. } = key else {
+                        unreachable!()
+                    };
+                    let o = match recon::children(
+                        &self.model,
+                        &f.1,
+                        0,
+                        opts,
+                        std::slice::from_ref(path),
+                        *k,
+                    ) {
                         Ok(mut c) => Output::Children(c.remove(0)),
                         Err(e) => Output::Failed(e.to_string()),
                     };
@@ -313,12 +364,30 @@ impl Scheduler {
 fn same_batch(a: &JobKey, b: &JobKey) -> bool {
     match (a, b) {
         (
-            JobKey::Recon { image: i1, opts: o1, .. },
-            JobKey::Recon { image: i2, opts: o2, .. },
+            JobKey::Recon {
+                image: i1,
+                opts: o1,
+                ..
+            },
+            JobKey::Recon {
+                image: i2,
+                opts: o2,
+                ..
+            },
         ) => i1 == i2 && o1 == o2,
         (
-            JobKey::Children { image: i1, opts: o1, k: k1, .. },
-            JobKey::Children { image: i2, opts: o2, k: k2, .. },
+            JobKey::Children {
+                image: i1,
+                opts: o1,
+                k: k1,
+                ..
+            },
+            JobKey::Children {
+                image: i2,
+                opts: o2,
+                k: k2,
+                ..
+            },
         ) => i1 == i2 && o1 == o2 && k1 == k2,
         _ => a == b,
     }
@@ -363,7 +432,10 @@ impl Drop for Engine {
 }
 
 fn worker(mut s: Scheduler, rx: Receiver<Msg>, tx: Sender<Event>) {
-    let send_all = |tx: &Sender<Event>, out: Vec<(JobKey, Output)>| out.into_iter().all(|(key, output)| tx.send(Event::Done { key, output }).is_ok());
+    let send_all = |tx: &Sender<Event>, out: Vec<(JobKey, Output)>| {
+        out.into_iter()
+            .all(|(key, output)| tx.send(Event::Done { key, output }).is_ok())
+    };
     loop {
         // block when idle; otherwise take whatever arrived since the last batch
         let mut msgs = Vec::new();
@@ -392,7 +464,10 @@ fn worker(mut s: Scheduler, rx: Receiver<Msg>, tx: Sender<Event>) {
             }
         }
         if s.has_work() {
-            let _ = tx.send(Event::Status(Status { running: s.pending.len().min(s.max_batch), ..s.status }));
+            let _ = tx.send(Event::Status(Status {
+                running: s.pending.len().min(s.max_batch),
+                ..s.status
+            }));
             let out = s.step();
             if !send_all(&tx, out) || tx.send(Event::Status(s.status)).is_err() {
                 return;
@@ -415,9 +490,9 @@ mod tests {
         (Scheduler::new(m, 1 << 20), d, img)
     }
 
-    fn recon(img: &PathBuf, p: &str) -> JobKey {
+    fn recon(img: &std::path::Path, p: &str) -> JobKey {
         JobKey::Recon {
-            image: img.clone(),
+            image: img.to_path_buf(),
             path: p.parse().unwrap(),
             opts: Options::default(),
             display: Display::Norm,
@@ -427,13 +502,20 @@ mod tests {
     #[test]
     fn same_image_reconstructions_run_as_one_batch_and_every_job_is_answered() {
         let (mut s, _d, img) = sched();
-        let keys: Vec<JobKey> = ["conv4:1", "conv3:2", "conv4:1/conv3:2", "conv1:0", "fc6:3"].iter().map(|p| recon(&img, p)).collect();
+        let keys: Vec<JobKey> = ["conv4:1", "conv3:2", "conv4:1/conv3:2", "conv1:0", "fc6:3"]
+            .iter()
+            .map(|p| recon(&img, p))
+            .collect();
         assert!(s.want(keys.clone()).is_empty());
         let out = s.step();
         assert_eq!(s.status.batches, 1, "one batched pass");
         assert_eq!(out.len(), 5);
         for k in &keys {
-            assert!(out.iter().any(|(o, r)| o == k && matches!(r, Output::Image(_))), "{k:?}");
+            assert!(
+                out.iter()
+                    .any(|(o, r)| o == k && matches!(r, Output::Image(_))),
+                "{k:?}"
+            );
         }
         assert!(!s.has_work());
     }
@@ -442,7 +524,11 @@ mod tests {
     fn identical_requests_are_computed_once_and_then_cached() {
         let (mut s, _d, img) = sched();
         let k = recon(&img, "conv2:1");
-        s.want(vec![k.clone(), k.clone(), JobKey::Labels { image: img.clone() }]);
+        s.want(vec![
+            k.clone(),
+            k.clone(),
+            JobKey::Labels { image: img.clone() },
+        ]);
         assert_eq!(s.pending.len(), 2, "duplicates dropped");
         while s.has_work() {
             s.step();
@@ -475,15 +561,22 @@ mod tests {
         let (mut s, d, img) = sched();
         let bad = d.path().join("broken.png");
         std::fs::write(&bad, b"not a png").unwrap();
-        s.want(vec![JobKey::Labels { image: bad.clone() }, recon(&img, "conv9:1"), recon(&img, "conv4:1")]);
+        s.want(vec![
+            JobKey::Labels { image: bad.clone() },
+            recon(&img, "conv9:1"),
+            recon(&img, "conv4:1"),
+        ]);
         let mut out = Vec::new();
         while s.has_work() {
             out.extend(s.step());
         }
         assert_eq!(out.len(), 3);
         assert!(matches!(&out[0].1, Output::Failed(m) if m.contains("broken.png")));
-        assert!(out.iter().any(|(k, o)| k == &recon(&img, "conv9:1") && matches!(o, Output::Failed(m) if m.contains("unknown blob"))));
-        assert!(out.iter().any(|(k, o)| k == &recon(&img, "conv4:1") && matches!(o, Output::Image(_))));
+        assert!(out.iter().any(|(k, o)| k == &recon(&img, "conv9:1")
+            && matches!(o, Output::Failed(m) if m.contains("unknown blob"))));
+        assert!(out
+            .iter()
+            .any(|(k, o)| k == &recon(&img, "conv4:1") && matches!(o, Output::Image(_))));
     }
 
     #[test]
@@ -497,7 +590,11 @@ mod tests {
         e.want(keys.clone());
         let mut got = std::collections::HashSet::new();
         while got.len() < keys.len() {
-            match e.events.recv_timeout(std::time::Duration::from_secs(60)).unwrap() {
+            match e
+                .events
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap()
+            {
                 Event::Done { key, .. } => {
                     got.insert(key);
                 }

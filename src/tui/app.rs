@@ -138,7 +138,11 @@ impl App {
         let f = self.filter.to_lowercase();
         self.images
             .iter()
-            .filter(|p| f.is_empty() || p.file_name().is_some_and(|n| n.to_string_lossy().to_lowercase().contains(&f)))
+            .filter(|p| {
+                f.is_empty()
+                    || p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().to_lowercase().contains(&f))
+            })
             .collect()
     }
 
@@ -148,7 +152,10 @@ impl App {
 
     pub fn overview(&self) -> Option<&Vec<crate::recon::BlobUnits>> {
         let image = self.current_image()?;
-        match self.results.get(&JobKey::Overview { image, top: self.ov_top }) {
+        match self.results.get(&JobKey::Overview {
+            image,
+            top: self.ov_top,
+        }) {
             Some(Output::Overview(o)) => Some(o),
             _ => None,
         }
@@ -206,7 +213,10 @@ impl App {
                 }
             }
             Action::CycleMethod => {
-                let i = Rule::ALL.iter().position(|r| *r == self.opts.rule).unwrap_or(0);
+                let i = Rule::ALL
+                    .iter()
+                    .position(|r| *r == self.opts.rule)
+                    .unwrap_or(0);
                 self.opts.rule = Rule::ALL[(i + 1) % Rule::ALL.len()];
                 self.reset_expansions();
             }
@@ -291,8 +301,12 @@ impl App {
             }
             Action::Open => {
                 let Some(o) = self.overview() else { return };
-                let Some(row) = o.get(self.ov_row) else { return };
-                let Some(u) = row.units.get(self.ov_col) else { return };
+                let Some(row) = o.get(self.ov_row) else {
+                    return;
+                };
+                let Some(u) = row.units.get(self.ov_col) else {
+                    return;
+                };
                 let root = Path::root(&row.blob, u.channel);
                 self.tree = Some(Tree::new(root));
                 self.pane = Pane::Tree;
@@ -312,7 +326,9 @@ impl App {
                 let sel = t.sel;
                 if t.nodes[sel].children.is_empty() {
                     t.nodes[sel].expanding = true;
-                } else if let Some(&c) = t.nodes[sel].children.iter().find(|&&c| !t.nodes[c].removed) {
+                } else if let Some(&c) =
+                    t.nodes[sel].children.iter().find(|&&c| !t.nodes[c].removed)
+                {
                     t.sel = c;
                 }
             }
@@ -350,7 +366,9 @@ impl App {
         match e {
             Event::Status(s) => self.status = s,
             Event::Done { key, output } => {
-                if let (JobKey::Children { path, opts, .. }, Output::Children(kids)) = (&key, &output) {
+                if let (JobKey::Children { path, opts, .. }, Output::Children(kids)) =
+                    (&key, &output)
+                {
                     if *opts == self.opts {
                         self.add_children(path, kids);
                     }
@@ -359,7 +377,10 @@ impl App {
                 // keep the UI-side copy bounded: drop other images' results past a size
                 if self.results.len() > 2000 {
                     let keep = self.current_image();
-                    self.results.retain(|k, _| Some(k.image()) == keep.as_ref() || matches!(k, JobKey::Thumb { .. } | JobKey::Labels { .. }));
+                    self.results.retain(|k, _| {
+                        Some(k.image()) == keep.as_ref()
+                            || matches!(k, JobKey::Thumb { .. } | JobKey::Labels { .. })
+                    });
                 }
             }
         }
@@ -367,7 +388,9 @@ impl App {
 
     fn add_children(&mut self, path: &Path, kids: &[Child]) {
         let Some(t) = &mut self.tree else { return };
-        let Some(i) = t.nodes.iter().position(|n| &n.path == path && !n.removed) else { return };
+        let Some(i) = t.nodes.iter().position(|n| &n.path == path && !n.removed) else {
+            return;
+        };
         if !t.nodes[i].expanding {
             return;
         }
@@ -396,19 +419,33 @@ impl App {
         match self.pane {
             Pane::Gallery => {
                 let imgs = self.visible_images();
-                let vis = self.gallery_visible.start.min(imgs.len())..self.gallery_visible.end.min(imgs.len());
+                let vis = self.gallery_visible.start.min(imgs.len())
+                    ..self.gallery_visible.end.min(imgs.len());
                 for p in &imgs[vis.clone()] {
-                    w.push(JobKey::Thumb { image: (*p).clone() });
+                    w.push(JobKey::Thumb {
+                        image: (*p).clone(),
+                    });
                 }
                 for p in &imgs[vis] {
-                    w.push(JobKey::Labels { image: (*p).clone() });
+                    w.push(JobKey::Labels {
+                        image: (*p).clone(),
+                    });
                 }
             }
             Pane::Overview => {
-                let Some(image) = self.current_image() else { return w };
-                w.push(JobKey::Input { image: image.clone() });
-                w.push(JobKey::Labels { image: image.clone() });
-                w.push(JobKey::Overview { image: image.clone(), top: self.ov_top });
+                let Some(image) = self.current_image() else {
+                    return w;
+                };
+                w.push(JobKey::Input {
+                    image: image.clone(),
+                });
+                w.push(JobKey::Labels {
+                    image: image.clone(),
+                });
+                w.push(JobKey::Overview {
+                    image: image.clone(),
+                    top: self.ov_top,
+                });
                 if let Some(o) = self.overview() {
                     // the selected row first, then the others
                     let mut rows: Vec<usize> = (0..o.len()).collect();
@@ -421,7 +458,9 @@ impl App {
                 }
             }
             Pane::Tree => {
-                let (Some(image), Some(t)) = (self.current_image(), &self.tree) else { return w };
+                let (Some(image), Some(t)) = (self.current_image(), &self.tree) else {
+                    return w;
+                };
                 let sel = &t.nodes[t.sel];
                 w.push(self.recon_key(&image, &sel.path));
                 for n in t.nodes.iter().filter(|n| n.expanding && !n.removed) {
@@ -431,8 +470,12 @@ impl App {
                     w.push(self.recon_key(&image, &t.nodes[c].path));
                 }
                 if t.show_input {
-                    w.push(JobKey::Input { image: image.clone() });
-                    w.push(JobKey::Labels { image: image.clone() });
+                    w.push(JobKey::Input {
+                        image: image.clone(),
+                    });
+                    w.push(JobKey::Labels {
+                        image: image.clone(),
+                    });
                 }
             }
         }

@@ -142,19 +142,29 @@ pub struct Keymap {
 }
 
 fn parse_tables(text: &str, origin: &str) -> Result<BTreeMap<String, Vec<Binding>>> {
-    let raw: BTreeMap<String, RawTable> = toml::from_str(text).map_err(|e| Error::Input(format!("keymap {origin}: {}", e.to_string().trim().replace('\n', " "))))?;
+    let raw: BTreeMap<String, RawTable> = toml::from_str(text).map_err(|e| {
+        Error::Input(format!(
+            "keymap {origin}: {}",
+            e.to_string().trim().replace('\n', " ")
+        ))
+    })?;
     let mut out = BTreeMap::new();
     for (pane, table) in raw {
         if !PANES.contains(&pane.as_str()) {
-            return Err(Error::Input(format!("keymap {origin}: unknown table `[{pane}]` (tables: {})", PANES.join(", "))));
+            return Err(Error::Input(format!(
+                "keymap {origin}: unknown table `[{pane}]` (tables: {})",
+                PANES.join(", ")
+            )));
         }
         let mut bs = Vec::new();
         for b in table.keys {
-            let keys = b
-                .on
-                .iter()
-                .map(|k| Key::parse(k).map_err(|m| Error::Input(format!("keymap {origin}, [{pane}]: {m}"))))
-                .collect::<Result<Vec<_>>>()?;
+            let keys =
+                b.on.iter()
+                    .map(|k| {
+                        Key::parse(k)
+                            .map_err(|m| Error::Input(format!("keymap {origin}, [{pane}]: {m}")))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
             bs.push(Binding {
                 keys,
                 action: b.run,
@@ -170,7 +180,8 @@ impl Keymap {
     /// The built-in keymap.
     pub fn default_map() -> Keymap {
         Keymap {
-            panes: parse_tables(DEFAULT, "keymaps/default.toml").expect("the built-in keymap parses"),
+            panes: parse_tables(DEFAULT, "keymaps/default.toml")
+                .expect("the built-in keymap parses"),
         }
     }
 
@@ -203,7 +214,10 @@ impl Keymap {
         let find = |p: &str| {
             self.panes
                 .get(p)
-                .and_then(|bs| bs.iter().find(|b| b.keys.iter().any(|k| *k == key || loose_eq(k, &key))))
+                .and_then(|bs| {
+                    bs.iter()
+                        .find(|b| b.keys.iter().any(|k| *k == key || loose_eq(k, &key)))
+                })
                 .map(|b| b.action)
         };
         find(pane).or_else(|| find("global"))
@@ -215,7 +229,16 @@ impl Keymap {
             .iter()
             .filter_map(|p| self.panes.get(*p))
             .flatten()
-            .map(|b| (b.keys.iter().map(Key::to_string).collect::<Vec<_>>().join(" "), b.desc.clone()))
+            .map(|b| {
+                (
+                    b.keys
+                        .iter()
+                        .map(Key::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    b.desc.clone(),
+                )
+            })
             .collect()
     }
 
@@ -226,8 +249,17 @@ impl Keymap {
             if let Some(bs) = self.panes.get(pane) {
                 s.push_str(&format!("[{pane}]\n"));
                 for b in bs {
-                    let keys = b.keys.iter().map(Key::to_string).collect::<Vec<_>>().join(" ");
-                    s.push_str(&format!("  {keys:<20} {:<14} {}\n", format!("{:?}", b.action), b.desc));
+                    let keys = b
+                        .keys
+                        .iter()
+                        .map(Key::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    s.push_str(&format!(
+                        "  {keys:<20} {:<14} {}\n",
+                        format!("{:?}", b.action),
+                        b.desc
+                    ));
                 }
             }
         }
@@ -237,7 +269,9 @@ impl Keymap {
 
 /// Terminals report `G` as Shift+G; bindings name the character only.
 fn loose_eq(a: &Key, b: &Key) -> bool {
-    a.ctrl == b.ctrl && a.alt == b.alt && matches!((a.code, b.code), (KeyCode::Char(x), KeyCode::Char(y)) if x == y)
+    a.ctrl == b.ctrl
+        && a.alt == b.alt
+        && matches!((a.code, b.code), (KeyCode::Char(x), KeyCode::Char(y)) if x == y)
 }
 
 /// The user's keymap file: `$XDG_CONFIG_HOME/treevis/keymap.toml` (or `~/.config/...`).
@@ -261,11 +295,20 @@ mod tests {
     #[test]
     fn default_keymap_binds_arrows_and_hjkl() {
         let m = Keymap::default_map();
-        for (a, b, act) in [("Left", "h", Action::Left), ("Down", "j", Action::Down), ("Up", "k", Action::Up), ("Right", "l", Action::Right)] {
+        for (a, b, act) in [
+            ("Left", "h", Action::Left),
+            ("Down", "j", Action::Down),
+            ("Up", "k", Action::Up),
+            ("Right", "l", Action::Right),
+        ] {
             assert_eq!(m.action("gallery", key(a)), Some(act));
             assert_eq!(m.action("gallery", key(b)), Some(act));
         }
-        assert_eq!(m.action("tree", key("q")), Some(Action::Quit), "global fallback");
+        assert_eq!(
+            m.action("tree", key("q")),
+            Some(Action::Quit),
+            "global fallback"
+        );
         assert_eq!(m.action("tree", key("Enter")), Some(Action::Expand));
         assert_eq!(m.action("gallery", key("z")), None);
     }
@@ -273,18 +316,51 @@ mod tests {
     #[test]
     fn user_entries_override_and_help_follows() {
         let mut m = Keymap::default_map();
-        m.merge(parse_tables("[gallery]\nkeys = [{ on = [\"h\"], run = \"first\", desc = \"jump home\" }]\n", "user").unwrap());
+        m.merge(
+            parse_tables(
+                "[gallery]\nkeys = [{ on = [\"h\"], run = \"first\", desc = \"jump home\" }]\n",
+                "user",
+            )
+            .unwrap(),
+        );
         assert_eq!(m.action("gallery", key("h")), Some(Action::First));
-        assert_eq!(m.action("gallery", key("Left")), Some(Action::Left), "other keys of the old binding stay");
-        assert!(m.help("gallery").iter().any(|(k, d)| k == "h" && d == "jump home"));
+        assert_eq!(
+            m.action("gallery", key("Left")),
+            Some(Action::Left),
+            "other keys of the old binding stay"
+        );
+        assert!(m
+            .help("gallery")
+            .iter()
+            .any(|(k, d)| k == "h" && d == "jump home"));
         assert!(m.describe().contains("jump home"));
     }
 
     #[test]
     fn bad_keymaps_are_clear_errors() {
-        assert!(parse_tables("[nope]\nkeys = []", "u").unwrap_err().to_string().contains("unknown table `[nope]`"));
-        assert!(parse_tables("[tree]\nkeys = [{ on = [\"Hyper\"], run = \"up\" }]", "u").unwrap_err().to_string().contains("unknown key `Hyper`"));
-        assert!(parse_tables("[tree]\nkeys = [{ on = [\"u\"], run = \"fly\" }]", "u").unwrap_err().to_string().contains("fly"));
-        assert_eq!(key("C-c"), Key { code: KeyCode::Char('c'), ctrl: true, alt: false });
+        assert!(parse_tables("[nope]\nkeys = []", "u")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown table `[nope]`"));
+        assert!(
+            parse_tables("[tree]\nkeys = [{ on = [\"Hyper\"], run = \"up\" }]", "u")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown key `Hyper`")
+        );
+        assert!(
+            parse_tables("[tree]\nkeys = [{ on = [\"u\"], run = \"fly\" }]", "u")
+                .unwrap_err()
+                .to_string()
+                .contains("fly")
+        );
+        assert_eq!(
+            key("C-c"),
+            Key {
+                code: KeyCode::Char('c'),
+                ctrl: true,
+                alt: false
+            }
+        );
     }
 }

@@ -74,8 +74,13 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
         Some(p) => format!("{:?}", p.protocol_type()).to_lowercase(),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone()).context("cannot install a signal handler")?;
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGINT,
+    ] {
+        signal_hook::flag::register(sig, stop.clone())
+            .context("cannot install a signal handler")?;
     }
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -89,7 +94,14 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
         let engine = Engine::start(model);
         let mut app = app::App::new(opts.images, format!("{} | {protocol_name}", opts.info));
         let mut images = ui::Images::new(picker);
-        event_loop(&mut term, &engine, &mut app, &mut images, &opts.keymap, &stop)
+        event_loop(
+            &mut term,
+            &engine,
+            &mut app,
+            &mut images,
+            &opts.keymap,
+            &stop,
+        )
     })();
     restore();
     let _ = io::stdout().flush();

@@ -49,15 +49,31 @@ impl Images {
         }
         let Some(picker) = &self.picker else {
             let (w, h) = img.dimensions();
-            f.render_widget(Paragraph::new(format!("[{w}x{h}]")).style(Style::default().fg(Color::DarkGray)), area);
+            f.render_widget(
+                Paragraph::new(format!("[{w}x{h}]")).style(Style::default().fg(Color::DarkGray)),
+                area,
+            );
             return;
         };
         let id = Arc::as_ptr(img) as usize;
-        let entry = self.protos.entry(key.clone()).or_insert_with(|| (0, picker.new_resize_protocol(image::DynamicImage::ImageRgb8(RgbImage::new(1, 1)))));
+        let entry = self.protos.entry(key.clone()).or_insert_with(|| {
+            (
+                0,
+                picker.new_resize_protocol(image::DynamicImage::ImageRgb8(RgbImage::new(1, 1))),
+            )
+        });
         if entry.0 != id {
-            *entry = (id, picker.new_resize_protocol(image::DynamicImage::ImageRgb8((**img).clone())));
+            *entry = (
+                id,
+                picker.new_resize_protocol(image::DynamicImage::ImageRgb8((**img).clone())),
+            );
         }
-        f.render_stateful_widget(StatefulImage::default().resize(Resize::Scale(Some(image::imageops::FilterType::Nearest))), area, &mut entry.1);
+        f.render_stateful_widget(
+            StatefulImage::default()
+                .resize(Resize::Scale(Some(image::imageops::FilterType::Nearest))),
+            area,
+            &mut entry.1,
+        );
     }
 }
 
@@ -65,8 +81,17 @@ impl Images {
 fn tile(f: &mut Frame, images: &mut Images, app: &App, area: Rect, key: &JobKey) {
     match app.results.get(key) {
         Some(Output::Image(img)) => images.draw(f, area, key, img),
-        Some(Output::Failed(msg)) => f.render_widget(Paragraph::new(msg.as_str()).style(Style::default().fg(Color::Red)).wrap(Wrap { trim: true }), area),
-        _ => f.render_widget(Paragraph::new(format!("{} computing", SPINNER[app.tick % 4])).style(Style::default().fg(Color::DarkGray)), area),
+        Some(Output::Failed(msg)) => f.render_widget(
+            Paragraph::new(msg.as_str())
+                .style(Style::default().fg(Color::Red))
+                .wrap(Wrap { trim: true }),
+            area,
+        ),
+        _ => f.render_widget(
+            Paragraph::new(format!("{} computing", SPINNER[app.tick % 4]))
+                .style(Style::default().fg(Color::DarkGray)),
+            area,
+        ),
     }
 }
 
@@ -111,12 +136,20 @@ fn status_bar(f: &mut Frame, app: &App, area: Rect) {
         s.pending,
         s.last_ms
     );
-    f.render_widget(Paragraph::new(text).style(Style::default().bg(Color::Blue).fg(Color::White)), area);
+    f.render_widget(
+        Paragraph::new(text).style(Style::default().bg(Color::Blue).fg(Color::White)),
+        area,
+    );
 }
 
 fn top_label(app: &App, image: &std::path::Path) -> String {
-    match app.results.get(&JobKey::Labels { image: image.to_path_buf() }) {
-        Some(Output::Labels(l)) => l.first().map(|l| format!("{} {:.0}%", l.name, l.prob * 100.0)).unwrap_or_default(),
+    match app.results.get(&JobKey::Labels {
+        image: image.to_path_buf(),
+    }) {
+        Some(Output::Labels(l)) => l
+            .first()
+            .map(|l| format!("{} {:.0}%", l.name, l.prob * 100.0))
+            .unwrap_or_default(),
         Some(Output::Failed(_)) => "error".into(),
         _ => format!("{}", SPINNER[app.tick % 4]),
     }
@@ -124,7 +157,11 @@ fn top_label(app: &App, image: &std::path::Path) -> String {
 
 fn gallery(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
     let title = if app.filtering || !app.filter.is_empty() {
-        format!(" gallery: /{}{} ", app.filter, if app.filtering { "_" } else { "" })
+        format!(
+            " gallery: /{}{} ",
+            app.filter,
+            if app.filtering { "_" } else { "" }
+        )
     } else {
         format!(" gallery: {} images ", app.images.len())
     };
@@ -150,40 +187,107 @@ fn gallery(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
         let (r, c) = (i / cols, i % cols);
         let cell = Rect::new(inner.x + c as u16 * cw, inner.y + r as u16 * ch, cw, ch);
         let selected = start + i == app.sel;
-        let style = if selected { Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD) } else { Style::default() };
-        let [img_area, name_area, label_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(1), Constraint::Length(1)]).areas(cell);
-        tile(f, images, app, Rect { width: img_area.width.saturating_sub(1), ..img_area }, &JobKey::Thumb { image: p.clone() });
-        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let style = if selected {
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        };
+        let [img_area, name_area, label_area] = Layout::vertical([
+            Constraint::Min(1),
+            Constraint::Length(1),
+            Constraint::Length(1),
+        ])
+        .areas(cell);
+        tile(
+            f,
+            images,
+            app,
+            Rect {
+                width: img_area.width.saturating_sub(1),
+                ..img_area
+            },
+            &JobKey::Thumb { image: p.clone() },
+        );
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let marker = if selected { ">" } else { " " };
-        f.render_widget(Paragraph::new(format!("{marker}{name}")).style(style), name_area);
-        f.render_widget(Paragraph::new(format!(" {}", top_label(app, p))).style(Style::default().fg(Color::Cyan)), label_area);
+        f.render_widget(
+            Paragraph::new(format!("{marker}{name}")).style(style),
+            name_area,
+        );
+        f.render_widget(
+            Paragraph::new(format!(" {}", top_label(app, p)))
+                .style(Style::default().fg(Color::Cyan)),
+            label_area,
+        );
     }
 }
 
 fn labels_lines(app: &App, image: &std::path::Path) -> Vec<Line<'static>> {
-    match app.results.get(&JobKey::Labels { image: image.to_path_buf() }) {
-        Some(Output::Labels(l)) => l.iter().map(|l| Line::from(format!("{:5.1}% {}", l.prob * 100.0, l.name))).collect(),
-        Some(Output::Failed(m)) => vec![Line::from(Span::styled(m.clone(), Style::default().fg(Color::Red)))],
+    match app.results.get(&JobKey::Labels {
+        image: image.to_path_buf(),
+    }) {
+        Some(Output::Labels(l)) => l
+            .iter()
+            .map(|l| Line::from(format!("{:5.1}% {}", l.prob * 100.0, l.name)))
+            .collect(),
+        Some(Output::Failed(m)) => vec![Line::from(Span::styled(
+            m.clone(),
+            Style::default().fg(Color::Red),
+        ))],
         _ => vec![Line::from(format!("{} labels", SPINNER[app.tick % 4]))],
     }
 }
 
 fn overview(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
-    let Some(image) = app.current_image() else { return };
-    let name = image.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let [left, right] = Layout::horizontal([Constraint::Length(24), Constraint::Min(10)]).areas(area);
-    let lb = Block::default().borders(Borders::ALL).title(format!(" {name} "));
+    let Some(image) = app.current_image() else {
+        return;
+    };
+    let name = image
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let [left, right] =
+        Layout::horizontal([Constraint::Length(24), Constraint::Min(10)]).areas(area);
+    let lb = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" {name} "));
     let linner = lb.inner(left);
     f.render_widget(lb, left);
-    let [img_area, lab_area] = Layout::vertical([Constraint::Length(11), Constraint::Min(1)]).areas(linner);
-    tile(f, images, app, img_area, &JobKey::Input { image: image.clone() });
+    let [img_area, lab_area] =
+        Layout::vertical([Constraint::Length(11), Constraint::Min(1)]).areas(linner);
+    tile(
+        f,
+        images,
+        app,
+        img_area,
+        &JobKey::Input {
+            image: image.clone(),
+        },
+    );
     f.render_widget(Paragraph::new(labels_lines(app, &image)), lab_area);
 
-    let rb = Block::default().borders(Borders::ALL).title(format!(" overview: top {} per blob (+/-), Enter opens a tree ", app.ov_top));
+    let rb = Block::default().borders(Borders::ALL).title(format!(
+        " overview: top {} per blob (+/-), Enter opens a tree ",
+        app.ov_top
+    ));
     let rinner = rb.inner(right);
     f.render_widget(rb, right);
     let Some(rows) = app.overview().cloned() else {
-        tile(f, images, app, rinner, &JobKey::Overview { image: image.clone(), top: app.ov_top });
+        tile(
+            f,
+            images,
+            app,
+            rinner,
+            &JobKey::Overview {
+                image: image.clone(),
+                top: app.ov_top,
+            },
+        );
         return;
     };
     let row_h = 7u16;
@@ -194,7 +298,11 @@ fn overview(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
         let y = rinner.y + (ri - first) as u16 * row_h;
         let sel_row = ri == app.ov_row;
         f.render_widget(
-            Paragraph::new(row.blob.clone()).style(if sel_row { Style::default().fg(Color::Yellow) } else { Style::default() }),
+            Paragraph::new(row.blob.clone()).style(if sel_row {
+                Style::default().fg(Color::Yellow)
+            } else {
+                Style::default()
+            }),
             Rect::new(rinner.x, y, 7, 1),
         );
         for (ci, u) in row.units.iter().enumerate() {
@@ -203,9 +311,24 @@ fn overview(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
                 break;
             }
             let selected = sel_row && ci == app.ov_col;
-            let cap = format!("{}{}:{} {:.2}", if selected { ">" } else { "" }, row.blob, u.channel, u.activation);
-            let style = if selected { Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD) } else { Style::default() };
-            f.render_widget(Paragraph::new(cap).style(style), Rect::new(x, y + row_h - 1, tile_w, 1));
+            let cap = format!(
+                "{}{}:{} {:.2}",
+                if selected { ">" } else { "" },
+                row.blob,
+                u.channel,
+                u.activation
+            );
+            let style = if selected {
+                Style::default()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD)
+            } else {
+                Style::default()
+            };
+            f.render_widget(
+                Paragraph::new(cap).style(style),
+                Rect::new(x, y + row_h - 1, tile_w, 1),
+            );
             let key = app.recon_key(&image, &crate::recon::Path::root(&row.blob, u.channel));
             tile(f, images, app, Rect::new(x, y, tile_w - 1, row_h - 1), &key);
         }
@@ -213,9 +336,14 @@ fn overview(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
 }
 
 fn tree(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
-    let (Some(image), Some(t)) = (app.current_image(), app.tree.clone()) else { return };
-    let [left, right] = Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(area);
-    let lb = Block::default().borders(Borders::ALL).title(" tree: Enter expands, h collapses, x removes ");
+    let (Some(image), Some(t)) = (app.current_image(), app.tree.clone()) else {
+        return;
+    };
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(area);
+    let lb = Block::default()
+        .borders(Borders::ALL)
+        .title(" tree: Enter expands, h collapses, x removes ");
     let linner = lb.inner(left);
     f.render_widget(lb, left);
     let outline = t.outline();
@@ -225,10 +353,26 @@ fn tree(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
             let n = &t.nodes[i];
             let last = n.path.last();
             let w = n.weight.map(|w| format!(" {w:.3}")).unwrap_or_default();
-            let spin = if n.expanding { format!(" {}", SPINNER[app.tick % 4]) } else { String::new() };
+            let spin = if n.expanding {
+                format!(" {}", SPINNER[app.tick % 4])
+            } else {
+                String::new()
+            };
             let mark = if n.children.is_empty() { "·" } else { "▾" };
-            let text = format!("{}{} {}:{}{}{}", "  ".repeat(depth), mark, last.blob, last.channel, w, spin);
-            let style = if i == t.sel { Style::default().fg(Color::Black).bg(Color::Yellow) } else { Style::default() };
+            let text = format!(
+                "{}{} {}:{}{}{}",
+                "  ".repeat(depth),
+                mark,
+                last.blob,
+                last.channel,
+                w,
+                spin
+            );
+            let style = if i == t.sel {
+                Style::default().fg(Color::Black).bg(Color::Yellow)
+            } else {
+                Style::default()
+            };
             Line::from(Span::styled(text, style))
         })
         .collect();
@@ -237,15 +381,27 @@ fn tree(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
     f.render_widget(Paragraph::new(lines).scroll((scroll, 0)), linner);
 
     let sel = &t.nodes[t.sel];
-    let rb = Block::default().borders(Borders::ALL).title(format!(" {} ", sel.path));
+    let rb = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" {} ", sel.path));
     let rinner = rb.inner(right);
     f.render_widget(rb, right);
     let strip_h = if sel.children.is_empty() { 0 } else { 8 };
-    let [big, strip] = Layout::vertical([Constraint::Min(4), Constraint::Length(strip_h)]).areas(rinner);
+    let [big, strip] =
+        Layout::vertical([Constraint::Min(4), Constraint::Length(strip_h)]).areas(rinner);
     if t.show_input {
-        let [a, b] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(big);
+        let [a, b] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(big);
         let [img, labs] = Layout::vertical([Constraint::Min(3), Constraint::Length(5)]).areas(a);
-        tile(f, images, app, img, &JobKey::Input { image: image.clone() });
+        tile(
+            f,
+            images,
+            app,
+            img,
+            &JobKey::Input {
+                image: image.clone(),
+            },
+        );
         f.render_widget(Paragraph::new(labels_lines(app, &image)), labs);
         tile(f, images, app, b, &app.recon_key(&image, &sel.path));
     } else {
@@ -261,17 +417,42 @@ fn tree(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
             }
             let node = &t.nodes[c];
             let last = node.path.last();
-            f.render_widget(Paragraph::new(format!("{}:{}", last.blob, last.channel)), Rect::new(x, strip.y + strip.height - 1, w, 1));
-            tile(f, images, app, Rect::new(x, strip.y, w - 1, strip.height - 1), &app.recon_key(&image, &node.path));
+            f.render_widget(
+                Paragraph::new(format!("{}:{}", last.blob, last.channel)),
+                Rect::new(x, strip.y + strip.height - 1, w, 1),
+            );
+            tile(
+                f,
+                images,
+                app,
+                Rect::new(x, strip.y, w - 1, strip.height - 1),
+                &app.recon_key(&image, &node.path),
+            );
         }
     }
 }
 
 fn help(f: &mut Frame, app: &App, keymap: &Keymap, area: Rect) {
-    let lines: Vec<Line> = keymap.help(app.pane.name()).into_iter().map(|(k, d)| Line::from(format!("{k:<22} {d}"))).collect();
+    let lines: Vec<Line> = keymap
+        .help(app.pane.name())
+        .into_iter()
+        .map(|(k, d)| Line::from(format!("{k:<22} {d}")))
+        .collect();
     let h = (lines.len() as u16 + 2).min(area.height);
     let w = 72.min(area.width);
-    let r = Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
     f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(format!(" keys: {} ", app.pane.name()))), r);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(format!(" keys: {} ", app.pane.name())),
+        ),
+        r,
+    );
 }

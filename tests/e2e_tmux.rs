@@ -1,0 +1,88 @@
+//! End to end: the real binary in a real terminal (tmux, half-blocks): gallery -> overview
+//! -> tree -> expand, read back with `capture-pane`, quit, and the shell gets its terminal
+//! back. Needs tmux (`.ci/run` installs it).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn tmux(args: &[&str]) -> String {
+    let o = Command::new("tmux")
+        .args(args)
+        .output()
+        .expect("tmux is installed (apt-get install tmux)");
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn screen(sock: &str) -> String {
+    tmux(&["-L", sock, "capture-pane", "-p", "-t", "e2e"])
+}
+
+fn wait_for(sock: &str, what: &str, secs: u64) -> String {
+    let start = Instant::now();
+    loop {
+        let s = screen(sock);
+        if s.contains(what) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "`{what}` never appeared; screen:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn gallery_overview_tree_expand_quit() {
+    let sock = format!("treevis-e2e-{}", std::process::id());
+    let cache = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "XDG_CACHE_HOME={} {} --protocol halfblocks; echo TREEVIS-EXITED $?; stty -a | grep -o -- '-icanon'; sleep 60",
+        cache.path().display(),
+        env!("CARGO_BIN_EXE_treevis")
+    );
+    tmux(&[
+        "-L",
+        &sock,
+        "new-session",
+        "-d",
+        "-s",
+        "e2e",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &cmd,
+    ]);
+    let s = wait_for(&sock, "stripes 100%", 60);
+    assert!(
+        s.contains("gallery: 22 images") && s.contains(">0000_stripes.png"),
+        "{s}"
+    );
+    // the star (10th image), its overview
+    for _ in 0..9 {
+        tmux(&["-L", &sock, "send-keys", "-t", "e2e", "l"]);
+    }
+    wait_for(&sock, ">0009_star.png", 10);
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
+    let s = wait_for(&sock, "conv5:", 60);
+    assert!(s.contains("star") && s.contains(">fc8:"), "{s}");
+    // conv5's top neuron: tree, expand
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "j", "j", "j"]);
+    wait_for(&sock, ">conv5:", 10);
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
+    wait_for(&sock, "tree: Enter expands", 10);
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
+    let s = wait_for(&sock, "· conv4:", 60);
+    let children = s.lines().filter(|l| l.contains("· conv4:")).count();
+    assert_eq!(children, 5, "{s}");
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "q"]);
+    let s = wait_for(&sock, "TREEVIS-EXITED", 10);
+    assert!(s.contains("TREEVIS-EXITED 0"), "{s}");
+    // the alternate screen is gone and the terminal is back in canonical mode
+    assert!(
+        !s.contains("gallery |") && !s.contains("-icanon"),
+        "terminal not restored:\n{s}"
+    );
+    tmux(&["-L", &sock, "kill-server"]);
+}

@@ -1,0 +1,180 @@
+//! The terminal app's panes on ratatui's `TestBackend` (text mode, so snapshots hold words
+//! and numbers, not pixels), driven by the engine's scheduler on the demo network.
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use treevis::engine::{Output, Scheduler};
+use treevis::model::{Model, WeightsSource};
+use treevis::tui::app::{App, Pane};
+use treevis::tui::keymap::{Action, Keymap};
+use treevis::tui::ui;
+
+struct Rig {
+    app: App,
+    sched: Scheduler,
+    term: Terminal<TestBackend>,
+    images: ui::Images,
+    keymap: Keymap,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn new(w: u16, h: u16) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> =
+            treevis::cli::write_demo_gallery(dir.path(), 22, treevis::cli::DEMO_GALLERY_SEED)
+                .unwrap();
+        let model = Model::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
+        Rig {
+            app: App::new(files, "demo | cpu | text".into()),
+            sched: Scheduler::new(model, 64 << 20),
+            term: Terminal::new(TestBackend::new(w, h)).unwrap(),
+            images: ui::Images::new(None),
+            keymap: Keymap::default_map(),
+            _dir: dir,
+        }
+    }
+
+    /// Draws, then answers everything the screen wants, until the screen is complete.
+    fn settle(&mut self) {
+        for _ in 0..20 {
+            self.draw();
+            let wants = self.app.wants();
+            let mut out = self.sched.want(wants);
+            while self.sched.has_work() {
+                out.extend(self.sched.step());
+            }
+            if out.is_empty() {
+                break;
+            }
+            for (key, output) in out {
+                self.app
+                    .on_event(treevis::engine::Event::Done { key, output });
+            }
+        }
+        self.draw();
+    }
+
+    fn draw(&mut self) {
+        let (app, images, keymap) = (&mut self.app, &mut self.images, &self.keymap);
+        self.term
+            .draw(|f| ui::draw(f, app, images, keymap))
+            .unwrap();
+    }
+
+    fn press(&mut self, a: Action) {
+        self.app.apply(a);
+        self.settle();
+    }
+
+    fn screen(&self) -> String {
+        self.term.backend().to_string()
+    }
+}
+
+#[test]
+fn gallery_overview_and_tree_panes() {
+    let mut r = Rig::new(100, 32);
+    r.settle();
+    insta::assert_snapshot!("gallery", r.screen());
+    assert!(r.screen().contains("0000_stripes.png") && r.screen().contains("stripes 100%"));
+
+    // to the star, open its overview
+    for _ in 0..9 {
+        r.press(Action::Right);
+    }
+    r.press(Action::Open);
+    assert_eq!(r.app.pane, Pane::Overview);
+    insta::assert_snapshot!("overview", r.screen());
+    assert!(r.screen().contains("star"), "labels shown");
+
+    // conv5's top neuron: a tree, then expand it
+    for _ in 0..3 {
+        r.press(Action::Down);
+    }
+    r.press(Action::Open);
+    assert_eq!(r.app.pane, Pane::Tree);
+    r.press(Action::Expand);
+    let t = r.app.tree.as_ref().unwrap();
+    assert_eq!(t.nodes[0].children.len(), 5, "five children");
+    insta::assert_snapshot!("tree", r.screen());
+
+    // into the first child, expand it too, remove it, back up
+    r.press(Action::Expand);
+    r.press(Action::Expand);
+    assert_eq!(r.app.tree.as_ref().unwrap().outline().len(), 1 + 5 + 5);
+    r.press(Action::Remove);
+    assert_eq!(r.app.tree.as_ref().unwrap().outline().len(), 1 + 4);
+    r.press(Action::Help);
+    assert!(r.screen().contains("expand: compute the node's children"));
+}
+
+#[test]
+fn a_small_terminal_says_what_it_needs_and_bad_images_show_errors() {
+    let mut r = Rig::new(40, 10);
+    r.settle();
+    assert!(
+        r.screen().contains("at least") && r.screen().contains("60x18 (this one is 40x10)"),
+        "{}",
+        r.screen()
+    );
+
+    let mut r = Rig::new(100, 32);
+    let bad = r._dir.path().join("0005_broken.png");
+    std::fs::write(&bad, b"not an image").unwrap();
+    r.app.images.insert(5, bad);
+    r.settle();
+    assert!(r
+        .app
+        .results
+        .values()
+        .any(|o| matches!(o, Output::Failed(m) if m.contains("0005_broken.png"))));
+    assert!(r.screen().contains("error"), "{}", r.screen());
+    // the app goes on: the next image opens
+    r.press(Action::Last);
+    r.press(Action::Open);
+    assert_eq!(r.app.pane, Pane::Overview);
+}
+
+#[test]
+fn filtering_the_gallery_by_name() {
+    let mut r = Rig::new(100, 32);
+    r.settle();
+    r.press(Action::Filter);
+    for c in "star".chars() {
+        r.app.filter_input(crossterm::event::KeyCode::Char(c));
+    }
+    r.app.filter_input(crossterm::event::KeyCode::Enter);
+    r.settle();
+    assert_eq!(r.app.visible_images().len(), 2);
+    assert!(
+        r.screen().contains("/star")
+            && r.screen().contains("0009_star.png")
+            && !r.screen().contains("0000_stripes")
+    );
+}
+
+#[test]
+fn halfblocks_draw_the_thumbnails_in_colour() {
+    let mut r = Rig::new(100, 32);
+    r.images = ui::Images::new(Some(ratatui_image::picker::Picker::halfblocks()));
+    r.settle();
+    let buf = r.term.backend().buffer().clone();
+    let coloured = buf
+        .content()
+        .iter()
+        .filter(|c| {
+            (c.symbol() == "▀" || c.symbol() == "▄")
+                && matches!(c.fg, ratatui::style::Color::Rgb(..))
+        })
+        .count();
+    // 10 thumbnails (5 columns, 2 rows) of 17x8 cells: most cells carry colour
+    assert_eq!((r.app.gallery_cols, r.app.gallery_visible.len()), (5, 10));
+    assert!(
+        coloured > 10 * 60,
+        "only {coloured} coloured half-block cells"
+    );
+}
