@@ -118,6 +118,8 @@ fn event_loop(
 ) -> Result<()> {
     let mut last_want = Vec::new();
     let mut worst_frame = 0f64;
+    // when the screen last started waiting for results (pane change, expansion)
+    let mut waiting_since: Option<(String, Instant)> = Some(("launch".into(), Instant::now()));
     let started = Instant::now();
     let mut first_frame = true;
     while !app.quit && !stop.load(Ordering::Relaxed) {
@@ -130,7 +132,16 @@ fn event_loop(
             first_frame = false;
         }
         let want = app.wants();
+        if let Some((what, since)) = &waiting_since {
+            if want.iter().all(|k| app.results.contains_key(k)) {
+                tracing::info!(screen = %what, ms = since.elapsed().as_secs_f64() * 1e3, "screen complete");
+                waiting_since = None;
+            }
+        }
         if want != last_want {
+            if want.iter().any(|k| !app.results.contains_key(k)) && waiting_since.is_none() {
+                waiting_since = Some((app.pane.name().to_string(), Instant::now()));
+            }
             engine.want(want.clone());
             images.retain(&want);
             last_want = want;
@@ -144,6 +155,7 @@ fn event_loop(
                     if let Some(a) = keymap.action(app.pane.name(), keymap::Key::from_event(&k)) {
                         tracing::debug!(?a, "action");
                         app.apply(a);
+                        waiting_since = Some((format!("{} after {a:?}", app.pane.name()), Instant::now()));
                     }
                 }
                 TermEvent::Resize(..) => term.autoresize()?,
@@ -156,5 +168,6 @@ fn event_loop(
         app.tick = app.tick.wrapping_add(1);
     }
     tracing::info!(worst_frame_ms = worst_frame, "quit");
+    let _ = started;
     Ok(())
 }
