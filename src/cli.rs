@@ -199,6 +199,9 @@ pub struct TuiArgs {
     /// folder's treevis/keymap.toml).
     #[arg(long)]
     pub keymap: Option<PathBuf>,
+    /// Save the exploration to this file on every change, and restore it on start.
+    #[arg(long)]
+    pub session: Option<PathBuf>,
 }
 
 /// Model and method options shared by every command.
@@ -801,6 +804,7 @@ fn run_tui(args: TuiArgs) -> Result<()> {
             protocol: args.protocol,
             keymap,
             info,
+            session: args.session,
         },
     )
 }

@@ -32,18 +32,17 @@ fn wait_for(sock: &str, what: &str, secs: u64) -> String {
     }
 }
 
-#[test]
-fn gallery_overview_tree_expand_quit() {
-    let sock = format!("treevis-e2e-{}", std::process::id());
-    let cache = tempfile::tempdir().unwrap();
+fn launch(sock: &str, cache: &std::path::Path, session: &std::path::Path) {
     let cmd = format!(
-        "XDG_CACHE_HOME={} {} --protocol halfblocks; echo TREEVIS-EXITED $?; stty -a | grep -o -- '-icanon'; sleep 60",
-        cache.path().display(),
-        env!("CARGO_BIN_EXE_treevis")
+        "XDG_CACHE_HOME={} {} --protocol halfblocks --session {}; echo TREEVIS-EXITED $?; stty -a | grep -o -- '-icanon'; sleep 60",
+        cache.display(),
+        env!("CARGO_BIN_EXE_treevis"),
+        session.display()
     );
+    tmux(&["-L", sock, "kill-server"]);
     tmux(&[
         "-L",
-        &sock,
+        sock,
         "new-session",
         "-d",
         "-s",
@@ -54,6 +53,14 @@ fn gallery_overview_tree_expand_quit() {
         "40",
         &cmd,
     ]);
+}
+
+#[test]
+fn gallery_overview_tree_expand_quit() {
+    let sock = format!("treevis-e2e-{}", std::process::id());
+    let cache = tempfile::tempdir().unwrap();
+    let session = cache.path().join("session.json");
+    launch(&sock, cache.path(), &session);
     let s = wait_for(&sock, "stripes 100%", 60);
     assert!(
         s.contains("gallery: 22 images") && s.contains(">0000_stripes.png"),

@@ -11,7 +11,8 @@ use crate::recon::{Child, MultMode, Options, Path, Rule};
 
 use super::keymap::Action;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Pane {
     Gallery,
     Overview,
@@ -29,7 +30,7 @@ impl Pane {
 }
 
 /// A node of the explored tree.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TreeNode {
     pub path: Path,
     pub weight: Option<f32>,
@@ -41,7 +42,7 @@ pub struct TreeNode {
 }
 
 /// The explored tree of one image.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tree {
     pub nodes: Vec<TreeNode>,
     pub sel: usize,

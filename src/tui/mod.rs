@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod keymap;
+pub mod session;
 pub mod ui;
 
 use std::io::{self, Write};
@@ -41,6 +42,8 @@ pub struct TuiOptions {
     pub protocol: Protocol,
     pub keymap: keymap::Keymap,
     pub info: String,
+    /// Where the exploration is saved and restored from.
+    pub session: Option<PathBuf>,
 }
 
 fn restore() {
@@ -93,6 +96,11 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
         let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
         let engine = Engine::start(model);
         let mut app = app::App::new(opts.images, format!("{} | {protocol_name}", opts.info));
+        if let Some(path) = &opts.session {
+            if let Some(s) = session::Session::load(path)? {
+                s.restore(&mut app);
+            }
+        }
         let mut images = ui::Images::new(picker);
         event_loop(
             &mut term,
@@ -101,6 +109,7 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
             &mut images,
             &opts.keymap,
             &stop,
+            opts.session.as_deref(),
         )
     })();
     restore();
@@ -115,7 +124,9 @@ fn event_loop(
     images: &mut ui::Images,
     keymap: &keymap::Keymap,
     stop: &AtomicBool,
+    session: Option<&std::path::Path>,
 ) -> Result<()> {
+    let mut saved: Option<session::Session> = None;
     let mut last_want = Vec::new();
     let mut worst_frame = 0f64;
     // when the screen last started waiting for results (pane change, expansion)
@@ -155,7 +166,8 @@ fn event_loop(
                     if let Some(a) = keymap.action(app.pane.name(), keymap::Key::from_event(&k)) {
                         tracing::debug!(?a, "action");
                         app.apply(a);
-                        waiting_since = Some((format!("{} after {a:?}", app.pane.name()), Instant::now()));
+                        waiting_since =
+                            Some((format!("{} after {a:?}", app.pane.name()), Instant::now()));
                     }
                 }
                 TermEvent::Resize(..) => term.autoresize()?,
@@ -164,6 +176,15 @@ fn event_loop(
         }
         while let Ok(e) = engine.events.try_recv() {
             app.on_event(e);
+        }
+        if let Some(path) = session {
+            let now = session::Session::capture(app);
+            if saved.as_ref() != Some(&now) {
+                if let Err(e) = now.save(path) {
+                    tracing::warn!("cannot save the session: {e:#}");
+                }
+                saved = Some(now);
+            }
         }
         app.tick = app.tick.wrapping_add(1);
     }
