@@ -110,6 +110,27 @@ fn gallery_overview_and_tree_panes() {
     assert_eq!(r.app.tree.as_ref().unwrap().outline().len(), 1 + 4);
     r.press(Action::Help);
     assert!(r.screen().contains("expand: compute the node's children"));
+    r.press(Action::Help);
+
+    // export the explored tree: every node's PNG and raw gradient, and tree.json
+    r.press(Action::ExportTree);
+    let mut e = r.app.export.take().expect("an export request");
+    assert_eq!(e.paths.len(), 5);
+    assert!(e.dir.ends_with("treevis-export/0009_star"));
+    let out = r._dir.path().join("export");
+    e.dir = out.clone();
+    let msg = r.sched.export(&e).unwrap();
+    assert!(msg.contains("5 node(s)"), "{msg}");
+    let tree: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tree.json")).unwrap()).unwrap();
+    assert_eq!(tree["children"].as_array().unwrap().len(), 4);
+    let first = tree["children"][0]["raw"].as_str().unwrap();
+    assert_eq!(
+        treevis::data::npy::read_f32(&out.join(first))
+            .unwrap()
+            .shape,
+        vec![3, 64, 64]
+    );
 }
 
 #[test]

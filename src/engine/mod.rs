@@ -90,6 +90,18 @@ impl Output {
     }
 }
 
+/// Writes reconstructions to a folder: each path's PNG (as displayed) and raw gradient
+/// (`.npy`, float32 `[3, H, W]`), plus the input, and `tree.json` when given.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub image: PathBuf,
+    pub paths: Vec<Path>,
+    pub opts: Options,
+    pub display: Display,
+    pub dir: PathBuf,
+    pub tree_json: Option<String>,
+}
+
 /// Messages from the engine.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -97,6 +109,8 @@ pub enum Event {
         key: JobKey,
         output: Output,
     },
+    /// An export finished: what was written, or why not.
+    Exported(Result<String, String>),
     /// Queue state after each batch.
     Status(Status),
 }
@@ -115,6 +129,7 @@ pub struct Status {
 
 enum Msg {
     Want(Vec<JobKey>),
+    Export(Export),
     Quit,
 }
 
@@ -248,6 +263,27 @@ impl Scheduler {
         self.status.pending = self.pending.len();
         self.status.last_ms = started.elapsed().as_secs_f64() * 1e3;
         out
+    }
+
+    /// Runs an export (one batched pass for all its paths).
+    pub fn export(&mut self, e: &Export) -> anyhow::Result<String> {
+        use anyhow::Context;
+        let f = self.forward(&e.image)?;
+        std::fs::create_dir_all(&e.dir)
+            .with_context(|| format!("cannot create {}", e.dir.display()))?;
+        display::render_input(&self.model, &f.0)?.save(e.dir.join("input.png"))?;
+        let rs = recon::reconstruct(&self.model, &f.1, 0, &e.opts, &e.paths)?;
+        for r in &rs {
+            let stem = r.path.file_stem();
+            display::render(&self.model, &r.grad, e.display)?
+                .save(e.dir.join(format!("{stem}.png")))?;
+            let v = crate::model::net::host_vec(&r.grad)?;
+            crate::data::npy::write_f32(&e.dir.join(format!("{stem}.npy")), r.grad.dims(), &v)?;
+        }
+        if let Some(j) = &e.tree_json {
+            std::fs::write(e.dir.join("tree.json"), j)?;
+        }
+        Ok(format!("wrote {} node(s) to {}", rs.len(), e.dir.display()))
     }
 
     fn forward(&mut self, image: &PathBuf) -> anyhow::Result<Arc<(Tensor, ForwardState)>> {
@@ -420,6 +456,11 @@ impl Engine {
     pub fn want(&self, keys: Vec<JobKey>) {
         let _ = self.tx.send(Msg::Want(keys));
     }
+
+    /// Asks for an export; `Event::Exported` answers.
+    pub fn export(&self, e: Export) {
+        let _ = self.tx.send(Msg::Export(e));
+    }
 }
 
 impl Drop for Engine {
@@ -458,6 +499,12 @@ fn worker(mut s: Scheduler, rx: Receiver<Msg>, tx: Sender<Event>) {
                 Msg::Want(keys) => {
                     let ready = s.want(keys);
                     if !send_all(&tx, ready) {
+                        return;
+                    }
+                }
+                Msg::Export(e) => {
+                    let r = s.export(&e).map_err(|e| format!("export failed: {e:#}"));
+                    if tx.send(Event::Exported(r)).is_err() {
                         return;
                     }
                 }
@@ -557,6 +604,42 @@ mod tests {
     }
 
     #[test]
+    fn exports_write_pngs_and_raw_gradients() {
+        let (mut s, d, img) = sched();
+        let out = d.path().join("export");
+        let paths: Vec<Path> = vec![
+            "conv4:1".parse().unwrap(),
+            "conv4:1/conv3:2".parse().unwrap(),
+        ];
+        let msg = s
+            .export(&Export {
+                image: img.clone(),
+                paths,
+                opts: Options::default(),
+                display: Display::Mean,
+                dir: out.clone(),
+                tree_json: Some("{}".into()),
+            })
+            .unwrap();
+        assert!(msg.contains("2 node(s)"));
+        for f in [
+            "input.png",
+            "conv4_1.png",
+            "conv4_1.npy",
+            "conv4_1--conv3_2.npy",
+            "tree.json",
+        ] {
+            assert!(out.join(f).exists(), "{f}");
+        }
+        assert_eq!(
+            crate::data::npy::read_f32(&out.join("conv4_1.npy"))
+                .unwrap()
+                .shape,
+            vec![3, 39, 39]
+        );
+    }
+
+    #[test]
     fn failures_are_answered_not_dropped() {
         let (mut s, d, img) = sched();
         let bad = d.path().join("broken.png");
@@ -598,7 +681,7 @@ mod tests {
                 Event::Done { key, .. } => {
                     got.insert(key);
                 }
-                Event::Status(_) => {}
+                Event::Status(_) | Event::Exported(_) => {}
             }
         }
     }

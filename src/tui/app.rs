@@ -108,6 +108,10 @@ pub struct App {
     /// Spinner phase, advanced on every tick.
     pub tick: usize,
     pub info: String,
+    /// The last message for the user (an export's result).
+    pub message: Option<String>,
+    /// An export asked for by a key, taken by the event loop.
+    pub export: Option<crate::engine::Export>,
 }
 
 impl App {
@@ -132,6 +136,8 @@ impl App {
             gallery_visible: 0..0,
             tick: 0,
             info,
+            message: None,
+            export: None,
         }
     }
 
@@ -358,6 +364,34 @@ impl App {
                 }
             }
             Action::ToggleInput => t.show_input = !t.show_input,
+            Action::ExportNode | Action::ExportTree => {
+                let Some(image) = self.current_image() else {
+                    return;
+                };
+                let t = self.tree.as_ref().expect("in the tree pane");
+                let paths: Vec<Path> = if a == Action::ExportNode {
+                    vec![t.nodes[t.sel].path.clone()]
+                } else {
+                    t.outline()
+                        .iter()
+                        .map(|(i, _)| t.nodes[*i].path.clone())
+                        .collect()
+                };
+                let tree_json = (a == Action::ExportTree).then(|| tree_json(t, 0).to_string());
+                let stem = image
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                self.export = Some(crate::engine::Export {
+                    image,
+                    paths,
+                    opts: self.opts,
+                    display: self.display,
+                    dir: PathBuf::from("treevis-export").join(stem),
+                    tree_json,
+                });
+                self.message = Some("exporting...".into());
+            }
             _ => {}
         }
     }
@@ -366,6 +400,7 @@ impl App {
     pub fn on_event(&mut self, e: Event) {
         match e {
             Event::Status(s) => self.status = s,
+            Event::Exported(r) => self.message = Some(r.unwrap_or_else(|e| e)),
             Event::Done { key, output } => {
                 if let (JobKey::Children { path, opts, .. }, Output::Children(kids)) =
                     (&key, &output)
@@ -482,6 +517,21 @@ impl App {
         }
         w
     }
+}
+
+/// The explored tree as JSON, in the shape of `treevis tree`'s `tree.json`.
+fn tree_json(t: &Tree, i: usize) -> serde_json::Value {
+    let n = &t.nodes[i];
+    let last = n.path.last();
+    serde_json::json!({
+        "path": n.path.to_string(),
+        "blob": last.blob,
+        "channel": last.channel,
+        "weight": n.weight,
+        "image": format!("{}.png", n.path.file_stem()),
+        "raw": format!("{}.npy", n.path.file_stem()),
+        "children": n.children.iter().filter(|&&c| !t.nodes[c].removed).map(|&c| tree_json(t, c)).collect::<Vec<_>>(),
+    })
 }
 
 fn remove_subtree(t: &mut Tree, i: usize) {

@@ -38,6 +38,8 @@ pub enum Action {
     Parent,
     Remove,
     ToggleInput,
+    ExportNode,
+    ExportTree,
 }
 
 /// The panes (tables of the keymap).

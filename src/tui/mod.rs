@@ -166,6 +166,9 @@ fn event_loop(
                     if let Some(a) = keymap.action(app.pane.name(), keymap::Key::from_event(&k)) {
                         tracing::debug!(?a, "action");
                         app.apply(a);
+                        if let Some(e) = app.export.take() {
+                            engine.export(e);
+                        }
                         waiting_since =
                             Some((format!("{} after {a:?}", app.pane.name()), Instant::now()));
                     }

@@ -136,6 +136,10 @@ fn status_bar(f: &mut Frame, app: &App, area: Rect) {
         s.pending,
         s.last_ms
     );
+    let text = match &app.message {
+        Some(m) => format!("{text} | {m}"),
+        None => text,
+    };
     f.render_widget(
         Paragraph::new(text).style(Style::default().bg(Color::Blue).fg(Color::White)),
         area,
