@@ -51,3 +51,35 @@ fn a_short_training_run_lowers_the_loss() {
     let after = loss_on(&spec, trained, 99);
     assert!(after < before - 0.1, "held-out loss {before} -> {after}");
 }
+
+#[test]
+fn training_is_deterministic_for_a_seed() {
+    let spec = LoadedSpec::resolve("demo").unwrap().spec;
+    let opts = TrainOptions {
+        seed: 3,
+        steps: 6,
+        batch: 8,
+        lr: 2e-3,
+        weight_decay: 5e-4,
+    };
+    let a = train::train(&spec, &opts, |_| {}).unwrap();
+    let b = train::train(&spec, &opts, |_| {}).unwrap();
+    let c = train::train(
+        &spec,
+        &TrainOptions {
+            seed: 4,
+            ..opts.clone()
+        },
+        |_| {},
+    )
+    .unwrap();
+    let flat = |m: &TensorMap, k: &str| m[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for k in a.keys() {
+        assert_eq!(
+            flat(&a, k),
+            flat(&b, k),
+            "{k} differs between two runs with one seed"
+        );
+    }
+    assert_ne!(flat(&a, "conv1.weight"), flat(&c, "conv1.weight"));
+}
