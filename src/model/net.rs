@@ -945,9 +945,44 @@ fn conv_backward(g: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Res
                 let mut cols = vec![0f32; c.groups * kk * m * ohw];
                 for (grp, dst) in cols.chunks_mut(kk * m * ohw).enumerate() {
                     let wg = &ws[grp * cout_g * kk..][..cout_g * kk];
-                    let rhs_buf;
-                    let rhs = if m == 1 {
-                        &gs[(r0 * cout + grp * cout_g) * ohw..][..cout_g * ohw]
+                    // Output channels whose gradient is zero in every row of the chunk add
+                    // nothing: a seed or a filter leaves one channel, so the first product
+                    // after it shrinks from `cout_g` terms to a handful.
+                    let active: Vec<usize> = (0..cout_g)
+                        .filter(|&o| {
+                            (0..m).any(|j| {
+                                gs[((r0 + j) * cout + grp * cout_g + o) * ohw..][..ohw]
+                                    .iter()
+                                    .any(|v| *v != 0.0)
+                            })
+                        })
+                        .collect();
+                    if active.is_empty() {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let (w_buf, rhs_buf);
+                    let (w_act, rhs, k_act) = if active.len() * 2 < cout_g {
+                        w_buf = active
+                            .iter()
+                            .flat_map(|&o| wg[o * kk..(o + 1) * kk].iter().copied())
+                            .collect::<Vec<f32>>();
+                        let mut b = vec![0f32; active.len() * m * ohw];
+                        for (a, &o) in active.iter().enumerate() {
+                            for j in 0..m {
+                                b[(a * m + j) * ohw..][..ohw].copy_from_slice(
+                                    &gs[((r0 + j) * cout + grp * cout_g + o) * ohw..][..ohw],
+                                );
+                            }
+                        }
+                        rhs_buf = b;
+                        (&w_buf[..], &rhs_buf[..], active.len())
+                    } else if m == 1 {
+                        (
+                            wg,
+                            &gs[(r0 * cout + grp * cout_g) * ohw..][..cout_g * ohw],
+                            cout_g,
+                        )
                     } else {
                         rhs_buf = kernels::gather_group(
                             gs,
@@ -956,14 +991,14 @@ fn conv_backward(g: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Res
                             grp * cout_g..(grp + 1) * cout_g,
                             ohw,
                         );
-                        &rhs_buf[..]
+                        (wg, &rhs_buf[..], cout_g)
                     };
                     kernels::sgemm(
                         dst,
                         kk,
                         m * ohw,
-                        cout_g,
-                        MatRef::transposed(wg, kk),
+                        k_act,
+                        MatRef::transposed(w_act, kk),
                         MatRef::rows(rhs, m * ohw),
                         false,
                     );
