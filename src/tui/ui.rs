@@ -43,7 +43,7 @@ impl Images {
         self.protos.retain(|k, _| keep.contains(k));
     }
 
-    fn draw(&mut self, f: &mut Frame, area: Rect, key: &JobKey, img: &Arc<RgbImage>) {
+    pub fn draw(&mut self, f: &mut Frame, area: Rect, key: &JobKey, img: &Arc<RgbImage>) {
         if area.width == 0 || area.height == 0 {
             return;
         }
