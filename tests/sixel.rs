@@ -55,7 +55,7 @@ fn sixel_tiles_decode_to_the_reconstruction() {
         .expect("a sixel sequence in the buffer")
         .to_string();
     let start = seq.find("\x1bP").unwrap();
-    let decoded = icy_sixel::SixelImage::decode(seq[start..].as_bytes()).unwrap();
+    let decoded = icy_sixel::SixelImage::decode(&seq.as_bytes()[start..]).unwrap();
     // scaled to the tile; sixel bands are 6 pixels high, so the height rounds up
     assert_eq!(decoded.width, 128);
     assert!(
