@@ -1,4 +1,4 @@
-//! Reconstructions (`../docs` section 3), children (section 4), overviews (section 5) and
+//! Reconstructions, children and overviews (sections 3-5 of the reconstruction reference) and
 //! labels of one image's forward state: the API every front end calls. Pure numerics.
 
 pub mod batch;
