@@ -373,23 +373,45 @@ impl Scheduler {
             }
             JobKey::Children { opts, k, .. } => {
                 let f = self.forward(&image)?;
-                let mut out = Vec::new();
-                for key in group {
-                    let JobKey::Children { path, .. } = key else {
-                        unreachable!()
-                    };
-                    let o = match recon::children(
-                        &self.model,
-                        &f.1,
-                        0,
-                        opts,
-                        std::slice::from_ref(path),
-                        *k,
-                    ) {
-                        Ok(mut c) => Output::Children(c.remove(0)),
-                        Err(e) => Output::Failed(e.to_string()),
-                    };
-                    out.push((key.clone(), o));
+                let path_of = |key: &JobKey| match key {
+                    JobKey::Children { path, .. } => path.clone(),
+                    _ => unreachable!("grouped by kind"),
+                };
+                // paths that cannot have children fail alone; the rest share one pass
+                let (ok, bad): (Vec<&JobKey>, Vec<&JobKey>) = group.iter().partition(|key| {
+                    recon::resolve_path(&self.model.net, &path_of(key))
+                        .map(|n| {
+                            self.model.net.blobs[n.last().expect("non-empty").0]
+                                .below
+                                .is_some()
+                        })
+                        .unwrap_or(false)
+                });
+                let mut out: Vec<(JobKey, Output)> = bad
+                    .into_iter()
+                    .map(|key| {
+                        let msg = match recon::children(
+                            &self.model,
+                            &f.1,
+                            0,
+                            opts,
+                            std::slice::from_ref(&path_of(key)),
+                            *k,
+                        ) {
+                            Err(e) => e.to_string(),
+                            Ok(_) => "no children".to_string(),
+                        };
+                        (key.clone(), Output::Failed(msg))
+                    })
+                    .collect();
+                let paths: Vec<Path> = ok.iter().map(|key| path_of(key)).collect();
+                if !paths.is_empty() {
+                    let kids = recon::children(&self.model, &f.1, 0, opts, &paths, *k)?;
+                    out.extend(
+                        ok.into_iter()
+                            .zip(kids)
+                            .map(|(key, c)| (key.clone(), Output::Children(c))),
+                    );
                 }
                 out
             }
@@ -565,6 +587,36 @@ mod tests {
             );
         }
         assert!(!s.has_work());
+    }
+
+    #[test]
+    fn children_of_one_image_run_as_one_batch_and_a_leaf_fails_alone() {
+        let (mut s, _d, img) = sched();
+        let kids = |p: &str| JobKey::Children {
+            image: img.clone(),
+            path: p.parse().unwrap(),
+            opts: Options::default(),
+            k: 3,
+        };
+        let keys = vec![
+            kids("conv4:1"),
+            kids("conv4:1/conv3:2"),
+            kids("conv1:0"),
+            kids("fc6:2"),
+        ];
+        s.want(keys.clone());
+        let out = s.step();
+        assert_eq!((s.status.batches, out.len()), (1, 4));
+        for (k, o) in &out {
+            match o {
+                Output::Children(c) => assert_eq!(c.len(), 3, "{k:?}"),
+                Output::Failed(m) => assert!(
+                    k == &kids("conv1:0") && m.contains("no children"),
+                    "{k:?}: {m}"
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

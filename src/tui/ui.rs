@@ -146,6 +146,16 @@ fn status_bar(f: &mut Frame, app: &App, area: Rect) {
     );
 }
 
+fn selected_style(selected: bool) -> Style {
+    if selected {
+        Style::default()
+            .fg(Color::Yellow)
+            .add_modifier(Modifier::BOLD)
+    } else {
+        Style::default()
+    }
+}
+
 fn top_label(app: &App, image: &std::path::Path) -> String {
     match app.results.get(&JobKey::Labels {
         image: image.to_path_buf(),
@@ -191,13 +201,7 @@ fn gallery(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
         let (r, c) = (i / cols, i % cols);
         let cell = Rect::new(inner.x + c as u16 * cw, inner.y + r as u16 * ch, cw, ch);
         let selected = start + i == app.sel;
-        let style = if selected {
-            Style::default()
-                .fg(Color::Yellow)
-                .add_modifier(Modifier::BOLD)
-        } else {
-            Style::default()
-        };
+        let style = selected_style(selected);
         let [img_area, name_area, label_area] = Layout::vertical([
             Constraint::Min(1),
             Constraint::Length(1),
@@ -322,13 +326,7 @@ fn overview(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
                 u.channel,
                 u.activation
             );
-            let style = if selected {
-                Style::default()
-                    .fg(Color::Yellow)
-                    .add_modifier(Modifier::BOLD)
-            } else {
-                Style::default()
-            };
+            let style = selected_style(selected);
             f.render_widget(
                 Paragraph::new(cap).style(style),
                 Rect::new(x, y + row_h - 1, tile_w, 1),
