@@ -324,6 +324,15 @@ impl Loaded {
     }
 }
 
+/// An overview row as text: `conv5:12 (2.941)  conv5:3 (1.200) ...`.
+fn units_line(r: &recon::BlobUnits, decimals: usize) -> String {
+    r.units
+        .iter()
+        .map(|u| format!("{}:{} ({:.*})", r.blob, u.channel, decimals, u.activation))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
 fn print_json<T: Serialize>(v: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
@@ -406,12 +415,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 return print_json(&rows);
             }
             for r in &rows {
-                let units: Vec<String> = r
-                    .units
-                    .iter()
-                    .map(|u| format!("{}:{} ({:.3})", r.blob, u.channel, u.activation))
-                    .collect();
-                println!("{:>8}  {}", r.blob, units.join("  "));
+                println!("{:>8}  {}", r.blob, units_line(r, 3));
             }
             if let Some(dir) = &out {
                 println!(
@@ -631,12 +635,7 @@ fn run_default() -> Result<()> {
     let rows = recon::overview(&l.model, &l.state, 0, 3)?;
     println!("most active neurons:");
     for r in &rows {
-        let units: Vec<String> = r
-            .units
-            .iter()
-            .map(|u| format!("{}:{} ({:.2})", r.blob, u.channel, u.activation))
-            .collect();
-        println!("  {:>6}  {}", r.blob, units.join("  "));
+        println!("  {:>6}  {}", r.blob, units_line(r, 2));
     }
     let conv5 = rows.iter().find(|r| r.blob == "conv5").unwrap_or(&rows[0]);
     let path = Path::root(&conv5.blob, conv5.units[0].channel);

@@ -331,80 +331,26 @@ impl Scheduler {
             }
             JobKey::Recon { opts, .. } => {
                 let f = self.forward(&image)?;
-                let paths: Vec<Path> = group
-                    .iter()
-                    .map(|k| match k {
-                        JobKey::Recon { path, .. } => path.clone(),
-                        _ => unreachable!("grouped by kind"),
-                    })
-                    .collect();
-                // a bad path fails alone, not its batch
-                let (ok, bad): (Vec<_>, Vec<_>) = group
-                    .iter()
-                    .zip(&paths)
-                    .partition(|(_, p)| recon::resolve_path(&self.model.net, p).is_ok());
-                let mut out: Vec<(JobKey, Output)> = bad
-                    .into_iter()
-                    .map(|(k, p)| {
-                        (
-                            k.clone(),
-                            Output::Failed(
-                                recon::resolve_path(&self.model.net, p)
-                                    .unwrap_err()
-                                    .to_string(),
-                            ),
-                        )
-                    })
-                    .collect();
-                let good: Vec<Path> = ok.iter().map(|(_, p)| (*p).clone()).collect();
-                if !good.is_empty() {
-                    let rs = recon::reconstruct(&self.model, &f.1, 0, opts, &good)?;
-                    for ((k, _), r) in ok.into_iter().zip(rs) {
+                let net = &self.model.net;
+                let (ok, mut out) = split_bad(group, |p| recon::resolve_path(net, p).map(|_| ()));
+                let paths: Vec<Path> = ok.iter().map(|k| job_path(k).clone()).collect();
+                if !paths.is_empty() {
+                    let rs = recon::reconstruct(&self.model, &f.1, 0, opts, &paths)?;
+                    for (k, r) in ok.into_iter().zip(rs) {
                         let JobKey::Recon { display: d, .. } = k else {
-                            unreachable!()
+                            unreachable!("grouped by kind")
                         };
-                        out.push((
-                            k.clone(),
-                            Output::Image(Arc::new(display::render(&self.model, &r.grad, *d)?)),
-                        ));
+                        let img = display::render(&self.model, &r.grad, *d)?;
+                        out.push((k.clone(), Output::Image(Arc::new(img))));
                     }
                 }
                 out
             }
             JobKey::Children { opts, k, .. } => {
                 let f = self.forward(&image)?;
-                let path_of = |key: &JobKey| match key {
-                    JobKey::Children { path, .. } => path.clone(),
-                    _ => unreachable!("grouped by kind"),
-                };
-                // paths that cannot have children fail alone; the rest share one pass
-                let (ok, bad): (Vec<&JobKey>, Vec<&JobKey>) = group.iter().partition(|key| {
-                    recon::resolve_path(&self.model.net, &path_of(key))
-                        .map(|n| {
-                            self.model.net.blobs[n.last().expect("non-empty").0]
-                                .below
-                                .is_some()
-                        })
-                        .unwrap_or(false)
-                });
-                let mut out: Vec<(JobKey, Output)> = bad
-                    .into_iter()
-                    .map(|key| {
-                        let msg = match recon::children(
-                            &self.model,
-                            &f.1,
-                            0,
-                            opts,
-                            std::slice::from_ref(&path_of(key)),
-                            *k,
-                        ) {
-                            Err(e) => e.to_string(),
-                            Ok(_) => "no children".to_string(),
-                        };
-                        (key.clone(), Output::Failed(msg))
-                    })
-                    .collect();
-                let paths: Vec<Path> = ok.iter().map(|key| path_of(key)).collect();
+                let net = &self.model.net;
+                let (ok, mut out) = split_bad(group, |p| recon::check_children_path(net, p));
+                let paths: Vec<Path> = ok.iter().map(|k| job_path(k).clone()).collect();
                 if !paths.is_empty() {
                     let kids = recon::children(&self.model, &f.1, 0, opts, &paths, *k)?;
                     out.extend(
@@ -417,6 +363,31 @@ impl Scheduler {
             }
         })
     }
+}
+
+/// The path of a reconstruction or children job.
+fn job_path(k: &JobKey) -> &Path {
+    match k {
+        JobKey::Recon { path, .. } | JobKey::Children { path, .. } => path,
+        _ => unreachable!("only path jobs have paths"),
+    }
+}
+
+/// Splits a batch into the jobs whose path passes `check` and the answers of those that do
+/// not (a bad path fails alone, not its batch).
+fn split_bad(
+    group: &[JobKey],
+    check: impl Fn(&Path) -> crate::error::Result<()>,
+) -> (Vec<&JobKey>, Vec<(JobKey, Output)>) {
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for k in group {
+        match check(job_path(k)) {
+            Ok(()) => ok.push(k),
+            Err(e) => failed.push((k.clone(), Output::Failed(e.to_string()))),
+        }
+    }
+    (ok, failed)
 }
 
 fn same_batch(a: &JobKey, b: &JobKey) -> bool {

@@ -110,7 +110,7 @@ pub fn maxpool_backward(
 
 /// Window bounds of Caffe/PyTorch average pooling (count_include_pad): the divisor counts
 /// padding but not the part of a ceil-mode window hanging past the padded input.
-fn avg_window(o: usize, p: &PoolSpec, size: usize) -> (usize, usize, usize) {
+fn avg_window(o: usize, p: &PoolSpec, size: usize) -> Window {
     let start = (o * p.stride) as isize - p.pad as isize;
     let end = (start + p.kernel as isize).min((size + p.pad) as isize);
     let count = (end - start) as usize;
@@ -119,20 +119,25 @@ fn avg_window(o: usize, p: &PoolSpec, size: usize) -> (usize, usize, usize) {
     (s, e, count)
 }
 
-pub fn avgpool_forward(
+/// A window of average pooling along one axis: `[start, end)` in the input and the divisor.
+type Window = (usize, usize, usize);
+
+/// Average pooling of `planes` planes with per-axis windows `wy(oy)`, `wx(ox)`.
+fn average_forward(
     x: &[f32],
     planes: usize,
     (h, w): (usize, usize),
-    p: &PoolSpec,
     (oh, ow): (usize, usize),
+    wy: impl Fn(usize) -> Window + Sync,
+    wx: impl Fn(usize) -> Window + Sync,
 ) -> Vec<f32> {
     let mut out = vec![0f32; planes * oh * ow];
     out.par_chunks_mut(oh * ow).enumerate().for_each(|(pl, o)| {
         let xp = &x[pl * h * w..(pl + 1) * h * w];
         for oy in 0..oh {
-            let (ys, ye, cy) = avg_window(oy, p, h);
+            let (ys, ye, cy) = wy(oy);
             for ox in 0..ow {
-                let (xs, xe, cx) = avg_window(ox, p, w);
+                let (xs, xe, cx) = wx(ox);
                 let mut s = 0f32;
                 for yy in ys..ye {
                     for xx in xs..xe {
@@ -146,20 +151,22 @@ pub fn avgpool_forward(
     out
 }
 
-pub fn avgpool_backward(
+/// The gradient of [`average_forward`]: each output's gradient spread over its window.
+fn average_backward(
     g: &[f32],
-    planes_total: usize,
+    planes: usize,
     (h, w): (usize, usize),
-    p: &PoolSpec,
     (oh, ow): (usize, usize),
+    wy: impl Fn(usize) -> Window + Sync,
+    wx: impl Fn(usize) -> Window + Sync,
 ) -> Vec<f32> {
-    let mut dx = vec![0f32; planes_total * h * w];
+    let mut dx = vec![0f32; planes * h * w];
     dx.par_chunks_mut(h * w).enumerate().for_each(|(pl, d)| {
         let gp = &g[pl * oh * ow..(pl + 1) * oh * ow];
         for oy in 0..oh {
-            let (ys, ye, cy) = avg_window(oy, p, h);
+            let (ys, ye, cy) = wy(oy);
             for ox in 0..ow {
-                let (xs, xe, cx) = avg_window(ox, p, w);
+                let (xs, xe, cx) = wx(ox);
                 let v = gp[oy * ow + ox] / (cy * cx) as f32;
                 for yy in ys..ye {
                     for xx in xs..xe {
@@ -172,9 +179,44 @@ pub fn avgpool_backward(
     dx
 }
 
-/// Bin `[start, end)` of adaptive average pooling (PyTorch's definition).
-fn adaptive_bin(o: usize, out: usize, size: usize) -> (usize, usize) {
-    ((o * size) / out, ((o + 1) * size).div_ceil(out))
+pub fn avgpool_forward(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    p: &PoolSpec,
+    out: (usize, usize),
+) -> Vec<f32> {
+    average_forward(
+        x,
+        planes,
+        (h, w),
+        out,
+        |o| avg_window(o, p, h),
+        |o| avg_window(o, p, w),
+    )
+}
+
+pub fn avgpool_backward(
+    g: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    p: &PoolSpec,
+    out: (usize, usize),
+) -> Vec<f32> {
+    average_backward(
+        g,
+        planes,
+        (h, w),
+        out,
+        |o| avg_window(o, p, h),
+        |o| avg_window(o, p, w),
+    )
+}
+
+/// Bin of adaptive average pooling (PyTorch's definition): `[start, end)` and its size.
+fn adaptive_bin(o: usize, out: usize, size: usize) -> Window {
+    let (s, e) = ((o * size) / out, ((o + 1) * size).div_ceil(out));
+    (s, e, e - s)
 }
 
 pub fn adaptive_avgpool_forward(
@@ -183,49 +225,30 @@ pub fn adaptive_avgpool_forward(
     (h, w): (usize, usize),
     (oh, ow): (usize, usize),
 ) -> Vec<f32> {
-    let mut out = vec![0f32; planes * oh * ow];
-    out.par_chunks_mut(oh * ow).enumerate().for_each(|(pl, o)| {
-        let xp = &x[pl * h * w..(pl + 1) * h * w];
-        for oy in 0..oh {
-            let (ys, ye) = adaptive_bin(oy, oh, h);
-            for ox in 0..ow {
-                let (xs, xe) = adaptive_bin(ox, ow, w);
-                let mut s = 0f32;
-                for yy in ys..ye {
-                    for xx in xs..xe {
-                        s += xp[yy * w + xx];
-                    }
-                }
-                o[oy * ow + ox] = s / ((ye - ys) * (xe - xs)) as f32;
-            }
-        }
-    });
-    out
+    average_forward(
+        x,
+        planes,
+        (h, w),
+        (oh, ow),
+        |o| adaptive_bin(o, oh, h),
+        |o| adaptive_bin(o, ow, w),
+    )
 }
 
 pub fn adaptive_avgpool_backward(
     g: &[f32],
-    planes_total: usize,
+    planes: usize,
     (h, w): (usize, usize),
     (oh, ow): (usize, usize),
 ) -> Vec<f32> {
-    let mut dx = vec![0f32; planes_total * h * w];
-    dx.par_chunks_mut(h * w).enumerate().for_each(|(pl, d)| {
-        let gp = &g[pl * oh * ow..(pl + 1) * oh * ow];
-        for oy in 0..oh {
-            let (ys, ye) = adaptive_bin(oy, oh, h);
-            for ox in 0..ow {
-                let (xs, xe) = adaptive_bin(ox, ow, w);
-                let v = gp[oy * ow + ox] / ((ye - ys) * (xe - xs)) as f32;
-                for yy in ys..ye {
-                    for xx in xs..xe {
-                        d[yy * w + xx] += v;
-                    }
-                }
-            }
-        }
-    });
-    dx
+    average_backward(
+        g,
+        planes,
+        (h, w),
+        (oh, ow),
+        |o| adaptive_bin(o, oh, h),
+        |o| adaptive_bin(o, ow, w),
+    )
 }
 
 /// LRN across channels (Caffe's `LRN`, PyTorch's `LocalResponseNorm`):

@@ -51,6 +51,7 @@ pub struct Outcome {
 struct TrieNode {
     /// Blob and channel of a filter node (`None` for a start node).
     filter: Option<(usize, usize)>,
+    parent: Option<usize>,
     pos: usize,
     children: Vec<usize>,
     captures: Vec<(usize, usize)>,
@@ -89,6 +90,7 @@ pub fn run(
             None => {
                 nodes.push(TrieNode {
                     filter: None,
+                    parent: None,
                     pos: start_pos,
                     children: vec![],
                     captures: vec![],
@@ -117,6 +119,7 @@ pub fn run(
                 None => {
                     nodes.push(TrieNode {
                         filter: Some((b, c)),
+                        parent: Some(cur),
                         pos,
                         children: vec![],
                         captures: vec![],
@@ -327,7 +330,7 @@ fn filter_rows(
     for (k, &(_, ch)) in forks.iter().enumerate() {
         let (b, chan) = nodes[ch].filter.expect("fork targets are filter nodes");
         let blob = &net.blobs[b];
-        let parent_note = parent_note(nodes, ch);
+        let parent_note = nodes[ch].parent.and_then(|p| nodes[p].note.clone());
         let total: f32 = sums[k].iter().sum();
         let s = match opts.mult {
             MultMode::Auto => {
@@ -353,11 +356,4 @@ fn filter_rows(
     sdims.extend(std::iter::repeat_n(1, dims.len() - 2));
     let scale = Tensor::from_vec(scale, sdims, &Device::Cpu)?.to_device(g.device())?;
     Ok(sel.broadcast_mul(&scale)?)
-}
-
-fn parent_note(nodes: &[TrieNode], child: usize) -> Option<String> {
-    nodes
-        .iter()
-        .find(|n| n.children.contains(&child))
-        .and_then(|n| n.note.clone())
 }

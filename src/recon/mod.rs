@@ -227,6 +227,12 @@ fn below_of(net: &Net, path: &Path, last: usize) -> Result<usize> {
     })
 }
 
+/// Checks that `path` can have children: it resolves, and its last blob has a blob below.
+pub fn check_children_path(net: &Net, path: &Path) -> Result<()> {
+    let nodes = resolve_path(net, path)?;
+    below_of(net, path, nodes.last().expect("paths are never empty").0).map(|_| ())
+}
+
 /// Children weights from the gradient `g` at blob `below` and its activation:
 /// `w_j = |mean_(y,x) a_j g_j|`, top `k`, ties to the lower channel.
 fn rank_children(

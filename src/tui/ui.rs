@@ -55,18 +55,17 @@ impl Images {
             );
             return;
         };
+        // one protocol per result, made again only when the result itself changed
         let id = Arc::as_ptr(img) as usize;
-        let entry = self.protos.entry(key.clone()).or_insert_with(|| {
+        let fresh = || {
             (
-                0,
-                picker.new_resize_protocol(image::DynamicImage::ImageRgb8(RgbImage::new(1, 1))),
-            )
-        });
-        if entry.0 != id {
-            *entry = (
                 id,
                 picker.new_resize_protocol(image::DynamicImage::ImageRgb8((**img).clone())),
-            );
+            )
+        };
+        let entry = self.protos.entry(key.clone()).or_insert_with(fresh);
+        if entry.0 != id {
+            *entry = fresh();
         }
         f.render_stateful_widget(
             StatefulImage::default()
