@@ -732,50 +732,9 @@ fn train_demo(
     Ok(())
 }
 
-/// Image files under `paths` (folders recursively, sorted).
+/// Image files under `paths` (folders recursively and sorted, LMDBs, list files).
 pub fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    const EXT: [&str; 8] = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"];
-    fn walk(p: &FsPath, out: &mut Vec<PathBuf>) -> Result<()> {
-        if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("cannot read folder {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            entries.sort();
-            for e in entries {
-                walk(&e, out)?;
-            }
-        } else if p
-            .extension()
-            .and_then(|x| x.to_str())
-            .is_some_and(|x| EXT.contains(&x.to_lowercase().as_str()))
-        {
-            out.push(p.to_path_buf());
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for p in paths {
-        if !p.exists() {
-            bail!("{}: no such file or folder", p.display());
-        }
-        if p.is_file() {
-            out.push(p.clone());
-        } else {
-            walk(p, &mut out)?;
-        }
-    }
-    if out.is_empty() {
-        bail!(
-            "no images (png, jpeg, bmp, gif, webp, tiff) under {}",
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(out)
+    Ok(data::source::collect(paths)?)
 }
 
 fn run_tui(args: TuiArgs) -> Result<()> {

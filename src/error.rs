@@ -20,6 +20,8 @@ pub enum Error {
     Weights { path: PathBuf, msg: String },
     #[error("image {}: {msg}", path.display())]
     Image { path: PathBuf, msg: String },
+    #[error("database {}: {msg}", path.display())]
+    Db { path: PathBuf, msg: String },
     #[error("npy {}: {msg}", path.display())]
     Npy { path: PathBuf, msg: String },
     #[error("input: {0}")]
@@ -44,6 +46,13 @@ impl Error {
 
     pub fn weights(path: impl AsRef<Path>, msg: impl Into<String>) -> Error {
         Error::Weights {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+
+    pub fn db(path: impl AsRef<Path>, msg: impl Into<String>) -> Error {
+        Error::Db {
             path: path.as_ref().to_path_buf(),
             msg: msg.into(),
         }

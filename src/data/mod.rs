@@ -1,6 +1,9 @@
 //! Images in: decoding and preprocessing exactly as a model's spec says, and `.npy` arrays.
 
+pub mod datum;
+pub mod imagedb;
 pub mod npy;
+pub mod source;
 pub mod synth;
 
 use std::path::Path;
@@ -12,8 +15,12 @@ use crate::error::{Error, Result};
 use crate::model::spec::{ColorOrder, InputSpec};
 use crate::model::Model;
 
-/// Decodes an image file to RGB8.
+/// Decodes an image file, or an LMDB record named by its virtual path
+/// ([`imagedb`]), to RGB8.
 pub fn load_image(path: &Path) -> Result<image::RgbImage> {
+    if let Some(rec) = imagedb::load_virtual(path) {
+        return rec.map(|r| r.image);
+    }
     let reader = image::ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
