@@ -199,3 +199,50 @@ fn halfblocks_draw_the_thumbnails_in_colour() {
         "only {coloured} coloured half-block cells"
     );
 }
+
+#[test]
+fn images_are_encoded_off_the_ui_thread_and_late_answers_are_dropped() {
+    let mut r = Rig::new(100, 32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    r.images = ui::Images::threaded(
+        Some(ratatui_image::picker::Picker::halfblocks()),
+        move |e| {
+            let _ = tx.send((std::thread::current().id(), e));
+        },
+    );
+    let coloured = |r: &Rig| {
+        r.term
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .filter(|c| matches!(c.fg, ratatui::style::Color::Rgb(..)))
+            .count()
+    };
+    // results in, but no encoding has come back: tiles wait, the frame draws no image
+    r.settle();
+    assert_eq!(r.images.pending(), 10);
+    assert_eq!(coloured(&r), 0);
+    assert!(r.screen().contains('…'));
+    for _ in 0..10 {
+        let (thread, e) = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        assert_ne!(thread, std::thread::current().id());
+        r.images.encoded(e);
+    }
+    assert_eq!(r.images.pending(), 0);
+    r.draw();
+    assert!(coloured(&r) > 10 * 60, "{}", coloured(&r));
+    // a tile that leaves the screen while its encoding is in flight: the answer is dropped
+    r.app.apply(Action::Open);
+    r.settle();
+    let keep = r.app.wants();
+    r.images.retain(&keep);
+    let in_flight = r.images.pending();
+    assert!(in_flight > 0);
+    r.images.retain(&[]);
+    for _ in 0..in_flight {
+        let (_, e) = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        r.images.encoded(e);
+    }
+    assert_eq!(r.images.pending(), 0);
+}

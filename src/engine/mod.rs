@@ -425,22 +425,29 @@ fn same_batch(a: &JobKey, b: &JobKey) -> bool {
 /// The worker thread and its channels.
 pub struct Engine {
     tx: Sender<Msg>,
-    pub events: Receiver<Event>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Where the worker's events go; `false` from it means nobody listens any more.
+pub type EventSink = Box<dyn Fn(Event) -> bool + Send>;
+
 impl Engine {
-    /// Starts the worker, which owns `model`.
-    pub fn start(model: Model) -> Engine {
-        let (tx, rx) = mpsc::channel::<Msg>();
+    /// Starts the worker, which owns `model`; its events arrive on the returned channel.
+    pub fn start(model: Model) -> (Engine, Receiver<Event>) {
         let (etx, events) = mpsc::channel::<Event>();
+        let engine = Engine::start_with(model, Box::new(move |e| etx.send(e).is_ok()));
+        (engine, events)
+    }
+
+    /// Starts the worker, which owns `model` and hands every event to `sink`.
+    pub fn start_with(model: Model, sink: EventSink) -> Engine {
+        let (tx, rx) = mpsc::channel::<Msg>();
         let handle = std::thread::Builder::new()
             .name("treevis-engine".into())
-            .spawn(move || worker(Scheduler::new(model, 256 << 20), rx, etx))
+            .spawn(move || worker(Scheduler::new(model, 256 << 20), rx, sink))
             .expect("spawn the engine thread");
         Engine {
             tx,
-            events,
             handle: Some(handle),
         }
     }
@@ -465,10 +472,10 @@ impl Drop for Engine {
     }
 }
 
-fn worker(mut s: Scheduler, rx: Receiver<Msg>, tx: Sender<Event>) {
-    let send_all = |tx: &Sender<Event>, out: Vec<(JobKey, Output)>| {
+fn worker(mut s: Scheduler, rx: Receiver<Msg>, sink: EventSink) {
+    let send_all = |out: Vec<(JobKey, Output)>| {
         out.into_iter()
-            .all(|(key, output)| tx.send(Event::Done { key, output }).is_ok())
+            .all(|(key, output)| sink(Event::Done { key, output }))
     };
     loop {
         // block when idle; otherwise take whatever arrived since the last batch
@@ -491,25 +498,25 @@ fn worker(mut s: Scheduler, rx: Receiver<Msg>, tx: Sender<Event>) {
                 Msg::Quit => return,
                 Msg::Want(keys) => {
                     let ready = s.want(keys);
-                    if !send_all(&tx, ready) {
+                    if !send_all(ready) {
                         return;
                     }
                 }
                 Msg::Export(e) => {
                     let r = s.export(&e).map_err(|e| format!("export failed: {e:#}"));
-                    if tx.send(Event::Exported(r)).is_err() {
+                    if !sink(Event::Exported(r)) {
                         return;
                     }
                 }
             }
         }
         if s.has_work() {
-            let _ = tx.send(Event::Status(Status {
+            sink(Event::Status(Status {
                 running: s.pending.len().min(s.max_batch),
                 ..s.status
             }));
             let out = s.step();
-            if !send_all(&tx, out) || tx.send(Event::Status(s.status)).is_err() {
+            if !send_all(out) || !sink(Event::Status(s.status)) {
                 return;
             }
         }
@@ -691,13 +698,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let img = d.path().join("a.png");
         crate::data::pattern_image(40, 40).save(&img).unwrap();
-        let e = Engine::start(m);
+        let (e, events) = Engine::start(m);
         let keys: Vec<JobKey> = (0..8).map(|c| recon(&img, &format!("conv3:{c}"))).collect();
         e.want(keys.clone());
         let mut got = std::collections::HashSet::new();
         while got.len() < keys.len() {
-            match e
-                .events
+            match events
                 .recv_timeout(std::time::Duration::from_secs(60))
                 .unwrap()
             {

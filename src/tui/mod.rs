@@ -10,7 +10,7 @@ pub mod ui;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -94,32 +94,99 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
     crossterm::execute!(io::stdout(), EnterAlternateScreen, crossterm::cursor::Hide)?;
     let result = (|| {
         let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
-        let engine = Engine::start(model);
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let etx = tx.clone();
+        let engine = Engine::start_with(model, Box::new(move |e| etx.send(Msg::Engine(e)).is_ok()));
+        let itx = tx.clone();
+        let mut images = ui::Images::threaded(picker, move |e| {
+            let _ = itx.send(Msg::Image(e));
+        });
+        let input = InputThread::start(tx);
         let mut app = app::App::new(opts.images, format!("{} | {protocol_name}", opts.info));
         if let Some(path) = &opts.session {
             if let Some(s) = session::Session::load(path)? {
                 s.restore(&mut app);
             }
         }
-        let mut images = ui::Images::new(picker);
-        event_loop(
+        let r = event_loop(
             &mut term,
             &engine,
+            &rx,
             &mut app,
             &mut images,
             &opts.keymap,
             &stop,
             opts.session.as_deref(),
-        )
+        );
+        drop(input);
+        r
     })();
     restore();
     let _ = io::stdout().flush();
     result
 }
 
+/// What wakes the event loop.
+enum Msg {
+    Term(TermEvent),
+    Engine(crate::engine::Event),
+    Image(ui::Encoded),
+    /// Reading the terminal failed.
+    InputError(io::Error),
+}
+
+/// Reads terminal events on a thread of its own, so that keys, engine results and finished
+/// image encodings all wake the event loop through one channel.
+struct InputThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InputThread {
+    fn start(tx: mpsc::Sender<Msg>) -> InputThread {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("treevis-input".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    let msg = match event::poll(Duration::from_millis(50)) {
+                        Ok(false) => continue,
+                        Ok(true) => event::read().map(Msg::Term),
+                        Err(e) => Err(e),
+                    };
+                    let failed = msg.is_err();
+                    if tx.send(msg.unwrap_or_else(Msg::InputError)).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .expect("cannot start the input thread");
+        InputThread {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for InputThread {
+    /// Stops reading before the terminal is handed back to the shell.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// How often the screen is redrawn with nothing happening (spinners, signals).
+const TICK: Duration = Duration::from_millis(100);
+
+#[allow(clippy::too_many_arguments)]
 fn event_loop(
     term: &mut Terminal<CrosstermBackend<io::Stdout>>,
     engine: &Engine,
+    rx: &mpsc::Receiver<Msg>,
     app: &mut app::App,
     images: &mut ui::Images,
     keymap: &keymap::Keymap,
@@ -144,7 +211,7 @@ fn event_loop(
         }
         let want = app.wants();
         if let Some((what, since)) = &waiting_since {
-            if want.iter().all(|k| app.results.contains_key(k)) {
+            if images.pending() == 0 && want.iter().all(|k| app.results.contains_key(k)) {
                 tracing::info!(screen = %what, ms = since.elapsed().as_secs_f64() * 1e3, "screen complete");
                 waiting_since = None;
             }
@@ -157,9 +224,18 @@ fn event_loop(
             images.retain(&want);
             last_want = want;
         }
-        if event::poll(Duration::from_millis(60))? {
-            match event::read()? {
-                TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
+        // sleep until something happens, then take everything that arrived
+        let first = match rx.recv_timeout(TICK) {
+            Ok(m) => Some(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => anyhow::bail!("the input thread stopped"),
+        };
+        for msg in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+        {
+            match msg {
+                Msg::Term(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => {
                     if app.pane == app::Pane::Gallery && app.filter_input(k.code) {
                         continue;
                     }
@@ -173,12 +249,12 @@ fn event_loop(
                             Some((format!("{} after {a:?}", app.pane.name()), Instant::now()));
                     }
                 }
-                TermEvent::Resize(..) => term.autoresize()?,
-                _ => {}
+                Msg::Term(TermEvent::Resize(..)) => term.autoresize()?,
+                Msg::Term(_) => {}
+                Msg::Engine(e) => app.on_event(e),
+                Msg::Image(e) => images.encoded(e),
+                Msg::InputError(e) => return Err(e).context("cannot read the terminal"),
             }
-        }
-        while let Ok(e) = engine.events.try_recv() {
-            app.on_event(e);
         }
         if let Some(path) = session {
             let now = session::Session::capture(app);
@@ -192,6 +268,5 @@ fn event_loop(
         app.tick = app.tick.wrapping_add(1);
     }
     tracing::info!(worst_frame_ms = worst_frame, "quit");
-    let _ = started;
     Ok(())
 }

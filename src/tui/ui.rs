@@ -12,7 +12,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 use ratatui_image::picker::Picker;
 use ratatui_image::protocol::StatefulProtocol;
-use ratatui_image::{Resize, StatefulImage};
+use ratatui_image::{Resize, ResizeEncodeRender, StatefulImage};
 
 use super::app::{App, Pane};
 use super::keymap::Keymap;
@@ -23,24 +23,94 @@ pub const MIN_SIZE: (u16, u16) = (60, 18);
 
 const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
 
-/// Terminal images: one encoded protocol per result, re-encoded only when its area
-/// changes (ratatui-image keeps the last encoding); `None` picker: text only.
+/// How tiles are resized: the whole image, scaled to fit its cells.
+const RESIZE: Resize = Resize::Scale(Some(image::imageops::FilterType::Nearest));
+
+/// A resize + encode for the image worker: the protocol travels to the worker and back.
+pub struct EncodeJob {
+    key: JobKey,
+    generation: u64,
+    proto: StatefulProtocol,
+    size: ratatui::layout::Size,
+}
+
+/// The worker's answer to an [`EncodeJob`]; give it to [`Images::encoded`].
+pub struct Encoded {
+    key: JobKey,
+    generation: u64,
+    proto: StatefulProtocol,
+}
+
+struct Entry {
+    /// Which result this protocol shows (the address of its image).
+    id: usize,
+    /// Bumped whenever the entry is replaced, so late answers are dropped.
+    generation: u64,
+    /// `None` while the worker has it.
+    proto: Option<StatefulProtocol>,
+}
+
+/// Terminal images: one protocol per result, resized and encoded once per area (on the
+/// image worker thread when there is one, so a large sixel never stalls a frame); an
+/// unchanged image is never sent again. `None` picker: text only.
 pub struct Images {
     pub picker: Option<Picker>,
-    protos: HashMap<JobKey, (usize, StatefulProtocol)>,
+    entries: HashMap<JobKey, Entry>,
+    worker: Option<std::sync::mpsc::Sender<EncodeJob>>,
+    generation: u64,
 }
 
 impl Images {
+    /// Images encoded on the UI thread (deterministic; for tests).
     pub fn new(picker: Option<Picker>) -> Images {
         Images {
             picker,
-            protos: HashMap::new(),
+            entries: HashMap::new(),
+            worker: None,
+            generation: 0,
         }
+    }
+
+    /// Images encoded on a worker thread; `done` receives each finished encoding (and
+    /// should wake the event loop, which hands it to [`Images::encoded`]).
+    pub fn threaded(picker: Option<Picker>, done: impl Fn(Encoded) + Send + 'static) -> Images {
+        let (tx, rx) = std::sync::mpsc::channel::<EncodeJob>();
+        std::thread::Builder::new()
+            .name("treevis-images".into())
+            .spawn(move || {
+                for mut job in rx {
+                    job.proto.resize_encode(&RESIZE, job.size);
+                    done(Encoded {
+                        key: job.key,
+                        generation: job.generation,
+                        proto: job.proto,
+                    });
+                }
+            })
+            .expect("cannot start the image thread");
+        Images {
+            worker: Some(tx),
+            ..Images::new(picker)
+        }
+    }
+
+    /// Takes back a protocol from the worker (dropped when the entry moved on meanwhile).
+    pub fn encoded(&mut self, e: Encoded) {
+        if let Some(entry) = self.entries.get_mut(&e.key) {
+            if entry.generation == e.generation {
+                entry.proto = Some(e.proto);
+            }
+        }
+    }
+
+    /// Encodings in flight on the worker.
+    pub fn pending(&self) -> usize {
+        self.entries.values().filter(|e| e.proto.is_none()).count()
     }
 
     /// Forgets images that are no longer drawn (so terminals drop them too).
     pub fn retain(&mut self, keep: &[JobKey]) {
-        self.protos.retain(|k, _| keep.contains(k));
+        self.entries.retain(|k, _| keep.contains(k));
     }
 
     pub fn draw(&mut self, f: &mut Frame, area: Rect, key: &JobKey, img: &Arc<RgbImage>) {
@@ -57,22 +127,41 @@ impl Images {
         };
         // one protocol per result, made again only when the result itself changed
         let id = Arc::as_ptr(img) as usize;
-        let fresh = || {
-            (
-                id,
-                picker.new_resize_protocol(image::DynamicImage::ImageRgb8((**img).clone())),
-            )
-        };
-        let entry = self.protos.entry(key.clone()).or_insert_with(fresh);
-        if entry.0 != id {
-            *entry = fresh();
+        if self.entries.get(key).is_none_or(|e| e.id != id) {
+            self.generation += 1;
+            let proto = picker.new_resize_protocol(image::DynamicImage::ImageRgb8((**img).clone()));
+            self.entries.insert(
+                key.clone(),
+                Entry {
+                    id,
+                    generation: self.generation,
+                    proto: Some(proto),
+                },
+            );
         }
-        f.render_stateful_widget(
-            StatefulImage::default()
-                .resize(Resize::Scale(Some(image::imageops::FilterType::Nearest))),
-            area,
-            &mut entry.1,
-        );
+        let entry = self.entries.get_mut(key).expect("inserted above");
+        if let (Some(worker), Some(proto)) = (&self.worker, &entry.proto) {
+            if let Some(size) = proto.needs_resize(&RESIZE, area.into()) {
+                let job = EncodeJob {
+                    key: key.clone(),
+                    generation: entry.generation,
+                    proto: entry.proto.take().expect("checked"),
+                    size,
+                };
+                if let Err(back) = worker.send(job) {
+                    entry.proto = Some(back.0.proto);
+                }
+            }
+        }
+        match &mut entry.proto {
+            Some(proto) => {
+                f.render_stateful_widget(StatefulImage::default().resize(RESIZE), area, proto)
+            }
+            None => f.render_widget(
+                Paragraph::new("…").style(Style::default().fg(Color::DarkGray)),
+                area,
+            ),
+        }
     }
 }
 
