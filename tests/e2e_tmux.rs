@@ -93,3 +93,45 @@ fn gallery_overview_tree_expand_quit() {
     );
     tmux(&["-L", &sock, "kill-server"]);
 }
+
+/// Processes whose command line mentions `needle`.
+fn pids_with(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .filter(|pid| *pid != std::process::id())
+        .collect()
+}
+
+#[test]
+fn a_hang_up_ends_the_app() {
+    let sock = format!("treevis-e2e-hup-{}", std::process::id());
+    let cache = tempfile::tempdir().unwrap();
+    let session = cache.path().join("session-hup.json");
+    launch(&sock, cache.path(), &session);
+    wait_for(&sock, "stripes 100%", 60);
+    let needle = session.display().to_string();
+    let running: Vec<u32> = pids_with(&needle)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "treevis")
+        })
+        .collect();
+    assert_eq!(running.len(), 1, "{running:?}");
+    // the SSH connection drops: the terminal goes away under the app
+    tmux(&["-L", &sock, "kill-server"]);
+    let start = Instant::now();
+    while pids_with(&needle).contains(&running[0]) {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = Command::new("kill")
+                .args(["-9", &running[0].to_string()])
+                .status();
+            panic!("treevis still runs 20 s after its terminal hung up");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

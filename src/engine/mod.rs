@@ -55,6 +55,19 @@ pub enum JobKey {
 }
 
 impl JobKey {
+    /// A short description: `thumb`, `input`, `labels`, `overview`, `recon conv5:12`,
+    /// `children conv5:12`.
+    pub fn describe(&self) -> String {
+        match self {
+            JobKey::Thumb { .. } => "thumb".into(),
+            JobKey::Input { .. } => "input".into(),
+            JobKey::Labels { .. } => "labels".into(),
+            JobKey::Overview { .. } => "overview".into(),
+            JobKey::Recon { path, .. } => format!("recon {path}"),
+            JobKey::Children { path, .. } => format!("children {path}"),
+        }
+    }
+
     pub fn image(&self) -> &PathBuf {
         match self {
             JobKey::Thumb { image }

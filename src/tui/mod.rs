@@ -139,14 +139,13 @@ enum Msg {
 /// image encodings all wake the event loop through one channel.
 struct InputThread {
     stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
 }
 
 impl InputThread {
     fn start(tx: mpsc::Sender<Msg>) -> InputThread {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let handle = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("treevis-input".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
@@ -162,20 +161,15 @@ impl InputThread {
                 }
             })
             .expect("cannot start the input thread");
-        InputThread {
-            stop,
-            handle: Some(handle),
-        }
+        InputThread { stop }
     }
 }
 
 impl Drop for InputThread {
-    /// Stops reading before the terminal is handed back to the shell.
+    /// Stops reading at the next poll. Not joined: after a hang-up the terminal is gone and
+    /// a read may never return, and the process is about to exit anyway.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 
@@ -250,7 +244,7 @@ fn event_loop(
                     }
                 }
                 Msg::Term(TermEvent::Resize(..)) => term.autoresize()?,
-                Msg::Term(_) => {}
+                Msg::Term(other) => tracing::debug!(?other, "terminal event ignored"),
                 Msg::Engine(e) => app.on_event(e),
                 Msg::Image(e) => images.encoded(e),
                 Msg::InputError(e) => return Err(e).context("cannot read the terminal"),

@@ -140,8 +140,23 @@ impl Images {
             );
         }
         let entry = self.entries.get_mut(key).expect("inserted above");
-        if let (Some(worker), Some(proto)) = (&self.worker, &entry.proto) {
-            if let Some(size) = proto.needs_resize(&RESIZE, area.into()) {
+        let needs = entry
+            .proto
+            .as_ref()
+            .and_then(|p| p.needs_resize(&RESIZE, area.into()));
+        if let Some(size) = needs {
+            // where each image goes, for tests that look at a real terminal's pixels
+            tracing::debug!(
+                tile = %key.describe(),
+                x = area.x,
+                y = area.y,
+                cols = size.width,
+                rows = size.height,
+                "image placed"
+            );
+        }
+        if let (Some(worker), Some(size)) = (&self.worker, needs) {
+            {
                 let job = EncodeJob {
                     key: key.clone(),
                     generation: entry.generation,

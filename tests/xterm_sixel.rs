@@ -1,0 +1,400 @@
+//! A real terminal with real graphics: xterm emulating a VT340 (sixel) under Xvfb. treevis
+//! queries the terminal itself (`--protocol auto`), the keys are typed into the xterm
+//! window, and screenshots (ImageMagick `import`) are searched for the reconstructions that
+//! `treevis overview --out` computes headless. Then the tiles must be gone from the screen
+//! when the overview is left, and the shell must get a sane terminal back.
+//!
+//! Needs Xvfb, xterm (with the 9x15 font), ImageMagick and xdotool: `.ci/run` installs them
+//! (`apt-get install xvfb xterm xfonts-base imagemagick xdotool x11-utils`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const COLS: u32 = 140;
+const ROWS: u32 = 44;
+
+/// Kills what it holds when the test ends, however it ends.
+struct Killed(Vec<Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for c in self.0.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn need(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`{tool}` is missing: apt-get install xvfb xterm xfonts-base imagemagick xdotool x11-utils (.ci/run does)"
+    );
+}
+
+fn run(cmd: &mut Command) -> String {
+    let o = cmd.output().expect("runs");
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Polls `f` until it gives `Ok`; on timeout, fails with its last `Err`.
+fn wait_until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        let last = match f() {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// One tile as the app logged it: what it shows and its cells.
+#[derive(Debug, Clone)]
+struct Placed {
+    tile: String,
+    x: u32,
+    y: u32,
+    cols: u32,
+    rows: u32,
+}
+
+fn placements(log: &Path) -> Vec<Placed> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("image placed"))
+        .filter_map(|l| {
+            let field = |name: &str| -> Option<String> {
+                let rest = &l[l.find(&format!(" {name}="))? + name.len() + 2..];
+                Some(match rest.find(" x=") {
+                    Some(end) if name == "tile" => rest[..end].to_string(),
+                    _ => rest.split_whitespace().next()?.to_string(),
+                })
+            };
+            Some(Placed {
+                tile: field("tile")?,
+                x: field("x")?.parse().ok()?,
+                y: field("y")?.parse().ok()?,
+                cols: field("cols")?.parse().ok()?,
+                rows: field("rows")?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// How far (pixels) a tile may sit from where its cells begin.
+const SLACK: u32 = 2;
+
+/// Mean absolute error (0..255) and correlation of the deviations from grey, between `want`
+/// scaled (nearest, as the app scales) to `s`×`s` and the screen at offset `(dx, dy)` in
+/// `crop` (which has [`SLACK`] pixels around the cells); the best over every size that fits
+/// the cells and every offset within the slack.
+fn best_match(crop: &image::RgbImage, want: &image::RgbImage) -> (f64, f64) {
+    let max = crop.width().min(crop.height()) - 2 * SLACK;
+    let mut best = (f64::MAX, 0.0);
+    for s in (max / 2).max(8)..=max {
+        let w = image::imageops::resize(want, s, s, image::imageops::FilterType::Nearest);
+        for dy in 0..=2 * SLACK {
+            for dx in 0..=2 * SLACK {
+                let (mut err, mut sxy, mut sxx, mut syy) = (0f64, 0f64, 0f64, 0f64);
+                for (x, y, p) in w.enumerate_pixels() {
+                    let q = crop.get_pixel(x + dx, y + dy);
+                    for c in 0..3 {
+                        let (a, b) = (p.0[c] as f64 - 128.0, q.0[c] as f64 - 128.0);
+                        err += (a - b).abs();
+                        sxy += a * b;
+                        sxx += a * a;
+                        syy += b * b;
+                    }
+                }
+                let mae = err / (3 * s * s) as f64;
+                if mae < best.0 {
+                    best = (mae, sxy / (sxx.sqrt() * syy.sqrt()).max(1e-9));
+                }
+            }
+        }
+    }
+    best
+}
+
+struct Screen {
+    display: String,
+    origin: (u32, u32),
+    cell: (u32, u32),
+    shots: PathBuf,
+}
+
+impl Screen {
+    fn shot(&self) -> image::RgbImage {
+        let p = self.shots.join("shot.png");
+        run(Command::new("import")
+            .env("DISPLAY", &self.display)
+            .args(["-window", "root"])
+            .arg(&p));
+        image::open(&p).unwrap().to_rgb8()
+    }
+
+    fn crop(&self, shot: &image::RgbImage, t: &Placed) -> image::RgbImage {
+        let (x, y) = (
+            self.origin.0 + t.x * self.cell.0,
+            self.origin.1 + t.y * self.cell.1,
+        );
+        image::imageops::crop_imm(
+            shot,
+            x.saturating_sub(SLACK),
+            y.saturating_sub(SLACK),
+            t.cols * self.cell.0 + 2 * SLACK,
+            t.rows * self.cell.1 + 2 * SLACK,
+        )
+        .to_image()
+    }
+}
+
+#[test]
+fn sixel_tiles_in_a_real_xterm() {
+    for t in ["Xvfb", "xterm", "import", "xdotool", "xwininfo"] {
+        need(t);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = env!("CARGO_BIN_EXE_treevis");
+    // one demo image, and its reconstructions computed headless
+    let imgs = d.join("imgs");
+    run(Command::new(bin)
+        .args(["demo-gallery", "--n", "10", "--out"])
+        .arg(&imgs));
+    for e in std::fs::read_dir(&imgs).unwrap() {
+        let p = e.unwrap().path();
+        if !p.ends_with("0009_star.png") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let recons = d.join("recons");
+    run(Command::new(bin)
+        .args(["overview", "--model", "demo", "--top", "5"])
+        .arg(imgs.join("0009_star.png"))
+        .arg("--out")
+        .arg(&recons));
+
+    // a private X server on a display number it picks itself and tells on stdout
+    let mut xvfb = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1400x800x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(xvfb.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let display = format!(":{}", line.trim());
+    assert!(line.trim().parse::<u32>().is_ok(), "Xvfb said {line:?}");
+    let mut procs = Killed(vec![xvfb]);
+
+    let cache = d.join("cache");
+    let stty = d.join("stty.txt");
+    let script = format!(
+        "{bin} {}; stty -a > {}; sleep 60",
+        imgs.display(),
+        stty.display()
+    );
+    procs.0.push(
+        Command::new("xterm")
+            .env("DISPLAY", &display)
+            .env("XDG_CACHE_HOME", &cache)
+            .env("TREEVIS_LOG", "treevis=debug")
+            .args([
+                "-ti", "vt340", "-b", "0", "-fn", "9x15", "-bg", "black", "-fg", "white",
+            ])
+            .args(["-geometry", &format!("{COLS}x{ROWS}+0+0")])
+            .args(["-xrm", "XTerm*decTerminalID: vt340"])
+            .args(["-xrm", "XTerm*numColorRegisters: 1024"])
+            .args(["-xrm", "XTerm*allowWindowOps: true"])
+            .args(["-xrm", "XTerm*allowSendEvents: true"])
+            .args(["-e", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("xterm.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let wid = wait_until("the xterm window", 20, || {
+        let o = Command::new("xdotool")
+            .env("DISPLAY", &display)
+            .args(["search", "--class", "xterm"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                let err = std::fs::read_to_string(d.join("xterm.err")).unwrap_or_default();
+                format!("no window yet; xterm said: {err}")
+            })
+    });
+    let info = run(Command::new("xwininfo")
+        .env("DISPLAY", &display)
+        .args(["-id", &wid]));
+    let num = |key: &str| -> u32 {
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{key}` in xwininfo:\n{info}"))
+    };
+    let screen = Screen {
+        display: display.clone(),
+        origin: (num("Absolute upper-left X:"), num("Absolute upper-left Y:")),
+        cell: (num("Width:") / COLS, num("Height:") / ROWS),
+        shots: d.to_path_buf(),
+    };
+    eprintln!(
+        "window {wid}: origin {:?}, cell {:?}",
+        screen.origin, screen.cell
+    );
+    let log = cache.join("treevis/treevis.log");
+    // keys as a keyboard types them (XTEST), into the focused xterm
+    run(Command::new("xdotool")
+        .env("DISPLAY", &display)
+        .args(["windowfocus", "--sync", &wid]));
+    let key = |k: &str| {
+        run(Command::new("xdotool")
+            .env("DISPLAY", &display)
+            .args(["key", k]));
+    };
+    let logged = |what: &str| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(what) {
+            Ok(())
+        } else {
+            Err(format!("no `{what}` in the log:\n{text}"))
+        }
+    };
+
+    // the app found sixel by asking the terminal, and drew the gallery
+    wait_until("the gallery", 30, || logged("screen complete"));
+    key("Return");
+    wait_until("the overview", 60, || logged("screen=overview"));
+    let tiles: Vec<Placed> = placements(&log)
+        .into_iter()
+        .filter(|p| p.tile.starts_with("recon "))
+        .collect();
+    assert!(tiles.len() >= 20, "{tiles:?}");
+    let expected = |t: &Placed| {
+        let name = t.tile.trim_start_matches("recon ").replace(':', "_");
+        image::open(recons.join(format!("{name}.png")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .to_rgb8()
+    };
+    let probe = tiles
+        .iter()
+        .find(|t| t.tile.starts_with("recon conv5:"))
+        .unwrap()
+        .clone();
+    // every tile's pixels are on screen (xterm may still be drawing: poll)
+    let shot = wait_until("every reconstruction on screen", 30, || {
+        let shot = screen.shot();
+        if let Ok(dbg) = std::env::var("TREEVIS_XTERM_DEBUG") {
+            shot.save(format!("{dbg}/shot.png")).unwrap();
+            screen
+                .crop(&shot, &probe)
+                .save(format!("{dbg}/probe.png"))
+                .unwrap();
+            expected(&probe)
+                .save(format!("{dbg}/probe_want.png"))
+                .unwrap();
+        }
+        let bad: Vec<String> = tiles
+            .iter()
+            .filter_map(|t| {
+                let (mae, corr) = best_match(&screen.crop(&shot, t), &expected(t));
+                (mae > 8.0 || corr < 0.8)
+                    .then(|| format!("{}: mae {mae:.1} corr {corr:.2}", t.tile))
+            })
+            .collect();
+        if bad.is_empty() {
+            Ok(shot)
+        } else {
+            Err(bad.join("; "))
+        }
+    });
+    // and the comparison can fail: the probe's place matches its own picture better than
+    // any other tile's, and its mirror image not at all
+    let crop = screen.crop(&shot, &probe);
+    let (_, own) = best_match(&crop, &expected(&probe));
+    for t in tiles.iter().filter(|t| t.tile != probe.tile) {
+        let (_, corr) = best_match(&crop, &expected(t));
+        assert!(
+            corr < own,
+            "{} at {} scores {corr:.2}, itself {own:.2}",
+            t.tile,
+            probe.tile
+        );
+    }
+    let mirror = image::imageops::flip_horizontal(&expected(&probe));
+    let (mae, corr) = best_match(&crop, &mirror);
+    eprintln!(
+        "{}: itself corr {own:.2}; mirrored: mae {mae:.1}, corr {corr:.2}",
+        probe.tile
+    );
+    assert!(
+        corr < 0.5,
+        "the mirror image of {} matches (corr {corr:.2})",
+        probe.tile
+    );
+
+    // leaving the overview clears its tiles from the screen
+    key("Escape");
+    wait_until("the tiles to be cleared", 30, || {
+        let shot = screen.shot();
+        let left: Vec<String> = tiles
+            .iter()
+            .filter_map(|t| {
+                let c = screen.crop(&shot, t);
+                let dark = c.pixels().filter(|p| p.0.iter().all(|&v| v < 40)).count();
+                let frac = dark as f64 / c.pixels().len() as f64;
+                (frac < 0.98).then(|| format!("{}: {:.0}% dark", t.tile, frac * 100.0))
+            })
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(left.join("; "))
+        }
+    });
+    key("q");
+    let modes = wait_until("the shell after quitting", 30, || {
+        std::fs::read_to_string(&stty)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| "no stty output yet".to_string())
+    });
+    assert!(
+        !modes.contains("-icanon") && !modes.contains("-echo "),
+        "terminal left raw: {modes}"
+    );
+    drop(procs);
+}
