@@ -43,6 +43,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The neuron feature cache: build, info, show, merge.
+    Cache(crate::cachecli::CacheArgs),
     /// Top-5 classes of an image.
     Labels {
         #[command(flatten)]
@@ -526,6 +528,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Bench(args) => crate::bench::run(&args)?,
+        Command::Cache(args) => crate::cachecli::run(args)?,
         Command::TrainDemo {
             seed,
             steps,

@@ -7,10 +7,12 @@
 //! * [`bench`]: the benchmark behind `treevis bench`.
 
 pub mod bench;
+pub mod cachecli;
 pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod featcache;
 pub mod model;
 pub mod recon;
 pub mod tui;

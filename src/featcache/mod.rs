@@ -1,0 +1,936 @@
+//! The neuron feature cache (reference doc, section 6): for every neuron of the chosen blobs,
+//! the top-k dataset images by the channel's spatial max, each with its root-only
+//! reconstruction cropped to the reconstruction's non-zero box, in LMDB.
+//!
+//! Two passes, both batched and checkpointed in LMDB transactions, so a build killed at any
+//! moment resumes from its last checkpoint and ends with the same cache:
+//! 1. *scan*: forward every image; keep per channel the top-k (image, max, location) and a
+//!    fixed sample of the maxima for quantiles;
+//! 2. *crops*: forward each image that some list kept, reconstruct all of its entries in
+//!    one batched backward pass, crop, encode PNG.
+//!
+//! `--shard i/N` scans the images with `index % N == i`; [`merge`] folds shards into the
+//! cache one build would give (ties go to the lower image index, so order never matters).
+
+pub mod grid;
+pub mod pool;
+pub mod store;
+pub mod topk;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::model::{net::Layer, Model};
+use crate::recon::{self, display, Options};
+use store::{Bytes, Reader, Store};
+use topk::{BlobTop, Entry};
+
+/// Version of the cache layout.
+pub const FORMAT: u32 = 1;
+
+/// What a cache was built from; a cache serves only the model it was built for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: u32,
+    pub model: String,
+    /// SHA-256 of the spec (layers, preprocessing, blobs) and of the mean image, if any.
+    pub spec_sha256: String,
+    /// SHA-256 of every weight tensor, in layer order (independent of the file format).
+    pub weights_sha256: String,
+    pub opts: Options,
+    pub top_k: usize,
+    pub layers: Vec<String>,
+    /// SHA-256 of the dataset listing (one path per line).
+    pub dataset_sha256: String,
+    pub images: u64,
+    /// `(i, n)`: this cache scanned the images with `index % n == i`; `(0, 1)`: all.
+    pub shard: (u64, u64),
+}
+
+impl Meta {
+    /// Why a cache with `self` cannot continue as, or merge with, one with `other`.
+    pub fn mismatch(&self, other: &Meta) -> Option<String> {
+        let checks: [(&str, bool); 8] = [
+            ("format", self.format == other.format),
+            ("model", self.model == other.model),
+            ("spec", self.spec_sha256 == other.spec_sha256),
+            ("weights", self.weights_sha256 == other.weights_sha256),
+            ("method or multiplier mode", self.opts == other.opts),
+            ("top-k", self.top_k == other.top_k),
+            ("layers", self.layers == other.layers),
+            (
+                "dataset",
+                self.dataset_sha256 == other.dataset_sha256 && self.images == other.images,
+            ),
+        ];
+        checks
+            .iter()
+            .find(|(_, ok)| !ok)
+            .map(|(what, _)| what.to_string())
+    }
+
+    /// Whether this cache was built for `model`'s spec and weights.
+    pub fn check_model(&self, model: &Model, path: &Path) -> Result<()> {
+        let (spec, weights) = (spec_sha256(model)?, weights_sha256(model)?);
+        if self.spec_sha256 != spec || self.weights_sha256 != weights {
+            return Err(Error::db(
+                path,
+                format!(
+                    "this feature cache was built for model `{}` with other {} (weights {}…); build one for this model with `treevis cache build`",
+                    self.model,
+                    if self.spec_sha256 != spec { "spec" } else { "weights" },
+                    &self.weights_sha256[..12]
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn hex(d: impl AsRef<[u8]>) -> String {
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of the spec and the mean image.
+pub fn spec_sha256(model: &Model) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(model.spec()).map_err(|e| Error::Input(e.to_string()))?);
+    if let Some(m) = &model.mean_image {
+        for v in m {
+            h.update(v.to_le_bytes());
+        }
+    }
+    Ok(hex(h.finalize()))
+}
+
+/// SHA-256 of the weights: every tensor's shape and values, in layer order.
+pub fn weights_sha256(model: &Model) -> Result<String> {
+    let mut h = Sha256::new();
+    for l in &model.net.layers {
+        let ts: Vec<&Tensor> = match l {
+            Layer::Conv(c) => vec![&c.w, &c.b],
+            Layer::Linear(f) => vec![&f.w, &f.b],
+            _ => continue,
+        };
+        for t in ts {
+            for d in t.dims() {
+                h.update((*d as u64).to_le_bytes());
+            }
+            let v = crate::model::net::host_vec(t)?;
+            for x in v {
+                h.update(x.to_le_bytes());
+            }
+        }
+    }
+    Ok(hex(h.finalize()))
+}
+
+/// SHA-256 of a dataset listing.
+pub fn dataset_sha256(paths: &[PathBuf]) -> String {
+    let mut h = Sha256::new();
+    for p in paths {
+        h.update(p.to_string_lossy().as_bytes());
+        h.update(b"\n");
+    }
+    hex(h.finalize())
+}
+
+/// What `treevis cache build` does.
+pub struct BuildOptions {
+    /// The dataset, listed (see [`crate::data::source::collect`]).
+    pub images: Vec<PathBuf>,
+    /// Blob names; empty: every blob of the tree.
+    pub layers: Vec<String>,
+    pub top_k: usize,
+    pub opts: Options,
+    pub batch: usize,
+    pub out: PathBuf,
+    pub shard: (u64, u64),
+    /// Images between checkpoints.
+    pub checkpoint: usize,
+    pub quiet: bool,
+}
+
+/// What a build measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub scanned: u64,
+    pub skipped: u64,
+    pub scan_seconds: f64,
+    pub reconstructions: u64,
+    pub crop_seconds: f64,
+    pub disk_bytes: u64,
+}
+
+impl Report {
+    pub fn images_per_second(&self) -> f64 {
+        self.scanned as f64 / self.scan_seconds.max(1e-9)
+    }
+    pub fn recons_per_second(&self) -> f64 {
+        self.reconstructions as f64 / self.crop_seconds.max(1e-9)
+    }
+}
+
+fn progress(quiet: bool, len: u64, what: &str) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} ETA {{eta}} {{msg}}"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Blob indices of `names` (all blobs when empty).
+fn blob_indices(model: &Model, names: &[String]) -> Result<Vec<usize>> {
+    let net = &model.net;
+    if names.is_empty() {
+        return Ok((0..net.blobs.len()).collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            net.blob_index(n).ok_or_else(|| {
+                let known: Vec<&str> = net.blobs.iter().map(|b| b.name.as_str()).collect();
+                Error::Input(format!(
+                    "no blob `{n}` in model `{}` (blobs: {})",
+                    model.spec().name,
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Loads and preprocesses images; failures come back per image.
+fn load_batch(model: &Model, paths: &[&Path]) -> Vec<Result<Tensor>> {
+    paths
+        .iter()
+        .map(|p| crate::data::preprocess(model, &crate::data::load_image(p)?))
+        .collect()
+}
+
+/// One scanned image: per chosen blob, per channel, (max, position).
+type Maxima = Vec<Vec<(f32, u32)>>;
+
+fn scan_batch(model: &Model, blobs: &[usize], paths: &[&Path]) -> Vec<Result<Maxima>> {
+    let inputs = load_batch(model, paths);
+    let ok: Vec<Tensor> = inputs
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    let maxima = (|| -> Result<Vec<Maxima>> {
+        if ok.is_empty() {
+            return Ok(Vec::new());
+        }
+        let x = Tensor::stack(&ok, 0)?.to_device(&model.net.device)?;
+        let state = model.net.forward(&x)?;
+        let per_blob = blobs
+            .iter()
+            .map(|&bi| {
+                let b = &model.net.blobs[bi];
+                let (c, plane) = (b.shape.channels(), b.shape.plane());
+                let v = crate::model::net::host_vec(state.output(b.layer, &b.name)?)?;
+                Ok((0..ok.len())
+                    .map(|i| {
+                        (0..c)
+                            .map(|ch| {
+                                let row = &v[(i * c + ch) * plane..(i * c + ch + 1) * plane];
+                                let (mut bi, mut bv) = (0u32, f32::NEG_INFINITY);
+                                for (j, &x) in row.iter().enumerate() {
+                                    if x > bv {
+                                        (bi, bv) = (j as u32, x);
+                                    }
+                                }
+                                (bv, bi)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((0..ok.len())
+            .map(|i| per_blob.iter().map(|b| b[i].clone()).collect())
+            .collect())
+    })();
+    let mut it = match maxima {
+        Ok(m) => m.into_iter(),
+        Err(e) => {
+            let msg = e.to_string();
+            return inputs
+                .iter()
+                .map(|_| Err(Error::Input(format!("forward pass: {msg}"))))
+                .collect();
+        }
+    };
+    inputs
+        .into_iter()
+        .map(|r| r.map(|_| it.next().expect("one result per loaded image")))
+        .collect()
+}
+
+/// One entry to reconstruct: where it goes and what it is.
+#[derive(Clone)]
+struct Want {
+    blob: usize,
+    channel: usize,
+    rank: usize,
+    entry: Entry,
+}
+
+fn crop_key(blob: &str, channel: usize, rank: usize) -> String {
+    format!("crop/{blob}/{channel:06}/{rank:03}")
+}
+
+/// A cached crop: the entry, the box (x0, y0, x1, y1; empty when the reconstruction is all
+/// zero) and the two PNGs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Crop {
+    pub entry: Entry,
+    pub bbox: [u32; 4],
+    pub image_png: Vec<u8>,
+    pub recon_png: Vec<u8>,
+}
+
+impl Crop {
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Bytes::default();
+        b.u32(self.entry.image)
+            .f32(self.entry.act)
+            .u32(self.entry.pos);
+        for v in self.bbox {
+            b.u32(v);
+        }
+        b.blob(&self.image_png).blob(&self.recon_png);
+        b.0
+    }
+
+    fn decode(bytes: &[u8], what: &str) -> Result<Crop> {
+        let mut r = Reader::new(bytes, what);
+        let entry = Entry {
+            image: r.u32()?,
+            act: r.f32()?,
+            pos: r.u32()?,
+        };
+        let bbox = [r.u32()?, r.u32()?, r.u32()?, r.u32()?];
+        Ok(Crop {
+            entry,
+            bbox,
+            image_png: r.blob()?.to_vec(),
+            recon_png: r.blob()?.to_vec(),
+        })
+    }
+}
+
+fn png(img: &image::RgbImage) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(|e| Error::Input(format!("PNG encoding: {e}")))?;
+    Ok(out)
+}
+
+/// The box of the non-zero pixels of a `[3, H, W]` gradient: (x0, y0, x1, y1), exclusive.
+pub fn nonzero_box(grad: &[f32], h: usize, w: usize) -> Option<[u32; 4]> {
+    let plane = h * w;
+    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    for i in 0..plane {
+        if (0..3).any(|c| grad[c * plane + i] != 0.0) {
+            let (y, x) = (i / w, i % w);
+            x0 = x0.min(x);
+            y0 = y0.min(y);
+            x1 = x1.max(x + 1);
+            y1 = y1.max(y + 1);
+        }
+    }
+    (x1 > x0).then_some([x0 as u32, y0 as u32, x1 as u32, y1 as u32])
+}
+
+/// Rows of one batched backward pass at most (bounds memory on large nets).
+const RECON_ROWS: usize = 32;
+
+fn crop_batch(
+    model: &Model,
+    opts: &Options,
+    images: &[(&Path, Vec<Want>)],
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let paths: Vec<&Path> = images.iter().map(|(p, _)| *p).collect();
+    let inputs = load_batch(model, &paths)
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    let x = Tensor::stack(&inputs, 0)?.to_device(&model.net.device)?;
+    let state = model.net.forward(&x)?;
+    let [h, w] = model.spec().input.size;
+    let mut out = Vec::new();
+    for (i, (_, wants)) in images.iter().enumerate() {
+        let seen = display::render_input(model, &inputs[i])?;
+        for chunk in wants.chunks(RECON_ROWS) {
+            let rpaths: Vec<recon::Path> = chunk
+                .iter()
+                .map(|wt| recon::Path::root(&model.net.blobs[wt.blob].name, wt.channel))
+                .collect();
+            let recons = recon::reconstruct(model, &state, i, opts, &rpaths)?;
+            for (wt, r) in chunk.iter().zip(recons) {
+                let g = crate::model::net::host_vec(&r.grad)?;
+                let (bbox, image_png, recon_png) = match nonzero_box(&g, h, w) {
+                    Some(b) => {
+                        let shown = display::render(model, &r.grad, display::Display::Norm)?;
+                        let crop = |img: &image::RgbImage| {
+                            image::imageops::crop_imm(img, b[0], b[1], b[2] - b[0], b[3] - b[1])
+                                .to_image()
+                        };
+                        (b, png(&crop(&seen))?, png(&crop(&shown))?)
+                    }
+                    None => ([0; 4], Vec::new(), Vec::new()),
+                };
+                let blob = &model.net.blobs[wt.blob].name;
+                let c = Crop {
+                    entry: wt.entry,
+                    bbox,
+                    image_png,
+                    recon_png,
+                };
+                out.push((crop_key(blob, wt.channel, wt.rank), c.encode()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn u64_value(store: &Store, key: &str) -> Result<Option<u64>> {
+    Ok(store
+        .get(key)?
+        .and_then(|v| String::from_utf8(v).ok()?.parse().ok()))
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("plain data serializes")
+}
+
+fn from_json<T: for<'a> Deserialize<'a>>(store: &Store, key: &str) -> Result<Option<T>> {
+    store
+        .get(key)?
+        .map(|v| {
+            serde_json::from_slice(&v)
+                .map_err(|e| Error::db(store.path(), format!("record `{key}`: {e}")))
+        })
+        .transpose()
+}
+
+/// Writes pass 1's state at `pos` in one transaction; `last`: sorted, and marked done.
+fn checkpoint_scan(
+    store: &Store,
+    tops: &mut [BlobTop],
+    pos: usize,
+    skipped: &[(u64, String)],
+    last: bool,
+) -> Result<()> {
+    if last {
+        tops.iter_mut().for_each(BlobTop::finish);
+    }
+    let mut puts: Vec<(String, Vec<u8>)> = tops
+        .iter()
+        .map(|t| (format!("top/{}", t.name), t.encode()))
+        .collect();
+    puts.push(("scan/next".into(), pos.to_string().into_bytes()));
+    puts.push(("scan/skipped".into(), json(&skipped)));
+    if last {
+        puts.push(("scan/done".into(), b"1".to_vec()));
+    }
+    store.write(&puts)
+}
+
+/// Builds (or resumes) a cache with one model per device.
+pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
+    let model = models
+        .first()
+        .ok_or_else(|| Error::Device("no device".into()))?;
+    if o.top_k == 0 || o.batch == 0 {
+        return Err(Error::Input(
+            "--top-k and --batch must be at least 1".into(),
+        ));
+    }
+    let (si, sn) = o.shard;
+    if sn == 0 || si >= sn {
+        return Err(Error::Input(format!(
+            "shard {si}/{sn}: expected i/N with i < N"
+        )));
+    }
+    let blobs = blob_indices(model, &o.layers)?;
+    let meta = Meta {
+        format: FORMAT,
+        model: model.spec().name.clone(),
+        spec_sha256: spec_sha256(model)?,
+        weights_sha256: weights_sha256(model)?,
+        opts: o.opts,
+        top_k: o.top_k,
+        layers: blobs
+            .iter()
+            .map(|&b| model.net.blobs[b].name.clone())
+            .collect(),
+        dataset_sha256: dataset_sha256(&o.images),
+        images: o.images.len() as u64,
+        shard: o.shard,
+    };
+    let store = Store::open(&o.out, true)?;
+    match from_json::<Meta>(&store, "meta")? {
+        Some(old) => {
+            if let Some(what) = old
+                .mismatch(&meta)
+                .or_else(|| (old.shard != meta.shard).then(|| "shard".to_string()))
+            {
+                return Err(Error::db(
+                    &o.out,
+                    format!("holds a cache built with another {what}; choose another --out, or delete it to start over"),
+                ));
+            }
+        }
+        None => store.write(&[
+            ("meta".into(), json(&meta)),
+            ("dataset".into(), json(&o.images)),
+        ])?,
+    }
+    let mut report = Report::default();
+    // ---- pass 1: scan
+    let mine: Vec<u64> = (0..o.images.len() as u64)
+        .filter(|i| i % sn == si)
+        .collect();
+    let mut tops: Vec<BlobTop> = Vec::new();
+    for &b in &blobs {
+        let name = &model.net.blobs[b].name;
+        tops.push(match store.get(&format!("top/{name}"))? {
+            Some(bytes) => BlobTop::decode(name, &bytes)?,
+            None => BlobTop::new(name, model.net.blobs[b].shape.channels()),
+        });
+    }
+    let mut skipped: Vec<(u64, String)> = from_json(&store, "scan/skipped")?.unwrap_or_default();
+    let scanned = store.get("scan/done")?.is_some();
+    if !scanned {
+        let start = u64_value(&store, "scan/next")?.unwrap_or(0) as usize;
+        let bar = progress(o.quiet, mine.len() as u64, "pass 1/2 scan ");
+        bar.set_position(start as u64);
+        let t0 = Instant::now();
+        let n = o.images.len() as u64;
+        let mut pos = start;
+        let mut since_checkpoint = 0;
+        let jobs: Vec<Vec<u64>> = mine[start..].chunks(o.batch).map(|c| c.to_vec()).collect();
+        let images = &o.images;
+        let blobs_ref = &blobs;
+        pool::ordered(
+            models,
+            jobs,
+            |m, batch: Vec<u64>| {
+                let paths: Vec<&Path> = batch
+                    .iter()
+                    .map(|&i| images[i as usize].as_path())
+                    .collect();
+                (batch.clone(), scan_batch(m, blobs_ref, &paths))
+            },
+            |(batch, results)| {
+                for (&idx, r) in batch.iter().zip(results) {
+                    match r {
+                        Ok(maxima) => {
+                            for (t, per_channel) in tops.iter_mut().zip(maxima) {
+                                for (c, (act, p)) in per_channel.into_iter().enumerate() {
+                                    t.offer(
+                                        c,
+                                        Entry {
+                                            image: idx as u32,
+                                            act,
+                                            pos: p,
+                                        },
+                                        o.top_k,
+                                    );
+                                    if topk::is_sample(idx, n) {
+                                        t.samples[c].push(act);
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            bar.suspend(|| {
+                                tracing::warn!("skipping {}: {e}", images[idx as usize].display())
+                            });
+                            skipped.push((idx, e.to_string()));
+                        }
+                    }
+                }
+                pos += batch.len();
+                since_checkpoint += batch.len();
+                report.scanned += batch.len() as u64;
+                bar.inc(batch.len() as u64);
+                bar.set_message(format!("{} skipped", skipped.len()));
+                let last = pos == mine.len();
+                if since_checkpoint >= o.checkpoint || last {
+                    since_checkpoint = 0;
+                    checkpoint_scan(&store, &mut tops, pos, &skipped, last)?;
+                }
+                Ok(())
+            },
+        )?;
+        if start == mine.len() {
+            checkpoint_scan(&store, &mut tops, start, &skipped, true)?;
+        }
+        bar.finish();
+        report.scan_seconds = t0.elapsed().as_secs_f64();
+    }
+    report.skipped = skipped.len() as u64;
+    // ---- pass 2: reconstructions and crops
+    let mut per_image: std::collections::BTreeMap<u32, Vec<Want>> = Default::default();
+    for (t, &b) in tops.iter().zip(&blobs) {
+        for (c, list) in t.top.iter().enumerate() {
+            for (rank, e) in list.iter().enumerate() {
+                per_image.entry(e.image).or_default().push(Want {
+                    blob: b,
+                    channel: c,
+                    rank,
+                    entry: *e,
+                });
+            }
+        }
+    }
+    let todo: Vec<(u32, Vec<Want>)> = per_image.into_iter().collect();
+    let start = u64_value(&store, "recon/next")?.unwrap_or(0) as usize;
+    if start < todo.len() {
+        let total: usize = todo.iter().map(|(_, w)| w.len()).sum();
+        let bar = progress(o.quiet, total as u64, "pass 2/2 crops");
+        bar.set_position(todo[..start].iter().map(|(_, w)| w.len() as u64).sum());
+        let t0 = Instant::now();
+        let mut pos = start;
+        let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut since_checkpoint = 0;
+        let jobs: Vec<Vec<usize>> = (start..todo.len())
+            .collect::<Vec<_>>()
+            .chunks(o.batch)
+            .map(|c| c.to_vec())
+            .collect();
+        let todo_ref = &todo;
+        let images = &o.images;
+        pool::ordered(
+            models,
+            jobs,
+            |m, idxs: Vec<usize>| {
+                let batch: Vec<(&Path, Vec<Want>)> = idxs
+                    .iter()
+                    .map(|&k| {
+                        let (img, wants) = &todo_ref[k];
+                        (images[*img as usize].as_path(), wants.clone())
+                    })
+                    .collect();
+                let n: usize = batch.iter().map(|(_, w)| w.len()).sum();
+                (idxs.len(), n, crop_batch(m, &o.opts, &batch))
+            },
+            |(done, n, crops)| {
+                pending.extend(crops?);
+                pos += done;
+                since_checkpoint += done;
+                report.reconstructions += n as u64;
+                bar.inc(n as u64);
+                if since_checkpoint >= o.checkpoint || pos == todo.len() {
+                    since_checkpoint = 0;
+                    pending.push(("recon/next".into(), pos.to_string().into_bytes()));
+                    store.write(&pending)?;
+                    pending.clear();
+                }
+                Ok(())
+            },
+        )?;
+        bar.finish();
+        report.crop_seconds = t0.elapsed().as_secs_f64();
+    }
+    store.write(&[("done".into(), b"1".to_vec())])?;
+    report.disk_bytes = store.disk_bytes();
+    Ok(report)
+}
+
+/// A finished cache, open for reading.
+pub struct FeatureCache {
+    store: Store,
+    pub meta: Meta,
+    pub tops: Vec<BlobTop>,
+    pub skipped: Vec<(u64, String)>,
+}
+
+impl FeatureCache {
+    /// Opens a complete cache.
+    pub fn open(dir: &Path) -> Result<FeatureCache> {
+        let store = Store::open(dir, false)?;
+        let meta: Meta = from_json(&store, "meta")?
+            .ok_or_else(|| Error::db(dir, "not a treevis feature cache (no meta record)"))?;
+        if meta.format != FORMAT {
+            return Err(Error::db(
+                dir,
+                format!("cache format {} (this treevis reads {FORMAT})", meta.format),
+            ));
+        }
+        if store.get("done")?.is_none() {
+            return Err(Error::db(
+                dir,
+                "the build of this cache has not finished; run the same `treevis cache build` again to resume it",
+            ));
+        }
+        let tops = meta
+            .layers
+            .iter()
+            .map(|l| {
+                let bytes = store
+                    .get(&format!("top/{l}"))?
+                    .ok_or_else(|| Error::db(dir, format!("no lists for blob `{l}`")))?;
+                BlobTop::decode(l, &bytes)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let skipped = from_json(&store, "scan/skipped")?.unwrap_or_default();
+        Ok(FeatureCache {
+            store,
+            meta,
+            tops,
+            skipped,
+        })
+    }
+
+    /// Opens a cache and checks that it was built for `model`.
+    pub fn open_for(dir: &Path, model: &Model) -> Result<FeatureCache> {
+        let c = FeatureCache::open(dir)?;
+        c.meta.check_model(model, dir)?;
+        Ok(c)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.store.path()
+    }
+
+    pub fn disk_bytes(&self) -> u64 {
+        self.store.disk_bytes()
+    }
+
+    pub fn blob(&self, name: &str) -> Option<&BlobTop> {
+        self.tops.iter().find(|t| t.name == name)
+    }
+
+    /// Where `value` ranks among channel `channel` of `blob`'s dataset maxima (0..1).
+    pub fn rank(&self, blob: &str, channel: usize, value: f32) -> Option<f32> {
+        self.blob(blob)?.rank(channel, value)
+    }
+
+    fn blob_or_err(&self, blob: &str) -> Result<&BlobTop> {
+        self.blob(blob).ok_or_else(|| {
+            Error::Input(format!(
+                "the feature cache has no blob `{blob}` (it has {})",
+                self.meta.layers.join(", ")
+            ))
+        })
+    }
+
+    /// The crops of one neuron, best first.
+    pub fn crops(&self, blob: &str, channel: usize) -> Result<Vec<Crop>> {
+        let t = self.blob_or_err(blob)?;
+        let n = t
+            .top
+            .get(channel)
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "`{blob}` has {} channels, not {}",
+                    t.top.len(),
+                    channel + 1
+                ))
+            })?
+            .len();
+        (0..n)
+            .map(|r| {
+                let key = crop_key(blob, channel, r);
+                let bytes = self
+                    .store
+                    .get(&key)?
+                    .ok_or_else(|| Error::db(self.path(), format!("no record `{key}`")))?;
+                Crop::decode(&bytes, &key)
+            })
+            .collect()
+    }
+
+    /// The neuron's grid: image crops beside reconstruction crops.
+    pub fn grid(&self, blob: &str, channel: usize) -> Result<image::RgbImage> {
+        grid::render(&self.crops(blob, channel)?)
+    }
+
+    /// The dataset listing it was built from.
+    pub fn dataset(&self) -> Result<Vec<PathBuf>> {
+        Ok(from_json(&self.store, "dataset")?.unwrap_or_default())
+    }
+
+    /// Every record of content (not the meta record, which names the shard, nor progress
+    /// markers), for comparing caches.
+    pub fn records(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .store
+            .scan("")?
+            .into_iter()
+            .filter(|(k, _)| !["meta", "scan/next", "recon/next"].contains(&k.as_str()))
+            .collect())
+    }
+}
+
+/// Merges complete shard caches (`--shard i/N` for every i of one N) into one cache, equal
+/// to what one build over the whole dataset gives.
+pub fn merge(shards: &[PathBuf], out: &Path) -> Result<Meta> {
+    let caches = shards
+        .iter()
+        .map(|s| FeatureCache::open(s))
+        .collect::<Result<Vec<_>>>()?;
+    let first = caches
+        .first()
+        .ok_or_else(|| Error::Input("no shards to merge".into()))?;
+    let n = first.meta.shard.1;
+    let mut seen = vec![None; n as usize];
+    for c in &caches {
+        if let Some(what) = first.meta.mismatch(&c.meta) {
+            return Err(Error::db(
+                c.path(),
+                format!(
+                    "was built with another {what} than {}",
+                    first.path().display()
+                ),
+            ));
+        }
+        let (i, cn) = c.meta.shard;
+        if cn != n {
+            return Err(Error::db(
+                c.path(),
+                format!("is shard {i}/{cn}, the others are of {n}"),
+            ));
+        }
+        if let Some(other) = seen[i as usize].replace(c.path().to_path_buf()) {
+            return Err(Error::db(
+                c.path(),
+                format!("shard {i}/{n} twice (also {})", other.display()),
+            ));
+        }
+    }
+    if let Some(i) = seen.iter().position(|s| s.is_none()) {
+        return Err(Error::Input(format!("shard {i}/{n} is missing")));
+    }
+    let k = first.meta.top_k;
+    let mut tops: Vec<BlobTop> = first
+        .tops
+        .iter()
+        .map(|t| BlobTop::new(&t.name, t.top.len()))
+        .collect();
+    for c in &caches {
+        for (t, o) in tops.iter_mut().zip(&c.tops) {
+            t.merge(o, k);
+        }
+    }
+    let meta = Meta {
+        shard: (0, 1),
+        ..first.meta.clone()
+    };
+    let store = Store::open(out, true)?;
+    if store.get("meta")?.is_some() {
+        return Err(Error::db(
+            out,
+            "already holds a cache; merge into a new folder",
+        ));
+    }
+    let mut skipped: Vec<(u64, String)> = caches.iter().flat_map(|c| c.skipped.clone()).collect();
+    skipped.sort_by_key(|s| s.0);
+    let dataset = first
+        .store
+        .get("dataset")?
+        .unwrap_or_else(|| b"[]".to_vec());
+    let mut puts = vec![
+        ("meta".to_string(), json(&meta)),
+        ("dataset".to_string(), dataset),
+        ("scan/skipped".to_string(), json(&skipped)),
+        ("scan/next".to_string(), b"0".to_vec()),
+        ("scan/done".to_string(), b"1".to_vec()),
+    ];
+    let mut images = std::collections::BTreeSet::new();
+    for t in tops.iter_mut() {
+        t.finish();
+        puts.push((format!("top/{}", t.name), t.encode()));
+        for (c, list) in t.top.iter().enumerate() {
+            for (rank, e) in list.iter().enumerate() {
+                images.insert(e.image);
+                // the shard that owns the image kept it too, at some rank of its own
+                let owner = caches
+                    .iter()
+                    .find(|s| u64::from(e.image) % n == s.meta.shard.0)
+                    .expect("every shard is there");
+                let theirs = owner
+                    .blob(&t.name)
+                    .and_then(|b| b.top[c].iter().position(|x| x.image == e.image))
+                    .ok_or_else(|| {
+                        Error::db(
+                            owner.path(),
+                            format!("lacks image {} of {}:{c}", e.image, t.name),
+                        )
+                    })?;
+                let key = crop_key(&t.name, c, theirs);
+                let bytes = owner
+                    .store
+                    .get(&key)?
+                    .ok_or_else(|| Error::db(owner.path(), format!("no record `{key}`")))?;
+                puts.push((crop_key(&t.name, c, rank), bytes));
+            }
+        }
+    }
+    puts.push(("recon/next".into(), images.len().to_string().into_bytes()));
+    puts.push(("done".into(), b"1".to_vec()));
+    store.write(&puts)?;
+    Ok(meta)
+}
+
+/// Loads one model per device of a comma-separated list (`cpu`, `cuda:0,cuda:1`).
+pub fn load_models(
+    model: &str,
+    weights: &crate::model::WeightsSource,
+    devices: &str,
+) -> Result<Vec<Model>> {
+    devices
+        .split(',')
+        .map(|d| {
+            let dev: Device = crate::model::parse_device(d.trim())?;
+            Model::load(model, weights, &dev)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boxes_of_nonzero_pixels() {
+        let (h, w) = (4, 5);
+        let mut g = vec![0f32; 3 * h * w];
+        assert_eq!(nonzero_box(&g, h, w), None);
+        g[2 * h * w + 7] = -1.0; // channel 2, y 1, x 2
+        g[3] = 0.5; // channel 0, y 0, x 3
+        assert_eq!(nonzero_box(&g, h, w), Some([2, 0, 4, 2]));
+    }
+
+    #[test]
+    fn crops_round_trip_and_truncation_is_an_error() {
+        let c = Crop {
+            entry: Entry {
+                image: 3,
+                act: 1.5,
+                pos: 9,
+            },
+            bbox: [1, 2, 3, 4],
+            image_png: vec![1, 2, 3],
+            recon_png: vec![4],
+        };
+        let b = c.encode();
+        assert_eq!(Crop::decode(&b, "k").unwrap(), c);
+        assert!(Crop::decode(&b[..b.len() - 1], "k").is_err());
+    }
+}
