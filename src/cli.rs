@@ -64,7 +64,7 @@ pub enum Command {
         /// Neurons per blob.
         #[arg(long, default_value_t = 5)]
         top: usize,
-        /// Print JSON: [{blob, units: [{channel, activation}]}].
+        /// Print JSON: [{blob, units: [{channel, activation, rank?}]}].
         #[arg(long)]
         json: bool,
         /// Write the input and one PNG per neuron (`conv5_12.png`) into this folder.
@@ -72,6 +72,10 @@ pub enum Command {
         out: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t)]
         display: Display,
+        /// A feature cache of this model: each neuron's activation is ranked against the
+        /// dataset's (`p97`: above 97% of the images).
+        #[arg(long)]
+        cache: Option<PathBuf>,
     },
     /// Reconstruction of one path, as PNG and/or the raw gradient.
     Render {
@@ -204,6 +208,10 @@ pub struct TuiArgs {
     /// Save the exploration to this file on every change, and restore it on start.
     #[arg(long)]
     pub session: Option<PathBuf>,
+    /// A feature cache (`treevis cache build`): `f` shows a neuron's top dataset patches,
+    /// and overview tiles show where the activation ranks over the dataset (`p97`).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
 }
 
 /// Model and method options shared by every command.
@@ -330,7 +338,16 @@ impl Loaded {
 fn units_line(r: &recon::BlobUnits, decimals: usize) -> String {
     r.units
         .iter()
-        .map(|u| format!("{}:{} ({:.*})", r.blob, u.channel, decimals, u.activation))
+        .map(|u| {
+            let rank = u
+                .rank
+                .map(|q| format!(" p{:.0}", (q * 100.0).floor().min(99.0)))
+                .unwrap_or_default();
+            format!(
+                "{}:{} ({:.*}{rank})",
+                r.blob, u.channel, decimals, u.activation
+            )
+        })
         .collect::<Vec<_>>()
         .join("  ")
 }
@@ -396,9 +413,14 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             out,
             display,
+            cache,
         } => {
             let l = Loaded::new(&engine, &input)?;
-            let rows = recon::overview(&l.model, &l.state, 0, top)?;
+            let mut rows = recon::overview(&l.model, &l.state, 0, top)?;
+            if let Some(dir) = &cache {
+                let c = crate::featcache::FeatureCache::open_for(dir, &l.model)?;
+                crate::featcache::rank_overview(&c, &mut rows);
+            }
             if let Some(dir) = &out {
                 create_dir(dir)?;
                 save_png(
@@ -766,6 +788,7 @@ fn run_tui(args: TuiArgs) -> Result<()> {
             keymap,
             info,
             session: args.session,
+            feature_cache: args.cache,
         },
     )
 }

@@ -246,3 +246,60 @@ fn images_are_encoded_off_the_ui_thread_and_late_answers_are_dropped() {
     }
     assert_eq!(r.images.pending(), 0);
 }
+
+#[test]
+fn feature_cache_ranks_tiles_and_shows_a_neurons_patches() {
+    let mut r = Rig::new(120, 36);
+    // a cache over the gallery itself, for conv5 and conv4
+    let cache = r._dir.path().join("featcache");
+    let model = Model::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
+    treevis::featcache::build(
+        std::slice::from_ref(&model),
+        &treevis::featcache::BuildOptions {
+            images: r.app.images.clone(),
+            layers: vec!["conv5".into(), "conv4".into()],
+            top_k: 4,
+            opts: r.app.opts,
+            batch: 8,
+            out: cache.clone(),
+            shard: (0, 1),
+            checkpoint: 64,
+            quiet: true,
+        },
+    )
+    .unwrap();
+    r.sched = Scheduler::new(model, 64 << 20).with_feature_cache(cache);
+    r.settle();
+    r.press(Action::Open);
+    // conv5's tiles carry their rank over the dataset; fc8 (not cached) does not
+    let screen = r.screen();
+    let conv5_line = screen.lines().find(|l| l.contains("conv5:")).unwrap();
+    assert!(conv5_line.contains(" p"), "{screen}");
+    let fc8_line = screen.lines().find(|l| l.contains("fc8:")).unwrap();
+    assert!(!fc8_line.contains(" p"), "{screen}");
+    // f on fc8 (not in the cache) says so in place; on conv5, the grid
+    r.press(Action::Features);
+    assert!(r.screen().contains("no blob `fc8`"), "{}", r.screen());
+    r.press(Action::Back);
+    assert!(!r.app.features && r.app.pane == Pane::Overview);
+    for _ in 0..3 {
+        r.press(Action::Down);
+    }
+    r.press(Action::Features);
+    let (blob, ch) = r.app.selected_neuron().unwrap();
+    assert_eq!(blob, "conv5");
+    let screen = r.screen();
+    assert!(
+        screen.contains(&format!("conv5:{ch}: top dataset patches")),
+        "{screen}"
+    );
+    // the grid itself: 4 entries are a 2x2 grid of 64 px cells, twice
+    assert!(screen.contains("[272x130]"), "{screen}");
+    // and it follows the selection into the tree
+    r.press(Action::Features);
+    r.press(Action::Open);
+    r.press(Action::Features);
+    assert!(r
+        .screen()
+        .contains(&format!("conv5:{ch}: top dataset patches")));
+}

@@ -52,6 +52,12 @@ pub enum JobKey {
         opts: Options,
         k: usize,
     },
+    /// A neuron's top dataset patches from the feature cache, asked while studying `image`.
+    Features {
+        image: PathBuf,
+        blob: String,
+        channel: usize,
+    },
 }
 
 impl JobKey {
@@ -65,6 +71,7 @@ impl JobKey {
             JobKey::Overview { .. } => "overview".into(),
             JobKey::Recon { path, .. } => format!("recon {path}"),
             JobKey::Children { path, .. } => format!("children {path}"),
+            JobKey::Features { blob, channel, .. } => format!("features {blob}:{channel}"),
         }
     }
 
@@ -75,7 +82,8 @@ impl JobKey {
             | JobKey::Labels { image }
             | JobKey::Overview { image, .. }
             | JobKey::Recon { image, .. }
-            | JobKey::Children { image, .. } => image,
+            | JobKey::Children { image, .. }
+            | JobKey::Features { image, .. } => image,
         }
     }
 }
@@ -193,8 +201,18 @@ impl Lru {
 
 /// The synchronous core of the worker: pending jobs, caches, and one step of work at a
 /// time. The thread in [`Engine`] drives it; tests drive it directly.
+/// The feature cache, opened when first needed (on the engine thread: checking that it
+/// belongs to the model hashes every weight).
+enum Features {
+    None,
+    Unopened(PathBuf),
+    Open(Arc<crate::featcache::FeatureCache>),
+    Failed(String),
+}
+
 pub struct Scheduler {
     model: Model,
+    features: Features,
     pending: VecDeque<JobKey>,
     cache: Lru,
     forwards: VecDeque<(PathBuf, Arc<(Tensor, ForwardState)>)>,
@@ -210,6 +228,7 @@ impl Scheduler {
     pub fn new(model: Model, cache_bytes: usize) -> Scheduler {
         Scheduler {
             model,
+            features: Features::None,
             pending: VecDeque::new(),
             cache: Lru::new(cache_bytes),
             forwards: VecDeque::new(),
@@ -220,6 +239,29 @@ impl Scheduler {
 
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// Serves neuron grids and activation ranks from the feature cache in `dir`.
+    pub fn with_feature_cache(mut self, dir: PathBuf) -> Scheduler {
+        self.features = Features::Unopened(dir);
+        self
+    }
+
+    fn feature_cache(&mut self) -> Result<Arc<crate::featcache::FeatureCache>, String> {
+        if let Features::Unopened(dir) = &self.features {
+            self.features = match crate::featcache::FeatureCache::open_for(dir, &self.model) {
+                Ok(c) => Features::Open(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!("feature cache: {e}");
+                    Features::Failed(e.to_string())
+                }
+            };
+        }
+        match &self.features {
+            Features::Open(c) => Ok(c.clone()),
+            Features::Failed(e) => Err(e.clone()),
+            _ => Err("no feature cache: start treevis with --cache DIR (build one with `treevis cache build`)".into()),
+        }
     }
 
     /// Replaces what is wanted; returns the answers already cached (in want order).
@@ -337,10 +379,18 @@ impl Scheduler {
             }
             JobKey::Overview { top, .. } => {
                 let f = self.forward(&image)?;
-                vec![(
-                    first.clone(),
-                    Output::Overview(recon::overview(&self.model, &f.1, 0, *top)?),
-                )]
+                let mut rows = recon::overview(&self.model, &f.1, 0, *top)?;
+                if !matches!(self.features, Features::None) {
+                    if let Ok(c) = self.feature_cache() {
+                        crate::featcache::rank_overview(&c, &mut rows);
+                    }
+                }
+                vec![(first.clone(), Output::Overview(rows))]
+            }
+            JobKey::Features { blob, channel, .. } => {
+                let c = self.feature_cache().map_err(anyhow::Error::msg)?;
+                let grid = c.grid(blob, *channel)?;
+                vec![(first.clone(), Output::Image(Arc::new(grid)))]
             }
             JobKey::Recon { opts, .. } => {
                 let f = self.forward(&image)?;
@@ -448,16 +498,20 @@ impl Engine {
     /// Starts the worker, which owns `model`; its events arrive on the returned channel.
     pub fn start(model: Model) -> (Engine, Receiver<Event>) {
         let (etx, events) = mpsc::channel::<Event>();
-        let engine = Engine::start_with(model, Box::new(move |e| etx.send(e).is_ok()));
+        let engine = Engine::start_with(
+            Scheduler::new(model, 256 << 20),
+            Box::new(move |e| etx.send(e).is_ok()),
+        );
         (engine, events)
     }
 
-    /// Starts the worker, which owns `model` and hands every event to `sink`.
-    pub fn start_with(model: Model, sink: EventSink) -> Engine {
+    /// Starts the worker, which owns the scheduler (and its model) and hands every event
+    /// to `sink`.
+    pub fn start_with(sched: Scheduler, sink: EventSink) -> Engine {
         let (tx, rx) = mpsc::channel::<Msg>();
         let handle = std::thread::Builder::new()
             .name("treevis-engine".into())
-            .spawn(move || worker(Scheduler::new(model, 256 << 20), rx, sink))
+            .spawn(move || worker(sched, rx, sink))
             .expect("spawn the engine thread");
         Engine {
             tx,

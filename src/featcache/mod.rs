@@ -778,6 +778,15 @@ impl FeatureCache {
     }
 }
 
+/// Fills in where each unit of an overview ranks against the dataset.
+pub fn rank_overview(cache: &FeatureCache, rows: &mut [recon::BlobUnits]) {
+    for r in rows {
+        for u in &mut r.units {
+            u.rank = cache.rank(&r.blob, u.channel, u.activation);
+        }
+    }
+}
+
 /// Merges complete shard caches (`--shard i/N` for every i of one N) into one cache, equal
 /// to what one build over the whole dataset gives.
 pub fn merge(shards: &[PathBuf], out: &Path) -> Result<Meta> {

@@ -359,6 +359,10 @@ pub fn expand(
 pub struct Unit {
     pub channel: usize,
     pub activation: f32,
+    /// Where the activation ranks among the channel's maxima over the feature cache's
+    /// dataset (0..1), when a cache is in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<f32>,
 }
 
 /// The top units of one blob.
@@ -393,6 +397,7 @@ pub fn overview(
                     .map(|c| Unit {
                         channel: c,
                         activation: v[c],
+                        rank: None,
                     })
                     .collect(),
             })

@@ -101,6 +101,8 @@ pub struct App {
     pub results: HashMap<JobKey, Output>,
     pub status: Status,
     pub help: bool,
+    /// The selected neuron's feature-cache grid is shown.
+    pub features: bool,
     pub quit: bool,
     /// Set by drawing: the gallery's columns and the visible rows' range of images.
     pub gallery_cols: usize,
@@ -131,6 +133,7 @@ impl App {
             results: HashMap::new(),
             status: Status::default(),
             help: false,
+            features: false,
             quit: false,
             gallery_cols: 4,
             gallery_visible: 0..0,
@@ -212,6 +215,8 @@ impl App {
         match a {
             Action::Quit => self.quit = true,
             Action::Help => self.help = !self.help,
+            Action::Back if self.features => self.features = false,
+            Action::Features => self.features = !self.features,
             Action::Back => {
                 self.help = false;
                 self.pane = match self.pane {
@@ -450,8 +455,39 @@ impl App {
     }
 
     /// The jobs the screen needs now, most important first.
+    /// The neuron under the cursor: the selected overview tile, or the selected tree node's
+    /// last neuron.
+    pub fn selected_neuron(&self) -> Option<(String, usize)> {
+        match self.pane {
+            Pane::Gallery => None,
+            Pane::Overview => {
+                let row = self.overview()?.get(self.ov_row)?;
+                let u = row.units.get(self.ov_col)?;
+                Some((row.blob.clone(), u.channel))
+            }
+            Pane::Tree => {
+                let t = self.tree.as_ref()?;
+                let n = t.nodes.get(t.sel)?.path.last();
+                Some((n.blob.clone(), n.channel))
+            }
+        }
+    }
+
+    /// The feature grid's job, while it is shown.
+    pub fn features_key(&self) -> Option<JobKey> {
+        if !self.features {
+            return None;
+        }
+        let (blob, channel) = self.selected_neuron()?;
+        Some(JobKey::Features {
+            image: self.current_image()?,
+            blob,
+            channel,
+        })
+    }
+
     pub fn wants(&self) -> Vec<JobKey> {
-        let mut w = Vec::new();
+        let mut w: Vec<JobKey> = self.features_key().into_iter().collect();
         match self.pane {
             Pane::Gallery => {
                 let imgs = self.visible_images();

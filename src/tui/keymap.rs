@@ -40,6 +40,7 @@ pub enum Action {
     ToggleInput,
     ExportNode,
     ExportTree,
+    Features,
 }
 
 /// The panes (tables of the keymap).

@@ -44,6 +44,8 @@ pub struct TuiOptions {
     pub info: String,
     /// Where the exploration is saved and restored from.
     pub session: Option<PathBuf>,
+    /// A feature cache (`treevis cache build`) for neuron grids and activation ranks.
+    pub feature_cache: Option<PathBuf>,
 }
 
 fn restore() {
@@ -96,7 +98,11 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
         let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
         let (tx, rx) = mpsc::channel::<Msg>();
         let etx = tx.clone();
-        let engine = Engine::start_with(model, Box::new(move |e| etx.send(Msg::Engine(e)).is_ok()));
+        let mut sched = crate::engine::Scheduler::new(model, 256 << 20);
+        if let Some(dir) = opts.feature_cache.clone() {
+            sched = sched.with_feature_cache(dir);
+        }
+        let engine = Engine::start_with(sched, Box::new(move |e| etx.send(Msg::Engine(e)).is_ok()));
         let itx = tx.clone();
         let mut images = ui::Images::threaded(picker, move |e| {
             let _ = itx.send(Msg::Image(e));

@@ -215,9 +215,34 @@ pub fn draw(f: &mut Frame, app: &mut App, images: &mut Images, keymap: &Keymap) 
         Pane::Tree => tree(f, app, images, main),
     }
     status_bar(f, app, bar);
+    if let Some(key) = app.features_key() {
+        features(f, app, images, main, &key);
+    }
     if app.help {
         help(f, app, keymap, main);
     }
+}
+
+/// The selected neuron's top dataset patches (left) and their reconstructions (right).
+fn features(f: &mut Frame, app: &App, images: &mut Images, area: Rect, key: &JobKey) {
+    let JobKey::Features { blob, channel, .. } = key else {
+        return;
+    };
+    let w = (area.width * 9 / 10).max(40).min(area.width);
+    let h = (area.height * 9 / 10).max(10).min(area.height);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    f.render_widget(Clear, r);
+    let block = Block::default().borders(Borders::ALL).title(format!(
+        " {blob}:{channel}: top dataset patches | their reconstructions (f or Esc closes) "
+    ));
+    let inner = block.inner(r);
+    f.render_widget(block, r);
+    tile(f, images, app, inner, key);
 }
 
 fn status_bar(f: &mut Frame, app: &App, area: Rect) {
@@ -422,8 +447,13 @@ fn overview(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
                 break;
             }
             let selected = sel_row && ci == app.ov_col;
+            // with a feature cache: the percentile of this activation over the dataset
+            let rank = u
+                .rank
+                .map(|r| format!(" p{:.0}", (r * 100.0).floor().min(99.0)))
+                .unwrap_or_default();
             let cap = format!(
-                "{}{}:{} {:.2}",
+                "{}{}:{} {:.2}{rank}",
                 if selected { ">" } else { "" },
                 row.blob,
                 u.channel,
