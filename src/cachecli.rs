@@ -89,7 +89,7 @@ pub struct BuildArgs {
     /// with `treevis cache merge`.
     #[arg(long, default_value = "0/1", value_parser = parse_shard)]
     pub shard: (u64, u64),
-    /// Images between checkpoints (a killed build resumes from the last one).
+    /// Images between checkpoints (and at most 30 s; a killed build resumes from the last).
     #[arg(long, default_value_t = 256)]
     pub checkpoint: usize,
     /// No progress bars (batch jobs).

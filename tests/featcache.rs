@@ -106,7 +106,8 @@ fn build_info_show_and_the_lists_are_right() {
             assert!(c.rank(blob, ch, want[0].0).unwrap() > 0.95);
         }
     }
-    // crops: a box inside the input, PNGs that decode to the box's size
+    // crops: a box inside the input, PNGs that decode to the box's size (64 px images are
+    // below the size where crops are scaled down)
     let crops = c.crops("conv2", 7).unwrap();
     assert_eq!(crops.len(), 4);
     for cr in &crops {

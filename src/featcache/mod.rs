@@ -30,6 +30,9 @@ use crate::recon::{self, display, Options};
 use store::{Bytes, Reader, Store};
 use topk::{BlobTop, Entry};
 
+/// Longest time between checkpoints, whatever `--checkpoint` says.
+const CHECKPOINT_SECS: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Version of the cache layout.
 pub const FORMAT: u32 = 1;
 
@@ -355,6 +358,24 @@ pub fn nonzero_box(grad: &[f32], h: usize, w: usize) -> Option<[u32; 4]> {
     (x1 > x0).then_some([x0 as u32, y0 as u32, x1 as u32, y1 as u32])
 }
 
+/// Longest side of a stored crop, pixels: twice a grid cell, so whole-image crops of
+/// 224-pixel inputs (fc blobs) take a quarter of the space.
+pub const CROP_MAX: u32 = 2 * grid::CELL;
+
+/// Scales `img` down (never up) so that its longer side is at most `max`.
+fn shrink(img: image::RgbImage, max: u32) -> image::RgbImage {
+    let (w, h) = img.dimensions();
+    if w.max(h) <= max {
+        return img;
+    }
+    let s = max as f32 / w.max(h) as f32;
+    let (nw, nh) = (
+        ((w as f32 * s).round() as u32).max(1),
+        ((h as f32 * s).round() as u32).max(1),
+    );
+    image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle)
+}
+
 /// Rows of one batched backward pass at most (bounds memory on large nets).
 const RECON_ROWS: usize = 32;
 
@@ -385,8 +406,15 @@ fn crop_batch(
                     Some(b) => {
                         let shown = display::render(model, &r.grad, display::Display::Norm)?;
                         let crop = |img: &image::RgbImage| {
-                            image::imageops::crop_imm(img, b[0], b[1], b[2] - b[0], b[3] - b[1])
-                                .to_image()
+                            let c = image::imageops::crop_imm(
+                                img,
+                                b[0],
+                                b[1],
+                                b[2] - b[0],
+                                b[3] - b[1],
+                            )
+                            .to_image();
+                            shrink(c, CROP_MAX)
                         };
                         (b, png(&crop(&seen))?, png(&crop(&shown))?)
                     }
@@ -522,6 +550,7 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
         let n = o.images.len() as u64;
         let mut pos = start;
         let mut since_checkpoint = 0;
+        let mut saved = Instant::now();
         let jobs: Vec<Vec<u64>> = mine[start..].chunks(o.batch).map(|c| c.to_vec()).collect();
         let images = &o.images;
         let blobs_ref = &blobs;
@@ -570,8 +599,9 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
                 bar.inc(batch.len() as u64);
                 bar.set_message(format!("{} skipped", skipped.len()));
                 let last = pos == mine.len();
-                if since_checkpoint >= o.checkpoint || last {
+                if since_checkpoint >= o.checkpoint || last || saved.elapsed() > CHECKPOINT_SECS {
                     since_checkpoint = 0;
+                    saved = Instant::now();
                     checkpoint_scan(&store, &mut tops, pos, &skipped, last)?;
                 }
                 Ok(())
@@ -608,6 +638,7 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
         let mut pos = start;
         let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
         let mut since_checkpoint = 0;
+        let mut saved = Instant::now();
         let jobs: Vec<Vec<usize>> = (start..todo.len())
             .collect::<Vec<_>>()
             .chunks(o.batch)
@@ -635,8 +666,12 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
                 since_checkpoint += done;
                 report.reconstructions += n as u64;
                 bar.inc(n as u64);
-                if since_checkpoint >= o.checkpoint || pos == todo.len() {
+                if since_checkpoint >= o.checkpoint
+                    || pos == todo.len()
+                    || saved.elapsed() > CHECKPOINT_SECS
+                {
                     since_checkpoint = 0;
+                    saved = Instant::now();
                     pending.push(("recon/next".into(), pos.to_string().into_bytes()));
                     store.write(&pending)?;
                     pending.clear();
