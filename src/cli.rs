@@ -45,6 +45,8 @@ pub struct Cli {
 pub enum Command {
     /// The neuron feature cache: build, info, show, merge.
     Cache(crate::cachecli::CacheArgs),
+    /// Models from other frameworks: import-caffe.
+    Models(crate::modelscli::ModelsArgs),
     /// Top-5 classes of an image.
     Labels {
         #[command(flatten)]
@@ -551,6 +553,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => crate::bench::run(&args)?,
         Command::Cache(args) => crate::cachecli::run(args)?,
+        Command::Models(args) => crate::modelscli::run(args)?,
         Command::TrainDemo {
             seed,
             steps,

@@ -8,12 +8,14 @@
 
 pub mod bench;
 pub mod cachecli;
+pub mod caffe;
 pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod error;
 pub mod featcache;
 pub mod model;
+pub mod modelscli;
 pub mod recon;
 pub mod tui;
 

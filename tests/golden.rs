@@ -55,7 +55,8 @@ struct Fixture {
     meta: serde_json::Value,
 }
 
-fn load(net: &str) -> Fixture {
+/// The fixture of `net`, on the spec and weights it was made with, or on `model`.
+fn load(net: &str, model: Option<Model>) -> Fixture {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(golden(&format!("{net}.ref.json"))).unwrap())
             .unwrap();
@@ -63,12 +64,14 @@ fn load(net: &str) -> Fixture {
     let refs =
         candle_core::safetensors::load(golden(&format!("{net}.ref.safetensors")), &Device::Cpu)
             .unwrap();
-    let mut model = Model::load(
-        spec.to_str().unwrap(),
-        &WeightsSource::File(golden(&format!("{net}.weights.safetensors"))),
-        &device(),
-    )
-    .unwrap();
+    let mut model = model.unwrap_or_else(|| {
+        Model::load(
+            spec.to_str().unwrap(),
+            &WeightsSource::File(golden(&format!("{net}.weights.safetensors"))),
+            &device(),
+        )
+        .unwrap()
+    });
     let input = &refs["input"];
     let (h, w) = (input.dims()[1], input.dims()[2]);
     if [h, w] != model.spec().input.size {
@@ -89,7 +92,10 @@ fn opts(v: &serde_json::Value) -> Options {
 }
 
 fn check(net: &str) {
-    let f = load(net);
+    check_fixture(net, load(net, None));
+}
+
+fn check_fixture(net: &str, f: Fixture) {
     let state = f
         .model
         .net
@@ -185,4 +191,39 @@ fn caffenet_matches_pytorch() {
 #[test]
 fn alexnet_matches_pytorch() {
     check("alexnet");
+}
+
+/// The same CaffeNet in Caffe's own files (written by tests/caffe/make_caffe.py with the
+/// Python protobuf package, current and V1 formats), imported: PyTorch's numbers again.
+#[test]
+fn imported_caffe_files_match_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let caffe = root().join("tests/caffe");
+    for (deploy, weights) in [
+        ("deploy.prototxt", "net.caffemodel"),
+        ("deploy_v1.prototxt", "net_v1.caffemodel"),
+        ("deploy.prototxt", "net_v1.caffemodel"),
+    ] {
+        let out = dir.path().join(format!("{deploy}-{weights}"));
+        treevis::caffe::import(
+            &caffe.join(deploy),
+            &caffe.join(weights),
+            Some(&caffe.join("mean.binaryproto")),
+            None,
+            &out,
+        )
+        .unwrap();
+        let model = Model::load(out.to_str().unwrap(), &WeightsSource::Default, &device()).unwrap();
+        assert_eq!(
+            model
+                .spec()
+                .blobs
+                .iter()
+                .map(|b| b.mult)
+                .collect::<Vec<_>>(),
+            [1000.0, 4096.0, 400.0, 40.0, 40.0, 20.0, 4.0, 1.0],
+            "cnn_treevis's multipliers for CaffeNet"
+        );
+        check_fixture("caffenet", load("caffenet", Some(model)));
+    }
 }

@@ -1,0 +1,682 @@
+//! Caffe import: a deploy `.prototxt` (text format; current `layer` or legacy V1 `layers`
+//! syntax), a binary `.caffemodel` (NetParameter with blobs, V1 or V2) and a mean
+//! `.binaryproto` become a treevis model folder: `model.toml`, `weights.safetensors`,
+//! `mean.npy`, `labels.txt`. Only chains of the layers treevis runs are accepted; anything
+//! else is an error that names the layer.
+
+pub mod proto;
+pub mod text;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use prost::Message as _;
+
+use crate::error::{Error, Result};
+use crate::model::spec::{
+    BlobSpec, ColorOrder, InputSpec, LayerKind, LayerSpec, PoolSpec, Spec, BUILTIN_LABELS,
+};
+use text::Message;
+
+/// cnn_treevis's seed multipliers for CaffeNet's blobs (the reference doc's `mult` table).
+const CAFFENET_MULT: [(&str, f32); 8] = [
+    ("fc8", 1000.0),
+    ("fc7", 4096.0),
+    ("fc6", 400.0),
+    ("conv5", 40.0),
+    ("conv4", 40.0),
+    ("conv3", 20.0),
+    ("conv2", 4.0),
+    ("conv1", 1.0),
+];
+
+/// CaffeNet's per-channel BGR mean, used when no mean file is given.
+const IMAGENET_BGR_MEAN: [f32; 3] = [104.00699, 116.66877, 122.67892];
+
+/// A deploy net as the prototxt describes it.
+#[derive(Debug, Clone)]
+pub struct Deploy {
+    pub name: String,
+    /// `[channels, height, width]` of the input.
+    pub input: [usize; 3],
+    pub input_name: String,
+    pub layers: Vec<DeployLayer>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeployLayer {
+    pub name: String,
+    /// The V2 type name (`Convolution`); V1 enum names are translated.
+    pub ty: String,
+    pub bottoms: Vec<String>,
+    pub tops: Vec<String>,
+    pub msg: Message,
+    pub line: usize,
+}
+
+fn bad(origin: &str, line: usize, msg: impl std::fmt::Display) -> Error {
+    Error::Input(format!("{origin}:{line}: {msg}"))
+}
+
+fn parse_num<T: std::str::FromStr>(origin: &str, v: (&str, usize), what: &str) -> Result<T> {
+    v.0.parse().map_err(|_| {
+        bad(
+            origin,
+            v.1,
+            format!("`{what}: {}` is not a valid number", v.0),
+        )
+    })
+}
+
+fn dims_of(origin: &str, m: &Message) -> Result<Vec<usize>> {
+    m.scalars("dim")
+        .map(|d| parse_num(origin, d, "dim"))
+        .collect()
+}
+
+/// In a deploy net, a layer runs unless a rule keeps it to the TRAIN phase.
+fn in_test_phase(l: &Message) -> bool {
+    let phase = |m: &Message| m.scalar("phase").map(|p| p.0.to_string());
+    let included = l.messages("include").collect::<Vec<_>>();
+    if !included.is_empty()
+        && !included
+            .iter()
+            .any(|r| phase(r).as_deref() != Some("TRAIN"))
+    {
+        return false;
+    }
+    !l.messages("exclude")
+        .any(|r| phase(r).as_deref() == Some("TEST"))
+}
+
+/// Reads a deploy prototxt.
+pub fn parse_deploy(text: &str, origin: &str) -> Result<Deploy> {
+    let m = text::parse(text, origin)?;
+    let name = m
+        .scalar("name")
+        .map(|s| s.0.to_string())
+        .unwrap_or_default();
+    let v2: Vec<&Message> = m.messages("layer").collect();
+    let v1: Vec<&Message> = m.messages("layers").collect();
+    if !v2.is_empty() && !v1.is_empty() {
+        return Err(bad(
+            origin,
+            1,
+            "mixes `layer` (current) and `layers` (V1) entries",
+        ));
+    }
+    let lines: Vec<usize> = m
+        .fields
+        .iter()
+        .filter(|f| f.name == "layer" || f.name == "layers")
+        .map(|f| f.line)
+        .collect();
+    let mut layers = Vec::new();
+    for (i, l) in v2.iter().chain(&v1).enumerate() {
+        let line = lines[i];
+        if !in_test_phase(l) {
+            continue;
+        }
+        let lname = l
+            .scalar("name")
+            .map(|s| s.0.to_string())
+            .unwrap_or_else(|| format!("layer{i}"));
+        let raw = l
+            .scalar("type")
+            .ok_or_else(|| bad(origin, line, format!("layer `{lname}` has no type")))?
+            .0;
+        let ty = if v1.is_empty() {
+            raw.to_string()
+        } else {
+            proto::v1_text_type_name(raw)
+                .map(str::to_string)
+                .unwrap_or_else(|| raw.to_string())
+        };
+        layers.push(DeployLayer {
+            name: lname,
+            ty,
+            bottoms: l.scalars("bottom").map(|s| s.0.to_string()).collect(),
+            tops: l.scalars("top").map(|s| s.0.to_string()).collect(),
+            msg: (*l).clone(),
+            line,
+        });
+    }
+    // the input: `input` + `input_dim`/`input_shape`, or an Input layer
+    let mut input_name = m.scalar("input").map(|s| s.0.to_string());
+    let mut dims: Vec<usize> = m
+        .scalars("input_dim")
+        .map(|d| parse_num(origin, d, "input_dim"))
+        .collect::<Result<_>>()?;
+    if let Some(s) = m.message("input_shape") {
+        dims = dims_of(origin, s)?;
+    }
+    if let Some(pos) = layers.iter().position(|l| l.ty == "Input") {
+        let l = layers.remove(pos);
+        let shape = l
+            .msg
+            .message("input_param")
+            .and_then(|p| p.message("shape"))
+            .ok_or_else(|| bad(origin, l.line, "Input layer without input_param { shape }"))?;
+        dims = dims_of(origin, shape)?;
+        input_name = l.tops.first().cloned();
+    }
+    let input =
+        match dims.as_slice() {
+            [_, c, h, w] | [c, h, w] if *c > 0 && *h > 0 && *w > 0 => [*c, *h, *w],
+            [] => return Err(bad(
+                origin,
+                1,
+                "no input shape: give `input_dim` x4, `input_shape { dim ... }` or an Input layer",
+            )),
+            d => {
+                return Err(bad(
+                    origin,
+                    1,
+                    format!("input shape {d:?} is not [N,] C, H, W"),
+                ))
+            }
+        };
+    Ok(Deploy {
+        name,
+        input,
+        input_name: input_name.unwrap_or_else(|| "data".into()),
+        layers,
+    })
+}
+
+fn param<'a>(l: &'a DeployLayer, name: &str) -> Option<&'a Message> {
+    l.msg.message(name)
+}
+
+/// A `uint32` field that may be repeated (`kernel_size: 3` or twice for h and w), or given
+/// as `NAME_h`/`NAME_w`; non-square values are refused.
+fn square(
+    origin: &str,
+    l: &DeployLayer,
+    p: Option<&Message>,
+    name: &str,
+    default: Option<usize>,
+) -> Result<usize> {
+    let Some(p) = p else {
+        return default
+            .ok_or_else(|| bad(origin, l.line, format!("layer `{}` needs {name}", l.name)));
+    };
+    let mut vals: Vec<usize> = p
+        .scalars(name)
+        .map(|v| parse_num(origin, v, name))
+        .collect::<Result<_>>()?;
+    // `kernel_h`/`kernel_w`, `stride_h`, `pad_w`...
+    let base = name.trim_end_matches("_size");
+    for hw in ["_h", "_w"] {
+        if let Some(v) = p.scalar(&format!("{base}{hw}")) {
+            vals.push(parse_num(origin, v, name)?);
+        }
+    }
+    match vals.as_slice() {
+        [] => {
+            default.ok_or_else(|| bad(origin, l.line, format!("layer `{}` needs {name}", l.name)))
+        }
+        [v, rest @ ..] if rest.iter().all(|r| r == v) => Ok(*v),
+        _ => Err(bad(
+            origin,
+            l.line,
+            format!(
+                "layer `{}`: non-square {name} {vals:?} is not supported",
+                l.name
+            ),
+        )),
+    }
+}
+
+fn opt_f32(origin: &str, p: Option<&Message>, name: &str, default: f32) -> Result<f32> {
+    match p.and_then(|p| p.scalar(name)) {
+        Some(v) => parse_num(origin, v, name),
+        None => Ok(default),
+    }
+}
+
+fn opt_bool(p: Option<&Message>, name: &str, default: bool) -> bool {
+    p.and_then(|p| p.scalar(name))
+        .map(|v| v.0 == "true" || v.0 == "1")
+        .unwrap_or(default)
+}
+
+/// A deploy net as a treevis spec: the layers, the tree's blobs (every Convolution and
+/// InnerProduct output, after its in-place ReLU), and Caffe's preprocessing.
+pub fn to_spec(d: &Deploy, origin: &str, name: &str, mean_file: Option<&str>) -> Result<Spec> {
+    let mut layers: Vec<LayerSpec> = Vec::new();
+    let mut blobs: Vec<(String, String)> = Vec::new(); // (blob, layer whose output it is)
+    let mut current = d.input_name.clone();
+    let mut spatial = true;
+    for l in &d.layers {
+        if l.bottoms.len() != 1 || l.tops.len() != 1 {
+            return Err(bad(
+                origin,
+                l.line,
+                format!(
+                    "layer `{}` ({}) has {} inputs and {} outputs; treevis runs chains of single-input layers",
+                    l.name, l.ty, l.bottoms.len(), l.tops.len()
+                ),
+            ));
+        }
+        if l.bottoms[0] != current {
+            return Err(bad(
+                origin,
+                l.line,
+                format!(
+                    "layer `{}` reads `{}`, not the previous output `{current}`; treevis runs chains of layers",
+                    l.name, l.bottoms[0]
+                ),
+            ));
+        }
+        let kind = match l.ty.as_str() {
+            "Convolution" => {
+                let p = param(l, "convolution_param");
+                if !opt_bool(p, "bias_term", true) {
+                    tracing::info!("`{}` has no bias; a zero bias is written", l.name);
+                }
+                LayerKind::Conv {
+                    out: p
+                        .and_then(|p| p.scalar("num_output"))
+                        .map(|v| parse_num(origin, v, "num_output"))
+                        .transpose()?,
+                    kernel: square(origin, l, p, "kernel_size", None)?,
+                    stride: square(origin, l, p, "stride", Some(1))?,
+                    pad: square(origin, l, p, "pad", Some(0))?,
+                    dilation: square(origin, l, p, "dilation", Some(1))?,
+                    groups: p
+                        .and_then(|p| p.scalar("group"))
+                        .map(|v| parse_num(origin, v, "group"))
+                        .transpose()?
+                        .unwrap_or(1),
+                    weight: None,
+                    bias: None,
+                }
+            }
+            "ReLU" => {
+                if opt_f32(origin, param(l, "relu_param"), "negative_slope", 0.0)? != 0.0 {
+                    return Err(bad(
+                        origin,
+                        l.line,
+                        format!("layer `{}`: leaky ReLU (negative_slope) is not supported", l.name),
+                    ));
+                }
+                LayerKind::Relu
+            }
+            "Pooling" => {
+                let p = param(l, "pooling_param");
+                let method = p.and_then(|p| p.scalar("pool")).map(|v| v.0).unwrap_or("MAX");
+                let global = opt_bool(p, "global_pooling", false);
+                let round = p.and_then(|p| p.scalar("round_mode")).map(|v| v.0).unwrap_or("CEIL");
+                if global {
+                    match method {
+                        "AVE" | "1" => LayerKind::AdaptiveAvgpool { output: [1, 1] },
+                        _ => return Err(bad(origin, l.line, format!("layer `{}`: global {method} pooling is not supported", l.name))),
+                    }
+                } else {
+                    let spec = PoolSpec {
+                        kernel: square(origin, l, p, "kernel_size", None)?,
+                        stride: square(origin, l, p, "stride", Some(1))?,
+                        pad: square(origin, l, p, "pad", Some(0))?,
+                        ceil: round != "FLOOR" && round != "1",
+                    };
+                    match method {
+                        "MAX" | "0" => LayerKind::Maxpool(spec),
+                        "AVE" | "1" => LayerKind::Avgpool(spec),
+                        m => return Err(bad(origin, l.line, format!("layer `{}`: {m} pooling is not supported", l.name))),
+                    }
+                }
+            }
+            "LRN" => {
+                let p = param(l, "lrn_param");
+                let region = p.and_then(|p| p.scalar("norm_region")).map(|v| v.0).unwrap_or("ACROSS_CHANNELS");
+                if region != "ACROSS_CHANNELS" && region != "0" {
+                    return Err(bad(origin, l.line, format!("layer `{}`: LRN within channels is not supported", l.name)));
+                }
+                LayerKind::Lrn {
+                    size: p
+                        .and_then(|p| p.scalar("local_size"))
+                        .map(|v| parse_num(origin, v, "local_size"))
+                        .transpose()?
+                        .unwrap_or(5),
+                    alpha: opt_f32(origin, p, "alpha", 1.0)?,
+                    beta: opt_f32(origin, p, "beta", 0.75)?,
+                    k: opt_f32(origin, p, "k", 1.0)?,
+                }
+            }
+            "InnerProduct" => {
+                let p = param(l, "inner_product_param");
+                if opt_bool(p, "transpose", false) {
+                    return Err(bad(origin, l.line, format!("layer `{}`: transposed InnerProduct is not supported", l.name)));
+                }
+                if let Some(a) = p.and_then(|p| p.scalar("axis")) {
+                    if a.0 != "1" {
+                        return Err(bad(origin, l.line, format!("layer `{}`: InnerProduct axis {} is not supported", l.name, a.0)));
+                    }
+                }
+                if spatial {
+                    layers.push(LayerSpec {
+                        name: format!("{}_flatten", l.name),
+                        kind: LayerKind::Flatten,
+                    });
+                    spatial = false;
+                }
+                LayerKind::Linear {
+                    out: p
+                        .and_then(|p| p.scalar("num_output"))
+                        .map(|v| parse_num(origin, v, "num_output"))
+                        .transpose()?,
+                    weight: None,
+                    bias: None,
+                }
+            }
+            "Dropout" => LayerKind::Dropout {
+                p: opt_f32(origin, param(l, "dropout_param"), "dropout_ratio", 0.5)?,
+            },
+            "Softmax" => LayerKind::Softmax,
+            "Flatten" => {
+                spatial = false;
+                LayerKind::Flatten
+            }
+            other => {
+                return Err(bad(
+                    origin,
+                    l.line,
+                    format!(
+                        "layer `{}` has type `{other}`, which treevis does not run (it runs Convolution, ReLU, Pooling, LRN, InnerProduct, Dropout, Softmax, Flatten; use a deploy net)",
+                        l.name
+                    ),
+                ))
+            }
+        };
+        let in_place = l.tops[0] == l.bottoms[0];
+        match &kind {
+            LayerKind::Conv { .. } | LayerKind::Linear { .. } => {
+                blobs.push((l.tops[0].clone(), l.name.clone()));
+            }
+            LayerKind::Relu if in_place => {
+                // the blob of the layer the ReLU rewrites is its (post-ReLU) output
+                if let Some(b) = blobs.iter_mut().rev().find(|b| b.0 == l.tops[0]) {
+                    b.1 = l.name.clone();
+                }
+            }
+            LayerKind::Relu => {
+                if let Some(b) = blobs.iter_mut().rev().find(|b| b.0 == l.bottoms[0]) {
+                    b.1 = l.name.clone();
+                }
+            }
+            _ => {}
+        }
+        if layers.iter().any(|x| x.name == l.name) {
+            return Err(bad(
+                origin,
+                l.line,
+                format!("layer `{}` is defined twice", l.name),
+            ));
+        }
+        layers.push(LayerSpec {
+            name: l.name.clone(),
+            kind,
+        });
+        current = l.tops[0].clone();
+    }
+    if blobs.is_empty() {
+        return Err(Error::Input(format!(
+            "{origin}: the net has no Convolution or InnerProduct layer"
+        )));
+    }
+    let caffenet = blobs.len() == CAFFENET_MULT.len()
+        && blobs
+            .iter()
+            .all(|(b, _)| CAFFENET_MULT.iter().any(|(n, _)| n == b));
+    let blobs: Vec<BlobSpec> = blobs
+        .iter()
+        .rev()
+        .map(|(b, layer)| BlobSpec {
+            name: b.clone(),
+            layer: layer.clone(),
+            mult: if caffenet {
+                CAFFENET_MULT
+                    .iter()
+                    .find(|(n, _)| n == b)
+                    .map(|m| m.1)
+                    .unwrap_or(1.0)
+            } else {
+                1.0
+            },
+            below: None,
+        })
+        .collect();
+    if d.input[0] != 3 {
+        return Err(Error::Input(format!(
+            "{origin}: the input has {} channels; treevis studies colour images (3)",
+            d.input[0]
+        )));
+    }
+    Ok(Spec {
+        name: name.to_string(),
+        description: format!(
+            "imported from Caffe ({})",
+            if d.name.is_empty() { origin } else { &d.name }
+        ),
+        labels: Some("labels.txt".into()),
+        weights: Some("weights.safetensors".into()),
+        input: InputSpec {
+            size: [d.input[1], d.input[2]],
+            color: ColorOrder::Bgr,
+            scale: 255.0,
+            mean: IMAGENET_BGR_MEAN,
+            std: [1.0; 3],
+            resize: None,
+            mean_file: mean_file.map(str::to_string),
+        },
+        layers,
+        blobs,
+    })
+}
+
+/// Reads a binary `.caffemodel`: every layer's blobs, by layer name.
+pub fn read_caffemodel(
+    bytes: &[u8],
+    origin: &str,
+) -> Result<HashMap<String, Vec<proto::BlobProto>>> {
+    let net = proto::NetParameter::decode(bytes)
+        .map_err(|e| Error::weights(origin, format!("not a Caffe NetParameter ({e})")))?;
+    let mut out = HashMap::new();
+    for l in &net.layer {
+        if !l.blobs.is_empty() {
+            out.insert(l.name.clone().unwrap_or_default(), l.blobs.clone());
+        }
+    }
+    for l in &net.layers {
+        if !l.blobs.is_empty() {
+            out.entry(l.name.clone().unwrap_or_default())
+                .or_insert_with(|| l.blobs.clone());
+        }
+    }
+    if net.layer.is_empty() && net.layers.is_empty() {
+        return Err(Error::weights(
+            origin,
+            "holds no layers (is it a caffemodel?)",
+        ));
+    }
+    Ok(out)
+}
+
+/// The spec's weight tensors, from the caffemodel's blobs (PyTorch layouts, which are
+/// Caffe's: conv `[out, in/groups, kh, kw]`, inner product `[out, in]`).
+pub fn weights_for(
+    spec: &Spec,
+    blobs: &HashMap<String, Vec<proto::BlobProto>>,
+    origin: &str,
+) -> Result<HashMap<String, Tensor>> {
+    let mut out = HashMap::new();
+    for l in &spec.layers {
+        let is_conv = matches!(l.kind, LayerKind::Conv { .. });
+        if !is_conv && !matches!(l.kind, LayerKind::Linear { .. }) {
+            continue;
+        }
+        let bl = blobs
+            .get(&l.name)
+            .ok_or_else(|| Error::weights(origin, format!("no weights for layer `{}`", l.name)))?;
+        let w = &bl[0];
+        let values = w.values();
+        let dims = w.dims();
+        // V1 blobs are 4-d (inner products as [1, 1, out, in]); V2 give their own shape
+        let shape: Vec<usize> = if is_conv {
+            if dims.len() != 4 {
+                return Err(Error::weights(
+                    origin,
+                    format!("`{}`: conv weights of shape {dims:?}", l.name),
+                ));
+            }
+            dims.clone()
+        } else {
+            let nz: Vec<usize> = dims.iter().copied().skip_while(|&d| d == 1).collect();
+            match nz.as_slice() {
+                [o, i] => vec![*o, *i],
+                _ => {
+                    return Err(Error::weights(
+                        origin,
+                        format!("`{}`: inner product weights of shape {dims:?}", l.name),
+                    ))
+                }
+            }
+        };
+        if shape.iter().product::<usize>() != values.len() {
+            return Err(Error::weights(
+                origin,
+                format!("`{}`: {} values for shape {shape:?}", l.name, values.len()),
+            ));
+        }
+        let outc = shape[0];
+        let bias = match bl.get(1) {
+            Some(b) => {
+                let v = b.values();
+                if v.len() != outc {
+                    return Err(Error::weights(
+                        origin,
+                        format!("`{}`: {} bias values for {outc} outputs", l.name, v.len()),
+                    ));
+                }
+                v
+            }
+            None => vec![0.0; outc],
+        };
+        out.insert(
+            format!("{}.weight", l.name),
+            Tensor::from_vec(values, shape, &Device::Cpu)?,
+        );
+        out.insert(
+            format!("{}.bias", l.name),
+            Tensor::from_vec(bias, outc, &Device::Cpu)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Reads a mean `.binaryproto` (a BlobProto `[1, 3, H, W]`, Caffe's BGR order) as `[3, H, W]`.
+pub fn read_mean(bytes: &[u8], origin: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+    let b = proto::BlobProto::decode(bytes)
+        .map_err(|e| Error::Input(format!("{origin}: not a Caffe BlobProto ({e})")))?;
+    let dims: Vec<usize> = b.dims().into_iter().skip_while(|&d| d == 1).collect();
+    let v = b.values();
+    match dims.as_slice() {
+        [3, h, w] if h * w * 3 == v.len() => Ok((dims, v)),
+        _ => Err(Error::Input(format!(
+            "{origin}: a mean is [1, 3, H, W] with H*W*3 values; got shape {:?} and {} values",
+            b.dims(),
+            v.len()
+        ))),
+    }
+}
+
+/// What `treevis models import-caffe` writes.
+pub struct Imported {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    pub tensors: usize,
+}
+
+/// Imports a Caffe net into `out` (a model folder `--model` takes).
+pub fn import(
+    deploy: &Path,
+    caffemodel: &Path,
+    mean: Option<&Path>,
+    labels: Option<&Path>,
+    out: &Path,
+) -> Result<Imported> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
+    let text = String::from_utf8(read(deploy)?)
+        .map_err(|_| Error::Input(format!("{}: not UTF-8 text", deploy.display())))?;
+    let origin = deploy.display().to_string();
+    let d = parse_deploy(&text, &origin)?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imported".into());
+    let mut spec = to_spec(&d, &origin, &name, mean.map(|_| "mean.npy"))?;
+    let blobs = read_caffemodel(&read(caffemodel)?, &caffemodel.display().to_string())?;
+    let tensors = weights_for(&spec, &blobs, &caffemodel.display().to_string())?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    if let Some(m) = mean {
+        let (dims, v) = read_mean(&read(m)?, &m.display().to_string())?;
+        let [h, w] = spec.input.size;
+        if dims[1] < h || dims[2] < w {
+            return Err(Error::Input(format!(
+                "{}: the mean is {}x{}, smaller than the input {h}x{w}",
+                m.display(),
+                dims[1],
+                dims[2]
+            )));
+        }
+        let plane = dims[1] * dims[2];
+        for c in 0..3 {
+            spec.input.mean[c] = v[c * plane..(c + 1) * plane].iter().sum::<f32>() / plane as f32;
+        }
+        crate::data::npy::write_f32(&out.join("mean.npy"), &dims, &v)?;
+    }
+    // labels: the given file, else ImageNet's for 1000 classes
+    let classes = spec
+        .layers
+        .iter()
+        .rev()
+        .find(|l| matches!(l.kind, LayerKind::Linear { .. }))
+        .and_then(|l| tensors.get(&format!("{}.weight", l.name)))
+        .map(|t| t.dims()[0]);
+    match labels {
+        Some(l) => {
+            std::fs::copy(l, out.join("labels.txt")).map_err(|e| Error::io(l, e))?;
+        }
+        None if classes == Some(1000) => {
+            let text = BUILTIN_LABELS
+                .iter()
+                .find(|(n, _)| *n == "imagenet_classes.txt")
+                .map(|(_, t)| *t)
+                .unwrap_or_default();
+            std::fs::write(out.join("labels.txt"), text).map_err(|e| Error::io(out, e))?;
+        }
+        None => spec.labels = None,
+    }
+    let toml_text =
+        toml::to_string(&spec).map_err(|e| Error::Input(format!("cannot write the spec: {e}")))?;
+    let header = format!(
+        "# Imported by `treevis models import-caffe` from {} and {}.\n",
+        deploy.display(),
+        caffemodel.display()
+    );
+    let spec_path = out.join("model.toml");
+    std::fs::write(&spec_path, header + &toml_text).map_err(|e| Error::io(&spec_path, e))?;
+    crate::model::weights::write_safetensors(&tensors, &out.join("weights.safetensors"))?;
+    // what was written must load
+    Spec::from_toml(
+        &std::fs::read_to_string(&spec_path).map_err(|e| Error::io(&spec_path, e))?,
+        &spec_path.display().to_string(),
+    )?;
+    Ok(Imported {
+        dir: out.to_path_buf(),
+        spec,
+        tensors: tensors.len(),
+    })
+}
