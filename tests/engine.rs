@@ -51,6 +51,30 @@ fn pth_weights_equal_safetensors_weights() {
     );
 }
 
+/// The legacy (pre-1.6) format of the 2017 torchvision checkpoints, with a transposed
+/// (non-contiguous) tensor and one pickled through PyTorch 0.3's `_rebuild_tensor`.
+#[test]
+fn legacy_pth_weights_equal_safetensors_weights() {
+    let a = treevis::model::weights::read_weights(&golden("tiny.weights.safetensors")).unwrap();
+    let b = treevis::model::weights::read_weights(&golden("tiny_legacy.pth")).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (k, t) in &a {
+        assert_eq!(t.dims(), b[k].dims(), "{k}");
+        assert_eq!(vec(t), vec(&b[k]), "{k}");
+    }
+    // truncated anywhere: an error, not a panic
+    let bytes = std::fs::read(golden("tiny_legacy.pth")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for cut in [20, bytes.len() / 3, bytes.len() - 5] {
+        let p = dir.path().join(format!("cut{cut}.pth"));
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        let e = treevis::model::weights::read_weights(&p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("legacy PyTorch .pth"), "{cut}: {e}");
+    }
+}
+
 #[test]
 fn a_pickle_that_would_run_code_is_refused() {
     let _ = std::fs::remove_file("/tmp/treevis-pwned");

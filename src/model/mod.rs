@@ -2,6 +2,7 @@
 //! terminals, files other than its own inputs, or async runtimes.
 
 pub mod kernels;
+pub mod legacy_pth;
 pub mod net;
 pub mod spec;
 pub mod train;

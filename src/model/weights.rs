@@ -1,5 +1,6 @@
-//! Weight files: safetensors and PyTorch `.pth` (a zip of pickles, read by candle's
-//! restricted unpickler, which executes no code), and deterministic random weights of a
+//! Weight files: safetensors and PyTorch `.pth` (a zip of pickles, or the legacy format
+//! of PyTorch < 1.6; both read by candle's restricted unpickler, which executes no code),
+//! and deterministic random weights of a
 //! spec's published widths for benchmarks and tests.
 
 use std::collections::HashMap;
@@ -16,16 +17,16 @@ pub type TensorMap = HashMap<String, Tensor>;
 /// Reads every tensor of a weights file; the format is chosen by content (zip: `.pth`;
 /// else safetensors).
 pub fn read_weights(path: &Path) -> Result<TensorMap> {
-    let mut head = [0u8; 4];
-    {
+    let mut head = [0u8; 16];
+    let n = {
         use std::io::Read;
         let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
-        if n < 4 {
-            return Err(Error::weights(path, "file is too short to hold weights"));
-        }
+        f.read(&mut head).map_err(|e| Error::io(path, e))?
+    };
+    if n < 4 {
+        return Err(Error::weights(path, "file is too short to hold weights"));
     }
-    let raw: Vec<(String, Tensor)> = if &head == b"PK\x03\x04" {
+    let raw: Vec<(String, Tensor)> = if head.starts_with(b"PK\x03\x04") {
         let mut all = candle_core::pickle::read_all(path)
             .map_err(|e| Error::weights(path, format!("not a readable PyTorch .pth: {e}")))?;
         if all.is_empty() {
@@ -33,6 +34,9 @@ pub fn read_weights(path: &Path) -> Result<TensorMap> {
                 .map_err(|e| Error::weights(path, format!("not a readable PyTorch .pth: {e}")))?;
         }
         all
+    } else if super::legacy_pth::is_legacy(&head[..n]) {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        super::legacy_pth::read_file(path, &bytes)?
     } else {
         let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| {

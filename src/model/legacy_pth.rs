@@ -1,0 +1,282 @@
+//! PyTorch's legacy `.pth` serialization (before the zip format of PyTorch 1.6, as in the
+//! 2017 torchvision checkpoints such as `vgg16-397923af.pth`): a magic number, a protocol
+//! version, a system-info dict, the pickled object (tensors refer to storages by key), the
+//! list of storage keys, then each storage's element count (8 bytes) and raw data.
+//!
+//! The pickles are read by candle's restricted unpickler, which builds a value tree and
+//! executes nothing; tensors are recognised by the names of their rebuild functions.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Cursor, Read};
+
+use candle_core::pickle::{Object, Stack};
+use candle_core::{Device, Tensor};
+
+use crate::error::Result;
+
+/// The first bytes of a legacy file: protocol 2, then the magic number
+/// 0x1950a86a20f9469cfc6c as a 10-byte LONG1, then STOP.
+pub const MAGIC: [u8; 15] = [
+    0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e,
+];
+
+pub fn is_legacy(head: &[u8]) -> bool {
+    head.starts_with(&MAGIC)
+}
+
+type Fail = String;
+
+fn pickle<R: BufRead>(r: &mut R, what: &str) -> std::result::Result<Object, Fail> {
+    let mut s = Stack::empty();
+    s.read_loop(r)
+        .map_err(|e| format!("{what}: not a readable pickle ({e})"))?;
+    s.finalize().map_err(|e| format!("{what}: {e}"))
+}
+
+/// A tensor as the pickle describes it.
+struct TensorRef {
+    key: String,
+    dtype: String,
+    offset: usize,
+    size: Vec<usize>,
+    stride: Vec<usize>,
+}
+
+fn ints(o: Object, what: &str) -> std::result::Result<Vec<usize>, Fail> {
+    match o {
+        Object::Tuple(v) | Object::List(v) => v
+            .into_iter()
+            .map(|x| match x {
+                Object::Int(i) if i >= 0 => Ok(i as usize),
+                Object::Long(i) if i >= 0 => Ok(i as usize),
+                other => Err(format!("{what}: {other:?} is not a size")),
+            })
+            .collect(),
+        other => Err(format!("{what}: {other:?} is not a tuple")),
+    }
+}
+
+fn int(o: &Object) -> Option<usize> {
+    match o {
+        Object::Int(i) if *i >= 0 => Some(*i as usize),
+        Object::Long(i) if *i >= 0 => Some(*i as usize),
+        _ => None,
+    }
+}
+
+/// `_rebuild_tensor(storage, offset, size, stride)` (PyTorch < 0.4) or
+/// `_rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks)`, possibly
+/// wrapped in `_rebuild_parameter(tensor, requires_grad, hooks)`.
+fn tensor_ref(o: Object, name: &str) -> std::result::Result<Option<TensorRef>, Fail> {
+    let Object::Reduce { callable, args } = o else {
+        return Ok(None);
+    };
+    let Object::Class {
+        module_name,
+        class_name,
+    } = *callable
+    else {
+        return Ok(None);
+    };
+    let Object::Tuple(mut args) = *args else {
+        return Ok(None);
+    };
+    match (module_name.as_str(), class_name.as_str()) {
+        ("torch._utils", "_rebuild_parameter") if !args.is_empty() => {
+            tensor_ref(args.remove(0), name)
+        }
+        ("torch._utils", "_rebuild_tensor" | "_rebuild_tensor_v2") if args.len() >= 4 => {
+            let stride = ints(args.remove(3), name)?;
+            let size = ints(args.remove(2), name)?;
+            let offset = int(&args[1]).ok_or_else(|| format!("{name}: bad storage offset"))?;
+            let Object::PersistentLoad(id) = args.remove(0) else {
+                return Err(format!("{name}: the storage is not a persistent id"));
+            };
+            // ('storage', storage_type, key, location, size[, view_metadata])
+            let Object::Tuple(id) = *id else {
+                return Err(format!("{name}: bad storage id"));
+            };
+            let (dtype, key) = match (id.get(1), id.get(2)) {
+                (Some(Object::Class { class_name, .. }), Some(Object::Unicode(k))) => {
+                    (class_name.clone(), k.clone())
+                }
+                _ => return Err(format!("{name}: bad storage id {id:?}")),
+            };
+            Ok(Some(TensorRef {
+                key,
+                dtype,
+                offset,
+                size,
+                stride,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn elem_size(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "FloatStorage" => 4,
+        "DoubleStorage" => 8,
+        "HalfStorage" => 2,
+        "LongStorage" => 8,
+        "IntStorage" => 4,
+        "ByteStorage" | "CharStorage" | "BoolStorage" => 1,
+        _ => return None,
+    })
+}
+
+fn to_f32(dtype: &str, b: &[u8]) -> Option<f32> {
+    Some(match dtype {
+        "FloatStorage" => f32::from_le_bytes(b.try_into().ok()?),
+        "DoubleStorage" => f64::from_le_bytes(b.try_into().ok()?) as f32,
+        "HalfStorage" => half_to_f32(u16::from_le_bytes(b.try_into().ok()?)),
+        _ => return None,
+    })
+}
+
+fn half_to_f32(h: u16) -> f32 {
+    let (sign, exp, frac) = (
+        (h >> 15) as u32,
+        ((h >> 10) & 0x1f) as u32,
+        (h & 0x3ff) as u32,
+    );
+    let v = match exp {
+        0 => (frac as f32) * 2f32.powi(-24),
+        31 if frac == 0 => f32::INFINITY,
+        31 => f32::NAN,
+        e => (1.0 + frac as f32 / 1024.0) * 2f32.powi(e as i32 - 15),
+    };
+    if sign == 1 {
+        -v
+    } else {
+        v
+    }
+}
+
+/// Reads every floating-point tensor of a legacy `.pth` (a state dict, or a dict holding
+/// one under `state_dict`), as float32 on the CPU.
+pub fn read(bytes: &[u8]) -> std::result::Result<Vec<(String, Tensor)>, Fail> {
+    if !is_legacy(bytes) {
+        return Err("not a legacy PyTorch file (no magic number)".into());
+    }
+    let mut r = Cursor::new(&bytes[MAGIC.len()..]);
+    let _protocol = pickle(&mut r, "protocol version")?;
+    let _sys_info = pickle(&mut r, "system info")?;
+    let mut obj = pickle(&mut r, "the saved object")?;
+    // a checkpoint dict with a state dict inside
+    if let Object::Dict(kv) = &obj {
+        if let Some((_, v)) = kv
+            .iter()
+            .find(|(k, _)| *k == Object::Unicode("state_dict".into()))
+        {
+            obj = v.clone();
+        }
+    }
+    let entries = match obj {
+        Object::Dict(kv) => kv,
+        // collections.OrderedDict() built from a list of pairs
+        Object::Reduce { args, .. } => match *args {
+            Object::Tuple(mut a) if !a.is_empty() => match a.remove(0) {
+                Object::List(pairs) => pairs
+                    .into_iter()
+                    .filter_map(|p| match p {
+                        Object::Tuple(mut kv) if kv.len() == 2 => {
+                            let v = kv.pop()?;
+                            Some((kv.pop()?, v))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        },
+        other => {
+            return Err(format!(
+                "the saved object is not a dict of tensors ({other:?})"
+            ))
+        }
+    };
+    let mut refs = Vec::new();
+    for (k, v) in entries {
+        let Object::Unicode(name) = k else { continue };
+        if let Some(t) = tensor_ref(v, &name)? {
+            refs.push((name, t));
+        }
+    }
+    let keys = match pickle(&mut r, "storage keys")? {
+        Object::List(v) | Object::Tuple(v) => v
+            .into_iter()
+            .map(|k| match k {
+                Object::Unicode(s) => Ok(s),
+                other => Err(format!("storage key {other:?}")),
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?,
+        other => return Err(format!("storage keys: {other:?}")),
+    };
+    // each storage: element count, then the elements; their sizes come from the tensors
+    let sizes: HashMap<&str, usize> = refs
+        .iter()
+        .filter_map(|(_, t)| Some((t.key.as_str(), elem_size(&t.dtype)?)))
+        .collect();
+    let mut storages: HashMap<String, (usize, usize)> = HashMap::new(); // key -> (start, count)
+    for key in &keys {
+        let mut n = [0u8; 8];
+        r.read_exact(&mut n)
+            .map_err(|_| format!("storage `{key}`: the file ends early (truncated?)"))?;
+        let count = u64::from_le_bytes(n) as usize;
+        let es = sizes.get(key.as_str()).copied().unwrap_or(4);
+        let start = r.position() as usize + MAGIC.len();
+        let len = count
+            .checked_mul(es)
+            .filter(|l| start + l <= bytes.len())
+            .ok_or_else(|| format!("storage `{key}`: the file ends early (truncated?)"))?;
+        storages.insert(key.clone(), (start, count));
+        r.set_position(r.position() + len as u64);
+    }
+    refs.into_iter()
+        .filter(|(_, t)| {
+            matches!(
+                t.dtype.as_str(),
+                "FloatStorage" | "DoubleStorage" | "HalfStorage"
+            )
+        })
+        .map(|(name, t)| {
+            let (start, count) = *storages
+                .get(&t.key)
+                .ok_or_else(|| format!("{name}: storage `{}` is missing", t.key))?;
+            let es = elem_size(&t.dtype).expect("float types");
+            let numel: usize = t.size.iter().product();
+            if t.size.len() != t.stride.len() {
+                return Err(format!("{name}: size and stride differ in length"));
+            }
+            // gather by strides (contiguous or not), checking every index
+            let mut data = Vec::with_capacity(numel);
+            let mut idx = vec![0usize; t.size.len()];
+            for _ in 0..numel {
+                let at = t.offset + idx.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
+                if at >= count {
+                    return Err(format!("{name}: reads past its storage"));
+                }
+                let b = &bytes[start + at * es..start + (at + 1) * es];
+                data.push(to_f32(&t.dtype, b).expect("float types"));
+                for d in (0..idx.len()).rev() {
+                    idx[d] += 1;
+                    if idx[d] < t.size[d] {
+                        break;
+                    }
+                    idx[d] = 0;
+                }
+            }
+            let tensor = Tensor::from_vec(data, t.size.clone(), &Device::Cpu)
+                .map_err(|e| format!("{name}: {e}"))?;
+            Ok((name, tensor))
+        })
+        .collect()
+}
+
+/// For the weights reader: legacy files as [`crate::error::Error`]s.
+pub fn read_file(path: &std::path::Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
+    read(bytes).map_err(|m| crate::error::Error::weights(path, format!("legacy PyTorch .pth: {m}")))
+}
