@@ -586,19 +586,9 @@ pub fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// treevis's cache folder: `$XDG_CACHE_HOME/treevis`, else `~/.cache/treevis`, else the
-/// system's temporary folder.
+/// treevis's cache folder (see [`crate::fetch::cache_dir`]).
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache"))
-        })
-        .unwrap_or_else(std::env::temp_dir)
-        .join("treevis")
+    crate::fetch::cache_dir()
 }
 
 /// Seed of the demo gallery `treevis` opens on.

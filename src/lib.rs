@@ -14,6 +14,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod featcache;
+pub mod fetch;
 pub mod model;
 pub mod modelscli;
 pub mod recon;

@@ -504,6 +504,41 @@ pub fn read_caffemodel(
     Ok(out)
 }
 
+/// Every layer's parameters of a `.caffemodel` as `LAYER.weight` and `LAYER.bias`, shaped
+/// as PyTorch shapes them (V1's 4-d inner products and biases squeezed), so that a spec
+/// with Caffe's layer names (the built-in `caffenet`) takes a caffemodel as `--weights`.
+pub fn tensors_of_caffemodel(bytes: &[u8], origin: &str) -> Result<Vec<(String, Tensor)>> {
+    let mut out = Vec::new();
+    let mut blobs: Vec<_> = read_caffemodel(bytes, origin)?.into_iter().collect();
+    blobs.sort_by(|a, b| a.0.cmp(&b.0));
+    for (layer, bl) in blobs {
+        for (i, b) in bl.iter().enumerate().take(2) {
+            let v = b.values();
+            let dims = b.dims();
+            let shape: Vec<usize> = if i == 1 || b.shape.is_none() && dims[..2] == [1, 1] {
+                // biases, and V1 inner products [1, 1, out, in]
+                let nz: Vec<usize> = dims.iter().copied().skip_while(|&d| d == 1).collect();
+                if nz.is_empty() {
+                    vec![1]
+                } else {
+                    nz
+                }
+            } else {
+                dims
+            };
+            if shape.iter().product::<usize>() != v.len() {
+                return Err(Error::weights(
+                    origin,
+                    format!("`{layer}`: {} values for shape {shape:?}", v.len()),
+                ));
+            }
+            let name = format!("{layer}.{}", if i == 0 { "weight" } else { "bias" });
+            out.push((name, Tensor::from_vec(v, shape, &Device::Cpu)?));
+        }
+    }
+    Ok(out)
+}
+
 /// The spec's weight tensors, from the caffemodel's blobs (PyTorch layouts, which are
 /// Caffe's: conv `[out, in/groups, kh, kw]`, inner product `[out, in]`).
 pub fn weights_for(

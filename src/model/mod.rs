@@ -106,13 +106,23 @@ impl Model {
                         candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?,
                         format!("built-in weights of `{n}`"),
                     ),
-                    None => {
-                        return Err(Error::Spec {
-                            origin: loaded.spec.name.clone(),
-                            msg: "no default weights: pass --weights FILE (safetensors or .pth), or --weights random"
-                                .into(),
-                        })
-                    }
+                    // pretrained weights that `treevis models fetch` got
+                    None => match crate::fetch::fetched_weights(&loaded.spec.name).filter(|_| loaded.dir.is_none()) {
+                        Some(p) => (weights::read_weights(&p)?, p.display().to_string()),
+                        None => {
+                            return Err(Error::Spec {
+                                origin: loaded.spec.name.clone(),
+                                msg: format!(
+                                    "no default weights: pass --weights FILE (safetensors, .pth or .caffemodel), or --weights random{}",
+                                    if crate::fetch::Registry::builtin().model.iter().any(|m| m.spec == loaded.spec.name) {
+                                        format!(", or get the pretrained ones with `treevis models fetch {}`", loaded.spec.name)
+                                    } else {
+                                        String::new()
+                                    }
+                                ),
+                            })
+                        }
+                    },
                 },
             },
         };

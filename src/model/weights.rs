@@ -34,6 +34,9 @@ pub fn read_weights(path: &Path) -> Result<TensorMap> {
                 .map_err(|e| Error::weights(path, format!("not a readable PyTorch .pth: {e}")))?;
         }
         all
+    } else if path.extension().is_some_and(|e| e == "caffemodel") {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        crate::caffe::tensors_of_caffemodel(&bytes, &path.display().to_string())?
     } else if super::legacy_pth::is_legacy(&head[..n]) {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         super::legacy_pth::read_file(path, &bytes)?

@@ -1,0 +1,291 @@
+//! `treevis models fetch|list`: pretrained weights from the locations the frameworks' own
+//! download code uses (`models/registry.toml`), into `$XDG_CACHE_HOME/treevis/models/NAME/`,
+//! resumed after an interruption (HTTP range requests on `FILE.part`) and verified against
+//! the digest in the registry before they take their final name: a wrong file is deleted,
+//! never left half-written.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::Digest;
+
+use crate::error::{Error, Result};
+
+/// The registry shipped with treevis.
+pub const REGISTRY: &str = include_str!("../models/registry.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    pub model: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub name: String,
+    /// The spec the weights belong to (`--model`).
+    pub spec: String,
+    #[serde(default)]
+    pub description: String,
+    pub files: Vec<RemoteFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteFile {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Only where the publisher gives no SHA-256 (Caffe's model zoo).
+    #[serde(default)]
+    pub sha1: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+impl Registry {
+    pub fn parse(text: &str, origin: &str) -> Result<Registry> {
+        let r: Registry = toml::from_str(text).map_err(|e| Error::Spec {
+            origin: origin.into(),
+            msg: e.to_string().trim().replace('\n', " "),
+        })?;
+        for m in &r.model {
+            for f in &m.files {
+                if f.sha256.is_none() && f.sha1.is_none() {
+                    return Err(Error::Spec {
+                        origin: origin.into(),
+                        msg: format!("{}: file {} has no digest", m.name, f.name),
+                    });
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    pub fn builtin() -> Registry {
+        Registry::parse(REGISTRY, "models/registry.toml").expect("the shipped registry parses")
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Entry> {
+        self.model.iter().find(|m| m.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.model.iter().map(|m| m.name.as_str()).collect();
+            Error::Input(format!(
+                "no model `{name}` to fetch (known: {})",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+/// treevis's cache folder: `$XDG_CACHE_HOME/treevis`, else `~/.cache/treevis`, else the
+/// system's temporary folder.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
+        .unwrap_or_else(std::env::temp_dir)
+        .join("treevis")
+}
+
+/// Where fetched models live.
+pub fn models_dir() -> PathBuf {
+    cache_dir().join("models")
+}
+
+/// The fetched weights of the built-in spec `spec`, if `treevis models fetch` got them.
+pub fn fetched_weights(spec: &str) -> Option<PathBuf> {
+    let reg = Registry::builtin();
+    let m = reg.model.iter().find(|m| m.spec == spec)?;
+    let f = m.files.first()?;
+    let p = models_dir().join(&m.name).join(&f.name);
+    p.is_file().then_some(p)
+}
+
+/// A digest being computed, of whichever kind the registry gives.
+enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha1(sha1::Sha1),
+}
+
+impl Hasher {
+    fn for_file(f: &RemoteFile) -> (Hasher, String) {
+        match (&f.sha256, &f.sha1) {
+            (Some(d), _) => (Hasher::Sha256(sha2::Sha256::new()), d.to_lowercase()),
+            (None, Some(d)) => (Hasher::Sha1(sha1::Sha1::new()), d.to_lowercase()),
+            (None, None) => unreachable!("checked when the registry is parsed"),
+        }
+    }
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(b),
+            Hasher::Sha1(h) => h.update(b),
+        }
+    }
+    fn hex(self) -> String {
+        let bytes: Vec<u8> = match self {
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Sha1(h) => h.finalize().to_vec(),
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn hash_file(path: &Path, h: &mut Hasher) -> Result<u64> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if k == 0 {
+            return Ok(n);
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+}
+
+/// Whether `path` holds the registry's file (size and digest).
+pub fn verify(path: &Path, f: &RemoteFile) -> Result<bool> {
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let (mut h, want) = Hasher::for_file(f);
+    let n = hash_file(path, &mut h)?;
+    Ok(f.size.is_none_or(|s| s == n) && h.hex() == want)
+}
+
+/// How a fetch reports progress.
+pub trait Progress {
+    fn start(&self, file: &str, total: Option<u64>, already: u64);
+    fn advance(&self, bytes: u64);
+    fn finish(&self);
+}
+
+/// Downloads `f` from `url` into `dir`, resuming `NAME.part`; verifies it; returns its path.
+pub fn fetch_file(
+    f: &RemoteFile,
+    url: &str,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let done = dir.join(&f.name);
+    if verify(&done, f)? {
+        return Ok(done);
+    }
+    let part = dir.join(format!("{}.part", f.name));
+    let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    let net = |e: ureq::Error| Error::Input(format!("downloading {url}: {e}"));
+    let mut req = ureq::get(url);
+    if have > 0 {
+        req = req.header("Range", format!("bytes={have}-"));
+    }
+    let resp = match req.call() {
+        // the part file already holds everything
+        Err(ureq::Error::StatusCode(416)) => None,
+        r => Some(r.map_err(net)?),
+    };
+    if let Some(resp) = resp {
+        let resumed = resp.status().as_u16() == 206;
+        let length = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let start = if resumed { have } else { 0 };
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(resumed)
+            .truncate(!resumed)
+            .open(&part)
+            .map_err(|e| Error::io(&part, e))?;
+        progress.start(&f.name, length.map(|l| l + start).or(f.size), start);
+        let mut body = resp.into_body().into_reader();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let k = body.read(&mut buf).map_err(|e| {
+                Error::Input(format!("downloading {url}: {e} (run again to resume)"))
+            })?;
+            if k == 0 {
+                break;
+            }
+            out.write_all(&buf[..k]).map_err(|e| Error::io(&part, e))?;
+            progress.advance(k as u64);
+        }
+        out.flush().map_err(|e| Error::io(&part, e))?;
+        progress.finish();
+    }
+    if !verify(&part, f)? {
+        let (mut h, want) = Hasher::for_file(f);
+        let n = hash_file(&part, &mut h)?;
+        let got = h.hex();
+        let _ = std::fs::remove_file(&part);
+        return Err(Error::Input(format!(
+            "{url}: the download ({n} bytes, digest {got}) is not the expected file (digest {want}{}); it was deleted",
+            f.size.map(|s| format!(", {s} bytes")).unwrap_or_default()
+        )));
+    }
+    std::fs::rename(&part, &done).map_err(|e| Error::io(&done, e))?;
+    Ok(done)
+}
+
+/// Fetches every file of a registry entry into `dir/NAME/`; `mirror` replaces each URL's
+/// folder (a local copy of the files).
+pub fn fetch(
+    entry: &Entry,
+    dir: &Path,
+    mirror: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<Vec<PathBuf>> {
+    let into = dir.join(&entry.name);
+    entry
+        .files
+        .iter()
+        .map(|f| {
+            let url = match mirror {
+                Some(m) => format!("{}/{}", m.trim_end_matches('/'), f.name),
+                None => f.url.clone(),
+            };
+            fetch_file(f, &url, &into, progress)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_registry_is_complete() {
+        let r = Registry::builtin();
+        for name in ["alexnet", "vgg16", "caffenet"] {
+            let m = r.get(name).unwrap();
+            assert!(crate::model::spec::BUILTIN_SPECS
+                .iter()
+                .any(|(s, _)| *s == m.spec));
+            for f in &m.files {
+                let d = f.sha256.as_deref().or(f.sha1.as_deref()).unwrap();
+                assert!(d.chars().all(|c| c.is_ascii_hexdigit()));
+                assert!(d.len() == 64 || (f.sha256.is_none() && d.len() == 40));
+                // torchvision names carry the digest's first 8 hex digits
+                if let Some(h) = f
+                    .name
+                    .rsplit('-')
+                    .next()
+                    .and_then(|t| t.strip_suffix(".pth"))
+                {
+                    assert!(d.starts_with(h), "{}", f.name);
+                }
+            }
+        }
+        assert!(r.get("resnet").is_err());
+    }
+}
