@@ -57,13 +57,8 @@ pub struct BuildArgs {
     /// or text files listing images (`path [label]` per line). Repeatable.
     #[arg(long, required = true, num_args = 1..)]
     pub data: Vec<PathBuf>,
-    /// Built-in model (demo, alexnet, vgg16, caffenet, tiny), a spec `.toml`, or a model
-    /// folder.
-    #[arg(long, default_value = "demo")]
-    pub model: String,
-    /// Weights: safetensors or PyTorch `.pth`; `random[:SEED]`. Default: the model's own.
-    #[arg(long)]
-    pub weights: Option<String>,
+    #[command(flatten)]
+    pub net: crate::cli::ModelArgs,
     /// Devices, comma-separated: one worker (and one copy of the model) each, e.g.
     /// `cuda:0,cuda:1`.
     #[arg(long, default_value = "cpu")]
@@ -127,8 +122,8 @@ pub fn run(args: CacheArgs) -> Result<()> {
         CacheCommand::Build(b) => {
             let images = crate::data::source::collect(&b.data)?;
             let models = featcache::load_models(
-                &b.model,
-                &WeightsSource::parse(b.weights.as_deref()),
+                &b.net.model,
+                &WeightsSource::parse(b.net.weights.as_deref()),
                 &b.device,
             )?;
             let opts = BuildOptions {

@@ -196,7 +196,8 @@ pub enum Command {
 /// Options of the terminal app.
 #[derive(Args, Debug, Clone)]
 pub struct TuiArgs {
-    /// Image files or folders (searched recursively) to study.
+    /// Images to study: files, folders (searched recursively), Caffe Datum LMDBs, or list
+    /// files (`path [label]` per line).
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -216,17 +217,43 @@ pub struct TuiArgs {
     pub cache: Option<PathBuf>,
 }
 
-/// Model and method options shared by every command.
+/// Which network, with which weights (every command that loads one).
 #[derive(Args, Debug, Clone)]
-pub struct EngineArgs {
+pub struct ModelArgs {
     /// Built-in model (demo, alexnet, vgg16, caffenet, tiny), a spec `.toml`, or a model
     /// folder.
     #[arg(long, default_value = "demo")]
     pub model: String,
-    /// Weights: safetensors or PyTorch `.pth`; `random` or `random:SEED` for random weights
-    /// of the published widths. Default: the model's own.
+    /// Weights: safetensors, PyTorch `.pth` (zip or legacy format), or a Caffe
+    /// `.caffemodel`; `random` or `random:SEED` for random weights of the published widths.
+    /// Default: the model's own (or what `treevis models fetch` got).
     #[arg(long)]
     pub weights: Option<String>,
+}
+
+impl ModelArgs {
+    pub fn demo() -> ModelArgs {
+        ModelArgs {
+            model: "demo".into(),
+            weights: None,
+        }
+    }
+
+    /// Loads the model on `device`.
+    pub fn load(&self, device: &candle_core::Device) -> crate::error::Result<Model> {
+        Model::load(
+            &self.model,
+            &WeightsSource::parse(self.weights.as_deref()),
+            device,
+        )
+    }
+}
+
+/// Model and method options shared by every command.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    #[command(flatten)]
+    pub net: ModelArgs,
     /// `cpu`, or `cuda:N` in a build with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -241,7 +268,8 @@ pub struct EngineArgs {
 /// The image to study.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
-    /// Image file (PNG, JPEG, ...), preprocessed as the model's spec says.
+    /// Image file (PNG, JPEG, ...) or an LMDB record (`DB_FOLDER/KEY`), preprocessed as the
+    /// model's spec says.
     pub image: Option<PathBuf>,
     /// An already preprocessed float32 [3, H, W] `.npy` instead of an image.
     #[arg(long, conflicts_with = "image")]
@@ -299,11 +327,7 @@ pub struct Loaded {
 impl Loaded {
     pub fn new(engine: &EngineArgs, input: &InputArgs) -> Result<Loaded> {
         let device = parse_device(&engine.device)?;
-        let mut model = Model::load(
-            &engine.model,
-            &WeightsSource::parse(engine.weights.as_deref()),
-            &device,
-        )?;
+        let mut model = engine.net.load(&device)?;
         let x = match (&input.image, &input.input_npy) {
             (Some(img), None) => {
                 let rgb = data::load_image(img)?;
@@ -628,8 +652,7 @@ fn run_default() -> Result<()> {
         .unwrap_or(&gallery[0])
         .clone();
     let engine = EngineArgs {
-        model: "demo".into(),
-        weights: None,
+        net: ModelArgs::demo(),
         device: "cpu".into(),
         method: Rule::Guided,
         mult: MultMode::Auto,
@@ -762,11 +785,7 @@ fn run_tui(args: TuiArgs) -> Result<()> {
         collect_images(&args.paths)?
     };
     let device = parse_device(&args.engine.device)?;
-    let model = Model::load(
-        &args.engine.model,
-        &WeightsSource::parse(args.engine.weights.as_deref()),
-        &device,
-    )?;
+    let model = args.engine.net.load(&device)?;
     let keymap_path = args
         .keymap
         .clone()
