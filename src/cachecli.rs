@@ -84,8 +84,9 @@ pub struct BuildArgs {
     /// with `treevis cache merge`.
     #[arg(long, default_value = "0/1", value_parser = parse_shard)]
     pub shard: (u64, u64),
-    /// Images between checkpoints (and at most 30 s; a killed build resumes from the last).
-    #[arg(long, default_value_t = 256)]
+    /// Images between checkpoints (and at most 60 s; a killed build resumes from the last).
+    /// Each checkpoint rewrites the lists and quantile samples (about 45 MB for AlexNet).
+    #[arg(long, default_value_t = 2048)]
     pub checkpoint: usize,
     /// No progress bars (batch jobs).
     #[arg(long)]
@@ -176,8 +177,8 @@ pub fn run(args: CacheArgs) -> Result<()> {
             println!(
                 "model {}: spec sha256 {}…, weights sha256 {}…",
                 m.model,
-                &m.spec_sha256[..16],
-                &m.weights_sha256[..16]
+                featcache::short(&m.spec_sha256),
+                featcache::short(&m.weights_sha256)
             );
             println!(
                 "method {}, multiplier {:?}, top {} per neuron",
@@ -188,7 +189,7 @@ pub fn run(args: CacheArgs) -> Result<()> {
             println!(
                 "dataset: {} images (listing sha256 {}…), {} skipped{}",
                 m.images,
-                &m.dataset_sha256[..16],
+                featcache::short(&m.dataset_sha256),
                 c.skipped.len(),
                 if m.shard.1 > 1 {
                     format!("; shard {}/{}", m.shard.0, m.shard.1)

@@ -365,10 +365,7 @@ fn units_line(r: &recon::BlobUnits, decimals: usize) -> String {
     r.units
         .iter()
         .map(|u| {
-            let rank = u
-                .rank
-                .map(|q| format!(" p{:.0}", (q * 100.0).floor().min(99.0)))
-                .unwrap_or_default();
+            let rank = u.percentile_label();
             format!(
                 "{}:{} ({:.*}{rank})",
                 r.blob, u.channel, decimals, u.activation

@@ -152,14 +152,26 @@ fn hash_file(path: &Path, h: &mut Hasher) -> Result<u64> {
     }
 }
 
-/// Whether `path` holds the registry's file (size and digest).
-pub fn verify(path: &Path, f: &RemoteFile) -> Result<bool> {
+/// The size and digest of `path`, and whether they are the registry's; `None` when there
+/// is no such file.
+fn check(path: &Path, f: &RemoteFile) -> Result<Option<(bool, u64, String, String)>> {
     if !path.is_file() {
-        return Ok(false);
+        return Ok(None);
     }
     let (mut h, want) = Hasher::for_file(f);
     let n = hash_file(path, &mut h)?;
-    Ok(f.size.is_none_or(|s| s == n) && h.hex() == want)
+    let got = h.hex();
+    Ok(Some((
+        f.size.is_none_or(|s| s == n) && got == want,
+        n,
+        got,
+        want,
+    )))
+}
+
+/// Whether `path` holds the registry's file (size and digest).
+pub fn verify(path: &Path, f: &RemoteFile) -> Result<bool> {
+    Ok(check(path, f)?.is_some_and(|c| c.0))
 }
 
 /// How a fetch reports progress.
@@ -184,7 +196,14 @@ pub fn fetch_file(
     let part = dir.join(format!("{}.part", f.name));
     let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     let net = |e: ureq::Error| Error::Input(format!("downloading {url}: {e}"));
-    let mut req = ureq::get(url);
+    // a stalled connection fails (and the next run resumes) instead of hanging
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .timeout_connect(Some(std::time::Duration::from_secs(30)))
+            .timeout_per_read(Some(std::time::Duration::from_secs(60)))
+            .build(),
+    );
+    let mut req = agent.get(url);
     if have > 0 {
         req = req.header("Range", format!("bytes={have}-"));
     }
@@ -194,6 +213,22 @@ pub fn fetch_file(
         r => Some(r.map_err(net)?),
     };
     if let Some(resp) = resp {
+        // a partial answer counts only if it starts where the part file ends
+        let from = resp.headers().get("content-range").and_then(|v| {
+            v.to_str()
+                .ok()?
+                .strip_prefix("bytes ")?
+                .split('-')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        });
+        if resp.status().as_u16() == 206 && from != Some(have) {
+            let _ = std::fs::remove_file(&part);
+            return Err(Error::Input(format!(
+                "downloading {url}: the server resumed at {from:?}, not at byte {have}; the partial file was deleted, run again"
+            )));
+        }
         let resumed = resp.status().as_u16() == 206;
         let length = resp
             .headers()
@@ -223,10 +258,9 @@ pub fn fetch_file(
         out.flush().map_err(|e| Error::io(&part, e))?;
         progress.finish();
     }
-    if !verify(&part, f)? {
-        let (mut h, want) = Hasher::for_file(f);
-        let n = hash_file(&part, &mut h)?;
-        let got = h.hex();
+    let (ok, n, got, want) = check(&part, f)?
+        .ok_or_else(|| Error::Input(format!("downloading {url}: nothing was written")))?;
+    if !ok {
         let _ = std::fs::remove_file(&part);
         return Err(Error::Input(format!(
             "{url}: the download ({n} bytes, digest {got}) is not the expected file (digest {want}{}); it was deleted",

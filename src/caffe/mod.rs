@@ -483,23 +483,18 @@ pub fn read_caffemodel(
 ) -> Result<HashMap<String, Vec<proto::BlobProto>>> {
     let net = proto::NetParameter::decode(bytes)
         .map_err(|e| Error::weights(origin, format!("not a Caffe NetParameter ({e})")))?;
-    let mut out = HashMap::new();
-    for l in &net.layer {
-        if !l.blobs.is_empty() {
-            out.insert(l.name.clone().unwrap_or_default(), l.blobs.clone());
-        }
-    }
-    for l in &net.layers {
-        if !l.blobs.is_empty() {
-            out.entry(l.name.clone().unwrap_or_default())
-                .or_insert_with(|| l.blobs.clone());
-        }
-    }
     if net.layer.is_empty() && net.layers.is_empty() {
         return Err(Error::weights(
             origin,
             "holds no layers (is it a caffemodel?)",
         ));
+    }
+    let mut out = HashMap::new();
+    for l in net.layer.into_iter().filter(|l| !l.blobs.is_empty()) {
+        out.insert(l.name.unwrap_or_default(), l.blobs);
+    }
+    for l in net.layers.into_iter().filter(|l| !l.blobs.is_empty()) {
+        out.entry(l.name.unwrap_or_default()).or_insert(l.blobs);
     }
     Ok(out)
 }
@@ -509,9 +504,7 @@ pub fn read_caffemodel(
 /// with Caffe's layer names (the built-in `caffenet`) takes a caffemodel as `--weights`.
 pub fn tensors_of_caffemodel(bytes: &[u8], origin: &str) -> Result<Vec<(String, Tensor)>> {
     let mut out = Vec::new();
-    let mut blobs: Vec<_> = read_caffemodel(bytes, origin)?.into_iter().collect();
-    blobs.sort_by(|a, b| a.0.cmp(&b.0));
-    for (layer, bl) in blobs {
+    for (layer, bl) in read_caffemodel(bytes, origin)? {
         for (i, b) in bl.iter().enumerate().take(2) {
             let v = b.values();
             let dims = b.dims();

@@ -83,28 +83,7 @@ impl BlobProto {
     }
 }
 
-/// The V1 `LayerType` enum's names of the values treevis knows.
-pub fn v1_type_name(t: i32) -> Option<&'static str> {
-    Some(match t {
-        4 => "Convolution",
-        5 => "Data",
-        6 => "Dropout",
-        8 => "Flatten",
-        14 => "InnerProduct",
-        15 => "LRN",
-        17 => "Pooling",
-        18 => "ReLU",
-        20 => "Softmax",
-        1 => "Accuracy",
-        21 => "SoftmaxWithLoss",
-        22 => "Split",
-        12 => "ImageData",
-        29 => "MemoryData",
-        _ => return None,
-    })
-}
-
-/// The same for V1 prototxt, where the enum is written by name (`CONVOLUTION`).
+/// The V2 type name of a V1 prototxt `LayerType` (written by name there: `CONVOLUTION`).
 pub fn v1_text_type_name(t: &str) -> Option<&'static str> {
     Some(match t {
         "CONVOLUTION" => "Convolution",

@@ -380,10 +380,8 @@ impl Scheduler {
             JobKey::Overview { top, .. } => {
                 let f = self.forward(&image)?;
                 let mut rows = recon::overview(&self.model, &f.1, 0, *top)?;
-                if !matches!(self.features, Features::None) {
-                    if let Ok(c) = self.feature_cache() {
-                        crate::featcache::rank_overview(&c, &mut rows);
-                    }
+                if let Ok(c) = self.feature_cache() {
+                    crate::featcache::rank_overview(&c, &mut rows);
                 }
                 vec![(first.clone(), Output::Overview(rows))]
             }

@@ -31,7 +31,7 @@ use store::{Bytes, Reader, Store};
 use topk::{BlobTop, Entry};
 
 /// Longest time between checkpoints, whatever `--checkpoint` says.
-const CHECKPOINT_SECS: std::time::Duration = std::time::Duration::from_secs(30);
+const CHECKPOINT_SECS: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Version of the cache layout.
 pub const FORMAT: u32 = 1;
@@ -41,7 +41,7 @@ pub const FORMAT: u32 = 1;
 pub struct Meta {
     pub format: u32,
     pub model: String,
-    /// SHA-256 of the spec (layers, preprocessing, blobs) and of the mean image, if any.
+    /// SHA-256 of the spec's preprocessing, layers and blobs, and of the mean image, if any.
     pub spec_sha256: String,
     /// SHA-256 of every weight tensor, in layer order (independent of the file format).
     pub weights_sha256: String,
@@ -87,7 +87,7 @@ impl Meta {
                     "this feature cache was built for model `{}` with other {} (weights {}…); build one for this model with `treevis cache build`",
                     self.model,
                     if self.spec_sha256 != spec { "spec" } else { "weights" },
-                    &self.weights_sha256[..12]
+                    short(&self.weights_sha256)
                 ),
             ));
         }
@@ -95,14 +95,23 @@ impl Meta {
     }
 }
 
+/// The start of a digest, for messages (a damaged record may hold anything).
+pub fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
 fn hex(d: impl AsRef<[u8]>) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// SHA-256 of the spec and the mean image.
+/// SHA-256 of the spec's preprocessing, layers and blobs, and of the mean image.
 pub fn spec_sha256(model: &Model) -> Result<String> {
     let mut h = Sha256::new();
-    h.update(serde_json::to_vec(model.spec()).map_err(|e| Error::Input(e.to_string()))?);
+    // what decides the numbers, not the name, description or file names
+    let spec = model.spec();
+    let json = serde_json::to_vec(&(&spec.input, &spec.layers, &spec.blobs))
+        .map_err(|e| Error::Input(e.to_string()))?;
+    h.update(json);
     if let Some(m) = &model.mean_image {
         for v in m {
             h.update(v.to_le_bytes());
@@ -125,9 +134,8 @@ pub fn weights_sha256(model: &Model) -> Result<String> {
                 h.update((*d as u64).to_le_bytes());
             }
             let v = crate::model::net::host_vec(t)?;
-            for x in v {
-                h.update(x.to_le_bytes());
-            }
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            h.update(&bytes);
         }
     }
     Ok(hex(h.finalize()))
@@ -226,7 +234,9 @@ fn load_batch(model: &Model, paths: &[&Path]) -> Vec<Result<Tensor>> {
 /// One scanned image: per chosen blob, per channel, (max, position).
 type Maxima = Vec<Vec<(f32, u32)>>;
 
-fn scan_batch(model: &Model, blobs: &[usize], paths: &[&Path]) -> Vec<Result<Maxima>> {
+/// Per image, its maxima or why it cannot be read (skipped); `Err` when the forward pass
+/// itself fails (the build stops and can be resumed: no image is skipped for it).
+fn scan_batch(model: &Model, blobs: &[usize], paths: &[&Path]) -> Result<Vec<Result<Maxima>>> {
     let inputs = load_batch(model, paths);
     let ok: Vec<Tensor> = inputs
         .iter()
@@ -266,20 +276,11 @@ fn scan_batch(model: &Model, blobs: &[usize], paths: &[&Path]) -> Vec<Result<Max
             .map(|i| per_blob.iter().map(|b| b[i].clone()).collect())
             .collect())
     })();
-    let mut it = match maxima {
-        Ok(m) => m.into_iter(),
-        Err(e) => {
-            let msg = e.to_string();
-            return inputs
-                .iter()
-                .map(|_| Err(Error::Input(format!("forward pass: {msg}"))))
-                .collect();
-        }
-    };
-    inputs
+    let mut it = maxima?.into_iter();
+    Ok(inputs
         .into_iter()
         .map(|r| r.map(|_| it.next().expect("one result per loaded image")))
-        .collect()
+        .collect())
 }
 
 /// One entry to reconstruct: where it goes and what it is.
@@ -384,15 +385,42 @@ fn crop_batch(
     opts: &Options,
     images: &[(&Path, Vec<Want>)],
 ) -> Result<Vec<(String, Vec<u8>)>> {
-    let paths: Vec<&Path> = images.iter().map(|(p, _)| *p).collect();
-    let inputs = load_batch(model, &paths)
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::new();
+    let empty = |wt: &Want| {
+        let c = Crop {
+            entry: wt.entry,
+            bbox: [0; 4],
+            image_png: Vec::new(),
+            recon_png: Vec::new(),
+        };
+        (
+            crop_key(&model.net.blobs[wt.blob].name, wt.channel, wt.rank),
+            c.encode(),
+        )
+    };
+    // an image that read in pass 1 but not now (changed or removed since) leaves its cells
+    // empty rather than stopping the build for good
+    let mut loaded = Vec::new();
+    for ((p, wants), r) in images.iter().zip(load_batch(
+        model,
+        &images.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+    )) {
+        match r {
+            Ok(x) => loaded.push((x, wants)),
+            Err(e) => {
+                tracing::warn!("{}: {e}; its crops are left empty", p.display());
+                out.extend(wants.iter().map(empty));
+            }
+        }
+    }
+    if loaded.is_empty() {
+        return Ok(out);
+    }
+    let inputs: Vec<Tensor> = loaded.iter().map(|(x, _)| x.clone()).collect();
     let x = Tensor::stack(&inputs, 0)?.to_device(&model.net.device)?;
     let state = model.net.forward(&x)?;
     let [h, w] = model.spec().input.size;
-    let mut out = Vec::new();
-    for (i, (_, wants)) in images.iter().enumerate() {
+    for (i, (_, wants)) in loaded.iter().enumerate() {
         let seen = display::render_input(model, &inputs[i])?;
         for chunk in wants.chunks(RECON_ROWS) {
             let rpaths: Vec<recon::Path> = chunk
@@ -565,7 +593,7 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
                 (batch.clone(), scan_batch(m, blobs_ref, &paths))
             },
             |(batch, results)| {
-                for (&idx, r) in batch.iter().zip(results) {
+                for (&idx, r) in batch.iter().zip(results?) {
                     match r {
                         Ok(maxima) => {
                             for (t, per_channel) in tops.iter_mut().zip(maxima) {
@@ -845,6 +873,9 @@ pub fn merge(shards: &[PathBuf], out: &Path) -> Result<Meta> {
             ));
         }
         let (i, cn) = c.meta.shard;
+        if cn == 0 || i >= cn {
+            return Err(Error::db(c.path(), format!("bad shard record {i}/{cn}")));
+        }
         if cn != n {
             return Err(Error::db(
                 c.path(),
@@ -869,6 +900,17 @@ pub fn merge(shards: &[PathBuf], out: &Path) -> Result<Meta> {
         .collect();
     for c in &caches {
         for (t, o) in tops.iter_mut().zip(&c.tops) {
+            if t.top.len() != o.top.len() {
+                return Err(Error::db(
+                    c.path(),
+                    format!(
+                        "blob `{}` has {} channels, not {}",
+                        t.name,
+                        o.top.len(),
+                        t.top.len()
+                    ),
+                ));
+            }
             t.merge(o, k);
         }
     }
@@ -910,7 +952,7 @@ pub fn merge(shards: &[PathBuf], out: &Path) -> Result<Meta> {
                     .expect("every shard is there");
                 let theirs = owner
                     .blob(&t.name)
-                    .and_then(|b| b.top[c].iter().position(|x| x.image == e.image))
+                    .and_then(|b| b.top.get(c)?.iter().position(|x| x.image == e.image))
                     .ok_or_else(|| {
                         Error::db(
                             owner.path(),

@@ -37,11 +37,16 @@ pub fn ordered<J: Send, R: Send>(
         });
         for m in models {
             let res_tx = res_tx.clone();
+            // after a failure the workers keep taking (and dropping) jobs until the feeder
+            // stops, so that nobody is left blocked on a full channel
             s.spawn(move || loop {
                 let next = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                 let Ok((i, j)) = next else { return };
-                if stop.load(Ordering::Relaxed) || res_tx.send((i, work(m, j))).is_err() {
-                    return;
+                if stop.load(Ordering::Relaxed) {
+                    continue;
+                }
+                if res_tx.send((i, work(m, j))).is_err() {
+                    stop.store(true, Ordering::Relaxed);
                 }
             });
         }
@@ -60,4 +65,50 @@ pub fn ordered<J: Send, R: Send>(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::model::WeightsSource;
+
+    fn models(n: usize) -> Vec<Model> {
+        (0..n)
+            .map(|_| {
+                Model::load("tiny", &WeightsSource::Default, &candle_core::Device::Cpu).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn results_come_in_job_order_and_a_failing_sink_stops_every_worker() {
+        let ms = models(3);
+        let mut seen = Vec::new();
+        ordered(
+            &ms,
+            (0..200).collect(),
+            |_, j: u32| j,
+            |j| {
+                seen.push(j);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, (0..200).collect::<Vec<_>>());
+        // the sink fails early while many jobs wait: the call returns (it used to hang)
+        let r = ordered(
+            &ms,
+            (0..500).collect(),
+            |_, j: u32| j,
+            |j| {
+                if j == 2 {
+                    Err(Error::Input("disk full".into()))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert!(r.unwrap_err().to_string().contains("disk full"));
+    }
 }

@@ -24,14 +24,19 @@ impl Store {
         } else if !dir.join("data.mdb").is_file() {
             return Err(Error::db(dir, "no feature cache here (no data.mdb)"));
         }
-        let mut b = lmdb::Environment::new();
-        b.set_map_size(MAP_SIZE);
-        if !create {
-            b.set_flags(lmdb::EnvironmentFlags::NO_TLS);
+        let open = |flags: lmdb::EnvironmentFlags| {
+            let mut b = lmdb::Environment::new();
+            b.set_map_size(MAP_SIZE).set_flags(flags);
+            b.open(dir)
+        };
+        let env = if create {
+            open(lmdb::EnvironmentFlags::empty())
+        } else {
+            // reading only: a read-only or shared folder works too (without a lock file)
+            let ro = lmdb::EnvironmentFlags::READ_ONLY | lmdb::EnvironmentFlags::NO_TLS;
+            open(ro).or_else(|_| open(ro | lmdb::EnvironmentFlags::NO_LOCK))
         }
-        let env = b
-            .open(dir)
-            .map_err(|e| Error::db(dir, format!("cannot open: {e}")))?;
+        .map_err(|e| Error::db(dir, format!("cannot open: {e}")))?;
         let db = env
             .open_db(None)
             .map_err(|e| Error::db(dir, format!("cannot open the database: {e}")))?;
@@ -155,8 +160,5 @@ impl<'a> Reader<'a> {
     pub fn blob(&mut self) -> Result<&'a [u8]> {
         let n = self.u32()? as usize;
         self.take(n)
-    }
-    pub fn done(&self) -> bool {
-        self.b.is_empty()
     }
 }

@@ -126,34 +126,6 @@ fn elem_size(dtype: &str) -> Option<usize> {
     })
 }
 
-fn to_f32(dtype: &str, b: &[u8]) -> Option<f32> {
-    Some(match dtype {
-        "FloatStorage" => f32::from_le_bytes(b.try_into().ok()?),
-        "DoubleStorage" => f64::from_le_bytes(b.try_into().ok()?) as f32,
-        "HalfStorage" => half_to_f32(u16::from_le_bytes(b.try_into().ok()?)),
-        _ => return None,
-    })
-}
-
-fn half_to_f32(h: u16) -> f32 {
-    let (sign, exp, frac) = (
-        (h >> 15) as u32,
-        ((h >> 10) & 0x1f) as u32,
-        (h & 0x3ff) as u32,
-    );
-    let v = match exp {
-        0 => (frac as f32) * 2f32.powi(-24),
-        31 if frac == 0 => f32::INFINITY,
-        31 => f32::NAN,
-        e => (1.0 + frac as f32 / 1024.0) * 2f32.powi(e as i32 - 15),
-    };
-    if sign == 1 {
-        -v
-    } else {
-        v
-    }
-}
-
 /// Reads every floating-point tensor of a legacy `.pth` (a state dict, or a dict holding
 /// one under `state_dict`), as float32 on the CPU.
 pub fn read(bytes: &[u8]) -> std::result::Result<Vec<(String, Tensor)>, Fail> {
@@ -230,7 +202,7 @@ pub fn read(bytes: &[u8]) -> std::result::Result<Vec<(String, Tensor)>, Fail> {
         let start = r.position() as usize + MAGIC.len();
         let len = count
             .checked_mul(es)
-            .filter(|l| start + l <= bytes.len())
+            .filter(|l| start.checked_add(*l).is_some_and(|end| end <= bytes.len()))
             .ok_or_else(|| format!("storage `{key}`: the file ends early (truncated?)"))?;
         storages.insert(key.clone(), (start, count));
         r.set_position(r.position() + len as u64);
@@ -247,20 +219,40 @@ pub fn read(bytes: &[u8]) -> std::result::Result<Vec<(String, Tensor)>, Fail> {
                 .get(&t.key)
                 .ok_or_else(|| format!("{name}: storage `{}` is missing", t.key))?;
             let es = elem_size(&t.dtype).expect("float types");
-            let numel: usize = t.size.iter().product();
             if t.size.len() != t.stride.len() {
                 return Err(format!("{name}: size and stride differ in length"));
             }
+            // the largest element read must lie in the storage (checked, so no overflow)
+            let out_of = || format!("{name}: reads past its storage");
+            let numel = t
+                .size
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .ok_or_else(out_of)?;
+            let last = t
+                .size
+                .iter()
+                .zip(&t.stride)
+                .try_fold(t.offset, |a, (&d, &st)| {
+                    a.checked_add(d.saturating_sub(1).checked_mul(st)?)
+                })
+                .ok_or_else(out_of)?;
+            // (state dicts hold no broadcast tensors: more elements than the storage is damage)
+            if numel > 0 && (last >= count || numel > count) {
+                return Err(out_of());
+            }
+            let convert: fn(&[u8]) -> f32 = match t.dtype.as_str() {
+                "FloatStorage" => |b| f32::from_le_bytes(b.try_into().expect("4 bytes")),
+                "DoubleStorage" => |b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32,
+                _ => |b| half::f16::from_le_bytes(b.try_into().expect("2 bytes")).to_f32(),
+            };
             // gather by strides (contiguous or not), checking every index
             let mut data = Vec::with_capacity(numel);
             let mut idx = vec![0usize; t.size.len()];
             for _ in 0..numel {
                 let at = t.offset + idx.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
-                if at >= count {
-                    return Err(format!("{name}: reads past its storage"));
-                }
                 let b = &bytes[start + at * es..start + (at + 1) * es];
-                data.push(to_f32(&t.dtype, b).expect("float types"));
+                data.push(convert(b));
                 for d in (0..idx.len()).rev() {
                     idx[d] += 1;
                     if idx[d] < t.size[d] {

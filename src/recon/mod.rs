@@ -365,6 +365,15 @@ pub struct Unit {
     pub rank: Option<f32>,
 }
 
+impl Unit {
+    /// ` p97` when the unit is ranked (above 97% of the dataset's images), else nothing.
+    pub fn percentile_label(&self) -> String {
+        self.rank
+            .map(|r| format!(" p{:.0}", (r * 100.0).floor().min(99.0)))
+            .unwrap_or_default()
+    }
+}
+
 /// The top units of one blob.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlobUnits {

@@ -448,10 +448,7 @@ fn overview(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
             }
             let selected = sel_row && ci == app.ov_col;
             // with a feature cache: the percentile of this activation over the dataset
-            let rank = u
-                .rank
-                .map(|r| format!(" p{:.0}", (r * 100.0).floor().min(99.0)))
-                .unwrap_or_default();
+            let rank = u.percentile_label();
             let cap = format!(
                 "{}{}:{} {:.2}{rank}",
                 if selected { ">" } else { "" },
