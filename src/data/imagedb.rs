@@ -43,22 +43,29 @@ pub fn open(dir: &Path) -> Result<Arc<ImageDb>> {
     Ok(db)
 }
 
+/// Opens the LMDB environment in `dir` for reading (with a memory map of `map_size` when
+/// given). A read-only or shared folder cannot take a lock file: it is read without one then.
+pub fn open_read_only(dir: &Path, map_size: Option<usize>) -> Result<lmdb::Environment> {
+    let ro = lmdb::EnvironmentFlags::READ_ONLY | lmdb::EnvironmentFlags::NO_TLS;
+    let open = |flags| {
+        let mut b = lmdb::Environment::new();
+        b.set_flags(flags);
+        if let Some(m) = map_size {
+            b.set_map_size(m);
+        }
+        b.open(dir)
+    };
+    open(ro)
+        .or_else(|_| open(ro | lmdb::EnvironmentFlags::NO_LOCK))
+        .map_err(|e| Error::db(dir, format!("cannot open: {e}")))
+}
+
 impl ImageDb {
     fn open_uncached(dir: &Path) -> Result<ImageDb> {
         if !is_lmdb(dir) {
             return Err(Error::db(dir, "not an LMDB folder (no data.mdb)"));
         }
-        let flags = lmdb::EnvironmentFlags::READ_ONLY | lmdb::EnvironmentFlags::NO_TLS;
-        // a read-only folder cannot take a lock file: read it without locking then
-        let env = lmdb::Environment::new()
-            .set_flags(flags)
-            .open(dir)
-            .or_else(|_| {
-                lmdb::Environment::new()
-                    .set_flags(flags | lmdb::EnvironmentFlags::NO_LOCK)
-                    .open(dir)
-            })
-            .map_err(|e| Error::db(dir, format!("cannot open: {e}")))?;
+        let env = open_read_only(dir, None)?;
         let db = env
             .open_db(None)
             .map_err(|e| Error::db(dir, format!("cannot open the main database: {e}")))?;

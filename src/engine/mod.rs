@@ -52,9 +52,8 @@ pub enum JobKey {
         opts: Options,
         k: usize,
     },
-    /// A neuron's top dataset patches from the feature cache, asked while studying `image`.
+    /// A neuron's top dataset patches from the feature cache (the same for every image).
     Features {
-        image: PathBuf,
         blob: String,
         channel: usize,
     },
@@ -75,15 +74,16 @@ impl JobKey {
         }
     }
 
-    pub fn image(&self) -> &PathBuf {
+    /// The image the job is about; `None` for what belongs to the network (feature grids).
+    pub fn image(&self) -> Option<&PathBuf> {
         match self {
             JobKey::Thumb { image }
             | JobKey::Input { image }
             | JobKey::Labels { image }
             | JobKey::Overview { image, .. }
             | JobKey::Recon { image, .. }
-            | JobKey::Children { image, .. }
-            | JobKey::Features { image, .. } => image,
+            | JobKey::Children { image, .. } => Some(image),
+            JobKey::Features { .. } => None,
         }
     }
 }
@@ -358,7 +358,15 @@ impl Scheduler {
 
     fn run_group(&mut self, group: &[JobKey]) -> anyhow::Result<Vec<(JobKey, Output)>> {
         let first = &group[0];
-        let image = first.image().clone();
+        if let JobKey::Features { blob, channel } = first {
+            let c = self.feature_cache().map_err(anyhow::Error::msg)?;
+            let grid = c.grid(blob, *channel)?;
+            return Ok(vec![(first.clone(), Output::Image(Arc::new(grid)))]);
+        }
+        let image = first
+            .image()
+            .expect("every job but a feature grid is about an image")
+            .clone();
         Ok(match first {
             JobKey::Thumb { .. } => {
                 let rgb = crate::data::load_image(&image)?;
@@ -385,11 +393,7 @@ impl Scheduler {
                 }
                 vec![(first.clone(), Output::Overview(rows))]
             }
-            JobKey::Features { blob, channel, .. } => {
-                let c = self.feature_cache().map_err(anyhow::Error::msg)?;
-                let grid = c.grid(blob, *channel)?;
-                vec![(first.clone(), Output::Image(Arc::new(grid)))]
-            }
+            JobKey::Features { .. } => unreachable!("answered above"),
             JobKey::Recon { opts, .. } => {
                 let f = self.forward(&image)?;
                 let net = &self.model.net;

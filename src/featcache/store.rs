@@ -24,19 +24,14 @@ impl Store {
         } else if !dir.join("data.mdb").is_file() {
             return Err(Error::db(dir, "no feature cache here (no data.mdb)"));
         }
-        let open = |flags: lmdb::EnvironmentFlags| {
-            let mut b = lmdb::Environment::new();
-            b.set_map_size(MAP_SIZE).set_flags(flags);
-            b.open(dir)
-        };
         let env = if create {
-            open(lmdb::EnvironmentFlags::empty())
+            let mut b = lmdb::Environment::new();
+            b.set_map_size(MAP_SIZE);
+            b.open(dir)
+                .map_err(|e| Error::db(dir, format!("cannot open: {e}")))?
         } else {
-            // reading only: a read-only or shared folder works too (without a lock file)
-            let ro = lmdb::EnvironmentFlags::READ_ONLY | lmdb::EnvironmentFlags::NO_TLS;
-            open(ro).or_else(|_| open(ro | lmdb::EnvironmentFlags::NO_LOCK))
-        }
-        .map_err(|e| Error::db(dir, format!("cannot open: {e}")))?;
+            crate::data::imagedb::open_read_only(dir, Some(MAP_SIZE))?
+        };
         let db = env
             .open_db(None)
             .map_err(|e| Error::db(dir, format!("cannot open the database: {e}")))?;

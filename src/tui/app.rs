@@ -419,7 +419,7 @@ impl App {
                 if self.results.len() > 2000 {
                     let keep = self.current_image();
                     self.results.retain(|k, _| {
-                        Some(k.image()) == keep.as_ref()
+                        k.image().is_none_or(|i| Some(i) == keep.as_ref())
                             || matches!(k, JobKey::Thumb { .. } | JobKey::Labels { .. })
                     });
                 }
@@ -479,11 +479,7 @@ impl App {
             return None;
         }
         let (blob, channel) = self.selected_neuron()?;
-        Some(JobKey::Features {
-            image: self.current_image()?,
-            blob,
-            channel,
-        })
+        Some(JobKey::Features { blob, channel })
     }
 
     pub fn wants(&self) -> Vec<JobKey> {
