@@ -222,7 +222,21 @@ fn sixel_tiles_in_a_real_xterm() {
         imgs.display(),
         stty.display()
     );
-    procs.0.push(
+    // the server is up when it answers a client
+    wait_until("the X server", 20, || {
+        Command::new("xwininfo")
+            .env("DISPLAY", &display)
+            .arg("-root")
+            .output()
+            .map_err(|e| e.to_string())
+            .and_then(|o| {
+                o.status
+                    .success()
+                    .then_some(())
+                    .ok_or_else(|| String::from_utf8_lossy(&o.stderr).into_owned())
+            })
+    });
+    let xterm = || {
         Command::new("xterm")
             .env("DISPLAY", &display)
             .env("XDG_CACHE_HOME", &cache)
@@ -239,12 +253,20 @@ fn sixel_tiles_in_a_real_xterm() {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("xterm.err")).unwrap())
             .spawn()
-            .unwrap(),
-    );
-    let wid = wait_until("the xterm window", 20, || {
+            .unwrap()
+    };
+    procs.0.push(xterm());
+    let wid = wait_until("the xterm window", 30, || {
+        // an xterm that could not start (it happens, rarely, on a busy machine) starts again
+        let term = procs.0.last_mut().unwrap();
+        if let Ok(Some(status)) = term.try_wait() {
+            let err = std::fs::read_to_string(d.join("xterm.err")).unwrap_or_default();
+            eprintln!("xterm ended ({status}), starting another; it said: {err}");
+            *term = xterm();
+        }
         let o = Command::new("xdotool")
             .env("DISPLAY", &display)
-            .args(["search", "--class", "xterm"])
+            .args(["search", "--onlyvisible", "--class", "xterm"])
             .output()
             .map_err(|e| e.to_string())?;
         String::from_utf8_lossy(&o.stdout)
@@ -276,15 +298,6 @@ fn sixel_tiles_in_a_real_xterm() {
         screen.origin, screen.cell
     );
     let log = cache.join("treevis/treevis.log");
-    // keys as a keyboard types them (XTEST), into the focused xterm
-    run(Command::new("xdotool")
-        .env("DISPLAY", &display)
-        .args(["windowfocus", "--sync", &wid]));
-    let key = |k: &str| {
-        run(Command::new("xdotool")
-            .env("DISPLAY", &display)
-            .args(["key", k]));
-    };
     let logged = |what: &str| {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if text.contains(what) {
@@ -293,10 +306,57 @@ fn sixel_tiles_in_a_real_xterm() {
             Err(format!("no `{what}` in the log:\n{text}"))
         }
     };
+    // the keys the app has taken (each is logged as an action)
+    let actions = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" action "))
+            .count()
+    };
+    // keys as a keyboard types them (XTEST), into the focused xterm, the pointer over it
+    let key = |k: &str| {
+        run(Command::new("xdotool")
+            .env("DISPLAY", &display)
+            .args(["mousemove", "--window", &wid, "20", "20"])
+            .args(["windowfocus", "--sync", &wid])
+            .args(["key", k]));
+    };
+    // one key, typed again until the app logs it (an X server may lose a key while a
+    // window is still settling); for keys whose second arrival would do no harm
+    let press = |k: &str| {
+        let before = actions();
+        wait_until(&format!("the app to take {k}"), 40, || {
+            key(k);
+            let typed = Instant::now();
+            while typed.elapsed() < Duration::from_secs(4) {
+                if actions() > before {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(format!(
+                "no new action in the log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ))
+        })
+    };
 
     // the app found sixel by asking the terminal, and drew the gallery
     wait_until("the gallery", 30, || logged("screen complete"));
+    logged("sixel: true")
+        .and_then(|_| logged("complete: true"))
+        .unwrap_or_else(|e| panic!("the terminal's answer: {e}"));
+    // prove the way into the app with a key that changes nothing (one image: Right stays),
+    // then Enter once
+    press("Right");
+    let before = actions();
     key("Return");
+    wait_until("Enter to reach the app", 20, || {
+        (actions() > before)
+            .then_some(())
+            .ok_or_else(|| "Enter not logged".to_string())
+    });
     wait_until("the overview", 60, || logged("screen=overview"));
     let tiles: Vec<Placed> = placements(&log)
         .into_iter()
@@ -367,7 +427,7 @@ fn sixel_tiles_in_a_real_xterm() {
     );
 
     // leaving the overview clears its tiles from the screen
-    key("Escape");
+    press("Escape");
     wait_until("the tiles to be cleared", 30, || {
         let shot = screen.shot();
         let left: Vec<String> = tiles

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod keymap;
 pub mod session;
+pub mod termquery;
 pub mod ui;
 
 use std::io::{self, Write};
@@ -19,6 +20,7 @@ use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 use ratatui_image::picker::{Picker, ProtocolType};
+use ratatui_image::FontSize;
 
 use crate::engine::Engine;
 use crate::model::Model;
@@ -53,31 +55,102 @@ fn restore() {
     let _ = crossterm::execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
 }
 
-/// Picks the image protocol: the terminal is queried (before the event loop reads input)
-/// unless `--protocol` names one.
+/// How long the terminal may take to answer the capability query (over SSH, that includes
+/// a round trip).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Picks the image protocol. The terminal is asked ([`termquery`]) for its graphics and its
+/// cell size, in raw mode and before the input thread starts, unless `--protocol` says
+/// `halfblocks` or `text`; a protocol named on the command line wins over the answer.
 fn picker(p: Protocol) -> Option<Picker> {
-    let queried = || Picker::from_query_stdio().unwrap_or_else(|_| Picker::halfblocks());
-    let mut picker = match p {
+    match p {
         Protocol::Text => return None,
         Protocol::Halfblocks => return Some(Picker::halfblocks()),
-        _ => queried(),
+        _ => {}
+    }
+    // inside tmux the query must be wrapped for passthrough (which this also switches on)
+    let tmux = Picker::halfblocks().tmux_detected();
+    let reply = if tmux && !tmux_attached() {
+        // nobody outside to answer through the passthrough
+        tracing::info!("inside a tmux session with no client attached: not asking");
+        termquery::Reply::default()
+    } else {
+        let start = Instant::now();
+        let reply = termquery::ask(tmux, QUERY_TIMEOUT).unwrap_or_else(|e| {
+            tracing::warn!("cannot query the terminal: {e}");
+            termquery::Reply::default()
+        });
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(ms, tmux, ?reply, "terminal query");
+        if !reply.complete {
+            tracing::warn!(
+                "the terminal did not answer within {QUERY_TIMEOUT:?}; images fall back to \
+                 half-blocks unless --protocol names one"
+            );
+        }
+        reply
     };
+    let found = if reply.kitty {
+        Some(ProtocolType::Kitty)
+    } else if reply.sixel {
+        Some(ProtocolType::Sixel)
+    } else {
+        None
+    };
+    let Some((w, h)) = reply.cell.or_else(cell_from_winsize) else {
+        if p == Protocol::Auto {
+            tracing::warn!("the terminal told no cell size: half-blocks");
+            return Some(Picker::halfblocks());
+        }
+        tracing::warn!("the terminal told no cell size: assuming 10x20 pixels");
+        #[allow(deprecated)]
+        return Some(forced(Picker::from_fontsize(FontSize::new(10, 20)), p));
+    };
+    // `from_fontsize` is the one public constructor that takes a measured cell size; it also
+    // reads the environment's iTerm2 hints, which an answered query overrides
+    #[allow(deprecated)]
+    let mut picker = Picker::from_fontsize(FontSize::new(w, h));
+    if let Some(t) = found {
+        picker.set_protocol_type(t);
+    }
+    Some(forced(picker, p))
+}
+
+/// Whether a client is attached to this tmux session (so that a terminal is there to
+/// answer); when tmux cannot tell, assume one is.
+fn tmux_attached() -> bool {
+    std::process::Command::new("tmux")
+        .args(["display-message", "-p", "#{session_attached}"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .is_none_or(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
+}
+
+/// `picker` with the protocol named on the command line, if one is.
+fn forced(mut picker: Picker, p: Protocol) -> Picker {
     match p {
         Protocol::Sixel => picker.set_protocol_type(ProtocolType::Sixel),
         Protocol::Kitty => picker.set_protocol_type(ProtocolType::Kitty),
         Protocol::Iterm2 => picker.set_protocol_type(ProtocolType::Iterm2),
         _ => {}
     }
-    Some(picker)
+    picker
+}
+
+/// The cell size from the kernel's window size in pixels, where the terminal fills it in.
+fn cell_from_winsize() -> Option<(u16, u16)> {
+    let ws = rustix::termios::tcgetwinsize(io::stdout()).ok()?;
+    if ws.ws_xpixel == 0 || ws.ws_ypixel == 0 || ws.ws_col == 0 || ws.ws_row == 0 {
+        return None;
+    }
+    Some((ws.ws_xpixel / ws.ws_col, ws.ws_ypixel / ws.ws_row))
 }
 
 /// Runs the app until the user quits (or a signal arrives).
 pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
-    let picker = picker(opts.protocol);
-    let protocol_name = match &picker {
-        None => "text".to_string(),
-        Some(p) => format!("{:?}", p.protocol_type()).to_lowercase(),
-    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGTERM,
@@ -95,6 +168,11 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
     terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
     crossterm::execute!(io::stdout(), EnterAlternateScreen, crossterm::cursor::Hide)?;
     let result = (|| {
+        let picker = picker(opts.protocol);
+        let protocol_name = match &picker {
+            None => "text".to_string(),
+            Some(p) => format!("{:?}", p.protocol_type()).to_lowercase(),
+        };
         let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
         let (tx, rx) = mpsc::channel::<Msg>();
         let etx = tx.clone();
