@@ -130,11 +130,10 @@ impl Hasher {
         }
     }
     fn hex(self) -> String {
-        let bytes: Vec<u8> = match self {
-            Hasher::Sha256(h) => h.finalize().to_vec(),
-            Hasher::Sha1(h) => h.finalize().to_vec(),
-        };
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        match self {
+            Hasher::Sha256(h) => crate::hex::encode(h.finalize()),
+            Hasher::Sha1(h) => crate::hex::encode(h.finalize()),
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod featcache;
 pub mod fetch;
+pub mod hex;
 pub mod model;
 pub mod modelscli;
 pub mod recon;

@@ -128,23 +128,14 @@ impl ImageDb {
 pub fn key_to_str(key: &[u8]) -> String {
     match std::str::from_utf8(key) {
         Ok(s) if !s.is_empty() && !s.starts_with("0x") && !s.contains(['\0', '\\']) => s.into(),
-        _ => {
-            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-            format!("0x{hex}")
-        }
+        _ => format!("0x{}", crate::hex::encode(key)),
     }
 }
 
 fn str_to_key(s: &str) -> Vec<u8> {
-    if let Some(hex) = s.strip_prefix("0x") {
-        let bytes: Option<Vec<u8>> = (0..hex.len() / 2)
-            .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
-            .collect();
-        if let Some(b) = bytes.filter(|_| hex.len() % 2 == 0) {
-            return b;
-        }
-    }
-    s.as_bytes().to_vec()
+    s.strip_prefix("0x")
+        .and_then(crate::hex::decode)
+        .unwrap_or_else(|| s.as_bytes().to_vec())
 }
 
 /// Splits a virtual path into its database folder and key, if an ancestor of `path` is an

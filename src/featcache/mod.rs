@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::hex::encode as hex;
 use crate::model::{net::Layer, Model};
 use crate::recon::{self, display, Options};
 use store::{Bytes, Reader, Store};
@@ -98,10 +99,6 @@ impl Meta {
 /// The start of a digest, for messages (a damaged record may hold anything).
 pub fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
-}
-
-fn hex(d: impl AsRef<[u8]>) -> String {
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SHA-256 of the spec's preprocessing, layers and blobs, and of the mean image.
