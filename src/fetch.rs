@@ -168,9 +168,50 @@ fn check(path: &Path, f: &RemoteFile) -> Result<Option<(bool, u64, String, Strin
     )))
 }
 
-/// Whether `path` holds the registry's file (size and digest).
+/// Whether `path` holds the registry's file (size and digest). A file verified before, and
+/// unchanged since (same size and modification time, see [`stamp`]), is not read again.
 pub fn verify(path: &Path, f: &RemoteFile) -> Result<bool> {
-    Ok(check(path, f)?.is_some_and(|c| c.0))
+    let want = Hasher::for_file(f).1;
+    if stamped(path).is_some_and(|d| d == want) {
+        return Ok(true);
+    }
+    let ok = check(path, f)?.is_some_and(|c| c.0);
+    if ok {
+        stamp(path, &want);
+    }
+    Ok(ok)
+}
+
+/// Where the digest of a verified `path` is recorded: `.NAME.verified` beside it.
+fn stamp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.verified"))
+}
+
+/// The size and modification time of `path` (nanoseconds), which a stamp must match.
+fn identity(path: &Path) -> Option<String> {
+    let m = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    let t = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!("{} {}", m.len(), t.as_nanos()))
+}
+
+/// Records that `path`, as it is now, has `digest` (best effort: a read-only folder only
+/// means the next check reads the file again).
+fn stamp(path: &Path, digest: &str) {
+    if let Some(id) = identity(path) {
+        let _ = std::fs::write(stamp_path(path), format!("{digest} {id}\n"));
+    }
+}
+
+/// The digest recorded for `path`, if the file is still the one that was verified.
+fn stamped(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(stamp_path(path)).ok()?;
+    let (digest, id) = text.trim_end().split_once(' ')?;
+    (identity(path)? == id).then(|| digest.to_string())
 }
 
 /// How a fetch reports progress.
@@ -267,6 +308,7 @@ pub fn fetch_file(
         )));
     }
     std::fs::rename(&part, &done).map_err(|e| Error::io(&done, e))?;
+    stamp(&done, &got);
     Ok(done)
 }
 
@@ -320,5 +362,32 @@ mod tests {
             }
         }
         assert!(r.get("resnet").is_err());
+    }
+
+    #[test]
+    fn a_verified_file_is_not_read_again_until_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.bin");
+        std::fs::write(&path, b"weights").unwrap();
+        let f = RemoteFile {
+            name: "w.bin".into(),
+            url: String::new(),
+            sha256: Some(crate::hex::encode(sha2::Sha256::digest(b"weights"))),
+            sha1: None,
+            size: Some(7),
+        };
+        assert!(!stamp_path(&path).exists());
+        assert!(verify(&path, &f).unwrap());
+        assert_eq!(stamped(&path).as_deref(), f.sha256.as_deref());
+        // the same size, other bytes, a later modification time: read again, and refused
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, b"WEIGHTS").unwrap();
+        assert_eq!(stamped(&path), None);
+        assert!(!verify(&path, &f).unwrap());
+        // a stamp for another digest is no proof
+        std::fs::write(&path, b"weights").unwrap();
+        stamp(&path, "00");
+        assert!(verify(&path, &f).unwrap());
+        assert_eq!(stamped(&path).as_deref(), f.sha256.as_deref());
     }
 }
