@@ -231,6 +231,56 @@ fn load_batch(model: &Model, paths: &[&Path]) -> Vec<Result<Tensor>> {
 /// One scanned image: per chosen blob, per channel, (max, position).
 type Maxima = Vec<Vec<(f32, u32)>>;
 
+/// The maximum of each of the `rows` rows of `plane` values in `t`, and the first position
+/// where it occurs. On a GPU this is reduced there, so that only two numbers a channel
+/// come back to the host, not the whole activation map.
+fn channel_maxima(t: &Tensor, rows: usize, plane: usize) -> Result<Vec<(f32, u32)>> {
+    if t.device().is_cpu() {
+        let v = crate::model::net::host_vec(t)?;
+        return Ok(v.chunks(plane).map(first_max).collect());
+    }
+    channel_maxima_on_device(t, rows, plane)
+}
+
+/// The maximum of `row` and its first position.
+fn first_max(row: &[f32]) -> (f32, u32) {
+    let (mut bi, mut bv) = (0u32, f32::NEG_INFINITY);
+    for (j, &x) in row.iter().enumerate() {
+        if x > bv {
+            (bi, bv) = (j as u32, x);
+        }
+    }
+    (bv, bi)
+}
+
+/// [`channel_maxima`] with tensor operations on `t`'s device. Ties go to the first position,
+/// as on the host (a device's own argmax may pick any of them).
+fn channel_maxima_on_device(t: &Tensor, rows: usize, plane: usize) -> Result<Vec<(f32, u32)>> {
+    let dev = t.device();
+    let flat = t
+        .to_dtype(candle_core::DType::F32)?
+        .reshape((rows, plane))?;
+    let max = flat.max_keepdim(1)?;
+    let at = Tensor::arange(0u32, plane as u32, dev)?.broadcast_as((rows, plane))?;
+    let past = Tensor::full(plane as u32, (rows, plane), dev)?;
+    let first = flat
+        .broadcast_eq(&max)?
+        .where_cond(&at, &past)?
+        .min(1)?
+        .to_device(&Device::Cpu)?
+        .to_vec1::<u32>()?;
+    let max = max
+        .flatten_all()?
+        .to_device(&Device::Cpu)?
+        .to_vec1::<f32>()?;
+    // a row of NaN has no position equal to its maximum
+    Ok(max
+        .into_iter()
+        .zip(first)
+        .map(|(m, i)| (m, i.min(plane as u32 - 1)))
+        .collect())
+}
+
 /// Per image, its maxima or why it cannot be read (skipped); `Err` when the forward pass
 /// itself fails (the build stops and can be resumed: no image is skipped for it).
 fn scan_batch(model: &Model, blobs: &[usize], paths: &[&Path]) -> Result<Vec<Result<Maxima>>> {
@@ -250,23 +300,8 @@ fn scan_batch(model: &Model, blobs: &[usize], paths: &[&Path]) -> Result<Vec<Res
             .map(|&bi| {
                 let b = &model.net.blobs[bi];
                 let (c, plane) = (b.shape.channels(), b.shape.plane());
-                let v = crate::model::net::host_vec(state.output(b.layer, &b.name)?)?;
-                Ok((0..ok.len())
-                    .map(|i| {
-                        (0..c)
-                            .map(|ch| {
-                                let row = &v[(i * c + ch) * plane..(i * c + ch + 1) * plane];
-                                let (mut bi, mut bv) = (0u32, f32::NEG_INFINITY);
-                                for (j, &x) in row.iter().enumerate() {
-                                    if x > bv {
-                                        (bi, bv) = (j as u32, x);
-                                    }
-                                }
-                                (bv, bi)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                    .collect::<Vec<_>>())
+                let rows = channel_maxima(state.output(b.layer, &b.name)?, ok.len() * c, plane)?;
+                Ok(rows.chunks(c).map(<[_]>::to_vec).collect::<Vec<_>>())
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((0..ok.len())
@@ -989,6 +1024,30 @@ pub fn load_models(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maxima_reduced_on_a_device_equal_the_host_scan_ties_included() {
+        // 2 images x 3 channels of 4x5, quantised so that maxima tie within a plane
+        let (rows, plane) = (6, 20);
+        let v: Vec<f32> = (0..rows * plane)
+            .map(|i| ((i * 7919 % 23) as f32 / 4.0).floor() - 2.0)
+            .collect();
+        let mut v2 = v.clone();
+        v2[plane..2 * plane].fill(0.0); // a dead channel: every position ties
+        v2[3 * plane + 19] = 100.0; // a maximum at the last position
+        for v in [v, v2] {
+            let t = Tensor::from_vec(v.clone(), (2, 3, 4, 5), &Device::Cpu).unwrap();
+            let host: Vec<(f32, u32)> = v.chunks(plane).map(first_max).collect();
+            // the data does have tied maxima
+            assert!(v.chunks(plane).zip(&host).any(|(row, &(m, _))| row
+                .iter()
+                .filter(|&&x| x == m)
+                .count()
+                > 1));
+            assert_eq!(channel_maxima(&t, rows, plane).unwrap(), host);
+            assert_eq!(channel_maxima_on_device(&t, rows, plane).unwrap(), host);
+        }
+    }
 
     #[test]
     fn boxes_of_nonzero_pixels() {
