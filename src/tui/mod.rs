@@ -174,6 +174,9 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
             Some(p) => format!("{:?}", p.protocol_type()).to_lowercase(),
         };
         let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+        // a terminal that does not know a query's sequence may have printed it (ratatui's
+        // own `clear` would ask for the cursor position, which not every terminal answers)
+        crossterm::execute!(io::stdout(), terminal::Clear(terminal::ClearType::All))?;
         let (tx, rx) = mpsc::channel::<Msg>();
         let etx = tx.clone();
         let mut sched = crate::engine::Scheduler::new(model, 256 << 20);
