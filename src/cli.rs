@@ -204,6 +204,10 @@ pub struct TuiArgs {
     /// How images are drawn: ask the terminal, force one protocol, or text only.
     #[arg(long, value_enum, default_value_t)]
     pub protocol: crate::tui::Protocol,
+    /// How long (milliseconds) the terminal may take to say what graphics it has; raise it
+    /// over very slow links. A terminal that does not answer gets half-blocks.
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    pub query_timeout: u64,
     /// A keymap file overriding entries of the built-in one (default: the XDG config
     /// folder's treevis/keymap.toml).
     #[arg(long)]
@@ -794,6 +798,7 @@ fn run_tui(args: TuiArgs) -> Result<()> {
         crate::tui::TuiOptions {
             images,
             protocol: args.protocol,
+            query_timeout: std::time::Duration::from_millis(args.query_timeout),
             keymap,
             info,
             session: args.session,

@@ -175,8 +175,10 @@ pub fn verify(path: &Path, f: &RemoteFile) -> Result<bool> {
     if stamped(path).is_some_and(|d| d == want) {
         return Ok(true);
     }
+    let before = identity(path);
     let ok = check(path, f)?.is_some_and(|c| c.0);
-    if ok {
+    // a file that changed while it was read is not stamped
+    if ok && identity(path) == before {
         stamp(path, &want);
     }
     Ok(ok)
@@ -188,15 +190,21 @@ fn stamp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.verified"))
 }
 
-/// The size and modification time of `path` (nanoseconds), which a stamp must match.
+/// What a stamp must match: the file's device, inode, size, and modification and change
+/// times (a copy that keeps the modification time still gets a new inode and change time).
 fn identity(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
-    let t = m
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
-    Some(format!("{} {}", m.len(), t.as_nanos()))
+    Some(format!(
+        "{}:{}:{}:{}.{:09}:{}.{:09}",
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    ))
 }
 
 /// Records that `path`, as it is now, has `digest` (best effort: a read-only folder only
@@ -379,9 +387,14 @@ mod tests {
         assert!(!stamp_path(&path).exists());
         assert!(verify(&path, &f).unwrap());
         assert_eq!(stamped(&path).as_deref(), f.sha256.as_deref());
-        // the same size, other bytes, a later modification time: read again, and refused
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // the same size, other bytes, another modification time: read again, and refused
         std::fs::write(&path, b"WEIGHTS").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1000))
+            .unwrap();
         assert_eq!(stamped(&path), None);
         assert!(!verify(&path, &f).unwrap());
         // a stamp for another digest is no proof

@@ -37,8 +37,9 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// The app on a fresh pseudo-terminal of 120x40 cells that is its controlling terminal.
-fn start(dir: &Path) -> Term {
+/// The app on a fresh pseudo-terminal of 120x40 cells that is its controlling terminal,
+/// waiting at most `timeout_ms` for the terminal's answer.
+fn start(dir: &Path, timeout_ms: u32) -> Term {
     use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
     let master: OwnedFd = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
     grantpt(&master).unwrap();
@@ -61,16 +62,21 @@ fn start(dir: &Path) -> Term {
         .unwrap();
     let cache = dir.join("cache");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_treevis"));
-    cmd.args(["--protocol", "auto"])
-        .env("XDG_CACHE_HOME", &cache)
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("TREEVIS_LOG", "treevis=debug")
-        .env("TERM", "xterm-256color")
-        .env_remove("TMUX")
-        .env_remove("TERM_PROGRAM")
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
+    cmd.args([
+        "--protocol",
+        "auto",
+        "--query-timeout",
+        &timeout_ms.to_string(),
+    ])
+    .env("XDG_CACHE_HOME", &cache)
+    .env("XDG_CONFIG_HOME", dir.join("config"))
+    .env("TREEVIS_LOG", "treevis=debug")
+    .env("TERM", "xterm-256color")
+    .env_remove("TMUX")
+    .env_remove("TERM_PROGRAM")
+    .stdin(Stdio::from(slave.try_clone().unwrap()))
+    .stdout(Stdio::from(slave.try_clone().unwrap()))
+    .stderr(Stdio::from(slave));
     // SAFETY: only async-signal-safe system calls between fork and exec
     unsafe {
         cmd.pre_exec(|| {
@@ -146,9 +152,9 @@ impl Term {
 #[test]
 fn a_late_answer_is_taken_and_no_key_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = start(dir.path());
+    let mut t = start(dir.path(), 8000);
     wait_until("the query", 60, || t.wrote(b"\x1b[5n"));
-    // longer than ratatui-image's own 2 s timeout, within treevis's 3 s
+    // later than ratatui-image's own 2 s timeout
     std::thread::sleep(Duration::from_millis(2300));
     t.type_(b"\x1b[?63;1;2;4;6;9;15;22c\x1b[6;15;9t\x1b[0n");
     wait_until("the first frame", 30, || t.log().contains("first frame"));
@@ -165,7 +171,7 @@ fn a_late_answer_is_taken_and_no_key_is_lost() {
 #[test]
 fn a_terminal_that_never_answers_still_gets_its_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = start(dir.path());
+    let mut t = start(dir.path(), 1000);
     wait_until("the query", 60, || t.wrote(b"\x1b[5n"));
     wait_until("the first frame", 30, || t.log().contains("first frame"));
     let log = t.log();
@@ -175,6 +181,13 @@ fn a_terminal_that_never_answers_still_gets_its_keys() {
     assert!(!t.wrote(b"\x1bP") && t.count(b"\x1b_G") == 1);
     // with a query still reading stdin in the background, this key would vanish
     t.key_reaches_the_app();
+    // the answer comes after all: its bytes are no keys (`G` would jump to the last image)
+    let before = t.actions();
+    t.type_(b"\x1b_Gi=31;OK\x1b\\");
+    wait_until("the late answer to be dropped", 30, || {
+        t.log().matches("late terminal answer dropped").count() == 10
+    });
     t.key_reaches_the_app();
+    assert_eq!(t.actions(), before + 1, "{}", t.log());
     t.quit();
 }

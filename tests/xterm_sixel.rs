@@ -262,6 +262,7 @@ fn sixel_tiles_in_a_real_xterm() {
         if let Ok(Some(status)) = term.try_wait() {
             let err = std::fs::read_to_string(d.join("xterm.err")).unwrap_or_default();
             eprintln!("xterm ended ({status}), starting another; it said: {err}");
+            let _ = std::fs::remove_file(cache.join("treevis/treevis.log"));
             *term = xterm();
         }
         let o = Command::new("xdotool")
@@ -322,14 +323,15 @@ fn sixel_tiles_in_a_real_xterm() {
             .args(["windowfocus", "--sync", &wid])
             .args(["key", k]));
     };
-    // one key, typed again until the app logs it (an X server may lose a key while a
-    // window is still settling); for keys whose second arrival would do no harm
-    let press = |k: &str| {
+    // one key, typed again if the app has logged no action `secs` after it (an X server
+    // may lose a key while a window is still settling); only where a second arrival of a
+    // late first one would do no harm, or after a generous wait
+    let press = |k: &str, secs: u64| {
         let before = actions();
-        wait_until(&format!("the app to take {k}"), 40, || {
+        wait_until(&format!("the app to take {k}"), 4 * secs + 10, || {
             key(k);
             let typed = Instant::now();
-            while typed.elapsed() < Duration::from_secs(4) {
+            while typed.elapsed() < Duration::from_secs(secs) {
                 if actions() > before {
                     return Ok(());
                 }
@@ -348,9 +350,10 @@ fn sixel_tiles_in_a_real_xterm() {
         .and_then(|_| logged("complete: true"))
         .unwrap_or_else(|e| panic!("the terminal's answer: {e}"));
     // prove the way into the app with a key that changes nothing (one image: Right stays),
-    // then Enter (typed again only if the app took nothing within seconds)
-    press("Right");
-    press("Return");
+    // then Enter (typed again only if the app took nothing for 15 s: a second one would
+    // open a tree)
+    press("Right", 3);
+    press("Return", 15);
     wait_until("the overview", 60, || logged("screen=overview"));
     let tiles: Vec<Placed> = placements(&log)
         .into_iter()
@@ -421,7 +424,7 @@ fn sixel_tiles_in_a_real_xterm() {
     );
 
     // leaving the overview clears its tiles from the screen
-    press("Escape");
+    press("Escape", 4);
     wait_until("the tiles to be cleared", 30, || {
         let shot = screen.shot();
         let left: Vec<String> = tiles

@@ -262,7 +262,7 @@ fn channel_maxima_on_device(t: &Tensor, rows: usize, plane: usize) -> Result<Vec
         .reshape((rows, plane))?;
     let max = flat.max_keepdim(1)?;
     let at = Tensor::arange(0u32, plane as u32, dev)?.broadcast_as((rows, plane))?;
-    let past = Tensor::full(plane as u32, (rows, plane), dev)?;
+    let past = Tensor::new(plane as u32, dev)?.broadcast_as((rows, plane))?;
     let first = flat
         .broadcast_eq(&max)?
         .where_cond(&at, &past)?
@@ -273,11 +273,11 @@ fn channel_maxima_on_device(t: &Tensor, rows: usize, plane: usize) -> Result<Vec
         .flatten_all()?
         .to_device(&Device::Cpu)?
         .to_vec1::<f32>()?;
-    // a row of NaN has no position equal to its maximum
+    // a row of NaN has no position equal to its maximum: 0, as on the host
     Ok(max
         .into_iter()
         .zip(first)
-        .map(|(m, i)| (m, i.min(plane as u32 - 1)))
+        .map(|(m, i)| (m, if i < plane as u32 { i } else { 0 }))
         .collect())
 }
 

@@ -42,6 +42,8 @@ pub enum Protocol {
 pub struct TuiOptions {
     pub images: Vec<PathBuf>,
     pub protocol: Protocol,
+    /// How long the terminal may take to answer the capability query.
+    pub query_timeout: Duration,
     pub keymap: keymap::Keymap,
     pub info: String,
     /// Where the exploration is saved and restored from.
@@ -55,28 +57,28 @@ fn restore() {
     let _ = crossterm::execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
 }
 
-/// How long the terminal may take to answer the capability query (over SSH, that includes
-/// a round trip).
-const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
-
 /// Picks the image protocol. The terminal is asked ([`termquery`]) for its graphics and its
 /// cell size, in raw mode and before the input thread starts, unless `--protocol` says
 /// `halfblocks` or `text`; a protocol named on the command line wins over the answer.
-fn picker(p: Protocol) -> Option<Picker> {
+/// Returns whether the terminal answered in time, too (see [`termquery::LateAnswer`]).
+fn picker(p: Protocol, timeout: Duration) -> (Option<Picker>, bool) {
     match p {
-        Protocol::Text => return None,
-        Protocol::Halfblocks => return Some(Picker::halfblocks()),
+        Protocol::Text => return (None, true),
+        Protocol::Halfblocks => return (Some(Picker::halfblocks()), true),
         _ => {}
     }
-    // inside tmux the query must be wrapped for passthrough (which this also switches on)
-    let tmux = Picker::halfblocks().tmux_detected();
+    // inside tmux the query must be wrapped for passthrough (which this also switches on);
+    // the environment's hints (iTerm2) are kept where the answer names no protocol
+    #[allow(deprecated)] // the one public constructor that takes a measured cell size
+    let fallback = Picker::from_fontsize(FontSize::new(10, 20));
+    let tmux = fallback.tmux_detected();
     let reply = if tmux && !tmux_attached() {
         // nobody outside to answer through the passthrough
         tracing::info!("inside a tmux session with no client attached: not asking");
         termquery::Reply::default()
     } else {
         let start = Instant::now();
-        let reply = termquery::ask(tmux, QUERY_TIMEOUT).unwrap_or_else(|e| {
+        let reply = termquery::ask(tmux, timeout).unwrap_or_else(|e| {
             tracing::warn!("cannot query the terminal: {e}");
             termquery::Reply::default()
         });
@@ -84,36 +86,46 @@ fn picker(p: Protocol) -> Option<Picker> {
         tracing::info!(ms, tmux, ?reply, "terminal query");
         if !reply.complete {
             tracing::warn!(
-                "the terminal did not answer within {QUERY_TIMEOUT:?}; images fall back to \
-                 half-blocks unless --protocol names one"
+                "the terminal did not answer within {timeout:?}; images fall back to \
+                 half-blocks unless --protocol names one (or try --query-timeout)"
             );
         }
         reply
     };
-    let found = if reply.kitty {
+    // as ratatui-image does: Konsole's sixel is unreliable, and neither it nor WezTerm draws
+    // the kitty placeholders; WezTerm is taken as iTerm2 from its environment
+    let distrusted = ["WEZTERM_EXECUTABLE", "KONSOLE_VERSION"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    let found = if distrusted {
+        None
+    } else if reply.kitty {
         Some(ProtocolType::Kitty)
     } else if reply.sixel {
         Some(ProtocolType::Sixel)
     } else {
         None
     };
-    let Some((w, h)) = reply.cell.or_else(cell_from_winsize) else {
-        if p == Protocol::Auto {
-            tracing::warn!("the terminal told no cell size: half-blocks");
-            return Some(Picker::halfblocks());
+    let answered = reply.complete;
+    let picker = match reply.cell.or_else(cell_from_winsize) {
+        Some((w, h)) => {
+            #[allow(deprecated)]
+            let mut picker = Picker::from_fontsize(FontSize::new(w, h));
+            if let Some(t) = found {
+                picker.set_protocol_type(t);
+            }
+            picker
         }
-        tracing::warn!("the terminal told no cell size: assuming 10x20 pixels");
-        #[allow(deprecated)]
-        return Some(forced(Picker::from_fontsize(FontSize::new(10, 20)), p));
+        None if p == Protocol::Auto => {
+            tracing::warn!("the terminal told no cell size: half-blocks");
+            Picker::halfblocks()
+        }
+        None => {
+            tracing::warn!("the terminal told no cell size: assuming 10x20 pixels");
+            fallback
+        }
     };
-    // `from_fontsize` is the one public constructor that takes a measured cell size; it also
-    // reads the environment's iTerm2 hints, which an answered query overrides
-    #[allow(deprecated)]
-    let mut picker = Picker::from_fontsize(FontSize::new(w, h));
-    if let Some(t) = found {
-        picker.set_protocol_type(t);
-    }
-    Some(forced(picker, p))
+    (Some(forced(picker, p)), answered)
 }
 
 /// Whether a client is attached to this tmux session (so that a terminal is there to
@@ -168,7 +180,7 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
     terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
     crossterm::execute!(io::stdout(), EnterAlternateScreen, crossterm::cursor::Hide)?;
     let result = (|| {
-        let picker = picker(opts.protocol);
+        let (picker, answered) = picker(opts.protocol, opts.query_timeout);
         let protocol_name = match &picker {
             None => "text".to_string(),
             Some(p) => format!("{:?}", p.protocol_type()).to_lowercase(),
@@ -188,7 +200,7 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
         let mut images = ui::Images::threaded(picker, move |e| {
             let _ = itx.send(Msg::Image(e));
         });
-        let input = InputThread::start(tx);
+        let input = InputThread::start(tx, termquery::LateAnswer::new(!answered));
         let mut app = app::App::new(opts.images, format!("{} | {protocol_name}", opts.info));
         if let Some(path) = &opts.session {
             if let Some(s) = session::Session::load(path)? {
@@ -223,13 +235,14 @@ enum Msg {
 }
 
 /// Reads terminal events on a thread of its own, so that keys, engine results and finished
-/// image encodings all wake the event loop through one channel.
+/// image encodings all wake the event loop through one channel. A terminal answer that
+/// comes after the query gave up is not passed on as keys.
 struct InputThread {
     stop: Arc<AtomicBool>,
 }
 
 impl InputThread {
-    fn start(tx: mpsc::Sender<Msg>) -> InputThread {
+    fn start(tx: mpsc::Sender<Msg>, mut late: termquery::LateAnswer) -> InputThread {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         std::thread::Builder::new()
@@ -241,6 +254,12 @@ impl InputThread {
                         Ok(true) => event::read().map(Msg::Term),
                         Err(e) => Err(e),
                     };
+                    if let Ok(Msg::Term(TermEvent::Key(k))) = &msg {
+                        if late.swallow(k) {
+                            tracing::debug!(?k, "late terminal answer dropped");
+                            continue;
+                        }
+                    }
                     let failed = msg.is_err();
                     if tx.send(msg.unwrap_or_else(Msg::InputError)).is_err() || failed {
                         return;

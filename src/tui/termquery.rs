@@ -8,9 +8,11 @@
 //! answer is read on the calling thread, with `poll` and a deadline, so that nothing reads
 //! the terminal once [`ask`] returns but the app's own input thread.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// What the terminal said.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,7 +86,7 @@ impl Parser {
                 if (0x40..=0x7e).contains(&b) {
                     self.csi(&body, b);
                     State::Ground
-                } else if b == 0x1b || body.len() > 64 {
+                } else if b == 0x1b || body.len() > 256 {
                     self.reply.stray += body.len() + 2;
                     if b == 0x1b {
                         State::Esc
@@ -151,28 +153,79 @@ impl State {
     }
 }
 
+/// After a query that timed out, the terminal's answers may still come, and the input
+/// thread would read them as keys: crossterm drops the CSI answers, but the kitty answer
+/// `ESC _ G i = 3 1 ; O K ESC \` arrives as Alt+`_`, `G`, `i`, … Alt+`\`, and `G` is a
+/// binding. This drops one such run of keys, within a while of the start.
+#[derive(Debug)]
+pub struct LateAnswer {
+    until: Option<Instant>,
+    /// Keys dropped so far inside an answer, once its Alt+`_` came.
+    inside: Option<usize>,
+}
+
+impl LateAnswer {
+    /// How long after the start an answer is still expected.
+    const WINDOW: Duration = Duration::from_secs(30);
+    /// The most keys one answer can make (`Gi=31;OK` plus margin).
+    const LONGEST: usize = 32;
+
+    /// `timed_out`: the query went unanswered (else this never drops anything).
+    pub fn new(timed_out: bool) -> LateAnswer {
+        LateAnswer {
+            until: timed_out.then(|| Instant::now() + Self::WINDOW),
+            inside: None,
+        }
+    }
+
+    /// Whether `key` belongs to a late answer (and is to be dropped).
+    pub fn swallow(&mut self, key: &KeyEvent) -> bool {
+        let Some(until) = self.until else {
+            return false;
+        };
+        let alt = |c| key.code == KeyCode::Char(c) && key.modifiers.contains(KeyModifiers::ALT);
+        if let Some(n) = self.inside {
+            if alt('\\') || n + 1 >= Self::LONGEST {
+                // one answer only
+                self.until = None;
+            }
+            self.inside = Some(n + 1);
+            return true;
+        }
+        if Instant::now() > until {
+            self.until = None;
+            return false;
+        }
+        if alt('_') {
+            self.inside = Some(0);
+            return true;
+        }
+        false
+    }
+}
+
 /// Sends the query and reads the answers until the status report or `timeout`. The
-/// terminal must be in raw mode; no other thread may read stdin meanwhile.
+/// terminal must be in raw mode; no other thread may read stdin meanwhile. The answers are
+/// read from the file descriptor one byte at a time (they are short), so that nothing the
+/// user types after them is taken from the kernel's buffer, where the input thread finds it.
 pub fn ask(tmux: bool, timeout: Duration) -> io::Result<Reply> {
     let mut out = io::stdout().lock();
     out.write_all(query(tmux).as_bytes())?;
     out.flush()?;
     drop(out);
     let stdin = io::stdin();
-    let mut stdin = stdin.lock();
+    let fd = stdin.as_fd();
     let deadline = Instant::now() + timeout;
     let mut parser = Parser::default();
-    let mut buf = [0u8; 256];
     while !parser.reply.complete {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
-        let ts = rustix::event::Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: left.subsec_nanos() as i64,
-        };
-        let fd = stdin.as_fd();
+        let ts = rustix::event::Timespec::try_from(left).unwrap_or(rustix::event::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        });
         let mut fds = [rustix::event::PollFd::new(
             &fd,
             rustix::event::PollFlags::IN,
@@ -183,17 +236,12 @@ pub fn ask(tmux: bool, timeout: Duration) -> io::Result<Reply> {
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
-        let n = stdin.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        for &b in &buf[..n] {
-            parser.push(b);
-            if parser.reply.complete {
-                // what follows the status report is the user's: it stays in the buffer of
-                // this read and is lost, as with any query; there is rarely any
-                break;
-            }
+        let mut byte = [0u8; 1];
+        match rustix::io::read(fd, &mut byte) {
+            Ok(0) => break,
+            Ok(_) => parser.push(byte[0]),
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(parser.reply)
@@ -255,6 +303,31 @@ mod tests {
         assert!(!parse(b"\x1b[?62;14;40c").sixel);
         // a cell size of zero is none
         assert_eq!(parse(b"\x1b[6;0;0t").cell, None);
+    }
+
+    #[test]
+    fn a_late_kitty_answer_is_dropped_once_and_typed_keys_are_not() {
+        let key = |c, m| KeyEvent::new(KeyCode::Char(c), m);
+        let plain = |c| key(c, KeyModifiers::NONE);
+        let alt = |c| key(c, KeyModifiers::ALT);
+        // the answer as crossterm reads it
+        let answer: Vec<KeyEvent> = std::iter::once(alt('_'))
+            .chain("Gi=31;OK".chars().map(plain))
+            .chain([alt('\\')])
+            .collect();
+        let mut late = LateAnswer::new(true);
+        assert!(!late.swallow(&plain('G')), "a typed key before the answer");
+        assert!(answer.iter().all(|k| late.swallow(k)));
+        assert!(!late.swallow(&plain('G')), "a typed key after it");
+        assert!(!late.swallow(&alt('_')), "only one answer is expected");
+        // an answered query drops nothing
+        let mut answered = LateAnswer::new(false);
+        assert!(answer.iter().all(|k| !answered.swallow(k)));
+        // an answer cut short ends within a bound
+        let mut cut = LateAnswer::new(true);
+        assert!(cut.swallow(&alt('_')));
+        let dropped = (0..100).take_while(|_| cut.swallow(&plain('x'))).count();
+        assert_eq!(dropped, LateAnswer::LONGEST);
     }
 
     #[test]
