@@ -76,3 +76,60 @@ fn sixel_tiles_decode_to_the_reconstruction() {
     // sixel quantises to a palette; the picture must survive it
     assert!(mean < 8.0, "mean absolute difference {mean}");
 }
+
+/// What tmux passes through of `ESC P tmux; … ESC \`: the inner bytes (doubled ESCs made
+/// single) and whatever follows the passthrough's end.
+fn tmux_passthrough(data: &str) -> (String, &str) {
+    let body = data.strip_prefix("\x1bPtmux;").expect("a tmux passthrough");
+    let mut inner = String::new();
+    let mut chars = body.char_indices();
+    while let Some((_, c)) = chars.next() {
+        if c != '\x1b' {
+            inner.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some((_, '\x1b')) => inner.push('\x1b'),
+            Some((i, '\\')) => return (inner, &body[i + 1..]),
+            other => panic!("ESC followed by {other:?} inside the passthrough"),
+        }
+    }
+    panic!("the passthrough never ends")
+}
+
+#[test]
+fn a_sixel_for_tmux_passes_through_whole() {
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(16, 16, |x, y| {
+        image::Rgb([(x * 16) as u8, (y * 16) as u8, 128])
+    }));
+    let size = ratatui::layout::Size::new(2, 1);
+    let raw = ratatui_image::protocol::sixel::Sixel::new(img, size, true)
+        .unwrap()
+        .data;
+    // ratatui-image 11.1 as it is: tmux ends the passthrough at the sixel's own terminator,
+    // and the terminal gets a sixel with none
+    let (inner, rest) = tmux_passthrough(&raw);
+    assert!(!rest.is_empty() && !inner.ends_with("\x1b\\"));
+    // as the app sends it: the whole sixel, terminated, and nothing left over
+    let fixed = treevis::tui::ui::tmux_sixel_terminated(&raw).unwrap();
+    let (inner, rest) = tmux_passthrough(&fixed);
+    assert_eq!(rest, "");
+    assert!(
+        inner.contains("\x1bP") && inner.ends_with("\x1b\\"),
+        "{inner:?}"
+    );
+    // and it decodes to the picture
+    let sixel = &inner[inner.find("\x1bP").unwrap()..];
+    let d = icy_sixel::SixelImage::decode(sixel.as_bytes()).unwrap();
+    assert_eq!(d.width, 16);
+    let (x, y) = (5, 3);
+    let px = &d.pixels[(y * d.width + x) * 4..][..3];
+    let want = [x as u8 * 16, y as u8 * 16, 128];
+    assert!(
+        px.iter().zip(want).all(|(&a, b)| a.abs_diff(b) <= 16),
+        "{px:?} for {want:?}"
+    );
+    // already right, or no passthrough at all: left alone
+    assert_eq!(treevis::tui::ui::tmux_sixel_terminated(&fixed), None);
+    assert_eq!(treevis::tui::ui::tmux_sixel_terminated(sixel), None);
+}

@@ -164,32 +164,25 @@ impl Screen {
     }
 }
 
-#[test]
-fn sixel_tiles_in_a_real_xterm() {
-    for t in ["Xvfb", "xterm", "import", "xdotool", "xwininfo"] {
-        need(t);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let bin = env!("CARGO_BIN_EXE_treevis");
-    // one demo image, and its reconstructions computed headless
+/// A folder `d/imgs` holding the demo gallery's image `name` alone.
+fn one_demo_image(d: &Path, name: &str) -> PathBuf {
     let imgs = d.join("imgs");
-    run(Command::new(bin)
+    run(Command::new(env!("CARGO_BIN_EXE_treevis"))
         .args(["demo-gallery", "--n", "10", "--out"])
         .arg(&imgs));
     for e in std::fs::read_dir(&imgs).unwrap() {
         let p = e.unwrap().path();
-        if !p.ends_with("0009_star.png") {
+        if !p.ends_with(name) {
             std::fs::remove_file(p).unwrap();
         }
     }
-    let recons = d.join("recons");
-    run(Command::new(bin)
-        .args(["overview", "--model", "demo", "--top", "5"])
-        .arg(imgs.join("0009_star.png"))
-        .arg("--out")
-        .arg(&recons));
+    imgs
+}
 
+/// Xvfb and, in it, an xterm emulating a VT340 (sixel) of [`COLS`]x[`ROWS`] cells that
+/// runs `script` with treevis's logs (debug) under `cache`. Returns the processes, the
+/// display, the window and its geometry.
+fn open_xterm(d: &Path, cache: &Path, script: &str) -> (Killed, String, String, Screen) {
     // a private X server on a display number it picks itself and tells on stdout
     let mut xvfb = Command::new("Xvfb")
         .args([
@@ -214,14 +207,6 @@ fn sixel_tiles_in_a_real_xterm() {
     let display = format!(":{}", line.trim());
     assert!(line.trim().parse::<u32>().is_ok(), "Xvfb said {line:?}");
     let mut procs = Killed(vec![xvfb]);
-
-    let cache = d.join("cache");
-    let stty = d.join("stty.txt");
-    let script = format!(
-        "{bin} {}; stty -a > {}; sleep 60",
-        imgs.display(),
-        stty.display()
-    );
     // the server is up when it answers a client
     wait_until("the X server", 20, || {
         Command::new("xwininfo")
@@ -239,7 +224,7 @@ fn sixel_tiles_in_a_real_xterm() {
     let xterm = || {
         Command::new("xterm")
             .env("DISPLAY", &display)
-            .env("XDG_CACHE_HOME", &cache)
+            .env("XDG_CACHE_HOME", cache)
             .env("TREEVIS_LOG", "treevis=debug")
             .args([
                 "-ti", "vt340", "-b", "0", "-fn", "9x15", "-bg", "black", "-fg", "white",
@@ -249,7 +234,7 @@ fn sixel_tiles_in_a_real_xterm() {
             .args(["-xrm", "XTerm*numColorRegisters: 1024"])
             .args(["-xrm", "XTerm*allowWindowOps: true"])
             .args(["-xrm", "XTerm*allowSendEvents: true"])
-            .args(["-e", "sh", "-c", &script])
+            .args(["-e", "sh", "-c", script])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("xterm.err")).unwrap())
             .spawn()
@@ -298,6 +283,34 @@ fn sixel_tiles_in_a_real_xterm() {
         "window {wid}: origin {:?}, cell {:?}",
         screen.origin, screen.cell
     );
+    (procs, display, wid, screen)
+}
+
+#[test]
+fn sixel_tiles_in_a_real_xterm() {
+    for t in ["Xvfb", "xterm", "import", "xdotool", "xwininfo"] {
+        need(t);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = env!("CARGO_BIN_EXE_treevis");
+    // one demo image, and its reconstructions computed headless
+    let imgs = one_demo_image(d, "0009_star.png");
+    let recons = d.join("recons");
+    run(Command::new(bin)
+        .args(["overview", "--model", "demo", "--top", "5"])
+        .arg(imgs.join("0009_star.png"))
+        .arg("--out")
+        .arg(&recons));
+
+    let cache = d.join("cache");
+    let stty = d.join("stty.txt");
+    let script = format!(
+        "{bin} {}; stty -a > {}; sleep 60",
+        imgs.display(),
+        stty.display()
+    );
+    let (procs, display, wid, screen) = open_xterm(d, &cache, &script);
     let log = cache.join("treevis/treevis.log");
     let logged = |what: &str| {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -453,5 +466,92 @@ fn sixel_tiles_in_a_real_xterm() {
         !modes.contains("-icanon") && !modes.contains("-echo "),
         "terminal left raw: {modes}"
     );
+    drop(procs);
+}
+
+/// Ends a tmux server when the test ends, however it ends.
+struct TmuxServer(PathBuf);
+
+impl Drop for TmuxServer {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.0)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+/// The same xterm with tmux in between: treevis asks the terminal through tmux's
+/// passthrough, finds sixel, and its images reach the screen (with ratatui-image's own
+/// wrapping they never did: see `tui::ui::tmux_sixel_terminated`).
+#[test]
+fn sixel_through_tmux_in_a_real_xterm() {
+    for t in ["Xvfb", "xterm", "import", "xwininfo", "tmux"] {
+        need(t);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = env!("CARGO_BIN_EXE_treevis");
+    let imgs = one_demo_image(d, "0000_stripes.png");
+    let cache = d.join("cache");
+    let sock = d.join("tmux.sock");
+    let _server = TmuxServer(sock.clone());
+    let script = format!(
+        "tmux -S {} -f /dev/null new-session 'XDG_CACHE_HOME={} TREEVIS_LOG=treevis=debug {bin} --protocol auto {}'; sleep 60",
+        sock.display(),
+        cache.display(),
+        imgs.display()
+    );
+    let (procs, _display, _wid, screen) = open_xterm(d, &cache, &script);
+    let log = cache.join("treevis/treevis.log");
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until("the gallery", 30, || {
+        text()
+            .contains("screen complete")
+            .then_some(())
+            .ok_or_else(|| format!("no `screen complete` in the log:\n{}", text()))
+    });
+    let t = text();
+    assert!(
+        t.contains("tmux=true") && t.contains("sixel: true") && t.contains("complete: true"),
+        "the answer through tmux:\n{t}"
+    );
+    let thumb = placements(&log)
+        .into_iter()
+        .find(|p| p.tile == "thumb")
+        .unwrap_or_else(|| panic!("no thumbnail placed:\n{t}"));
+    let want = image::open(imgs.join("0000_stripes.png"))
+        .unwrap()
+        .to_rgb8();
+    let shot = wait_until("the thumbnail on screen", 30, || {
+        let shot = screen.shot();
+        let (mae, corr) = best_match(&screen.crop(&shot, &thumb), &want);
+        if mae <= 8.0 && corr >= 0.8 {
+            Ok(shot)
+        } else {
+            Err(format!("mae {mae:.1} corr {corr:.2}"))
+        }
+    });
+    // and the comparison is of these pixels: their negative does not match
+    let mut negative = want.clone();
+    image::imageops::invert(&mut negative);
+    let (_, corr) = best_match(&screen.crop(&shot, &thumb), &negative);
+    assert!(corr < 0.0, "the negative matches too (corr {corr:.2})");
+    run(Command::new("tmux")
+        .arg("-S")
+        .arg(&sock)
+        .args(["send-keys", "q"]));
+    wait_until("the app to end", 30, || {
+        let o = Command::new("tmux")
+            .arg("-S")
+            .arg(&sock)
+            .arg("list-sessions")
+            .output()
+            .map_err(|e| e.to_string())?;
+        (!o.status.success())
+            .then_some(())
+            .ok_or_else(|| "the tmux session is still there".to_string())
+    });
     drop(procs);
 }

@@ -10,7 +10,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
-use ratatui_image::picker::Picker;
+use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::StatefulProtocol;
 use ratatui_image::{Resize, ResizeEncodeRender, StatefulImage};
 
@@ -170,7 +170,14 @@ impl Images {
         }
         match &mut entry.proto {
             Some(proto) => {
-                f.render_stateful_widget(StatefulImage::default().resize(RESIZE), area, proto)
+                f.render_stateful_widget(StatefulImage::default().resize(RESIZE), area, proto);
+                if picker.tmux_detected() && picker.protocol_type() == ProtocolType::Sixel {
+                    if let Some(cell) = f.buffer_mut().cell_mut((area.x, area.y)) {
+                        if let Some(fixed) = tmux_sixel_terminated(cell.symbol()) {
+                            cell.set_symbol(&fixed);
+                        }
+                    }
+                }
             }
             None => f.render_widget(
                 Paragraph::new("…").style(Style::default().fg(Color::DarkGray)),
@@ -178,6 +185,23 @@ impl Images {
             ),
         }
     }
+}
+
+/// ratatui-image 11.1 wraps a sixel for tmux's passthrough (`ESC P tmux; … ESC \`, every
+/// inner ESC doubled) but leaves the sixel's own terminator `ESC \` single, so tmux ends
+/// the passthrough there and the terminal never gets a complete image (ratatui-image issue
+/// #192): inside tmux, no sixel showed at all. This doubles that ESC; `None` when `data` is
+/// not such a sequence or is already right.
+pub fn tmux_sixel_terminated(data: &str) -> Option<String> {
+    const TAIL: &str = "\x1b\\\x1b\\";
+    if !data.starts_with("\x1bPtmux;")
+        || !data.ends_with(TAIL)
+        || data.ends_with("\x1b\x1b\\\x1b\\")
+    {
+        return None;
+    }
+    let cut = data.len() - TAIL.len();
+    Some(format!("{}\x1b{}", &data[..cut], &data[cut..]))
 }
 
 /// Draws a job's image, its error, or a spinner while it computes.
