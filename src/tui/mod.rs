@@ -72,7 +72,8 @@ fn picker(p: Protocol, timeout: Duration) -> (Option<Picker>, bool) {
     #[allow(deprecated)] // the one public constructor that takes a measured cell size
     let fallback = Picker::from_fontsize(FontSize::new(10, 20));
     let tmux = fallback.tmux_detected();
-    let reply = if tmux && !tmux_attached() {
+    let asked = !tmux || tmux_attached();
+    let reply = if !asked {
         // nobody outside to answer through the passthrough
         tracing::info!("inside a tmux session with no client attached: not asking");
         termquery::Reply::default()
@@ -106,7 +107,8 @@ fn picker(p: Protocol, timeout: Duration) -> (Option<Picker>, bool) {
     } else {
         None
     };
-    let answered = reply.complete;
+    // (no answer can come late to a question not asked)
+    let answered = reply.complete || !asked;
     let picker = match reply.cell.or_else(cell_from_winsize) {
         Some((w, h)) => {
             #[allow(deprecated)]
