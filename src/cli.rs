@@ -295,7 +295,7 @@ pub fn init_logging(verbose: u8, to_file: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TREEVIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     if to_file {
-        let dir = cache_dir();
+        let dir = crate::fetch::cache_dir();
         let file = std::fs::create_dir_all(&dir).and_then(|_| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -611,17 +611,12 @@ pub fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// treevis's cache folder (see [`crate::fetch::cache_dir`]).
-pub fn cache_dir() -> PathBuf {
-    crate::fetch::cache_dir()
-}
-
 /// Seed of the demo gallery `treevis` opens on.
 pub const DEMO_GALLERY_SEED: u64 = 2026;
 
 /// The demo gallery in the cache folder, generated on first use.
 pub fn demo_gallery() -> Result<Vec<PathBuf>> {
-    let dir = cache_dir().join("demo-gallery");
+    let dir = crate::fetch::cache_dir().join("demo-gallery");
     let done = dir.join(".complete");
     if done.exists() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -681,7 +676,7 @@ fn run_default() -> Result<()> {
     }
     let conv5 = rows.iter().find(|r| r.blob == "conv5").unwrap_or(&rows[0]);
     let path = Path::root(&conv5.blob, conv5.units[0].channel);
-    let out = cache_dir().join("default");
+    let out = crate::fetch::cache_dir().join("default");
     create_dir(&out)?;
     save_png(
         &display::render(

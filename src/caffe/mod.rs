@@ -390,18 +390,13 @@ pub fn to_spec(d: &Deploy, origin: &str, name: &str, mean_file: Option<&str>) ->
                 ))
             }
         };
-        let in_place = l.tops[0] == l.bottoms[0];
         match &kind {
             LayerKind::Conv { .. } | LayerKind::Linear { .. } => {
                 blobs.push((l.tops[0].clone(), l.name.clone()));
             }
-            LayerKind::Relu if in_place => {
-                // the blob of the layer the ReLU rewrites is its (post-ReLU) output
-                if let Some(b) = blobs.iter_mut().rev().find(|b| b.0 == l.tops[0]) {
-                    b.1 = l.name.clone();
-                }
-            }
             LayerKind::Relu => {
+                // the blob of the layer the ReLU reads (in place: rewrites) is its
+                // post-ReLU output
                 if let Some(b) = blobs.iter_mut().rev().find(|b| b.0 == l.bottoms[0]) {
                     b.1 = l.name.clone();
                 }
@@ -505,10 +500,11 @@ pub fn read_caffemodel(
 pub fn tensors_of_caffemodel(bytes: &[u8], origin: &str) -> Result<Vec<(String, Tensor)>> {
     let mut out = Vec::new();
     for (layer, bl) in read_caffemodel(bytes, origin)? {
-        for (i, b) in bl.iter().enumerate().take(2) {
-            let v = b.values();
+        for (i, b) in bl.into_iter().enumerate().take(2) {
             let dims = b.dims();
-            let shape: Vec<usize> = if i == 1 || b.shape.is_none() && dims[..2] == [1, 1] {
+            let v1_ip = b.shape.is_none() && dims[..2] == [1, 1];
+            let v = b.into_values();
+            let shape: Vec<usize> = if i == 1 || v1_ip {
                 // biases, and V1 inner products [1, 1, out, in]
                 let nz: Vec<usize> = dims.iter().copied().skip_while(|&d| d == 1).collect();
                 if nz.is_empty() {
@@ -536,7 +532,7 @@ pub fn tensors_of_caffemodel(bytes: &[u8], origin: &str) -> Result<Vec<(String, 
 /// Caffe's: conv `[out, in/groups, kh, kw]`, inner product `[out, in]`).
 pub fn weights_for(
     spec: &Spec,
-    blobs: &HashMap<String, Vec<proto::BlobProto>>,
+    mut blobs: HashMap<String, Vec<proto::BlobProto>>,
     origin: &str,
 ) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
@@ -545,12 +541,15 @@ pub fn weights_for(
         if !is_conv && !matches!(l.kind, LayerKind::Linear { .. }) {
             continue;
         }
-        let bl = blobs
-            .get(&l.name)
+        let mut bl = blobs
+            .remove(&l.name)
+            .ok_or_else(|| Error::weights(origin, format!("no weights for layer `{}`", l.name)))?
+            .into_iter();
+        let w = bl
+            .next()
             .ok_or_else(|| Error::weights(origin, format!("no weights for layer `{}`", l.name)))?;
-        let w = &bl[0];
-        let values = w.values();
         let dims = w.dims();
+        let values = w.into_values();
         // V1 blobs are 4-d (inner products as [1, 1, out, in]); V2 give their own shape
         let shape: Vec<usize> = if is_conv {
             if dims.len() != 4 {
@@ -579,9 +578,9 @@ pub fn weights_for(
             ));
         }
         let outc = shape[0];
-        let bias = match bl.get(1) {
+        let bias = match bl.next() {
             Some(b) => {
-                let v = b.values();
+                let v = b.into_values();
                 if v.len() != outc {
                     return Err(Error::weights(
                         origin,
@@ -608,13 +607,13 @@ pub fn weights_for(
 pub fn read_mean(bytes: &[u8], origin: &str) -> Result<(Vec<usize>, Vec<f32>)> {
     let b = proto::BlobProto::decode(bytes)
         .map_err(|e| Error::Input(format!("{origin}: not a Caffe BlobProto ({e})")))?;
-    let dims: Vec<usize> = b.dims().into_iter().skip_while(|&d| d == 1).collect();
-    let v = b.values();
+    let full = b.dims();
+    let dims: Vec<usize> = full.iter().copied().skip_while(|&d| d == 1).collect();
+    let v = b.into_values();
     match dims.as_slice() {
         [3, h, w] if h * w * 3 == v.len() => Ok((dims, v)),
         _ => Err(Error::Input(format!(
-            "{origin}: a mean is [1, 3, H, W] with H*W*3 values; got shape {:?} and {} values",
-            b.dims(),
+            "{origin}: a mean is [1, 3, H, W] with H*W*3 values; got shape {full:?} and {} values",
             v.len()
         ))),
     }
@@ -646,7 +645,7 @@ pub fn import(
         .unwrap_or_else(|| "imported".into());
     let mut spec = to_spec(&d, &origin, &name, mean.map(|_| "mean.npy"))?;
     let blobs = read_caffemodel(&read(caffemodel)?, &caffemodel.display().to_string())?;
-    let tensors = weights_for(&spec, &blobs, &caffemodel.display().to_string())?;
+    let tensors = weights_for(&spec, blobs, &caffemodel.display().to_string())?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     if let Some(m) = mean {
         let (dims, v) = read_mean(&read(m)?, &m.display().to_string())?;

@@ -73,12 +73,12 @@ impl BlobProto {
         }
     }
 
-    /// The values, from `data` or `double_data`.
-    pub fn values(&self) -> Vec<f32> {
+    /// The values, from `data` or `double_data` (taken, not copied: weights are large).
+    pub fn into_values(self) -> Vec<f32> {
         if self.data.is_empty() {
             self.double_data.iter().map(|&v| v as f32).collect()
         } else {
-            self.data.clone()
+            self.data
         }
     }
 }

@@ -493,6 +493,9 @@ pub struct Engine {
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The memory bound of the engine's result cache (bytes of images and tensors kept).
+pub const RESULT_CACHE_BYTES: usize = 256 << 20;
+
 /// Where the worker's events go; `false` from it means nobody listens any more.
 pub type EventSink = Box<dyn Fn(Event) -> bool + Send>;
 
@@ -501,7 +504,7 @@ impl Engine {
     pub fn start(model: Model) -> (Engine, Receiver<Event>) {
         let (etx, events) = mpsc::channel::<Event>();
         let engine = Engine::start_with(
-            Scheduler::new(model, 256 << 20),
+            Scheduler::new(model, RESULT_CACHE_BYTES),
             Box::new(move |e| etx.send(e).is_ok()),
         );
         (engine, events)

@@ -130,8 +130,9 @@ pub fn weights_sha256(model: &Model) -> Result<String> {
             for d in t.dims() {
                 h.update((*d as u64).to_le_bytes());
             }
-            let v = crate::model::net::host_vec(t)?;
-            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let bytes: Vec<u8> = crate::model::net::with_host(t, |v| {
+                v.iter().flat_map(|x| x.to_le_bytes()).collect()
+            })?;
             h.update(&bytes);
         }
     }
@@ -236,8 +237,7 @@ type Maxima = Vec<Vec<(f32, u32)>>;
 /// come back to the host, not the whole activation map.
 fn channel_maxima(t: &Tensor, rows: usize, plane: usize) -> Result<Vec<(f32, u32)>> {
     if t.device().is_cpu() {
-        let v = crate::model::net::host_vec(t)?;
-        return Ok(v.chunks(plane).map(first_max).collect());
+        return crate::model::net::with_host(t, |v| v.chunks(plane).map(first_max).collect());
     }
     channel_maxima_on_device(t, rows, plane)
 }
@@ -461,10 +461,12 @@ fn crop_batch(
                 .collect();
             let recons = recon::reconstruct(model, &state, i, opts, &rpaths)?;
             for (wt, r) in chunk.iter().zip(recons) {
-                let g = crate::model::net::host_vec(&r.grad)?;
-                let (bbox, image_png, recon_png) = match nonzero_box(&g, h, w) {
+                // on the host once, for the box and for the display
+                let grad = r.grad.to_device(&Device::Cpu)?;
+                let found = crate::model::net::with_host(&grad, |g| nonzero_box(g, h, w))?;
+                let (bbox, image_png, recon_png) = match found {
                     Some(b) => {
-                        let shown = display::render(model, &r.grad, display::Display::Norm)?;
+                        let shown = display::render(model, &grad, display::Display::Norm)?;
                         let crop = |img: &image::RgbImage| {
                             let c = image::imageops::crop_imm(
                                 img,

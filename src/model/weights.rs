@@ -34,27 +34,15 @@ pub fn read_weights(path: &Path) -> Result<TensorMap> {
                 .map_err(|e| Error::weights(path, format!("not a readable PyTorch .pth: {e}")))?;
         }
         all
-    } else if path.extension().is_some_and(|e| e == "caffemodel") {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        crate::caffe::tensors_of_caffemodel(&bytes, &path.display().to_string())?
-    } else if super::legacy_pth::is_legacy(&head[..n]) {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        super::legacy_pth::read_file(path, &bytes)?
     } else {
-        let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| {
-            Error::weights(
-                path,
-                format!("not a valid safetensors file ({e}); truncated or corrupt?"),
-            )
-        })?;
-        let mut out = Vec::new();
-        for (name, view) in st.tensors() {
-            let t = candle_core::safetensors::Load::load(&view, &Device::Cpu)
-                .map_err(|e| Error::weights(path, format!("tensor `{name}`: {e}")))?;
-            out.push((name, t));
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if path.extension().is_some_and(|e| e == "caffemodel") {
+            crate::caffe::tensors_of_caffemodel(&bytes, &path.display().to_string())?
+        } else if super::legacy_pth::is_legacy(&bytes) {
+            super::legacy_pth::read_file(path, &bytes)?
+        } else {
+            safetensors_tensors(path, &bytes)?
         }
-        out
     };
     if raw.is_empty() {
         return Err(Error::weights(path, "the file holds no tensors"));
@@ -65,6 +53,24 @@ pub fn read_weights(path: &Path) -> Result<TensorMap> {
                 .to_dtype(DType::F32)
                 .map_err(|e| Error::weights(path, format!("tensor `{n}`: {e}")))?;
             Ok((n, t))
+        })
+        .collect()
+}
+
+/// The tensors of a safetensors file's bytes.
+fn safetensors_tensors(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
+        Error::weights(
+            path,
+            format!("not a valid safetensors file ({e}); truncated or corrupt?"),
+        )
+    })?;
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let t = candle_core::safetensors::Load::load(&view, &Device::Cpu)
+                .map_err(|e| Error::weights(path, format!("tensor `{name}`: {e}")))?;
+            Ok((name, t))
         })
         .collect()
 }

@@ -193,7 +193,7 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
         crossterm::execute!(io::stdout(), terminal::Clear(terminal::ClearType::All))?;
         let (tx, rx) = mpsc::channel::<Msg>();
         let etx = tx.clone();
-        let mut sched = crate::engine::Scheduler::new(model, 256 << 20);
+        let mut sched = crate::engine::Scheduler::new(model, crate::engine::RESULT_CACHE_BYTES);
         if let Some(dir) = opts.feature_cache.clone() {
             sched = sched.with_feature_cache(dir);
         }

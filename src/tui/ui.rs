@@ -247,18 +247,26 @@ pub fn draw(f: &mut Frame, app: &mut App, images: &mut Images, keymap: &Keymap) 
     }
 }
 
+/// A `w`x`h` box (at most `area`) in the middle of `area`, for a popup.
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let (w, h) = (w.min(area.width), h.min(area.height));
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
 /// The selected neuron's top dataset patches (left) and their reconstructions (right).
 fn features(f: &mut Frame, app: &App, images: &mut Images, area: Rect, key: &JobKey) {
     let JobKey::Features { blob, channel, .. } = key else {
         return;
     };
-    let w = (area.width * 9 / 10).max(40).min(area.width);
-    let h = (area.height * 9 / 10).max(10).min(area.height);
-    let r = Rect::new(
-        area.x + (area.width - w) / 2,
-        area.y + (area.height - h) / 2,
-        w,
-        h,
+    let r = centered(
+        area,
+        (area.width * 9 / 10).max(40),
+        (area.height * 9 / 10).max(10),
     );
     f.render_widget(Clear, r);
     let block = Block::default().borders(Borders::ALL).title(format!(
@@ -594,14 +602,7 @@ fn help(f: &mut Frame, app: &App, keymap: &Keymap, area: Rect) {
         .into_iter()
         .map(|(k, d)| Line::from(format!("{k:<22} {d}")))
         .collect();
-    let h = (lines.len() as u16 + 2).min(area.height);
-    let w = 72.min(area.width);
-    let r = Rect::new(
-        area.x + (area.width - w) / 2,
-        area.y + (area.height - h) / 2,
-        w,
-        h,
-    );
+    let r = centered(area, 72, lines.len() as u16 + 2);
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(lines).block(
