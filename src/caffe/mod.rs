@@ -292,6 +292,7 @@ pub fn to_spec(d: &Deploy, origin: &str, name: &str, mean_file: Option<&str>) ->
                         .unwrap_or(1),
                     weight: None,
                     bias: None,
+                    bias_term: true,
                 }
             }
             "ReLU" => {
@@ -356,10 +357,10 @@ pub fn to_spec(d: &Deploy, origin: &str, name: &str, mean_file: Option<&str>) ->
                     }
                 }
                 if spatial {
-                    layers.push(LayerSpec {
-                        name: format!("{}_flatten", l.name),
-                        kind: LayerKind::Flatten,
-                    });
+                    layers.push(LayerSpec::new(
+                        format!("{}_flatten", l.name),
+                        LayerKind::Flatten,
+                    ));
                     spatial = false;
                 }
                 LayerKind::Linear {
@@ -369,6 +370,7 @@ pub fn to_spec(d: &Deploy, origin: &str, name: &str, mean_file: Option<&str>) ->
                         .transpose()?,
                     weight: None,
                     bias: None,
+                    bias_term: true,
                 }
             }
             "Dropout" => LayerKind::Dropout {
@@ -410,10 +412,7 @@ pub fn to_spec(d: &Deploy, origin: &str, name: &str, mean_file: Option<&str>) ->
                 format!("layer `{}` is defined twice", l.name),
             ));
         }
-        layers.push(LayerSpec {
-            name: l.name.clone(),
-            kind,
-        });
+        layers.push(LayerSpec::new(l.name.clone(), kind));
         current = l.tops[0].clone();
     }
     if blobs.is_empty() {

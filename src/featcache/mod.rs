@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::hex::encode as hex;
-use crate::model::{net::Layer, Model};
+use crate::model::Model;
 use crate::recon::{self, display, Options};
 use store::{Bytes, Reader, Store};
 use topk::{BlobTop, Entry};
@@ -121,12 +121,7 @@ pub fn spec_sha256(model: &Model) -> Result<String> {
 pub fn weights_sha256(model: &Model) -> Result<String> {
     let mut h = Sha256::new();
     for l in &model.net.layers {
-        let ts: Vec<&Tensor> = match l {
-            Layer::Conv(c) => vec![&c.w, &c.b],
-            Layer::Linear(f) => vec![&f.w, &f.b],
-            _ => continue,
-        };
-        for t in ts {
+        for t in l.params() {
             for d in t.dims() {
                 h.update((*d as u64).to_le_bytes());
             }

@@ -9,8 +9,8 @@
 
 use rayon::prelude::*;
 
+use super::rule::Rule;
 use super::spec::PoolSpec;
-use crate::recon::Rule;
 
 /// Output size of a pooling window sweep, with Caffe's ceil or PyTorch's floor rounding.
 /// Ceil mode drops a last window that would start in the right/bottom padding (both
@@ -674,28 +674,39 @@ pub fn linear_backward_small(g: &[f32], rows: usize, w: &[f32], fin: usize) -> V
     dx
 }
 
-/// The ReLU backward rules on gradient rows against one image's ReLU output `y` (shared by
-/// every row) or every row's (`y > 0` exactly where the ReLU input `x > 0`). In place.
-pub fn relu_rule(g: &mut [f32], y: &[f32], rule: Rule) {
+/// Calls `f(g, y)` for every element of the gradient rows `g` with the matching element of
+/// `y`: one image's tensor shared by every row (`g.len()` a multiple of `y.len()`) or every
+/// row's own. In parallel, in chunks that map onto contiguous pieces of `y`.
+pub fn for_rows_of(g: &mut [f32], y: &[f32], f: impl Fn(&mut f32, f32) + Sync) {
     let n = y.len();
-    // chunks that divide a row, so each chunk maps onto one contiguous piece of `y`
+    if n == 0 {
+        return;
+    }
     let chunk = (1..=64)
         .map(|d| n / d)
-        .find(|c| n % c == 0 && *c <= 1 << 15)
+        .find(|c| *c > 0 && n % c == 0 && *c <= 1 << 15)
         .unwrap_or(n);
     g.par_chunks_mut(chunk).enumerate().for_each(|(ci, row)| {
         let off = (ci * chunk) % n;
         let len = row.len();
         for (gv, &yv) in row.iter_mut().zip(&y[off..off + len]) {
-            let pass = match rule {
-                Rule::Gradient => yv > 0.0,
-                Rule::Deconv => *gv > 0.0,
-                Rule::Guided => yv > 0.0 && *gv > 0.0,
-                Rule::GuidedNeg => yv > 0.0 && *gv < 0.0,
-            };
-            if !pass {
-                *gv = 0.0;
-            }
+            f(gv, yv);
+        }
+    });
+}
+
+/// The ReLU backward rules on gradient rows against one image's ReLU output `y` (shared by
+/// every row) or every row's (`y > 0` exactly where the ReLU input `x > 0`). In place.
+pub fn relu_rule(g: &mut [f32], y: &[f32], rule: Rule) {
+    for_rows_of(g, y, |gv, yv| {
+        let pass = match rule {
+            Rule::Gradient => yv > 0.0,
+            Rule::Deconv => *gv > 0.0,
+            Rule::Guided => yv > 0.0 && *gv > 0.0,
+            Rule::GuidedNeg => yv > 0.0 && *gv < 0.0,
+        };
+        if !pass {
+            *gv = 0.0;
         }
     });
 }

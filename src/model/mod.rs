@@ -1,9 +1,12 @@
 //! The numeric model: specs, weights, the network and its forward state. Knows nothing of
 //! terminals, files other than its own inputs, or async runtimes.
 
+pub mod act;
+pub mod graph;
 pub mod kernels;
 pub mod legacy_pth;
 pub mod net;
+pub mod rule;
 pub mod spec;
 pub mod train;
 pub mod weights;

@@ -1,16 +1,19 @@
-//! The network: a spec's layers bound to checked weights, the forward pass that records what
-//! the backward rules need (the [`ForwardState`]), and the backward of one layer for a batch
-//! of gradient rows against one image's state.
+//! The network: a spec's layers, wired as a graph (see [`super::graph`]) and bound to checked
+//! weights; the forward pass that records what the backward rules need (the
+//! [`ForwardState`]), and the backward of one layer for a batch of gradient rows against one
+//! image's state.
 
 use std::collections::HashSet;
 
 use candle_core::{Device, Tensor};
 
+use super::act::{self, Act};
+use super::graph;
 use super::kernels::{self, ConvGeom, MatRef};
+use super::rule::Rule;
 use super::spec::{LayerKind, LayerSpec, PoolSpec, Spec};
 use super::weights::TensorMap;
 use crate::error::{Error, Result};
-use crate::recon::Rule;
 
 /// Shape of one image's activation at some point of the net (no batch dimension).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -68,15 +71,33 @@ impl std::fmt::Display for Shape {
     }
 }
 
-/// Output shape of a layer; `width` is the output channel count of conv/linear layers (from
-/// the weights, or the spec's `out`).
+/// The activation a spec layer names, if it is one of the non-ReLU elementwise activations.
+pub fn activation_of(kind: &LayerKind) -> Option<Act> {
+    Some(match *kind {
+        LayerKind::Clip { min, max } => Act::Clip { min, max },
+        LayerKind::LeakyRelu { alpha } => Act::LeakyRelu(alpha),
+        LayerKind::Sigmoid => Act::Sigmoid,
+        LayerKind::Tanh => Act::Tanh,
+        LayerKind::Hardsigmoid { alpha, beta } => Act::Hardsigmoid { alpha, beta },
+        LayerKind::Hardswish => Act::Hardswish,
+        LayerKind::Silu => Act::Silu,
+        LayerKind::Gelu => Act::Gelu,
+        _ => return None,
+    })
+}
+
+/// Output shape of a layer from the shapes of its inputs; `width` is the output channel
+/// count of conv/linear layers (from the weights, or the spec's `out`).
 pub fn infer_shape(
     spec: &Spec,
     layer: &LayerSpec,
-    input: Shape,
+    inputs: &[Shape],
     width: Option<usize>,
 ) -> Result<Shape> {
     let err = |msg: String| Error::Shape(format!("layer `{}` of {}: {msg}", layer.name, spec.name));
+    let input = *inputs
+        .first()
+        .ok_or_else(|| err("the layer has no input".into()))?;
     let spatial = |what: &str| match input {
         Shape::Spatial { c, h, w } => Ok((c, h, w)),
         Shape::Flat(_) => Err(err(format!("{what} needs a spatial input, got {input}"))),
@@ -117,7 +138,61 @@ pub fn infer_shape(
             spatial("lrn")?;
             input
         }
-        LayerKind::Relu | LayerKind::Dropout { .. } | LayerKind::Softmax => input,
+        LayerKind::Relu
+        | LayerKind::Dropout { .. }
+        | LayerKind::Softmax
+        | LayerKind::Identity
+        | LayerKind::Batchnorm { .. }
+        | LayerKind::Clip { .. }
+        | LayerKind::LeakyRelu { .. }
+        | LayerKind::Sigmoid
+        | LayerKind::Tanh
+        | LayerKind::Hardsigmoid { .. }
+        | LayerKind::Hardswish
+        | LayerKind::Silu
+        | LayerKind::Gelu => input,
+        LayerKind::Add => {
+            if let Some(s) = inputs.iter().find(|s| **s != input) {
+                return Err(err(format!(
+                    "add takes inputs of one shape, given {input} and {s}"
+                )));
+            }
+            input
+        }
+        LayerKind::Concat => match input {
+            Shape::Spatial { h, w, .. } => {
+                let mut c = 0;
+                for s in inputs {
+                    match *s {
+                        Shape::Spatial {
+                            c: ci,
+                            h: hi,
+                            w: wi,
+                        } if hi == h && wi == w => c += ci,
+                        _ => {
+                            return Err(err(format!(
+                                "concat takes inputs of one spatial size, given {input} and {s}"
+                            )))
+                        }
+                    }
+                }
+                Shape::Spatial { c, h, w }
+            }
+            Shape::Flat(_) => {
+                let mut n = 0;
+                for s in inputs {
+                    match *s {
+                        Shape::Flat(k) => n += k,
+                        _ => {
+                            return Err(err(format!(
+                                "concat takes all-flat or all-spatial inputs, given {input} and {s}"
+                            )))
+                        }
+                    }
+                }
+                Shape::Flat(n)
+            }
+        },
         LayerKind::Flatten => Shape::Flat(input.numel()),
         LayerKind::Linear { .. } => {
             if let Shape::Spatial { .. } = input {
@@ -154,6 +229,7 @@ pub struct Linear {
 pub enum Layer {
     Conv(Conv),
     Relu,
+    Act(Act),
     Maxpool(PoolSpec),
     Avgpool(PoolSpec),
     AdaptiveAvgpool([usize; 2]),
@@ -164,9 +240,36 @@ pub enum Layer {
         k: f32,
     },
     Linear(Linear),
+    /// A per-channel affine map `x * scale + shift` (an inference BatchNorm that could not
+    /// be folded into a convolution); both `[1, C, 1, 1]` (or `[1, C]` for flat inputs).
+    Affine {
+        scale: Tensor,
+        shift: Tensor,
+    },
+    Add,
+    Concat,
+    /// A no-op: an identity, or a BatchNorm folded into the convolution before it.
+    Identity,
     Dropout(f32),
     Flatten,
     Softmax,
+}
+
+impl Layer {
+    /// The weight tensors the layer holds, in a fixed order.
+    pub fn params(&self) -> Vec<&Tensor> {
+        match self {
+            Layer::Conv(c) => vec![&c.w, &c.b],
+            Layer::Linear(l) => vec![&l.w, &l.b],
+            Layer::Affine { scale, shift } => vec![scale, shift],
+            _ => vec![],
+        }
+    }
+
+    /// Whether the layer is an elementwise activation (whose input it stands for as a blob).
+    pub fn is_activation(&self) -> bool {
+        matches!(self, Layer::Relu | Layer::Act(_))
+    }
 }
 
 /// A blob of the tree, bound to the net.
@@ -178,15 +281,20 @@ pub struct Blob {
     pub mult: f32,
     /// Index (in `Net::blobs`) of the blob holding this blob's children.
     pub below: Option<usize>,
-    /// Backward position of "the gradient at the blob": the input of its ReLU (after the
-    /// ReLU's rule), or the output of its layer when it has no ReLU.
+    /// Backward position (tensor) of "the gradient at the blob": the input of its activation
+    /// (after the activation's rule), or the output of its layer when it has none.
     pub tap: usize,
     pub shape: Shape,
 }
 
 pub struct Net {
+    /// The spec, its layers in topological order (the order of `layers`).
     pub spec: Spec,
     pub layers: Vec<Layer>,
+    /// Per layer: the tensors it takes (`0`: the input; `i + 1`: the output of layer `i`).
+    pub inputs: Vec<Vec<usize>>,
+    /// Per tensor: the layers that take it.
+    pub consumers: Vec<Vec<usize>>,
     pub input: Shape,
     /// Output shape of each layer.
     pub shapes: Vec<Shape>,
@@ -218,25 +326,49 @@ impl ForwardState {
             ))
         })
     }
+
+    /// Tensor `t` (`0`: the input; `i + 1`: the output of layer `i`).
+    pub fn tensor(&self, t: usize) -> &Tensor {
+        if t == 0 {
+            &self.input
+        } else {
+            &self.outputs[t - 1]
+        }
+    }
+}
+
+/// Weight tensors a checkpoint may hold that no layer uses (BatchNorm's step counter).
+fn is_bookkeeping(name: &str) -> bool {
+    name.ends_with("num_batches_tracked")
 }
 
 impl Net {
     /// Binds a spec to weights, checking every tensor's name and shape; channel counts come
-    /// from the weights.
+    /// from the weights. The layers are put in topological order; a BatchNorm right after
+    /// a convolution (its only user) is folded into it.
     pub fn build(
         spec: Spec,
         mut tensors: TensorMap,
         device: &Device,
         origin: &std::path::Path,
     ) -> Result<Net> {
+        let wiring = graph::wire(&spec).map_err(|msg| Error::Spec {
+            origin: spec.name.clone(),
+            msg,
+        })?;
+        let mut spec = spec;
+        spec.layers = wiring
+            .order
+            .iter()
+            .map(|&i| spec.layers[i].clone())
+            .collect();
         let input = Shape::Spatial {
             c: 3,
             h: spec.input.size[0],
             w: spec.input.size[1],
         };
-        let mut shape = input;
         let mut layers = Vec::new();
-        let mut shapes = Vec::new();
+        let mut shapes: Vec<Shape> = Vec::new();
         let mut used = HashSet::new();
         let mut take = |name: &str, layer: &str| -> Result<Tensor> {
             used.insert(name.to_string());
@@ -247,7 +379,12 @@ impl Net {
                 )
             })
         };
-        for ls in &spec.layers {
+        for (li, ls) in spec.layers.iter().enumerate() {
+            let in_shapes: Vec<Shape> = wiring.inputs[li]
+                .iter()
+                .map(|&t| if t == 0 { input } else { shapes[t - 1] })
+                .collect();
+            let shape = in_shapes[0];
             let mismatch = |name: &str, want: String, got: &[usize]| {
                 Error::weights(
                     origin,
@@ -256,6 +393,11 @@ impl Net {
                         ls.name
                     ),
                 )
+            };
+            let default_name = |given: &Option<String>, suffix: &str| {
+                given
+                    .clone()
+                    .unwrap_or_else(|| format!("{}.{suffix}", ls.name))
             };
             let (layer, width) = match &ls.kind {
                 LayerKind::Conv {
@@ -266,14 +408,11 @@ impl Net {
                     groups,
                     weight,
                     bias,
+                    bias_term,
                     ..
                 } => {
-                    let wn = weight
-                        .clone()
-                        .unwrap_or_else(|| format!("{}.weight", ls.name));
-                    let bn = bias.clone().unwrap_or_else(|| format!("{}.bias", ls.name));
+                    let wn = default_name(weight, "weight");
                     let w = take(&wn, &ls.name)?;
-                    let b = take(&bn, &ls.name)?;
                     let cin = shape.channels();
                     let d = w.dims().to_vec();
                     let ok = d.len() == 4
@@ -290,9 +429,16 @@ impl Net {
                         ));
                     }
                     let cout = d[0];
-                    if b.dims() != [cout] {
-                        return Err(mismatch(&bn, format!("[{cout}]"), b.dims()));
-                    }
+                    let b = if *bias_term {
+                        let bn = default_name(bias, "bias");
+                        let b = take(&bn, &ls.name)?;
+                        if b.dims() != [cout] {
+                            return Err(mismatch(&bn, format!("[{cout}]"), b.dims()));
+                        }
+                        b
+                    } else {
+                        Tensor::zeros(cout, candle_core::DType::F32, &Device::Cpu)?
+                    };
                     (
                         Layer::Conv(Conv {
                             w: w.to_device(device)?,
@@ -306,13 +452,14 @@ impl Net {
                         Some(cout),
                     )
                 }
-                LayerKind::Linear { weight, bias, .. } => {
-                    let wn = weight
-                        .clone()
-                        .unwrap_or_else(|| format!("{}.weight", ls.name));
-                    let bn = bias.clone().unwrap_or_else(|| format!("{}.bias", ls.name));
+                LayerKind::Linear {
+                    weight,
+                    bias,
+                    bias_term,
+                    ..
+                } => {
+                    let wn = default_name(weight, "weight");
                     let w = take(&wn, &ls.name)?;
-                    let b = take(&bn, &ls.name)?;
                     let fin = shape.numel();
                     let d = w.dims().to_vec();
                     if d.len() != 2 || d[1] != fin {
@@ -322,15 +469,60 @@ impl Net {
                             &d,
                         ));
                     }
-                    if b.dims() != [d[0]] {
-                        return Err(mismatch(&bn, format!("[{}]", d[0]), b.dims()));
-                    }
+                    let b = if *bias_term {
+                        let bn = default_name(bias, "bias");
+                        let b = take(&bn, &ls.name)?;
+                        if b.dims() != [d[0]] {
+                            return Err(mismatch(&bn, format!("[{}]", d[0]), b.dims()));
+                        }
+                        b
+                    } else {
+                        Tensor::zeros(d[0], candle_core::DType::F32, &Device::Cpu)?
+                    };
                     (
                         Layer::Linear(Linear {
                             w: w.to_device(device)?,
                             b: b.reshape((1, d[0]))?.to_device(device)?,
                         }),
                         Some(d[0]),
+                    )
+                }
+                LayerKind::Batchnorm { eps } => {
+                    let c = shape.channels();
+                    let mut part = |suffix: &str| -> Result<Vec<f32>> {
+                        let n = format!("{}.{suffix}", ls.name);
+                        let t = take(&n, &ls.name)?;
+                        if t.dims() != [c] {
+                            return Err(mismatch(&n, format!("[{c}] (one per channel)"), t.dims()));
+                        }
+                        host_vec(&t)
+                    };
+                    let (gamma, beta) = (part("weight")?, part("bias")?);
+                    let (mean, var) = (part("running_mean")?, part("running_var")?);
+                    if let Some(v) = var.iter().find(|v| !(**v + eps > 0.0)) {
+                        return Err(Error::weights(
+                            origin,
+                            format!(
+                                "layer `{}`: running_var {v} + eps {eps} is not positive",
+                                ls.name
+                            ),
+                        ));
+                    }
+                    let scale: Vec<f32> =
+                        (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
+                    let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+                    let dims = match shape {
+                        Shape::Spatial { .. } => vec![1, c, 1, 1],
+                        Shape::Flat(_) => vec![1, c],
+                    };
+                    (
+                        Layer::Affine {
+                            scale: Tensor::from_vec(scale, dims.clone(), &Device::Cpu)?
+                                .to_device(device)?,
+                            shift: Tensor::from_vec(shift, dims, &Device::Cpu)?
+                                .to_device(device)?,
+                        },
+                        None,
                     )
                 }
                 LayerKind::Relu => (Layer::Relu, None),
@@ -354,11 +546,18 @@ impl Net {
                 LayerKind::Dropout { p } => (Layer::Dropout(*p), None),
                 LayerKind::Flatten => (Layer::Flatten, None),
                 LayerKind::Softmax => (Layer::Softmax, None),
+                LayerKind::Add => (Layer::Add, None),
+                LayerKind::Concat => (Layer::Concat, None),
+                LayerKind::Identity => (Layer::Identity, None),
+                kind => (
+                    Layer::Act(activation_of(kind).expect("every other kind is an activation")),
+                    None,
+                ),
             };
-            shape = infer_shape(&spec, ls, shape, width)?;
-            shapes.push(shape);
+            shapes.push(infer_shape(&spec, ls, &in_shapes, width)?);
             layers.push(layer);
         }
+        tensors.retain(|name, _| !is_bookkeeping(name));
         if !tensors.is_empty() {
             let mut extra: Vec<_> = tensors.keys().cloned().collect();
             extra.sort();
@@ -378,32 +577,82 @@ impl Net {
                 ),
             ));
         }
-        let blobs = bind_blobs(&spec, &layers, &shapes)?;
-        Ok(Net {
+        let consumers = wiring.consumers();
+        let mut net = Net {
             spec,
             layers,
+            inputs: wiring.inputs.clone(),
+            consumers,
             input,
             shapes,
-            blobs,
+            blobs: vec![],
             device: device.clone(),
-        })
+        };
+        net.fold_batchnorms()?;
+        net.blobs = bind_blobs(&net, &wiring.articulation())?;
+        Ok(net)
     }
 
-    /// The same net for another input size (weights shared); an error when the layers
+    /// Folds each per-channel affine layer (an inference BatchNorm) into the convolution
+    /// before it, where that convolution's output has no other user and is no blob. The
+    /// affine layer becomes an identity; the numbers change only by round-off.
+    fn fold_batchnorms(&mut self) -> Result<()> {
+        for j in 0..self.layers.len() {
+            let Layer::Affine { scale, shift } = &self.layers[j] else {
+                continue;
+            };
+            let t = self.inputs[j][0];
+            if t == 0
+                || self.consumers[t] != [j]
+                || self
+                    .spec
+                    .blobs
+                    .iter()
+                    .any(|b| b.layer == self.spec.layers[t - 1].name)
+            {
+                continue;
+            }
+            let Layer::Conv(c) = &self.layers[t - 1] else {
+                continue;
+            };
+            let cout = c.w.dims()[0];
+            let s = scale.flatten_all()?;
+            let w = c.w.broadcast_mul(&s.reshape((cout, 1, 1, 1))?)?;
+            let b =
+                c.b.broadcast_mul(&s.reshape((1, cout, 1, 1))?)?
+                    .broadcast_add(&shift.reshape((1, cout, 1, 1))?)?;
+            let folded = Conv { w, b, ..c.clone() };
+            self.layers[t - 1] = Layer::Conv(folded);
+            self.layers[j] = Layer::Identity;
+        }
+        Ok(())
+    }
+
+    /// Whether every layer takes the one before it.
+    pub fn is_chain(&self) -> bool {
+        self.inputs.iter().enumerate().all(|(i, x)| x == &[i])
+    }
+
+    /// Output shapes of every layer for an input of `input`; an error when the layers
     /// cannot take it (a linear layer expecting another number of features).
-    pub fn resized(&self, h: usize, w: usize) -> Result<Net> {
-        let input = Shape::Spatial { c: 3, h, w };
-        let mut shape = input;
-        let mut shapes = Vec::with_capacity(self.layers.len());
-        for (ls, layer) in self.spec.layers.iter().zip(&self.layers) {
+    fn shapes_for(&self, input: Shape) -> Result<Vec<Shape>> {
+        let mut shapes: Vec<Shape> = Vec::with_capacity(self.layers.len());
+        for (i, (ls, layer)) in self.spec.layers.iter().zip(&self.layers).enumerate() {
+            let in_shapes: Vec<Shape> = self.inputs[i]
+                .iter()
+                .map(|&t| if t == 0 { input } else { shapes[t - 1] })
+                .collect();
             let width = match layer {
                 Layer::Conv(c) => Some(c.w.dims()[0]),
                 Layer::Linear(l) => {
                     let fin = l.w.dims()[1];
-                    if shape.numel() != fin {
+                    if in_shapes[0].numel() != fin {
+                        let Shape::Spatial { h, w, .. } = input else {
+                            unreachable!("inputs are images")
+                        };
                         return Err(Error::Input(format!(
                             "a {h}x{w} input gives {} features at layer `{}`, whose weights take {fin}; {} needs a {}x{} input",
-                            shape.numel(),
+                            in_shapes[0].numel(),
                             ls.name,
                             self.spec.name,
                             self.spec.input.size[0],
@@ -414,25 +663,37 @@ impl Net {
                 }
                 _ => None,
             };
-            shape = infer_shape(&self.spec, ls, shape, width)?;
-            shapes.push(shape);
+            shapes.push(infer_shape(&self.spec, ls, &in_shapes, width)?);
         }
-        let blobs = bind_blobs(&self.spec, &self.layers, &shapes)?;
-        Ok(Net {
+        Ok(shapes)
+    }
+
+    /// The same net for another input size (weights shared); an error when the layers
+    /// cannot take it (a linear layer expecting another number of features).
+    pub fn resized(&self, h: usize, w: usize) -> Result<Net> {
+        let input = Shape::Spatial { c: 3, h, w };
+        let shapes = self.shapes_for(input)?;
+        let mut net = Net {
             spec: self.spec.clone(),
             layers: self.layers.clone(),
+            inputs: self.inputs.clone(),
+            consumers: self.consumers.clone(),
             input,
             shapes,
-            blobs,
+            blobs: self.blobs.clone(),
             device: self.device.clone(),
-        })
+        };
+        for b in &mut net.blobs {
+            b.shape = net.shapes[b.layer];
+        }
+        Ok(net)
     }
 
     pub fn blob_index(&self, name: &str) -> Option<usize> {
         self.blobs.iter().position(|b| b.name == name)
     }
 
-    /// Shape at a backward position (`0`: the input; `i`: the output of layer `i-1`).
+    /// Shape at a backward position (tensor `0`: the input; `i`: the output of layer `i-1`).
     pub fn shape_at(&self, pos: usize) -> Shape {
         if pos == 0 {
             self.input
@@ -442,7 +703,6 @@ impl Net {
     }
 
     /// The forward pass of `input` (`[batch, 3, H, W]`), keeping what backward needs.
-    /// Stops after the last layer any blob needs, unless `full` (the softmax of labels).
     pub fn forward(&self, input: &Tensor) -> Result<ForwardState> {
         self.forward_timed(input, self.layers.len(), None)
     }
@@ -492,8 +752,9 @@ impl Net {
         let mut lrn_scale = Vec::with_capacity(self.layers.len());
         let mut dropout = Vec::new();
         for (i, layer) in self.layers.iter().enumerate().take(upto) {
-            let x = outputs.last().unwrap_or(&input);
-            let in_shape = self.shape_at(i);
+            let at = |t: usize| if t == 0 { &input } else { &outputs[t - 1] };
+            let x = at(self.inputs[i][0]);
+            let in_shape = self.shape_at(self.inputs[i][0]);
             let out_shape = self.shapes[i];
             let mut sw = None;
             let mut sc = None;
@@ -501,6 +762,23 @@ impl Net {
             let y = match layer {
                 Layer::Conv(c) => conv_forward(x, c, in_shape, out_shape)?,
                 Layer::Relu => x.relu()?,
+                Layer::Act(a) => {
+                    let y = with_host(x, |xs| act::forward(xs, *a))?;
+                    self.tensor(y, out_shape.dims(batch))?
+                }
+                Layer::Affine { scale, shift } => x.broadcast_mul(scale)?.broadcast_add(shift)?,
+                Layer::Add => {
+                    let mut sum = x.clone();
+                    for &t in &self.inputs[i][1..] {
+                        sum = (sum + at(t))?;
+                    }
+                    sum
+                }
+                Layer::Concat => {
+                    let parts: Vec<&Tensor> = self.inputs[i].iter().map(|&t| at(t)).collect();
+                    Tensor::cat(&parts, 1)?
+                }
+                Layer::Identity => x.clone(),
                 Layer::Maxpool(p) => {
                     let (o, s) = with_host(x, |xs| {
                         kernels::maxpool_forward(
@@ -607,8 +885,8 @@ impl Net {
         Ok(Tensor::from_vec(v, dims, &Device::Cpu)?.to_device(&self.device)?)
     }
 
-    /// Backward of layer `i` for gradient rows `g` (`[rows, ..out shape]`) against image
-    /// `img` of `state`; returns `[rows, ..in shape]`. ReLUs apply `rule`.
+    /// Backward of single-input layer `i` (a chain's layers) for gradient rows `g`; see
+    /// [`Net::backward_node`].
     pub fn backward_layer(
         &self,
         i: usize,
@@ -617,6 +895,29 @@ impl Net {
         g: &Tensor,
         rule: Rule,
     ) -> Result<Tensor> {
+        let mut v = self.backward_node(i, state, img, g, rule)?;
+        if v.len() != 1 {
+            return Err(Error::Shape(format!(
+                "layer `{}` takes {} inputs; use backward_node",
+                self.spec.layers[i].name,
+                v.len()
+            )));
+        }
+        Ok(v.remove(0))
+    }
+
+    /// Backward of layer `i` for gradient rows `g` (`[rows, ..out shape]`) against image
+    /// `img` of `state` (every row's own image when `None`); returns one gradient
+    /// `[rows, ..in shape]` per input of the layer (`Net::inputs[i]`). Activations apply
+    /// `rule`.
+    pub fn backward_node(
+        &self,
+        i: usize,
+        state: &ForwardState,
+        img: Option<usize>,
+        g: &Tensor,
+        rule: Rule,
+    ) -> Result<Vec<Tensor>> {
         let rows = g.dims()[0];
         if img.is_none() && rows != state.batch {
             return Err(Error::Shape(format!(
@@ -635,9 +936,10 @@ impl Net {
             Some(k) => k * per..(k + 1) * per,
             None => 0..state.batch * per,
         };
-        let in_shape = self.shape_at(i);
+        let x_id = self.inputs[i][0];
+        let in_shape = self.shape_at(x_id);
         let out_shape = self.shapes[i];
-        Ok(match &self.layers[i] {
+        Ok(vec![match &self.layers[i] {
             Layer::Conv(c) => conv_backward(g, c, in_shape, out_shape)?,
             Layer::Relu => {
                 let y = pick(&state.outputs[i])?;
@@ -645,6 +947,25 @@ impl Net {
                 with_host(&y, |ys| kernels::relu_rule(&mut gv, ys, rule))?;
                 self.tensor(gv, in_shape.dims(rows))?
             }
+            Layer::Act(a) => {
+                let x = pick(state.tensor(x_id))?;
+                let mut gv = host_vec(g)?;
+                with_host(&x, |xs| act::backward(&mut gv, xs, *a, rule))?;
+                self.tensor(gv, in_shape.dims(rows))?
+            }
+            Layer::Affine { scale, .. } => g.broadcast_mul(scale)?,
+            Layer::Add => return Ok(vec![g.clone(); self.inputs[i].len()]),
+            Layer::Concat => {
+                let mut parts = Vec::with_capacity(self.inputs[i].len());
+                let mut at = 0;
+                for &t in &self.inputs[i] {
+                    let c = self.shape_at(t).channels();
+                    parts.push(g.narrow(1, at, c)?);
+                    at += c;
+                }
+                return Ok(parts);
+            }
+            Layer::Identity => g.clone(),
             Layer::Maxpool(_) => {
                 let c = in_shape.channels();
                 let per = c * out_shape.plane();
@@ -682,11 +1003,7 @@ impl Net {
             } => {
                 let n = in_shape.numel();
                 let scale = &state.lrn_scale[i].as_ref().expect("lrn state")[range(n)];
-                let x = pick(if i == 0 {
-                    &state.input
-                } else {
-                    &state.outputs[i - 1]
-                })?;
+                let x = pick(state.tensor(x_id))?;
                 let y = pick(&state.outputs[i])?;
                 let dx = with_host(g, |gs| {
                     with_host(&x, |xs| {
@@ -721,7 +1038,7 @@ impl Net {
                     "cannot backpropagate through softmax; seed at the logits".into(),
                 ))
             }
-        })
+        }])
     }
 }
 
@@ -732,22 +1049,37 @@ fn hw(s: Shape) -> (usize, usize) {
     }
 }
 
-fn bind_blobs(spec: &Spec, layers: &[Layer], shapes: &[Shape]) -> Result<Vec<Blob>> {
+/// The spec's tree blobs bound to tensors of the net. A blob on an activation stands for
+/// the activation's input where that is its only user (its gradient is taken after the
+/// activation's rule); every blob must be an articulation tensor, so that the gradient of a
+/// path is all in it.
+fn bind_blobs(net: &Net, articulation: &[bool]) -> Result<Vec<Blob>> {
+    let spec = &net.spec;
     let mut blobs = Vec::new();
     for b in &spec.blobs {
         let li = spec.layer_index(&b.layer).expect("validated");
-        let tap = if matches!(layers[li], Layer::Relu) {
-            li
+        let x = net.inputs[li][0];
+        let tap = if net.layers[li].is_activation() && net.consumers[x] == [li] {
+            x
         } else {
             li + 1
         };
+        if !articulation[tap] {
+            return Err(Error::Spec {
+                origin: spec.name.clone(),
+                msg: format!(
+                    "blob `{}` (layer `{}`) is inside a branch: not every path from the input to the output passes through it (a tree blob must be, e.g. a residual block's output, not a layer within it)",
+                    b.name, b.layer
+                ),
+            });
+        }
         blobs.push(Blob {
             name: b.name.clone(),
             layer: li,
             mult: b.mult,
             below: None,
             tap,
-            shape: shapes[li],
+            shape: net.shapes[li],
         });
     }
     for (i, b) in spec.blobs.iter().enumerate() {

@@ -85,10 +85,14 @@ pub enum ColorOrder {
     Bgr,
 }
 
-/// One layer of the sequence.
+/// One node of the network: a layer with its inputs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LayerSpec {
     pub name: String,
+    /// The layers whose outputs this layer takes (`"data"`: the network input). Absent: the
+    /// layer listed before it (the input for the first), so a chain needs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<String>>,
     #[serde(flatten)]
     pub kind: LayerKind,
 }
@@ -113,8 +117,48 @@ pub enum LayerKind {
         weight: Option<String>,
         #[serde(default)]
         bias: Option<String>,
+        /// Whether the layer has a bias tensor (torchvision's convolutions before a
+        /// BatchNorm have none).
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        bias_term: bool,
     },
     Relu,
+    /// `min(max(x, min), max)`: ReLU6 is `clip` 0..6, Hardtanh `clip` -1..1.
+    Clip {
+        min: f32,
+        max: f32,
+    },
+    LeakyRelu {
+        #[serde(default = "leaky")]
+        alpha: f32,
+    },
+    Sigmoid,
+    Tanh,
+    /// `clip(alpha * x + beta, 0, 1)` (PyTorch: alpha 1/6, beta 0.5; ONNX's default 0.2).
+    Hardsigmoid {
+        #[serde(default = "sixth")]
+        alpha: f32,
+        #[serde(default = "half")]
+        beta: f32,
+    },
+    /// `x * relu6(x + 3) / 6`.
+    Hardswish,
+    /// `x * sigmoid(x)`.
+    Silu,
+    /// `x * Phi(x)` (the exact, erf form).
+    Gelu,
+    /// Inference batch normalisation: per channel `(x - mean) / sqrt(var + eps) * gamma + beta`,
+    /// tensors `NAME.weight`, `.bias`, `.running_mean`, `.running_var` (torchvision's).
+    Batchnorm {
+        #[serde(default = "bn_eps")]
+        eps: f32,
+    },
+    /// Elementwise sum of the inputs (a residual connection).
+    Add,
+    /// The inputs stacked along channels.
+    Concat,
+    /// Passes its input on (an exporter's no-op).
+    Identity,
     Maxpool(PoolSpec),
     Avgpool(PoolSpec),
     AdaptiveAvgpool {
@@ -134,6 +178,8 @@ pub enum LayerKind {
         weight: Option<String>,
         #[serde(default)]
         bias: Option<String>,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        bias_term: bool,
     },
     /// Identity at inference; drops with probability `p` while training.
     Dropout {
@@ -146,6 +192,21 @@ pub enum LayerKind {
 
 fn half() -> f32 {
     0.5
+}
+fn leaky() -> f32 {
+    0.01
+}
+fn sixth() -> f32 {
+    1.0 / 6.0
+}
+fn bn_eps() -> f32 {
+    1e-5
+}
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -195,6 +256,46 @@ impl LayerKind {
             LayerKind::Dropout { .. } => "dropout",
             LayerKind::Flatten => "flatten",
             LayerKind::Softmax => "softmax",
+            LayerKind::Clip { .. } => "clip",
+            LayerKind::LeakyRelu { .. } => "leaky_relu",
+            LayerKind::Sigmoid => "sigmoid",
+            LayerKind::Tanh => "tanh",
+            LayerKind::Hardsigmoid { .. } => "hardsigmoid",
+            LayerKind::Hardswish => "hardswish",
+            LayerKind::Silu => "silu",
+            LayerKind::Gelu => "gelu",
+            LayerKind::Batchnorm { .. } => "batchnorm",
+            LayerKind::Add => "add",
+            LayerKind::Concat => "concat",
+            LayerKind::Identity => "identity",
+        }
+    }
+
+    /// How many inputs the layer takes (`None`: two or more).
+    pub fn arity(&self) -> Option<usize> {
+        match self {
+            LayerKind::Add | LayerKind::Concat => None,
+            _ => Some(1),
+        }
+    }
+}
+
+impl LayerSpec {
+    /// A chain layer (its input is the layer before it).
+    pub fn new(name: impl Into<String>, kind: LayerKind) -> LayerSpec {
+        LayerSpec {
+            name: name.into(),
+            inputs: None,
+            kind,
+        }
+    }
+
+    /// A layer taking the outputs of `inputs`.
+    pub fn with_inputs(name: impl Into<String>, inputs: &[&str], kind: LayerKind) -> LayerSpec {
+        LayerSpec {
+            name: name.into(),
+            inputs: Some(inputs.iter().map(|s| s.to_string()).collect()),
+            kind,
         }
     }
 }

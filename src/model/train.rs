@@ -9,11 +9,11 @@ use rayon::prelude::*;
 
 use super::kernels::{self, MatRef};
 use super::net::{host_vec, with_host, ForwardState, Layer, Net, Shape};
+use super::rule::Rule;
 use super::spec::Spec;
 use super::weights::{self, TensorMap};
 use crate::data::synth;
 use crate::error::{Error, Result};
-use crate::recon::Rule;
 
 /// How to train.
 #[derive(Debug, Clone)]
@@ -46,6 +46,12 @@ pub fn param_grads(
     top: usize,
     dtop: Tensor,
 ) -> Result<ParamGrads> {
+    if !net.is_chain() {
+        return Err(Error::Input(format!(
+            "training runs on chains of layers; `{}` is a graph",
+            net.spec.name
+        )));
+    }
     let mut out: ParamGrads = vec![None; net.layers.len()];
     let mut g = dtop;
     for i in (0..=top).rev() {

@@ -101,23 +101,36 @@ impl SplitMix {
 }
 
 /// Random weights of the spec's published widths (`out` of every conv and linear layer),
-/// He-uniform scaled so activations keep their range through the net, small positive biases.
+/// He-uniform scaled so activations keep their range through the net, small positive
+/// biases; BatchNorm layers get an identity-like affine map with varied statistics.
 pub fn random_weights(spec: &Spec, seed: u64) -> Result<TensorMap> {
     let mut rng = SplitMix::new(seed);
     let mut map = TensorMap::new();
-    let mut shape = super::net::Shape::Spatial {
+    let wiring = super::graph::wire(spec).map_err(|msg| Error::Spec {
+        origin: spec.name.clone(),
+        msg,
+    })?;
+    let input = super::net::Shape::Spatial {
         c: 3,
         h: spec.input.size[0],
         w: spec.input.size[1],
     };
-    for layer in &spec.layers {
-        let (wshape, fan_in, out, wname, bname) = match &layer.kind {
+    let mut shapes: Vec<super::net::Shape> = Vec::with_capacity(wiring.len());
+    for (li, &si) in wiring.order.iter().enumerate() {
+        let layer = &spec.layers[si];
+        let in_shapes: Vec<_> = wiring.inputs[li]
+            .iter()
+            .map(|&t| if t == 0 { input } else { shapes[t - 1] })
+            .collect();
+        let shape = in_shapes[0];
+        let (wshape, fan_in, out, wname, bname, bias_term) = match &layer.kind {
             LayerKind::Conv {
                 out,
                 kernel,
                 groups,
                 weight,
                 bias,
+                bias_term,
                 ..
             } => {
                 let out = out.ok_or_else(|| no_width(spec, &layer.name))?;
@@ -128,31 +141,65 @@ pub fn random_weights(spec: &Spec, seed: u64) -> Result<TensorMap> {
                     out,
                     weight.clone(),
                     bias.clone(),
+                    *bias_term,
                 )
             }
-            LayerKind::Linear { out, weight, bias } => {
+            LayerKind::Linear {
+                out,
+                weight,
+                bias,
+                bias_term,
+            } => {
                 let out = out.ok_or_else(|| no_width(spec, &layer.name))?;
                 let fin = shape.numel();
-                (vec![out, fin], fin, out, weight.clone(), bias.clone())
+                (
+                    vec![out, fin],
+                    fin,
+                    out,
+                    weight.clone(),
+                    bias.clone(),
+                    *bias_term,
+                )
+            }
+            LayerKind::Batchnorm { .. } => {
+                let c = shape.channels();
+                let mut vals = |lo: f32, hi: f32| -> Result<Tensor> {
+                    let v: Vec<f32> = (0..c)
+                        .map(|_| lo + (hi - lo) * (rng.next_sym() + 1.0) * 0.5)
+                        .collect();
+                    Ok(Tensor::from_vec(v, c, &Device::Cpu)?)
+                };
+                for (suffix, lo, hi) in [
+                    ("weight", 0.8, 1.2),
+                    ("bias", -0.05, 0.05),
+                    ("running_mean", -0.05, 0.05),
+                    ("running_var", 0.8, 1.2),
+                ] {
+                    map.insert(format!("{}.{suffix}", layer.name), vals(lo, hi)?);
+                }
+                shapes.push(super::net::infer_shape(spec, layer, &in_shapes, None)?);
+                continue;
             }
             _ => {
-                shape = super::net::infer_shape(spec, layer, shape, None)?;
+                shapes.push(super::net::infer_shape(spec, layer, &in_shapes, None)?);
                 continue;
             }
         };
         let bound = (6.0 / fan_in as f32).sqrt();
         let n: usize = wshape.iter().product();
         let w: Vec<f32> = (0..n).map(|_| rng.next_sym() * bound).collect();
-        let b: Vec<f32> = (0..out).map(|_| 0.01 + 0.01 * rng.next_sym()).collect();
         map.insert(
             wname.unwrap_or_else(|| format!("{}.weight", layer.name)),
             Tensor::from_vec(w, wshape.clone(), &Device::Cpu)?,
         );
-        map.insert(
-            bname.unwrap_or_else(|| format!("{}.bias", layer.name)),
-            Tensor::from_vec(b, out, &Device::Cpu)?,
-        );
-        shape = super::net::infer_shape(spec, layer, shape, Some(out))?;
+        if bias_term {
+            let b: Vec<f32> = (0..out).map(|_| 0.01 + 0.01 * rng.next_sym()).collect();
+            map.insert(
+                bname.unwrap_or_else(|| format!("{}.bias", layer.name)),
+                Tensor::from_vec(b, out, &Device::Cpu)?,
+            );
+        }
+        shapes.push(super::net::infer_shape(spec, layer, &in_shapes, Some(out))?);
     }
     Ok(map)
 }

@@ -164,8 +164,9 @@ pub fn run(
         ));
     }
     let mut results: Vec<Option<Outcome>> = vec![None; jobs.len()];
+    // the trie node of each gradient row; every pending tensor holds one row per entry
     let mut rows: Vec<usize> = Vec::new();
-    let mut grad: Option<Tensor> = None;
+    let mut pending = Pending::new(net);
     for pos in (0..=top).rev() {
         // rows that start here
         let starting: Vec<&(usize, Start)> = roots
@@ -181,7 +182,7 @@ pub fn run(
                 parts.push(row.reshape(shape.dims(1))?);
                 rows.push(*id);
             }
-            grad = Some(cat_rows(grad.take(), parts)?);
+            pending.append(pos, rows.len(), parts)?;
         }
         // rows that fork into filtered children here
         let forks: Vec<(usize, usize)> = rows
@@ -197,20 +198,25 @@ pub fn run(
             })
             .collect();
         if !forks.is_empty() {
-            let g = grad.as_ref().expect("rows exist");
-            let new = filter_rows(net, g, &forks, &mut nodes, opts)?;
+            let g = pending.at(pos, rows.len())?;
+            let new = filter_rows(net, &g, &forks, &mut nodes, opts)?;
             rows.extend(forks.iter().map(|&(_, ch)| ch));
-            grad = Some(cat_rows(grad.take(), vec![new])?);
+            pending.append(pos, rows.len(), vec![new])?;
         }
         // captures here
-        for (ri, &id) in rows.iter().enumerate() {
-            for &(ji, p) in &nodes[id].captures {
-                if p == pos {
-                    let g = grad.as_ref().expect("rows exist").get(ri)?;
-                    results[ji] = Some(Outcome {
-                        grad: g.to_device(&Device::Cpu)?,
-                        note: nodes[id].note.clone(),
-                    });
+        if rows
+            .iter()
+            .any(|&id| nodes[id].captures.iter().any(|&(_, p)| p == pos))
+        {
+            let g = pending.at(pos, rows.len())?;
+            for (ri, &id) in rows.iter().enumerate() {
+                for &(ji, p) in &nodes[id].captures {
+                    if p == pos {
+                        results[ji] = Some(Outcome {
+                            grad: g.get(ri)?.to_device(&Device::Cpu)?,
+                            note: nodes[id].note.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -219,19 +225,19 @@ pub fn run(
             .filter(|&ri| nodes[rows[ri as usize]].lowest < pos)
             .collect();
         if keep.len() < rows.len() {
-            if keep.is_empty() {
-                grad = None;
-            } else {
-                let idx = Tensor::new(keep.as_slice(), grad.as_ref().unwrap().device())?;
-                grad = Some(grad.unwrap().index_select(&idx, 0)?);
-            }
+            pending.keep(&keep)?;
             rows = keep.iter().map(|&ri| rows[ri as usize]).collect();
         }
+        // the layer producing this tensor passes its gradient on to its inputs
         if pos > 0 {
-            if let Some(g) = grad.take() {
+            if let Some(g) = pending.take(pos) {
                 let t0 = std::time::Instant::now();
-                grad = Some(net.backward_layer(pos - 1, state, Some(img), &g, opts.rule)?);
-                tracing::trace!(layer = %net.spec.layers[pos - 1].name, rows = rows.len(), ms = t0.elapsed().as_secs_f64() * 1e3, "backward");
+                let layer = pos - 1;
+                let grads = net.backward_node(layer, state, Some(img), &g, opts.rule)?;
+                for (&t, gi) in net.inputs[layer].iter().zip(grads) {
+                    pending.add(t, gi)?;
+                }
+                tracing::trace!(layer = %net.spec.layers[layer].name, rows = rows.len(), ms = t0.elapsed().as_secs_f64() * 1e3, "backward");
             }
         }
     }
@@ -262,6 +268,87 @@ fn same_start(a: &Start, b: &Start) -> bool {
             },
         ) => k1 == k2 && p1 == p2,
         _ => false,
+    }
+}
+
+/// The gradients not yet passed on, per tensor, each with one row per live job row. A
+/// tensor that no gradient reached holds none (it is zero).
+struct Pending<'a> {
+    net: &'a Net,
+    grads: Vec<Option<Tensor>>,
+}
+
+impl<'a> Pending<'a> {
+    fn new(net: &'a Net) -> Self {
+        Pending {
+            net,
+            grads: vec![None; net.layers.len() + 1],
+        }
+    }
+
+    /// The gradient at tensor `t` for all `rows` rows (zeros when none reached it).
+    fn at(&mut self, t: usize, rows: usize) -> Result<Tensor> {
+        if self.grads[t].is_none() {
+            let dims = self.net.shape_at(t).dims(rows);
+            self.grads[t] = Some(Tensor::zeros(
+                dims,
+                candle_core::DType::F32,
+                &self.net.device,
+            )?);
+        }
+        Ok(self.grads[t].clone().expect("set above"))
+    }
+
+    /// Rows appended at tensor `t` (`parts`, together `rows - before` rows); every other
+    /// pending tensor gets zero rows for them.
+    fn append(&mut self, t: usize, rows: usize, parts: Vec<Tensor>) -> Result<()> {
+        let added: usize = parts.iter().map(|p| p.dims()[0]).sum();
+        let before = rows - added;
+        for (u, slot) in self.grads.iter_mut().enumerate() {
+            if u == t {
+                continue;
+            }
+            if let Some(g) = slot.take() {
+                let mut dims = g.dims().to_vec();
+                dims[0] = added;
+                let z = Tensor::zeros(dims, candle_core::DType::F32, g.device())?;
+                *slot = Some(Tensor::cat(&[g, z], 0)?);
+            }
+        }
+        let prev = if before == 0 {
+            self.grads[t].take()
+        } else {
+            Some(self.at(t, before)?)
+        };
+        self.grads[t] = Some(cat_rows(prev, parts)?);
+        Ok(())
+    }
+
+    /// Keeps only the rows `keep` of every pending tensor.
+    fn keep(&mut self, keep: &[u32]) -> Result<()> {
+        for slot in self.grads.iter_mut() {
+            if let Some(g) = slot.take() {
+                if !keep.is_empty() {
+                    let idx = Tensor::new(keep, g.device())?;
+                    *slot = Some(g.index_select(&idx, 0)?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, t: usize) -> Option<Tensor> {
+        self.grads[t].take()
+    }
+
+    /// Adds `g` to the gradient at tensor `t` (where a tensor fans out, its gradient is the
+    /// sum of its users').
+    fn add(&mut self, t: usize, g: Tensor) -> Result<()> {
+        self.grads[t] = Some(match self.grads[t].take() {
+            Some(prev) => (prev + g)?,
+            None => g,
+        });
+        Ok(())
     }
 }
 
