@@ -227,3 +227,48 @@ fn imported_caffe_files_match_pytorch() {
         check_fixture("caffenet", load("caffenet", Some(model)));
     }
 }
+
+/// A torchvision graph's fixture (tests/golden/make_golden_graph.py) on the built-in spec
+/// of the same name with the fixture's `.pth` state dict.
+fn load_graph_pth(net: &str, spec: Option<treevis::model::Spec>) -> Fixture {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(golden(&format!("{net}.ref.json"))).unwrap())
+            .unwrap();
+    // a spec given as a file, written as TOML and read back
+    let dir = tempfile::tempdir().unwrap();
+    let name = match spec {
+        Some(s) => {
+            let f = dir.path().join("model.toml");
+            std::fs::write(&f, s.to_toml().unwrap()).unwrap();
+            f.to_str().unwrap().to_string()
+        }
+        None => meta["model"].as_str().unwrap().to_string(),
+    };
+    let model = Model::load(
+        &name,
+        &WeightsSource::File(root().join(meta["pth"].as_str().unwrap())),
+        &device(),
+    )
+    .unwrap();
+    let blobs: Vec<&str> = model.net.blobs.iter().map(|b| b.name.as_str()).collect();
+    let want: Vec<&str> = meta["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert_eq!(blobs, want, "{net}: tree blobs");
+    load(net, Some(model))
+}
+
+#[test]
+fn resnet18_pth_matches_pytorch() {
+    check_fixture("resnet18", load_graph_pth("resnet18", None));
+}
+
+#[test]
+fn mobilenet_v2_pth_matches_pytorch() {
+    // the fixture is torchvision's width 0.25, where features.1 has a residual connection
+    let spec = treevis::model::zoo::mobilenet_v2_spec(0.25);
+    check_fixture("mobilenet_v2", load_graph_pth("mobilenet_v2", Some(spec)));
+}

@@ -290,6 +290,7 @@ pub fn to_spec(d: &Deploy, origin: &str, name: &str, mean_file: Option<&str>) ->
                         .map(|v| parse_num(origin, v, "group"))
                         .transpose()?
                         .unwrap_or(1),
+                    depthwise: false,
                     weight: None,
                     bias: None,
                     bias_term: true,

@@ -10,6 +10,7 @@ pub mod rule;
 pub mod spec;
 pub mod train;
 pub mod weights;
+pub mod zoo;
 
 use std::path::{Path, PathBuf};
 

@@ -406,6 +406,7 @@ impl Net {
                     pad,
                     dilation,
                     groups,
+                    depthwise,
                     weight,
                     bias,
                     bias_term,
@@ -414,6 +415,7 @@ impl Net {
                     let wn = default_name(weight, "weight");
                     let w = take(&wn, &ls.name)?;
                     let cin = shape.channels();
+                    let groups = &if *depthwise { cin } else { *groups };
                     let d = w.dims().to_vec();
                     let ok = d.len() == 4
                         && cin % groups == 0
@@ -1351,4 +1353,52 @@ fn conv_backward(g: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Res
         (rows, cin, geo.h, geo.w),
         &Device::Cpu,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{conv_forward, Conv, Shape};
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn grouped_conv_matches_candle() {
+        let dev = Device::Cpu;
+        for (cin, cout, groups, stride) in
+            [(8, 8, 8, 1), (8, 8, 8, 2), (4, 8, 2, 1), (48, 48, 48, 2)]
+        {
+            let x = Tensor::randn(0f32, 1.0, (1, cin, 9, 9), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (cout, cin / groups, 3, 3), &dev).unwrap();
+            let c = Conv {
+                w: w.clone(),
+                b: Tensor::zeros((1, cout, 1, 1), candle_core::DType::F32, &dev).unwrap(),
+                kernel: 3,
+                stride,
+                pad: 1,
+                dilation: 1,
+                groups,
+            };
+            let want = x.conv2d(&w, 1, stride, 1, groups).unwrap();
+            let oh = want.dims()[2];
+            let got = conv_forward(
+                &x,
+                &c,
+                Shape::Spatial { c: cin, h: 9, w: 9 },
+                Shape::Spatial {
+                    c: cout,
+                    h: oh,
+                    w: oh,
+                },
+            )
+            .unwrap();
+            let d = (got - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-4, "{cin} {cout} {groups} {stride}: {d}");
+        }
+    }
 }

@@ -113,6 +113,10 @@ pub enum LayerKind {
         dilation: usize,
         #[serde(default = "one")]
         groups: usize,
+        /// One group per input channel (a depthwise convolution), whatever the width;
+        /// replaces `groups`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        depthwise: bool,
         #[serde(default)]
         weight: Option<String>,
         #[serde(default)]
@@ -208,6 +212,9 @@ fn yes() -> bool {
 fn is_true(b: &bool) -> bool {
     *b
 }
+fn is_false(b: &bool) -> bool {
+    !*b
+}
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -298,6 +305,15 @@ impl LayerSpec {
             kind,
         }
     }
+}
+
+/// Names of every built-in spec: the TOML ones and the generated torchvision graphs.
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTIN_SPECS
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(super::zoo::ZOO.iter().map(|(n, _)| *n))
+        .collect()
 }
 
 /// A spec and the folder its relative paths are resolved against (`None`: built in).
@@ -412,6 +428,14 @@ impl Spec {
         Ok(())
     }
 
+    /// The spec as TOML text (what `from_toml` reads back).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| Error::Spec {
+            origin: self.name.clone(),
+            msg: format!("cannot be written as TOML: {e}"),
+        })
+    }
+
     /// Index of a layer by name.
     pub fn layer_index(&self, name: &str) -> Option<usize> {
         self.layers.iter().position(|l| l.name == name)
@@ -441,6 +465,9 @@ impl LoadedSpec {
                 dir: Some(dir),
             });
         }
+        if let Some(spec) = super::zoo::spec(model) {
+            return Ok(LoadedSpec { spec, dir: None });
+        }
         match BUILTIN_SPECS.iter().find(|(n, _)| *n == model) {
             Some((n, text)) => Ok(LoadedSpec {
                 spec: Spec::from_toml(text, &format!("built-in spec `{n}`"))?,
@@ -448,11 +475,7 @@ impl LoadedSpec {
             }),
             None => Err(Error::UnknownModel {
                 model: model.to_string(),
-                known: BUILTIN_SPECS
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                known: builtin_names().join(", "),
             }),
         }
     }

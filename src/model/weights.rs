@@ -128,13 +128,18 @@ pub fn random_weights(spec: &Spec, seed: u64) -> Result<TensorMap> {
                 out,
                 kernel,
                 groups,
+                depthwise,
                 weight,
                 bias,
                 bias_term,
                 ..
             } => {
                 let out = out.ok_or_else(|| no_width(spec, &layer.name))?;
-                let cin = shape.channels() / groups;
+                let cin = if *depthwise {
+                    1
+                } else {
+                    shape.channels() / groups
+                };
                 (
                     vec![out, cin, *kernel, *kernel],
                     cin * kernel * kernel,

@@ -1,0 +1,363 @@
+//! Specs of torchvision's graph networks, built in code from the same plans as torchvision's
+//! model builders: layer names are torchvision's module paths (`layer4.1.conv2`), so its
+//! `.pth` state dicts load by name, and tree blobs are the blocks' outputs (reference
+//! section 8). Channel counts come from the weights, so width-reduced variants of the same
+//! topology load with the same spec; the `out` fields are the published widths.
+
+use super::spec::{BlobSpec, ColorOrder, InputSpec, LayerKind, LayerSpec, PoolSpec, Spec};
+
+/// The generated specs: `(name, description)`.
+pub const ZOO: &[(&str, &str)] = &[
+    (
+        "resnet18",
+        "torchvision ResNet-18 (He et al. 2015), basic blocks [2, 2, 2, 2]",
+    ),
+    (
+        "resnet34",
+        "torchvision ResNet-34, basic blocks [3, 4, 6, 3]",
+    ),
+    (
+        "resnet50",
+        "torchvision ResNet-50 (v1.5: stride in the 3x3), bottlenecks [3, 4, 6, 3]",
+    ),
+    (
+        "resnet101",
+        "torchvision ResNet-101, bottlenecks [3, 4, 23, 3]",
+    ),
+    (
+        "mobilenet_v2",
+        "torchvision MobileNetV2 (Sandler et al. 2018), width 1.0",
+    ),
+];
+
+/// The spec of a generated network, by name.
+pub fn spec(name: &str) -> Option<Spec> {
+    let description = ZOO.iter().find(|(n, _)| *n == name)?.1.to_string();
+    let mut b = Builder::default();
+    match name {
+        "resnet18" => resnet(&mut b, false, [2, 2, 2, 2]),
+        "resnet34" => resnet(&mut b, false, [3, 4, 6, 3]),
+        "resnet50" => resnet(&mut b, true, [3, 4, 6, 3]),
+        "resnet101" => resnet(&mut b, true, [3, 4, 23, 3]),
+        "mobilenet_v2" => mobilenet_v2(&mut b, 1.0),
+        _ => return None,
+    }
+    // top blob first
+    b.blobs.reverse();
+    Some(Spec {
+        name: name.to_string(),
+        description,
+        labels: Some("imagenet_classes.txt".into()),
+        weights: None,
+        input: torchvision_input(),
+        layers: b.layers,
+        blobs: b.blobs,
+    })
+}
+
+/// MobileNetV2 at another width multiplier (torchvision's `width_mult`): which blocks have a
+/// residual connection depends on the rounded widths, so each width is its own topology.
+pub fn mobilenet_v2_spec(width_mult: f32) -> Spec {
+    let mut s = spec("mobilenet_v2").expect("in the zoo");
+    let mut b = Builder::default();
+    mobilenet_v2(&mut b, width_mult);
+    b.blobs.reverse();
+    s.name = format!("mobilenet_v2_x{width_mult}");
+    s.layers = b.layers;
+    s.blobs = b.blobs;
+    s
+}
+
+/// torchvision's `_make_divisible(v, 8)`.
+fn make_divisible(v: f32) -> usize {
+    let d = 8.0;
+    let mut n = ((v + d / 2.0) / d).floor() * d;
+    n = n.max(d);
+    if n < 0.9 * v {
+        n += d;
+    }
+    n as usize
+}
+
+/// torchvision's ImageNet preprocessing: RGB in 0..1, mean/std normalised, resize 256 and
+/// centre crop 224.
+pub fn torchvision_input() -> InputSpec {
+    InputSpec {
+        size: [224, 224],
+        color: ColorOrder::Rgb,
+        scale: 1.0,
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+        resize: Some(256),
+        mean_file: None,
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    layers: Vec<LayerSpec>,
+    blobs: Vec<BlobSpec>,
+}
+
+impl Builder {
+    /// Adds a layer taking `inputs` (written out only where they are not the layer before).
+    fn add(&mut self, name: &str, inputs: &[&str], kind: LayerKind) -> String {
+        let prev = self
+            .layers
+            .last()
+            .map(|l| l.name.as_str())
+            .unwrap_or("data");
+        let inputs = if inputs == [prev] {
+            None
+        } else {
+            Some(inputs.iter().map(|s| s.to_string()).collect())
+        };
+        self.layers.push(LayerSpec {
+            name: name.to_string(),
+            inputs,
+            kind,
+        });
+        name.to_string()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &mut self,
+        name: &str,
+        input: &str,
+        out: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        depthwise: bool,
+    ) -> String {
+        self.add(
+            name,
+            &[input],
+            LayerKind::Conv {
+                out: Some(out),
+                kernel,
+                stride,
+                pad,
+                dilation: 1,
+                groups: 1,
+                depthwise,
+                weight: None,
+                bias: None,
+                bias_term: false,
+            },
+        )
+    }
+
+    fn bn(&mut self, name: &str, input: &str) -> String {
+        self.add(name, &[input], LayerKind::Batchnorm { eps: 1e-5 })
+    }
+
+    fn blob(&mut self, name: &str, layer: &str) {
+        self.blobs.push(BlobSpec {
+            name: name.to_string(),
+            layer: layer.to_string(),
+            mult: 1.0,
+            below: None,
+        });
+    }
+
+    /// conv, BatchNorm and optionally an activation: torchvision's `Conv2dNormActivation`
+    /// (`NAME.0`, `NAME.1`, `NAME.2`).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bn_act(
+        &mut self,
+        name: &str,
+        input: &str,
+        out: usize,
+        kernel: usize,
+        stride: usize,
+        depthwise: bool,
+        act: Option<LayerKind>,
+    ) -> String {
+        let c = self.conv(
+            &format!("{name}.0"),
+            input,
+            out,
+            kernel,
+            stride,
+            (kernel - 1) / 2,
+            depthwise,
+        );
+        let n = self.bn(&format!("{name}.1"), &c);
+        match act {
+            Some(a) => self.add(&format!("{name}.2"), &[&n], a),
+            None => n,
+        }
+    }
+}
+
+fn resnet(b: &mut Builder, bottleneck: bool, blocks: [usize; 4]) {
+    let c = b.conv("conv1", "data", 64, 7, 2, 3, false);
+    let n = b.bn("bn1", &c);
+    let r = b.add("relu", &[&n], LayerKind::Relu);
+    b.blob("relu", &r);
+    let mut x = b.add(
+        "maxpool",
+        &[&r],
+        LayerKind::Maxpool(PoolSpec {
+            kernel: 3,
+            stride: 2,
+            pad: 1,
+            ceil: false,
+        }),
+    );
+    let expansion = if bottleneck { 4 } else { 1 };
+    let mut inplanes = 64;
+    for (stage, (&n_blocks, planes)) in blocks.iter().zip([64, 128, 256, 512]).enumerate() {
+        for i in 0..n_blocks {
+            let p = format!("layer{}.{i}", stage + 1);
+            let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+            let out = if bottleneck {
+                let c1 = b.conv(&format!("{p}.conv1"), &x, planes, 1, 1, 0, false);
+                let n1 = b.bn(&format!("{p}.bn1"), &c1);
+                let r1 = b.add(&format!("{p}.relu"), &[&n1], LayerKind::Relu);
+                let c2 = b.conv(&format!("{p}.conv2"), &r1, planes, 3, stride, 1, false);
+                let n2 = b.bn(&format!("{p}.bn2"), &c2);
+                let r2 = b.add(&format!("{p}.relu_1"), &[&n2], LayerKind::Relu);
+                let c3 = b.conv(&format!("{p}.conv3"), &r2, planes * 4, 1, 1, 0, false);
+                b.bn(&format!("{p}.bn3"), &c3)
+            } else {
+                let c1 = b.conv(&format!("{p}.conv1"), &x, planes, 3, stride, 1, false);
+                let n1 = b.bn(&format!("{p}.bn1"), &c1);
+                let r1 = b.add(&format!("{p}.relu"), &[&n1], LayerKind::Relu);
+                let c2 = b.conv(&format!("{p}.conv2"), &r1, planes, 3, 1, 1, false);
+                b.bn(&format!("{p}.bn2"), &c2)
+            };
+            let identity = if stride != 1 || inplanes != planes * expansion {
+                let d = b.conv(
+                    &format!("{p}.downsample.0"),
+                    &x,
+                    planes * expansion,
+                    1,
+                    stride,
+                    0,
+                    false,
+                );
+                b.bn(&format!("{p}.downsample.1"), &d)
+            } else {
+                x.clone()
+            };
+            let sum = b.add(&format!("{p}.add"), &[&out, &identity], LayerKind::Add);
+            let last_relu = if bottleneck { "relu_2" } else { "relu_1" };
+            x = b.add(&format!("{p}.{last_relu}"), &[&sum], LayerKind::Relu);
+            b.blob(&p, &x);
+            inplanes = planes * expansion;
+        }
+    }
+    head(b, &x, "avgpool", "fc", false);
+}
+
+/// Global average pooling, flatten and the classifier (`fc`, or `classifier.1` after a
+/// dropout `classifier.0`).
+fn head(b: &mut Builder, x: &str, pool: &str, fc: &str, dropout: bool) {
+    let p = b.add(pool, &[x], LayerKind::AdaptiveAvgpool { output: [1, 1] });
+    let mut f = b.add("flatten", &[&p], LayerKind::Flatten);
+    if dropout {
+        f = b.add("classifier.0", &[&f], LayerKind::Dropout { p: 0.2 });
+    }
+    let l = b.add(
+        fc,
+        &[&f],
+        LayerKind::Linear {
+            out: Some(1000),
+            weight: None,
+            bias: None,
+            bias_term: true,
+        },
+    );
+    b.blob(fc, &l);
+}
+
+fn relu6() -> LayerKind {
+    LayerKind::Clip { min: 0.0, max: 6.0 }
+}
+
+fn mobilenet_v2(b: &mut Builder, width: f32) {
+    let first = make_divisible(32.0 * width);
+    let mut x = b.conv_bn_act("features.0", "data", first, 3, 2, false, Some(relu6()));
+    b.blob("features.0", &x);
+    let mut cin = first;
+    let mut idx = 1;
+    for (t, c, n, s) in [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ] {
+        let c = make_divisible(c as f32 * width);
+        for i in 0..n {
+            let stride = if i == 0 { s } else { 1 };
+            let p = format!("features.{idx}");
+            let hidden = cin * t;
+            let mut y = x.clone();
+            let mut part = 0;
+            if t != 1 {
+                y = b.conv_bn_act(
+                    &format!("{p}.conv.0"),
+                    &y,
+                    hidden,
+                    1,
+                    1,
+                    false,
+                    Some(relu6()),
+                );
+                part = 1;
+            }
+            y = b.conv_bn_act(
+                &format!("{p}.conv.{part}"),
+                &y,
+                hidden,
+                3,
+                stride,
+                true,
+                Some(relu6()),
+            );
+            let pw = b.conv(&format!("{p}.conv.{}", part + 1), &y, c, 1, 1, 0, false);
+            y = b.bn(&format!("{p}.conv.{}", part + 2), &pw);
+            if stride == 1 && cin == c {
+                y = b.add(&format!("{p}.add"), &[&y, &x], LayerKind::Add);
+            }
+            b.blob(&p, &y);
+            x = y;
+            cin = c;
+            idx += 1;
+        }
+    }
+    let last = make_divisible(1280.0 * width.max(1.0));
+    x = b.conv_bn_act("features.18", &x, last, 1, 1, false, Some(relu6()));
+    b.blob("features.18", &x);
+    head(b, &x, "avgpool", "classifier.1", true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{weights, Net};
+    use candle_core::Device;
+
+    #[test]
+    fn generated_specs_build_with_random_weights() {
+        for (name, _) in ZOO {
+            let mut s = spec(name).unwrap();
+            s.input.size = [64, 64];
+            let w = weights::random_weights(&s, 1).unwrap();
+            let net = Net::build(s, w, &Device::Cpu, std::path::Path::new("random")).unwrap();
+            assert_eq!(net.blobs[0].shape.channels(), 1000, "{name}");
+        }
+        let r18 = spec("resnet18").unwrap();
+        let names: Vec<&str> = r18.blobs.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names[..3], ["fc", "layer4.1", "layer4.0"]);
+        assert_eq!(names.last(), Some(&"relu"));
+        assert_eq!(spec("resnet50").unwrap().blobs.len(), 18);
+        assert_eq!(spec("mobilenet_v2").unwrap().blobs.len(), 20);
+    }
+}

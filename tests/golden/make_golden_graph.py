@@ -1,0 +1,929 @@
+#!/usr/bin/env python3
+"""Golden fixtures for treevis on GRAPH networks (residual adds, BatchNorm, ReLU6):
+an independent PyTorch (autograd) + Captum reference. Companion of make_golden.py (chains).
+
+What it writes (tests/golden/, for NAME in resnet18, mobilenet_v2)
+------------------------------------------------------------------
+  NAME.pth                 torch.save(model.state_dict()) of a REAL torchvision module tree
+                           (torchvision.models.resnet.ResNet / mobilenet.MobileNetV2, module
+                           names exactly torchvision's) at REDUCED width, seeded random conv /
+                           linear weights AND random BatchNorm parameters (eval mode):
+                           weight ~ U(0.5,1.5), bias ~ N(0,0.1), running_mean ~ N(0,0.1),
+                           running_var ~ U(0.5,2.0); num_batches_tracked (int64) kept.
+  NAME.onnx                TorchScript exporter: torch.onnx.export(..., dynamo=False,
+                           opset_version=17, do_constant_folding=True,
+                           input_names=["input"], output_names=["logits"])
+  NAME_dynamo.onnx (+ NAME_dynamo.onnx.data)
+                           the dynamo exporter (torch.onnx.export(model, (x,), dynamo=True)
+                           then ONNXProgram.save(f, external_data=True)), exactly as it
+                           writes it: opset 20, BN folded into Conv by onnxscript
+                           (FuseBatchNormIntoConv) -- the folded weights KEEP the module
+                           names (`layer1.0.conv1.weight` holds conv*BN-scale, not the .pth
+                           tensor), folded biases `*.weight_bias`, int64 axes/shapes and
+                           Clip bounds are inline, most parameters are in the .data file;
+                           input `x`, output `linear`, global pool = ReduceMean(axes [-1,-2],
+                           keepdims 1) + Reshape([1, C]); node metadata
+                           (pkg.torch.onnx.name_scopes, namespace, class_hierarchy, fx_node,
+                           stack_trace with this machine's paths) kept as written. Forcing
+                           every initializer external (size_threshold=0) makes onnxruntime
+                           reject the file (external int64 ReduceMean axes), so it is not done.
+  The TorchScript file: opset 17, BN folded into Conv (unnamed `onnx::Conv_NNN` initializers),
+  node names `/layer4/layer4.1/relu_1/Relu`, GlobalAveragePool + Flatten + Gemm, ReLU6 as
+  Clip(x, Constant 0, Constant 6); static batch 1 in both files.
+  NAME.ref.safetensors     float32: `input` [3,H,W]; `blob/<blob>` for every tree blob
+                           ([C,H,W] or [C], no batch dim; post-activation value, the logits
+                           for the top blob); `probs` [1000] (softmax of the logits);
+                           `recon/<j>` raw gradient at the input [3,H,W].
+  NAME.ref.json            {"generator", "model", "pth", "onnx": [..], "input_size": [H,W],
+                           "blobs": [top-first tree blobs], "cases": [{key,path,rule,mult_mode}],
+                           "children": [{path,rule,mult_mode,k,children:[{blob,channel,weight}]}],
+                           "top5"}  -- cases/children/top5 as in tiny.ref.json.
+                           NOTE: a case's "key" names its tensor. Root-only paths give the same
+                           tensor for mult modes auto and manual (no filter, mult 1), so the
+                           manual case points at the auto case's tensor (same key) to keep the
+                           files small: never assume key == "recon/<case index>".
+
+Semantics: shared/docs/reconstruction.md sections 2, 3, 4, 8, verbatim:
+  * tree blobs (section 8): articulation tensors minus pooling/flatten outputs; a tensor
+    consumed only by an activation is represented by the activation's output.
+    resnet18: fc (logits), layer4.1, layer4.0, ..., layer1.0, relu (stem ReLU output).
+      A block blob layerX.Y = relu(bn2(conv2(..)) + identity) (post-ReLU); the stem's maxpool
+      output is excluded (pooling).
+    mobilenet_v2: classifier.1 (logits), features.18, ..., features.0. features.N is the
+      output of block N: for a residual InvertedResidual the Add output (no activation after
+      it); for a non-residual one the projection BN output; features.0 / features.18 end in
+      ReLU6 (post-ReLU6 value). Each blob's children live in the next blob of the list.
+  * "gradient at a blob": for a blob ending in an activation, the gradient at the
+    activation's INPUT after its backward rule (resnet: at the Add output after the block's
+    last ReLU; stem: at bn1's output); otherwise the gradient at the blob tensor itself
+    (logits; mobilenet residual Add outputs / projection-BN outputs).
+  * rules: ReLU (x = input, g = incoming): gradient g*[x>0]; deconv g*[g>0];
+    guided g*[x>0]*[g>0]; guided-neg g*[x>0]*[g<0]. ReLU6: the same with [0<x<6] in place
+    of [x>0] (section 8 table). Everything else true gradient: conv, BN (eval affine),
+    max pool (PyTorch's argmax), adaptive avg pool, flatten, linear, dropout (identity),
+    residual Add (fan-out: sum of consumers).
+  * root seed: conv blob -> spatial argmax of the channel of the (post-activation) blob
+    value, first index on ties in row-major order (torch.argmax); fc blob -> the unit;
+    value = mult * activation, mult = 1.0 for every blob; placed at the gradient-at-blob
+    position (the root's own activation rule is NOT applied to the seed).
+  * following node (bi, ci): backprop to the gradient at bi, keep channel ci only, times
+    sum|g|/sum|g[ci]| (mode auto; float64, applied in float32) or mult = 1.0 (manual).
+  * children of a path ending at blob b: g = gradient at the blob below b, a = its blob
+    value (post-activation), w_j = |mean_{y,x} a_j*g_j| (fc: no mean), top-k, ties -> lower
+    channel index.
+
+Implementation (the trap): torchvision's BasicBlock calls ONE nn.ReLU(inplace=True) module
+twice (after bn1 and after the add) and the stem's `relu` is a third module; Captum's
+module hooks misapply the rules there. The reference is therefore an explicit FUNCTIONAL
+forward over the module's parameters (F.conv2d, F.batch_norm with running stats, a custom
+autograd Function with the rule in its backward at EVERY activation application,
+F.max_pool2d, adaptive avg pool, flatten, F.linear), asserted to reproduce model(x) to 1e-5
+relative, plus segment-by-segment torch.autograd.grad between filter points.
+Cross-checks (asserted < 1e-5; error = max|ours - other| / max|other|, printed):
+  * functional logits vs model(x) (the torchvision module itself);
+  * `gradient` root-only, every root: plain torch.autograd on model(x) itself,
+    d(seed * blob_output[c,y,x]) / d(input) via a forward hook on the block module
+    (= d(seed * preact[c,y,x]) / d(input) since the seeded unit is active);
+  * `guided` / `deconv` root-only and filtered paths: Captum GuidedBackprop / Deconvolution
+    on a copy of the functional forward in which EVERY activation application is its own
+    non-inplace nn.ReLU / nn.ReLU6 module, filters applied by tensor hooks; `gradient`
+    filtered paths: plain autograd on that copy with the same hooks.
+  * the ONNX files are run with onnxruntime (when installed) against model(x).
+  * `guided-neg` has no twin; it is the section-2 table verbatim in the rule Function.
+
+Results of the run that wrote the committed files: every autograd / Captum cross-check
+agreed bit-exactly (0.0); onnxruntime vs model(x) <= 1.5e-6 relative. Captum run naively on
+the torchvision ResNet (shared inplace nn.ReLU) also matched root-only (captum 0.9.0 hooks
+per call); on MobileNetV2 it is wrong (rel err ~1-3) because Captum hooks only nn.ReLU and
+leaves nn.ReLU6 with its true gradient -- the copy uses an nn.ReLU subclass computing relu6.
+Sizes: each NAME.ref.safetensors is 3.4-4.4 MiB (28 distinct [3,H,W] reconstructions), each
+model file ~1 MiB; ~13 MiB for both networks.
+
+Versions: see the "generator" string of each NAME.ref.json (torch 2.15.0+cu132 CPU,
+torchvision 0.29.2, captum 0.9.0, onnx 1.23.2, onnxscript 0.7.2, onnxruntime 1.32.0,
+safetensors, numpy 2.4.6, Python 3.11.7), torch.set_num_threads(2).
+
+Rerun (from the repo root):
+    python3 -m venv /work/venv && /work/venv/bin/pip install torch torchvision captum \
+        safetensors numpy onnx onnxscript onnxruntime
+    /work/venv/bin/python tests/golden/make_golden_graph.py [resnet18] [mobilenet_v2]
+Deterministic (fixed seeds); bit-identical reruns expected on the same versions / CPU.
+"""
+
+import json
+import math
+import os
+import platform
+import sys
+import warnings
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from torchvision.models.resnet import BasicBlock, ResNet
+
+import captum
+from captum.attr import Deconvolution, GuidedBackprop
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT_DIR = os.path.join(REPO, "tests", "golden")
+RULES = ["gradient", "deconv", "guided", "guided-neg"]
+MODES = ["auto", "manual"]
+
+warnings.filterwarnings("ignore", message=".*backward hooks.*")
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+# ----------------------------------------------------------------------------------------
+# Rule activations
+# ----------------------------------------------------------------------------------------
+
+class RuleAct(torch.autograd.Function):
+    """ReLU (t=None) or ReLU6/Clip(0,t) whose backward is the rule of sections 2 / 8."""
+
+    @staticmethod
+    def forward(ctx, x, rule, t):
+        ctx.save_for_backward(x)
+        ctx.rule, ctx.t = rule, t
+        return x.clamp(min=0) if t is None else x.clamp(0, t)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        pos = (x > 0) if ctx.t is None else ((x > 0) & (x < ctx.t))
+        if ctx.rule == "gradient":
+            keep = pos
+        elif ctx.rule == "deconv":
+            keep = g > 0
+        elif ctx.rule == "guided":
+            keep = pos & (g > 0)
+        elif ctx.rule == "guided-neg":
+            keep = pos & (g < 0)
+        else:
+            raise ValueError(ctx.rule)
+        return torch.where(keep, g, torch.zeros_like(g)), None, None
+
+
+class ReLU6AsReLU(nn.ReLU):
+    """ReLU6 that Captum treats as a ReLU (it hooks isinstance(m, nn.ReLU) only). With
+    Captum's full backward hook: guided = relu(g * [0<x<6]), deconv = relu(g): exactly the
+    ReLU6 row of section 8. (A plain nn.ReLU6 is silently left with its true gradient.)"""
+
+    def forward(self, x):
+        return F.relu6(x)
+
+
+def rule_act(rule):
+    return lambda x, name, t=None: RuleAct.apply(x, rule, t)
+
+
+def plain_act(x, name, t=None):
+    return F.relu(x) if t is None else F.relu6(x)
+
+
+def _conv(x, m):
+    return F.conv2d(x, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
+
+
+def _bn(x, m):
+    return F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+
+# ----------------------------------------------------------------------------------------
+# Networks: torchvision module + functional forward
+# ----------------------------------------------------------------------------------------
+
+def random_bn(model, gen):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.weight.copy_(0.5 + torch.rand(c, generator=gen))
+                m.bias.copy_(0.1 * torch.randn(c, generator=gen))
+                m.running_mean.copy_(0.1 * torch.randn(c, generator=gen))
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=gen))
+
+
+def lsuv_convs(model, x, gen, target=None):
+    """Kaiming-normal conv weights, then (in module order = execution order) each conv's
+    weight is rescaled so that its output on `x` has std target(name) (default 1): with the
+    random BN stats this keeps activations O(1) through every block."""
+    target = target or (lambda n: 1.0)
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        for n, m in convs:
+            fan_in = m.weight[0].numel()
+            m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * math.sqrt(2.0 / fan_in))
+        for n, m in convs:
+            got = {}
+            h = m.register_forward_hook(lambda mod, i, o: got.__setitem__("o", o.detach().clone()))
+            model(x)
+            h.remove()
+            m.weight.mul_(target(n) / float(got["o"].std()))
+
+
+def init_linear(model, lin, x, gen, logit_std=2.5):
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(lin.weight.shape, generator=gen))
+        lin.bias.zero_()
+        s = float(model(x).std())
+        lin.weight.mul_(logit_std / s)
+        lin.bias.copy_(0.1 * torch.randn(lin.bias.shape, generator=gen))
+
+
+class ResNet18Net:
+    name = "resnet18"
+    input_size = (112, 112)
+    seed = 4242
+    blobs = ["fc", "layer4.1", "layer4.0", "layer3.1", "layer3.0", "layer2.1", "layer2.0",
+             "layer1.1", "layer1.0", "relu"]
+
+    def __init__(self, gen):
+        widths = (8, 16, 32, 64)
+        m = ResNet(BasicBlock, [2, 2, 2, 2])  # torchvision's class; rebuilt at reduced width
+        m.inplanes = widths[0]
+        m.dilation = 1
+        m.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+        m.bn1 = nn.BatchNorm2d(widths[0])
+        m.layer1 = m._make_layer(BasicBlock, widths[0], 2)
+        m.layer2 = m._make_layer(BasicBlock, widths[1], 2, stride=2)
+        m.layer3 = m._make_layer(BasicBlock, widths[2], 2, stride=2)
+        m.layer4 = m._make_layer(BasicBlock, widths[3], 2, stride=2)
+        m.fc = nn.Linear(widths[3] * BasicBlock.expansion, 1000)
+        m.eval()
+        self.model = m
+        self.gen = gen
+
+    def init(self, x):
+        random_bn(self.model, self.gen)
+        # second conv of a block a bit smaller: the residual sum stays O(1)
+        lsuv_convs(self.model, x, self.gen,
+                   target=lambda n: 0.8 if n.endswith("conv2") else 1.0)
+        init_linear(self.model, self.model.fc, x, self.gen)
+
+    # activation application names (for the Captum copy) and the blob -> its own activation
+    def blob_act(self, b):
+        if b == "fc":
+            return None
+        return "relu" if b == "relu" else b + ".relu_1"
+
+    def act_names(self):
+        names = ["relu"]
+        for li in range(1, 5):
+            for bi in range(2):
+                names += [f"layer{li}.{bi}.relu", f"layer{li}.{bi}.relu_1"]
+        return names
+
+    def act_is_relu6(self, n):
+        return False
+
+    def forward(self, x, act):
+        """Returns (gt, val): gt[b] tensor carrying 'the gradient at blob b', val[b] the
+        blob value (post-activation)."""
+        m = self.model
+        gt, val = {}, {}
+        h = _bn(_conv(x, m.conv1), m.bn1)
+        gt["relu"] = h
+        h = act(h, "relu")
+        val["relu"] = h
+        mp = m.maxpool
+        h = F.max_pool2d(h, mp.kernel_size, mp.stride, mp.padding, mp.dilation, mp.ceil_mode)
+        for li in range(1, 5):
+            for bi, blk in enumerate(getattr(m, f"layer{li}")):
+                name = f"layer{li}.{bi}"
+                o = act(_bn(_conv(h, blk.conv1), blk.bn1), name + ".relu")
+                o = _bn(_conv(o, blk.conv2), blk.bn2)
+                idt = h if blk.downsample is None else \
+                    _bn(_conv(h, blk.downsample[0]), blk.downsample[1])
+                s = o + idt
+                gt[name] = s
+                h = act(s, name + ".relu_1")
+                val[name] = h
+        h = torch.flatten(F.adaptive_avg_pool2d(h, (1, 1)), 1)
+        logits = F.linear(h, m.fc.weight, m.fc.bias)
+        gt["fc"] = logits
+        val["fc"] = logits
+        return gt, val
+
+    def model_hook(self, b):
+        """(module, kind) for hooked_run: where the blob lives in the real model."""
+        m = self.model
+        if b == "fc":
+            return m.fc, "out"
+        if b == "relu":
+            return m.maxpool, "in"  # its input is the stem ReLU output
+        li, bi = b[len("layer"):].split(".")
+        return getattr(m, f"layer{li}")[int(bi)], "out"
+
+    def plans(self):
+        ALL = RULES
+        cases = [  # (root blob, child picks, modes, rules)
+            ("layer4.1", [], MODES, ALL),
+            ("fc", [], MODES, ALL),
+            ("layer4.1", [0, 0], MODES, ALL),        # layer4.1 -> layer4.0 -> layer3.1
+            ("layer3.0", [0, 0, 0], MODES, ALL),     # layer3.0 -> 2.1 -> 2.0 -> 1.1
+            ("relu", [], MODES, ALL),
+        ]
+        children = [  # (root, picks, rule, mode, k)
+            ("layer4.1", [], "guided", "auto", 5),
+            ("layer4.1", [], "gradient", "manual", 5),
+            ("fc", [], "guided", "auto", 5),
+            ("layer3.0", [0], "deconv", "auto", 5),
+            ("layer1.0", [], "guided", "auto", 5),
+        ]
+        return cases, children
+
+
+class MobileNetV2Net:
+    name = "mobilenet_v2"
+    input_size = (96, 96)
+    seed = 5353
+
+    def __init__(self, gen):
+        from torchvision.ops.misc import Conv2dNormActivation
+        m = torchvision.models.mobilenet_v2(weights=None, width_mult=0.25, round_nearest=8)
+        # torchvision keeps last_channel = 1280 for width_mult < 1 (1.28 M classifier
+        # weights): rebuild the last conv and the classifier at 64, same module names.
+        last = 64
+        m.features[18] = Conv2dNormActivation(m.features[18][0].in_channels, last,
+                                              kernel_size=1, norm_layer=nn.BatchNorm2d,
+                                              activation_layer=nn.ReLU6)
+        m.last_channel = last
+        m.classifier[1] = nn.Linear(last, 1000)
+        m.eval()
+        self.model = m
+        self.gen = gen
+        n = len(m.features)
+        self.blobs = ["classifier.1"] + [f"features.{i}" for i in range(n - 1, -1, -1)]
+
+    def init(self, x):
+        random_bn(self.model, self.gen)
+        # convs feeding a ReLU6 (names ending in ".0": Conv2dNormActivation's conv) at std 3,
+        # so that ~2% of ReLU6 inputs exceed 6 and the [x < 6] half of the rule matters;
+        # projection convs at std 1
+        lsuv_convs(self.model, x, self.gen, target=lambda n: 3.0 if n.endswith(".0") else 1.0)
+        init_linear(self.model, self.model.classifier[1], x, self.gen)
+
+    def blob_act(self, b):
+        n = len(self.model.features)
+        if b in ("features.0", f"features.{n - 1}"):
+            return b + ".2"
+        return None
+
+    def _seq(self, h, seq, prefix, act, names):
+        for cn, c in seq.named_children():
+            full = f"{prefix}.{cn}"
+            if isinstance(c, nn.Conv2d):
+                h = _conv(h, c)
+            elif isinstance(c, nn.BatchNorm2d):
+                h = _bn(h, c)
+            elif isinstance(c, nn.ReLU6):
+                if names is not None:
+                    names[full] = h
+                h = act(h, full, 6.0)
+            elif isinstance(c, nn.Sequential):
+                h = self._seq(h, c, full, act, names)
+            else:
+                raise TypeError(type(c))
+        return h
+
+    def act_names(self):
+        names = []
+        for n, c in self.model.named_modules():
+            if isinstance(c, nn.ReLU6):
+                names.append(n)
+        return names
+
+    def act_is_relu6(self, n):
+        return True
+
+    def forward(self, x, act):
+        from torchvision.models.mobilenetv2 import InvertedResidual
+        m = self.model
+        gt, val = {}, {}
+        h = x
+        for i, blk in enumerate(m.features):
+            name = f"features.{i}"
+            pre = {}
+            if isinstance(blk, InvertedResidual):
+                o = self._seq(h, blk.conv, name + ".conv", act, None)
+                h = h + o if blk.use_res_connect else o
+                gt[name] = h
+            else:  # Conv2dNormActivation ending in ReLU6
+                h = self._seq(h, blk, name, act, pre)
+                gt[name] = pre[name + ".2"]
+            val[name] = h
+        h = torch.flatten(F.adaptive_avg_pool2d(h, (1, 1)), 1)
+        lin = m.classifier[1]
+        logits = F.linear(h, lin.weight, lin.bias)  # classifier.0 dropout: identity (eval)
+        gt["classifier.1"] = logits
+        val["classifier.1"] = logits
+        return gt, val
+
+    def model_hook(self, b):
+        if b == "classifier.1":
+            return self.model.classifier[1], "out"
+        blk = self.model.features[int(b.split(".")[1])]
+        if self.blob_act(b) is not None:
+            return blk[1], "out_clone"  # the BN before the (inplace) ReLU6
+        return blk, "out"
+
+    def plans(self):
+        ALL = RULES
+        n = len(self.model.features)
+        top = f"features.{n - 2}"  # features.17
+        cases = [
+            (top, [], MODES, ALL),
+            ("classifier.1", [], MODES, ALL),
+            (top, [0, 0], MODES, ALL),                   # features.17 -> 16 -> 15
+            ("features.6", [0, 0, 0], MODES, ALL),       # 6 -> 5 -> 4 -> 3 (5, 6 residual)
+            ("features.0", [], MODES, ALL),
+        ]
+        children = [
+            (top, [], "guided", "auto", 5),
+            (top, [], "gradient", "manual", 5),
+            ("classifier.1", [], "guided", "auto", 5),
+            ("features.6", [0], "deconv", "auto", 5),
+            ("features.1", [], "guided", "auto", 5),
+            ("features.2", [], "guided", "auto", 5),
+        ]
+        return cases, children
+
+
+# ----------------------------------------------------------------------------------------
+# Reference reconstruction
+# ----------------------------------------------------------------------------------------
+
+class Forward:
+    def __init__(self, net, inp, rule):
+        self.net = net
+        self.x = inp.detach().clone().unsqueeze(0).requires_grad_(True)
+        self.gt, self.val = net.forward(self.x, rule_act(rule))
+
+    def act(self, b):
+        return self.val[b].detach()[0]
+
+
+def seed_of(a, c0):
+    """a: blob value [C,H,W] or [C]. Returns (index into the [1,...] tensor, activation)."""
+    if a.dim() == 3:
+        ch = a[c0]
+        flat = int(torch.argmax(ch.reshape(-1)))  # first max, row-major
+        y, x = divmod(flat, ch.shape[1])
+        return (0, c0, y, x), float(a[c0, y, x])
+    return (0, c0), float(a[c0])
+
+
+MULT = 1.0
+
+
+def filter_grad(g, ci, mode):
+    f = torch.zeros_like(g)
+    f[:, ci] = g[:, ci]
+    if mode == "auto":
+        den = g[:, ci].double().abs().sum().item()
+        if den == 0.0:
+            return torch.zeros_like(g), True
+        s = g.double().abs().sum().item() / den
+    elif mode == "manual":
+        s = MULT
+    else:
+        raise ValueError(mode)
+    return f * torch.tensor(s, dtype=torch.float32), False
+
+
+def backprop_path(fw, path, mode, to=None):
+    b0, c0 = path[0]
+    idx, a = seed_of(fw.act(b0), c0)
+    cur = fw.gt[b0]
+    g = torch.zeros_like(cur)
+    g[idx] = MULT * a
+    deg = False
+    for bi, ci in path[1:]:
+        ti = fw.gt[bi]
+        (gi,) = torch.autograd.grad(cur, ti, g, retain_graph=True)
+        g, d = filter_grad(gi, ci, mode)
+        deg |= d
+        cur = ti
+    target = fw.x if to is None else fw.gt[to]
+    (gout,) = torch.autograd.grad(cur, target, g, retain_graph=True)
+    return gout, deg
+
+
+def below(net, b):
+    return net.blobs[net.blobs.index(b) + 1]
+
+
+def children_of(fw, path, mode, k=5):
+    net = fw.net
+    bl = below(net, path[-1][0])
+    g, deg = backprop_path(fw, path, mode, to=bl)
+    a = fw.act(bl).double()
+    g = g.detach()[0].double()
+    prod = a * g
+    w = prod.reshape(prod.shape[0], -1).mean(dim=1).abs() if prod.dim() == 3 else prod.abs()
+    w = w.numpy()
+    order = np.argsort(-w, kind="stable")
+    return bl, [(int(j), float(w[j])) for j in order[:k]], deg
+
+
+def recon(net, inp, path, rule, mode):
+    fw = Forward(net, inp, rule)
+    g, deg = backprop_path(fw, path, mode)
+    return g.detach()[0], deg
+
+
+# ----------------------------------------------------------------------------------------
+# Cross-checks
+# ----------------------------------------------------------------------------------------
+
+class CaptumCopy(nn.Module):
+    """The functional forward with EVERY activation application its own non-inplace
+    nn.ReLU / nn.ReLU6 module (so Captum's module hooks see each application once). Returns
+    seed * the seeded element of the root's gradient-at-blob tensor as [1,1]; the path's
+    filters are tensor hooks on the filter blobs' gradient tensors."""
+
+    def __init__(self, net, path, mode):
+        super().__init__()
+        self.net, self.path, self.mode = net, path, mode
+        keys = net.act_names()
+        self.key = {n: n.replace(".", "__") for n in keys}
+        self.acts = nn.ModuleDict({self.key[n]: (ReLU6AsReLU() if net.act_is_relu6(n)
+                                                 else nn.ReLU(inplace=False)) for n in keys})
+        # params: reuse the real model's tensors (not registered here: Captum only needs the
+        # activation modules; the torchvision model's own ReLU modules are NOT submodules, so
+        # Captum hooks exactly our distinct ones)
+
+    def forward(self, x):
+        net = self.net
+        filt = {b: c for b, c in self.path[1:]}
+        filt_act = {net.blob_act(b): b for b in filt if net.blob_act(b) is not None}
+        plain_filt = [b for b in filt if net.blob_act(b) is None]
+        pending = {}
+
+        def act(h, name, t=None):
+            out = self.acts[self.key[name]](h)
+            if name in filt_act:  # register after the module ran (after Captum's hook)
+                b = filt_act[name]
+                c = filt[b]
+                h.register_hook(lambda g, c=c: filter_grad(g, c, self.mode)[0])
+            return out
+
+        gt, val = net.forward(x, act)
+        for b in plain_filt:
+            c = filt[b]
+            gt[b].register_hook(lambda g, c=c: filter_grad(g, c, self.mode)[0])
+        b0, c0 = self.path[0]
+        idx, a = seed_of(val[b0].detach()[0], c0)
+        return (gt[b0][idx] * (MULT * a)).reshape(1, 1)
+
+
+def other_impl(net, inp, path, rule, mode):
+    w = CaptumCopy(net, path, mode)
+    x = inp.detach().clone().unsqueeze(0).requires_grad_(True)
+    if rule == "gradient":
+        y = w(x)
+        (g,) = torch.autograd.grad(y, x, torch.ones_like(y))
+        return g.detach()[0]
+    cls = {"guided": GuidedBackprop, "deconv": Deconvolution}[rule]
+    return cls(w).attribute(x, target=0).detach()[0]
+
+
+def hooked_run(net, b0, x):
+    """Runs the torchvision model on x and returns the tensor that carries 'the gradient at
+    blob b0' (or, for a ReLU block output, the post-ReLU value: same gradient at an active
+    unit), captured by a module hook. kind: out = module output; in = module input;
+    out_clone = module output, replaced by a clone so that the inplace activation after it
+    does not overwrite it (the captured tensor stays the pre-activation)."""
+    mod, kind = net.model_hook(b0)
+    got = {}
+    if kind == "in":
+        h = mod.register_forward_pre_hook(lambda md, i: got.__setitem__("o", i[0]))
+    elif kind == "out":
+        h = mod.register_forward_hook(lambda md, i, o: got.__setitem__("o", o))
+    else:
+        def hk(md, i, o):
+            got["o"] = o
+            return o.clone()
+        h = mod.register_forward_hook(hk)
+    try:
+        net.model(x)
+    finally:
+        h.remove()
+    return got["o"]
+
+
+def plain_on_model(net, inp, b0, c0, fw):
+    """`gradient` rule root-only on the torchvision model itself (plain autograd)."""
+    idx, a = seed_of(fw.act(b0), c0)
+    x = inp.detach().clone().unsqueeze(0).requires_grad_(True)
+    o = hooked_run(net, b0, x)
+    (g,) = torch.autograd.grad(o[idx] * (MULT * a), x)
+    return g.detach()[0]
+
+
+def captum_on_model(net, inp, b0, c0, rule, fw):
+    """Captum run naively on the torchvision model (shared / inplace activation modules):
+    probes the trap. Returns the attribution or the exception text."""
+    m = net.model
+    idx, a = seed_of(fw.act(b0), c0)
+
+    class W(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            o = hooked_run(net, b0, x)
+            return (o[idx] * (MULT * a)).reshape(1, 1)
+
+    x = inp.detach().clone().unsqueeze(0).requires_grad_(True)
+    cls = {"guided": GuidedBackprop, "deconv": Deconvolution}[rule]
+    try:
+        return cls(W()).attribute(x, target=0).detach()[0]
+    except Exception as e:  # noqa
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+
+
+def rel_err(a, b):
+    den = float(b.abs().max())
+    return float((a - b).abs().max()) / (den if den > 0 else 1.0)
+
+
+# ----------------------------------------------------------------------------------------
+# Fixture generation
+# ----------------------------------------------------------------------------------------
+
+def path_str(path):
+    return "/".join(f"{b}:{c}" for b, c in path)
+
+
+def most_active(fw, b):
+    a = fw.act(b)
+    score = a.reshape(a.shape[0], -1).max(dim=1).values if a.dim() == 3 else a
+    return int(torch.argmax(score))
+
+
+def derive_path(net, inp, root, picks, rule, mode="auto"):
+    fw = Forward(net, inp, rule)
+    path = [(root, most_active(fw, root))]
+    for p in picks:
+        bl, ch, _ = children_of(fw, path, mode, k=max(5, p + 1))
+        assert ch[p][1] > 0, f"child #{p} of {path_str(path)} has zero weight"
+        path.append((bl, ch[p][0]))
+    return path
+
+
+def versions():
+    import onnx
+    import onnxscript
+    import safetensors
+    try:
+        import onnxruntime
+        ort = onnxruntime.__version__
+    except ImportError:
+        ort = "n/a"
+    return (f"make_golden_graph.py; torch {torch.__version__}, torchvision "
+            f"{torchvision.__version__}, captum {captum.__version__}, onnx {onnx.__version__}, "
+            f"onnxscript {onnxscript.__version__}, onnxruntime {ort}, safetensors "
+            f"{safetensors.__version__}, numpy {np.__version__}, python "
+            f"{platform.python_version()}, threads {torch.get_num_threads()}")
+
+
+def smooth_noise(gen, shape, low, std=1.0, white=0.15):
+    c, h, w = shape
+    z = torch.randn(1, c, low, low, generator=gen)
+    z = F.interpolate(z, size=(h, w), mode="bilinear", align_corners=False)
+    z = z / z.std()
+    z = z + white * torch.randn(1, c, h, w, generator=gen)
+    return (z / z.std() * std)[0]
+
+
+def export_onnx(net, x, name, errs):
+    import onnx
+    m = net.model
+    f1 = os.path.join(OUT_DIR, f"{name}.onnx")
+    torch.onnx.export(m, (x,), f1, dynamo=False, opset_version=17, do_constant_folding=True,
+                      input_names=["input"], output_names=["logits"])
+    files = [f1]
+    f2 = os.path.join(OUT_DIR, f"{name}_dynamo.onnx")
+    data = f"{name}_dynamo.onnx.data"
+    for p in (f2, os.path.join(OUT_DIR, data)):
+        if os.path.exists(p):
+            os.remove(p)
+    try:
+        prog = torch.onnx.export(m, (x,), dynamo=True)
+        # The exporter's own layout, kept as written: the module parameters (conv weights,
+        # BN-folded in place under their original names, fc) go to NAME_dynamo.onnx.data;
+        # constants it created (BN-folded conv biases `*.weight_bias`, int64 axes/shapes)
+        # stay inline. Forcing everything external (size_threshold=0) was tried and makes
+        # onnxruntime refuse the file (it cannot shape-infer through external int64 axes).
+        prog.save(f2, external_data=True)
+        mp = onnx.load(f2, load_external_data=False)
+        locs = {e.value for t in mp.graph.initializer for e in t.external_data
+                if e.key == "location"}
+        assert locs == {data}, locs
+        files += [f2, os.path.join(OUT_DIR, data)]
+    except Exception as e:  # noqa
+        print(f"  dynamo export FAILED: {type(e).__name__}: {e}")
+    # run them
+    try:
+        import onnxruntime as ort
+        with torch.no_grad():
+            ref = m(x)
+        for f in files:
+            if not f.endswith(".onnx"):
+                continue
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 2
+            s = ort.InferenceSession(f, so, providers=["CPUExecutionProvider"])
+            out = s.run(None, {s.get_inputs()[0].name: x.numpy()})[0]
+            e = rel_err(torch.from_numpy(out), ref)
+            errs.append((name, "onnxruntime", os.path.basename(f), "", "", "vs model(x)", e))
+            print(f"  onnxruntime {os.path.basename(f)}: logits rel err {e:.2e}")
+            assert e < 1e-4
+    except ImportError:
+        print("  onnxruntime not installed: ONNX files not run")
+    return files
+
+
+def describe_onnx(files):
+    import onnx
+    for f in files:
+        if not f.endswith(".onnx"):
+            continue
+        mp = onnx.load(f, load_external_data=False)
+        ops = {}
+        for n in mp.graph.node:
+            ops[n.op_type] = ops.get(n.op_type, 0) + 1
+        print(f"\n  --- {os.path.basename(f)}: opset "
+              f"{[(o.domain or 'ai.onnx', o.version) for o in mp.opset_import]}, "
+              f"ir {mp.ir_version}, producer {mp.producer_name} {mp.producer_version}")
+        print(f"      ops: {ops}")
+        print(f"      inputs {[i.name for i in mp.graph.input]} outputs "
+              f"{[o.name for o in mp.graph.output]} initializers {len(mp.graph.initializer)}")
+        for n in mp.graph.node:
+            md = {p.key: p.value for p in n.metadata_props}
+            md.pop("pkg.torch.onnx.stack_trace", None)
+            print(f"      {n.op_type:22s} {n.name:40s} in={list(n.input)} out={list(n.output)}"
+                  + (f" md={md}" if md else ""))
+
+
+def make(net_cls, only_export=False):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(net_cls.seed)
+    net = net_cls(gen)
+    name = net.name
+    H, W = net.input_size
+    print(f"\n=== {name} input [3,{H},{W}] ===")
+    inp = smooth_noise(gen, (3, H, W), low=max(4, H // 8)).contiguous()
+    x = inp.unsqueeze(0)
+    net.init(x)
+    m = net.model
+    errs = []
+
+    # forward agreement
+    with torch.no_grad():
+        ref_logits = m(x)
+        gt, val = net.forward(x, plain_act)
+        e = rel_err(val[net.blobs[0]], ref_logits)
+        gt2, val2 = net.forward(x, rule_act("guided"))
+        e2 = rel_err(val2[net.blobs[0]], ref_logits)
+    print(f"  functional logits vs model(x): rel err {e:.2e} (plain), {e2:.2e} (rule fn)")
+    errs += [(name, "forward", "logits", "", "", "functional vs model(x)", e),
+             (name, "forward", "logits", "", "", "rule-fn functional vs model(x)", e2)]
+    assert e < 1e-5 and e2 < 1e-5
+
+    tensors = {"input": inp.clone()}
+    for b in net.blobs:
+        a = val[b][0].contiguous().clone()
+        tensors[f"blob/{b}"] = a
+        print(f"  blob {b:12s} {str(list(a.shape)):14s} std {float(a.std()):8.4g} "
+              f"max {float(a.max()):8.4g} >0 {float((a > 0).float().mean()):5.1%}")
+    probs = F.softmax(val[net.blobs[0]], dim=1)[0].contiguous()
+    tensors["probs"] = probs.clone()
+    top5 = [int(i) for i in torch.argsort(probs, descending=True, stable=True)[:5]]
+    print(f"  top5 {top5} probs {[round(float(probs[i]), 4) for i in top5]}")
+
+    cases_plan, children_plan = net.plans()
+
+    # ---- cases ----
+    cases = []
+    by_content = {}  # (path, rule) for root-only -> key (auto == manual there)
+    nkeys = 0
+    for (root, picks, modes, rules) in cases_plan:
+        base = derive_path(net, inp, root, picks, "guided")
+        for mode in modes:
+            for rule in rules:
+                path = base
+                g, deg = recon(net, inp, path, rule, mode)
+                if deg or float(g.abs().max()) == 0.0:
+                    path = derive_path(net, inp, root, picks, rule, mode)
+                    g, deg = recon(net, inp, path, rule, mode)
+                assert not deg and float(g.abs().max()) > 0, \
+                    f"degenerate {path_str(path)} {rule} {mode}"
+                ck = (path_str(path), rule) if len(path) == 1 else None
+                if ck is not None and ck in by_content:
+                    key = by_content[ck]
+                    assert torch.equal(tensors[key], g), "root-only auto != manual"
+                    shared = " (same tensor as auto)"
+                else:
+                    key = f"recon/{nkeys}"
+                    nkeys += 1
+                    tensors[key] = g.contiguous().clone()
+                    if ck is not None:
+                        by_content[ck] = key
+                    shared = ""
+                cases.append({"key": key, "path": path_str(path), "rule": rule,
+                              "mult_mode": mode})
+                notes = []
+                if rule != "guided-neg":
+                    o = other_impl(net, inp, path, rule, mode)
+                    e = rel_err(g, o)
+                    kind = ("plain autograd" if rule == "gradient" else "captum") + \
+                        " on distinct-ReLU copy" + ("" if len(path) == 1 else " + filter hooks")
+                    errs.append((name, key, path_str(path), rule, mode, kind, e))
+                    notes.append(f"{kind}: {e:.2e}")
+                    assert e < 1e-5, f"cross-check failed {e}"
+                if rule == "gradient" and len(path) == 1 and mode == "auto":
+                    o = plain_on_model(net, inp, *path[0], Forward(net, inp, rule))
+                    e = rel_err(g, o)
+                    errs.append((name, key, path_str(path), rule, mode,
+                                 "plain autograd on torchvision model(x)", e))
+                    notes.append(f"model(x) autograd: {e:.2e}")
+                    assert e < 1e-5, f"cross-check failed {e}"
+                if rule in ("guided", "deconv") and len(path) == 1 and mode == "auto" \
+                        and root != net.blobs[0]:
+                    o = captum_on_model(net, inp, *path[0], rule, Forward(net, inp, rule))
+                    if isinstance(o, str):
+                        notes.append(f"[trap] captum on torchvision model: {o}")
+                    else:
+                        notes.append(f"[trap] captum on torchvision model: rel err "
+                                     f"{rel_err(g, o):.2e} (informative, not asserted)")
+                nz = float((g != 0).float().mean())
+                print(f"  {key:9s} {rule:10s} {mode:6s} {path_str(path):44s} nz {nz:5.1%}"
+                      f"{shared}")
+                for n_ in notes:
+                    print(f"        {n_}")
+
+    # ---- children ----
+    children = []
+    for (root, picks, rule, mode, k) in children_plan:
+        path = derive_path(net, inp, root, picks, "guided")
+        fw = Forward(net, inp, rule)
+        bl, ch, deg = children_of(fw, path, mode, k)
+        assert not deg
+        children.append({"path": path_str(path), "rule": rule, "mult_mode": mode, "k": k,
+                         "children": [{"blob": bl, "channel": j, "weight": wj}
+                                      for j, wj in ch]})
+        print(f"  children {rule:8s} {mode:6s} {path_str(path):28s} -> "
+              + ", ".join(f"{bl}:{j} ({wj:.4g})" for j, wj in ch))
+
+    # ---- write ----
+    pth = os.path.join(OUT_DIR, f"{name}.pth")
+    torch.save(m.state_dict(), pth)
+    onnx_files = export_onnx(net, x, name, errs)
+    rpath = os.path.join(OUT_DIR, f"{name}.ref.safetensors")
+    jpath = os.path.join(OUT_DIR, f"{name}.ref.json")
+    save_file({k: v.float().contiguous() for k, v in tensors.items()}, rpath)
+    rel = lambda p: os.path.relpath(p, REPO)  # noqa
+    with open(jpath, "w") as f:
+        json.dump({"generator": versions(), "model": name, "pth": rel(pth),
+                   "onnx": [rel(p) for p in onnx_files if p.endswith(".onnx")],
+                   "input_size": [H, W], "blobs": net.blobs, "cases": cases,
+                   "children": children, "top5": top5}, f, indent=1)
+        f.write("\n")
+    describe_onnx(onnx_files)
+    return [pth] + onnx_files + [rpath, jpath], errs
+
+
+def main():
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(True)
+    which = sys.argv[1:] or ["resnet18", "mobilenet_v2"]
+    nets = {"resnet18": ResNet18Net, "mobilenet_v2": MobileNetV2Net}
+    files, errs = [], []
+    for w in which:
+        f, e = make(nets[w])
+        files += f
+        errs += e
+    print("\n=== cross-checks (max|ours-other| / max|other|) ===")
+    for n, key, p, rule, mode, kind, err in errs:
+        print(f"  {n:12s} {key:11s} {rule:10s} {mode:6s} {p:44s} {kind:50s} {err:.2e}")
+    print(f"  worst: {max(x[-1] for x in errs):.2e} over {len(errs)} checks")
+    print("\n=== files ===")
+    total = 0
+    for p in files:
+        s = os.path.getsize(p)
+        total += s
+        print(f"  {os.path.relpath(p, REPO):45s} {s / 1024:9.1f} KiB")
+    print(f"  total {total / 1024 / 1024:.2f} MiB")
+    print(f"generator: {versions()}")
+
+
+if __name__ == "__main__":
+    main()
