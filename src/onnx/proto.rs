@@ -36,7 +36,7 @@ pub mod data_type {
     pub const COMPLEX128: i32 = 15;
     pub const BFLOAT16: i32 = 16;
 
-    /// The name onnx.proto gives a data type (`FLOAT`, `INT64`), or `type N`.
+    /// The name onnx.proto gives a data type (`FLOAT`, `INT64`), or its number.
     pub fn name(t: i32) -> String {
         const NAMES: [&str; 27] = [
             "UNDEFINED",
@@ -71,7 +71,7 @@ pub mod data_type {
             .ok()
             .and_then(|i| NAMES.get(i))
             .map(|s| s.to_string())
-            .unwrap_or_else(|| format!("type {t}"))
+            .unwrap_or_else(|| t.to_string())
     }
 }
 

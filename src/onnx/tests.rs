@@ -388,7 +388,7 @@ fn unsupported_data_types_are_named() {
     let e = err(read(&model(vec![raw("f8", 17, &[1], vec![0])], vec![])));
     assert!(e.contains("FLOAT8E4M3FN"), "{e}");
     let e = err(read(&model(vec![raw("u", 99, &[1], vec![0])], vec![])));
-    assert!(e.contains("type 99"), "{e}");
+    assert!(e.contains("data type 99 is not"), "{e}");
 }
 
 fn attr(name: &str, ty: i32) -> AttributeProto {
