@@ -18,6 +18,8 @@ pub enum Error {
     UnknownModel { model: String, known: String },
     #[error("weights {}: {msg}", path.display())]
     Weights { path: PathBuf, msg: String },
+    #[error("onnx {}: {msg}", path.display())]
+    Onnx { path: PathBuf, msg: String },
     #[error("image {}: {msg}", path.display())]
     Image { path: PathBuf, msg: String },
     #[error("database {}: {msg}", path.display())]
@@ -46,6 +48,13 @@ impl Error {
 
     pub fn weights(path: impl AsRef<Path>, msg: impl Into<String>) -> Error {
         Error::Weights {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+
+    pub fn onnx(path: impl AsRef<Path>, msg: impl Into<String>) -> Error {
+        Error::Onnx {
             path: path.as_ref().to_path_buf(),
             msg: msg.into(),
         }

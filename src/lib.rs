@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod hex;
 pub mod model;
 pub mod modelscli;
+pub mod onnx;
 pub mod recon;
 pub mod tui;
 
