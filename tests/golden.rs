@@ -272,3 +272,36 @@ fn mobilenet_v2_pth_matches_pytorch() {
     let spec = treevis::model::zoo::mobilenet_v2_spec(0.25);
     check_fixture("mobilenet_v2", load_graph_pth("mobilenet_v2", Some(spec)));
 }
+
+/// The same fixtures through the ONNX files PyTorch's two exporters wrote (TorchScript:
+/// BN folded, weights inline; dynamo: opset 20, weights in `.onnx.data`, ReduceMean
+/// pooling, module paths in node metadata): the same tree blobs, the same numbers.
+fn check_onnx(net: &str) {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(golden(&format!("{net}.ref.json"))).unwrap())
+            .unwrap();
+    let want: Vec<&str> = meta["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    for f in meta["onnx"].as_array().unwrap() {
+        let file = root().join(f.as_str().unwrap());
+        let model = Model::load(file.to_str().unwrap(), &WeightsSource::Default, &device())
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let blobs: Vec<&str> = model.net.blobs.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(blobs, want, "{}: tree blobs", file.display());
+        check_fixture(net, load(net, Some(model)));
+    }
+}
+
+#[test]
+fn resnet18_onnx_matches_pytorch() {
+    check_onnx("resnet18");
+}
+
+#[test]
+fn mobilenet_v2_onnx_matches_pytorch() {
+    check_onnx("mobilenet_v2");
+}

@@ -96,8 +96,35 @@ fn cuda_device(ordinal: usize) -> Result<Device> {
 impl Model {
     /// Loads `model` (built-in name, spec file or model folder) with its weights.
     pub fn load(model: &str, weights: &WeightsSource, device: &Device) -> Result<Model> {
-        let loaded = LoadedSpec::resolve(model)?;
-        let (tensors, origin) = match weights {
+        let (loaded, onnx_weights) = match onnx_file(model) {
+            Some(path) => {
+                let imported = import_onnx(path)?;
+                for n in &imported.notes {
+                    tracing::info!("{}: {n}", path.display());
+                }
+                let dir = path.parent().map(Path::to_path_buf);
+                (
+                    LoadedSpec {
+                        spec: imported.spec,
+                        dir,
+                    },
+                    Some(imported.tensors),
+                )
+            }
+            None => (LoadedSpec::resolve(model)?, None),
+        };
+        let (tensors, origin) = match (weights, onnx_weights) {
+            (WeightsSource::Default, Some(t)) => (t, model.to_string()),
+            (weights, _) => Self::weights_for(&loaded, weights)?,
+        };
+        Self::from_parts(loaded, tensors, origin, device)
+    }
+
+    fn weights_for(
+        loaded: &LoadedSpec,
+        weights: &WeightsSource,
+    ) -> Result<(weights::TensorMap, String)> {
+        Ok(match weights {
             WeightsSource::Random(seed) => (
                 weights::random_weights(&loaded.spec, *seed)?,
                 format!("random:{seed}"),
@@ -129,7 +156,16 @@ impl Model {
                     },
                 },
             },
-        };
+        })
+    }
+
+    /// A model from a resolved spec and its weights.
+    pub fn from_parts(
+        loaded: LoadedSpec,
+        tensors: weights::TensorMap,
+        origin: String,
+        device: &Device,
+    ) -> Result<Model> {
         let net = Net::build(loaded.spec.clone(), tensors, device, Path::new(&origin))?;
         let classes = net.blobs[0].shape.channels();
         let labels = match loaded.labels()? {
@@ -158,6 +194,25 @@ impl Model {
     pub fn spec(&self) -> &Spec {
         &self.net.spec
     }
+}
+
+/// `model` as an ONNX file, when it names one (by its extension).
+pub fn onnx_file(model: &str) -> Option<&Path> {
+    let p = Path::new(model);
+    (p.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+        && p.is_file())
+    .then_some(p)
+}
+
+/// Reads an ONNX file as a spec named for the file, and its weights.
+pub fn import_onnx(path: &Path) -> Result<crate::onnx::import::Imported> {
+    let m = crate::onnx::OnnxModel::read(path)?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "onnx".into());
+    crate::onnx::import::import(&m, &name)
 }
 
 fn numbered(n: usize) -> Vec<String> {

@@ -9,6 +9,7 @@
 //! input panics (see `fuzz/fuzz_targets/onnx.rs`), and sizes are checked before anything
 //! is allocated for them.
 
+pub mod import;
 pub mod proto;
 
 use std::collections::{BTreeMap, HashMap};
