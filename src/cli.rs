@@ -45,7 +45,7 @@ pub struct Cli {
 pub enum Command {
     /// The neuron feature cache: build, info, show, merge.
     Cache(crate::cachecli::CacheArgs),
-    /// Models from other frameworks: import-caffe.
+    /// Models: import-onnx, import-caffe, info, fetch, list.
     Models(crate::modelscli::ModelsArgs),
     /// Top-5 classes of an image.
     Labels {
@@ -224,8 +224,9 @@ pub struct TuiArgs {
 /// Which network, with which weights (every command that loads one).
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Built-in model (demo, alexnet, vgg16, caffenet, tiny), a spec `.toml`, or a model
-    /// folder.
+    /// Built-in model (demo, alexnet, vgg16, caffenet, tiny; torchvision graphs resnet18,
+    /// resnet34, resnet50, resnet101, mobilenet_v2), a spec `.toml`, a model folder, or an
+    /// ONNX file (`.onnx`; its weights unless --weights is given).
     #[arg(long, default_value = "demo")]
     pub model: String,
     /// Weights: safetensors, PyTorch `.pth` (zip or legacy format), or a Caffe

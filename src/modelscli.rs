@@ -32,6 +32,25 @@ pub enum ModelsCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Import an ONNX model as a model folder that `--model DIR` loads and a user can edit:
+    /// model.toml (the graph, tree blobs, preprocessing), weights.safetensors, labels.
+    /// (`--model FILE.onnx` reads the file directly, the same way.)
+    ImportOnnx {
+        /// The `.onnx` file (weights inline or in external data files beside it).
+        onnx: PathBuf,
+        /// Class names, one per line (default for 1000 classes: ImageNet's).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// The model folder to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// What treevis makes of a model: its graph, activations and the rule row each takes,
+    /// tree blobs with shapes, and preprocessing (what was assumed for an ONNX file).
+    Info {
+        /// A built-in name, spec file, model folder or `.onnx` file.
+        model: String,
+    },
     /// Download pretrained weights (alexnet, vgg16, caffenet) from the locations
     /// torchvision's and Caffe's own download code use, verified against the digests kept
     /// in the repository; an interrupted download resumes. Afterwards `--model NAME` finds
@@ -123,6 +142,37 @@ pub fn run(args: ModelsArgs) -> Result<()> {
                 im.dir.display()
             );
         }
+        ModelsCommand::ImportOnnx { onnx, labels, out } => {
+            let im = crate::model::import_onnx(&onnx)?;
+            let mut spec = im.spec;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            if let Some(l) = &labels {
+                std::fs::copy(l, out.join("labels.txt"))
+                    .with_context(|| format!("cannot copy {}", l.display()))?;
+                spec.labels = Some("labels.txt".into());
+            }
+            spec.weights = Some("weights.safetensors".into());
+            crate::model::weights::write_safetensors(
+                &im.tensors,
+                &out.join("weights.safetensors"),
+            )?;
+            std::fs::write(out.join("model.toml"), spec.to_toml()?)
+                .with_context(|| format!("cannot write {}", out.join("model.toml").display()))?;
+            for n in &im.notes {
+                println!("note: {n}");
+            }
+            let blobs: Vec<&str> = spec.blobs.iter().map(|b| b.name.as_str()).collect();
+            println!(
+                "imported {} layers and {} tensors into {}; tree blobs {}; use it with --model {}",
+                spec.layers.len(),
+                im.tensors.len(),
+                out.display(),
+                blobs.join(", "),
+                out.display()
+            );
+        }
+        ModelsCommand::Info { model } => info(&model)?,
         ModelsCommand::Fetch {
             names,
             mirror,
@@ -167,6 +217,105 @@ pub fn run(args: ModelsArgs) -> Result<()> {
             }
             println!("(folder: {})", dir.display());
         }
+    }
+    Ok(())
+}
+
+fn info(model: &str) -> Result<()> {
+    use crate::model::{Model, WeightsSource};
+    let dev = candle_core::Device::Cpu;
+    let mut notes = vec![];
+    if let Some(p) = crate::model::onnx_file(model) {
+        notes = crate::model::import_onnx(p)?.notes;
+    }
+    let (m, widths) = match Model::load(model, &WeightsSource::Default, &dev) {
+        Ok(m) => (m, "from its weights"),
+        Err(e) => {
+            notes.push(format!(
+                "default weights not loaded ({e}); shapes at the spec's published widths"
+            ));
+            (
+                Model::load(model, &WeightsSource::Random(0), &dev)?,
+                "published",
+            )
+        }
+    };
+    let net = &m.net;
+    let spec = m.spec();
+    println!("{}: {}", spec.name, spec.description);
+    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+    for l in &spec.layers {
+        *kinds.entry(l.kind.type_name()).or_default() += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!(
+        "graph: {} layers ({}), {}",
+        spec.layers.len(),
+        kinds.join(", "),
+        if net.is_chain() {
+            "a chain"
+        } else {
+            "a graph with branches"
+        }
+    );
+    let mut acts: Vec<String> = vec![];
+    for l in &net.layers {
+        let row = match l {
+            crate::model::net::Layer::Relu => "relu: rectifier (the rule applies)".to_string(),
+            crate::model::net::Layer::Act(a) => format!(
+                "{}: {}",
+                a.name(),
+                match a.family() {
+                    crate::model::act::Family::Rectifier => "rectifier (the rule applies)",
+                    crate::model::act::Family::Gate =>
+                        "gate/squasher (true gradient under every rule)",
+                }
+            ),
+            _ => continue,
+        };
+        if !acts.contains(&row) {
+            acts.push(row);
+        }
+    }
+    println!(
+        "activations: {}",
+        if acts.is_empty() {
+            "none".into()
+        } else {
+            acts.join("; ")
+        }
+    );
+    let i = &spec.input;
+    println!(
+        "input: {}x{} {:?}, values 0..{}, mean {:?}, std {:?}, {}",
+        i.size[0],
+        i.size[1],
+        i.color,
+        i.scale,
+        i.mean,
+        i.std,
+        match i.resize {
+            Some(r) => format!("resize {r} then centre crop"),
+            None => "resized to the input size".into(),
+        }
+    );
+    println!(
+        "weights: {} (widths {widths}); {} classes",
+        m.weights_origin,
+        m.labels.len()
+    );
+    println!("tree blobs (top first), each with its children's blob:");
+    for b in &net.blobs {
+        println!(
+            "  {:24} {:16} layer {:28} children in {}",
+            b.name,
+            b.shape.to_string(),
+            spec.layers[b.layer].name,
+            b.below.map(|j| net.blobs[j].name.as_str()).unwrap_or("-")
+        );
+    }
+    for n in notes {
+        println!("note: {n}");
     }
     Ok(())
 }

@@ -501,7 +501,10 @@ impl Net {
                     };
                     let (gamma, beta) = (part("weight")?, part("bias")?);
                     let (mean, var) = (part("running_mean")?, part("running_var")?);
-                    if let Some(v) = var.iter().find(|v| !(**v + eps > 0.0)) {
+                    if let Some(v) = var
+                        .iter()
+                        .find(|v| (**v + eps).is_nan() || **v + eps <= 0.0)
+                    {
                         return Err(Error::weights(
                             origin,
                             format!(

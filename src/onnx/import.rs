@@ -130,6 +130,8 @@ pub fn import(model: &OnnxModel, name: &str) -> Result<Imported> {
         weights: None,
         input: InputSpec {
             size: [dims[2], dims[3]],
+            // torchvision's resize 256 for a 224 crop, in proportion
+            resize: Some((dims[2].min(dims[3]) * 256).div_ceil(224)),
             ..crate::model::zoo::torchvision_input()
         },
         layers: std::mem::take(&mut imp.layers),
@@ -144,8 +146,10 @@ pub fn import(model: &OnnxModel, name: &str) -> Result<Imported> {
         spec.labels = Some("imagenet_classes.txt".into());
     }
     imp.notes.push(format!(
-        "preprocessing is not in an ONNX file: assumed torchvision's (RGB, /255, ImageNet mean/std, resize 256, centre crop {}x{}); edit [input] of the spec if the model was trained otherwise",
-        dims[2], dims[3]
+        "preprocessing is not in an ONNX file: assumed torchvision's (RGB, /255, ImageNet mean/std, resize {} and centre crop {}x{}); edit [input] of the spec if the model was trained otherwise",
+        spec.input.resize.unwrap_or(256),
+        dims[2],
+        dims[3]
     ));
     Ok(Imported {
         spec,
