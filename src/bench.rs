@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 
-use crate::model::{Model, WeightsSource};
+use crate::model::WeightsSource;
 use crate::recon::{self, MultMode, Options, Path, Rule};
 
 #[derive(clap::Args, Debug)]
@@ -65,7 +65,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         mult: MultMode::Auto,
     };
 
-    let m = Model::load("alexnet", &WeightsSource::Random(0), &device)?;
+    let m = crate::catalog::load("alexnet", &WeightsSource::Random(0), &device)?;
     let x1 = input(224, 224, 1, &device)?;
     let x32 = input(224, 224, 32, &device)?;
     eprintln!(
@@ -155,7 +155,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
     drop(state);
 
-    let c = Model::load("caffenet", &WeightsSource::Random(0), &device)?;
+    let c = crate::catalog::load("caffenet", &WeightsSource::Random(0), &device)?;
     let xc = input(227, 227, 1, &device)?;
     res.insert(
         "caffenet_forward_b1_ms",

@@ -58,7 +58,7 @@ pub struct BuildArgs {
     #[arg(long, required = true, num_args = 1..)]
     pub data: Vec<PathBuf>,
     #[command(flatten)]
-    pub net: crate::cli::ModelArgs,
+    pub net: crate::args::ModelArgs,
     /// Devices, comma-separated: one worker (and one copy of the model) each, e.g.
     /// `cuda:0,cuda:1`.
     #[arg(long, default_value = "cpu")]
@@ -219,7 +219,7 @@ pub fn run(args: CacheArgs) -> Result<()> {
         } => {
             let c = FeatureCache::open(&cache)?;
             if let Some(m) = model {
-                let model = crate::model::Model::load(
+                let model = crate::catalog::load(
                     &m,
                     &WeightsSource::parse(weights.as_deref()),
                     &candle_core::Device::Cpu,

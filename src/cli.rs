@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::data;
-use crate::model::{parse_device, ForwardState, Model, WeightsSource};
+use crate::model::{parse_device, ForwardState, Model};
 use crate::recon::display::{self, Display};
 use crate::recon::{self, MultMode, Options, Path, Rule};
 
@@ -221,38 +221,7 @@ pub struct TuiArgs {
     pub cache: Option<PathBuf>,
 }
 
-/// Which network, with which weights (every command that loads one).
-#[derive(Args, Debug, Clone)]
-pub struct ModelArgs {
-    /// Built-in model (demo, alexnet, vgg16, caffenet, tiny; torchvision graphs resnet18,
-    /// resnet34, resnet50, resnet101, mobilenet_v2), a spec `.toml`, a model folder, or an
-    /// ONNX file (`.onnx`; its weights unless --weights is given).
-    #[arg(long, default_value = "demo")]
-    pub model: String,
-    /// Weights: safetensors, PyTorch `.pth` (zip or legacy format), or a Caffe
-    /// `.caffemodel`; `random` or `random:SEED` for random weights of the published widths.
-    /// Default: the model's own (or what `treevis models fetch` got).
-    #[arg(long)]
-    pub weights: Option<String>,
-}
-
-impl ModelArgs {
-    pub fn demo() -> ModelArgs {
-        ModelArgs {
-            model: "demo".into(),
-            weights: None,
-        }
-    }
-
-    /// Loads the model on `device`.
-    pub fn load(&self, device: &candle_core::Device) -> crate::error::Result<Model> {
-        Model::load(
-            &self.model,
-            &WeightsSource::parse(self.weights.as_deref()),
-            device,
-        )
-    }
-}
+pub use crate::args::ModelArgs;
 
 /// Model and method options shared by every command.
 #[derive(Args, Debug, Clone)]
@@ -725,7 +694,7 @@ fn train_demo(
     model: &str,
     out: &FsPath,
 ) -> Result<()> {
-    use crate::model::train;
+    use crate::train;
     let spec = crate::model::LoadedSpec::resolve(model)?.spec;
     let opts = train::TrainOptions {
         seed,

@@ -6,9 +6,11 @@
 //! * [`cli`]: the headless commands, thin wrappers over the two above;
 //! * [`bench`]: the benchmark behind `treevis bench`.
 
+pub mod args;
 pub mod bench;
 pub mod cachecli;
 pub mod caffe;
+pub mod catalog;
 pub mod cli;
 pub mod data;
 pub mod engine;
@@ -20,6 +22,7 @@ pub mod model;
 pub mod modelscli;
 pub mod onnx;
 pub mod recon;
+pub mod train;
 pub mod tui;
 
 pub use error::{Error, Result};

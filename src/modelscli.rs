@@ -143,7 +143,7 @@ pub fn run(args: ModelsArgs) -> Result<()> {
             );
         }
         ModelsCommand::ImportOnnx { onnx, labels, out } => {
-            let im = crate::model::import_onnx(&onnx)?;
+            let im = crate::catalog::import_onnx(&onnx)?;
             let mut spec = im.spec;
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
@@ -222,20 +222,20 @@ pub fn run(args: ModelsArgs) -> Result<()> {
 }
 
 fn info(model: &str) -> Result<()> {
-    use crate::model::{Model, WeightsSource};
+    use crate::model::WeightsSource;
     let dev = candle_core::Device::Cpu;
     let mut notes = vec![];
-    if let Some(p) = crate::model::onnx_file(model) {
-        notes = crate::model::import_onnx(p)?.notes;
+    if let Some(p) = crate::catalog::onnx_file(model) {
+        notes = crate::catalog::import_onnx(p)?.notes;
     }
-    let (m, widths) = match Model::load(model, &WeightsSource::Default, &dev) {
+    let (m, widths) = match crate::catalog::load(model, &WeightsSource::Default, &dev) {
         Ok(m) => (m, "from its weights"),
         Err(e) => {
             notes.push(format!(
                 "default weights not loaded ({e}); shapes at the spec's published widths"
             ));
             (
-                Model::load(model, &WeightsSource::Random(0), &dev)?,
+                crate::catalog::load(model, &WeightsSource::Random(0), &dev)?,
                 "published",
             )
         }

@@ -37,7 +37,9 @@ fn the_mean_is_centre_cropped_and_subtracted_in_bgr() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let model = Model::load(out.to_str().unwrap(), &WeightsSource::Default, &Device::Cpu).unwrap();
+    let model =
+        treevis::catalog::load(out.to_str().unwrap(), &WeightsSource::Default, &Device::Cpu)
+            .unwrap();
     // a 227x227 image: no resizing, so the input is exactly BGR pixels minus the mean's
     // centre
     let img = image::RgbImage::from_fn(227, 227, |x, y| {

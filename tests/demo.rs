@@ -3,9 +3,9 @@
 
 use candle_core::Device;
 use treevis::data::synth;
-use treevis::model::train::{self, demo_batch, softmax_xent, TrainOptions};
 use treevis::model::weights::{random_weights, TensorMap};
 use treevis::model::{LoadedSpec, Model, Net, WeightsSource};
+use treevis::train::{self, demo_batch, softmax_xent, TrainOptions};
 
 fn loss_on(spec: &treevis::model::Spec, w: TensorMap, seed: u64) -> f32 {
     let net = Net::build(spec.clone(), w, &Device::Cpu, std::path::Path::new("w")).unwrap();
@@ -22,7 +22,7 @@ fn loss_on(spec: &treevis::model::Spec, w: TensorMap, seed: u64) -> f32 {
 
 #[test]
 fn committed_weights_classify_fresh_images() {
-    let m = Model::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
+    let m = treevis::catalog::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
     let acc = train::evaluate(&m.net, synth::HELD_OUT_SEED, 0..550).unwrap();
     assert!(acc >= 0.9, "held-out accuracy {acc}");
     assert_eq!(

@@ -15,7 +15,7 @@ fn golden(name: &str) -> PathBuf {
 }
 
 fn tiny() -> Model {
-    Model::load("tiny", &WeightsSource::Default, &Device::Cpu).unwrap()
+    treevis::catalog::load("tiny", &WeightsSource::Default, &Device::Cpu).unwrap()
 }
 
 fn input() -> Tensor {
@@ -37,7 +37,7 @@ fn pth_weights_equal_safetensors_weights() {
         assert_eq!(vec(t), vec(&b[k]), "{k}");
     }
     // and the model built from it computes the same labels
-    let m = Model::load(
+    let m = treevis::catalog::load(
         "tiny",
         &WeightsSource::File(golden("tiny.pth")),
         &Device::Cpu,
@@ -254,7 +254,7 @@ fn reconstructions_are_linear_in_the_multiplier_and_inactive_roots_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("tiny3.toml");
     std::fs::write(&f, text).unwrap();
-    let m3 = Model::load(
+    let m3 = treevis::catalog::load(
         f.to_str().unwrap(),
         &WeightsSource::File(golden("tiny.weights.safetensors")),
         &Device::Cpu,
@@ -274,8 +274,8 @@ fn reconstructions_are_linear_in_the_multiplier_and_inactive_roots_say_so() {
 /// for a conv (grouped, dilated), an LRN-fed conv and a linear layer of the tiny net.
 #[test]
 fn training_gradients_match_finite_differences() {
-    use treevis::model::train::{param_grads, softmax_xent};
     use treevis::model::weights::read_weights;
+    use treevis::train::{param_grads, softmax_xent};
     let base = read_weights(&golden("tiny.weights.safetensors")).unwrap();
     let spec = treevis::model::LoadedSpec::resolve("tiny").unwrap().spec;
     let refs =

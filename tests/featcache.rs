@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use treevis::featcache::FeatureCache;
-use treevis::model::{Model, WeightsSource};
+use treevis::model::WeightsSource;
 
 const BIN: &str = env!("CARGO_BIN_EXE_treevis");
 const CONFIG: [&str; 8] = [
@@ -71,7 +71,7 @@ fn build_info_show_and_the_lists_are_right() {
     assert!(c.skipped[0].1.contains("zz_broken"), "{:?}", c.skipped);
     assert_eq!(c.meta.layers, ["conv5", "conv4", "conv2"]);
     // brute force: each channel's list is the top 4 of its spatial maxima over the dataset
-    let model = Model::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
+    let model = treevis::catalog::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
     let listing = c.dataset().unwrap();
     let maxima: Vec<Option<Vec<treevis::recon::BlobUnits>>> = listing
         .iter()
@@ -244,7 +244,7 @@ fn datum_lmdb_datasets_and_other_models_are_refused() {
     assert_eq!((c.meta.images, c.skipped.len()), (5, 0));
     assert!(c.dataset().unwrap()[4].ends_with("00000004_encoded.png"));
     // another model's weights: refused with a message
-    let other = Model::load("demo", &WeightsSource::Random(3), &Device::Cpu).unwrap();
+    let other = treevis::catalog::load("demo", &WeightsSource::Random(3), &Device::Cpu).unwrap();
     let e = match FeatureCache::open_for(&cache, &other) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a cache for other weights was accepted"),
@@ -253,7 +253,7 @@ fn datum_lmdb_datasets_and_other_models_are_refused() {
         e.contains("was built for model `demo` with other weights"),
         "{e}"
     );
-    let same_model = Model::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
+    let same_model = treevis::catalog::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
     assert!(FeatureCache::open_for(&cache, &same_model).is_ok());
     // building into it with another configuration is refused too
     let o = build_cmd(&db, &cache, &["--method", "deconv"])

@@ -65,7 +65,7 @@ fn load(net: &str, model: Option<Model>) -> Fixture {
         candle_core::safetensors::load(golden(&format!("{net}.ref.safetensors")), &Device::Cpu)
             .unwrap();
     let mut model = model.unwrap_or_else(|| {
-        Model::load(
+        treevis::catalog::load(
             spec.to_str().unwrap(),
             &WeightsSource::File(golden(&format!("{net}.weights.safetensors"))),
             &device(),
@@ -213,7 +213,9 @@ fn imported_caffe_files_match_pytorch() {
             &out,
         )
         .unwrap();
-        let model = Model::load(out.to_str().unwrap(), &WeightsSource::Default, &device()).unwrap();
+        let model =
+            treevis::catalog::load(out.to_str().unwrap(), &WeightsSource::Default, &device())
+                .unwrap();
         assert_eq!(
             model
                 .spec()
@@ -244,7 +246,7 @@ fn load_graph_pth(net: &str, spec: Option<treevis::model::Spec>) -> Fixture {
         }
         None => meta["model"].as_str().unwrap().to_string(),
     };
-    let model = Model::load(
+    let model = treevis::catalog::load(
         &name,
         &WeightsSource::File(root().join(meta["pth"].as_str().unwrap())),
         &device(),
@@ -288,8 +290,9 @@ fn check_onnx(net: &str) {
         .collect();
     for f in meta["onnx"].as_array().unwrap() {
         let file = root().join(f.as_str().unwrap());
-        let model = Model::load(file.to_str().unwrap(), &WeightsSource::Default, &device())
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let model =
+            treevis::catalog::load(file.to_str().unwrap(), &WeightsSource::Default, &device())
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let blobs: Vec<&str> = model.net.blobs.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(blobs, want, "{}: tree blobs", file.display());
         check_fixture(net, load(net, Some(model)));

@@ -21,7 +21,7 @@ fn sixel_tiles_decode_to_the_reconstruction() {
     treevis::data::synth::generate_class(treevis::cli::DEMO_GALLERY_SEED, 9, 9)
         .save(&star)
         .unwrap();
-    let model = Model::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
+    let model = treevis::catalog::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
     let mut s = Scheduler::new(model, 16 << 20);
     let key = JobKey::Recon {
         image: star,

@@ -7,7 +7,7 @@ use candle_core::Device;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use treevis::engine::{Output, Scheduler};
-use treevis::model::{Model, WeightsSource};
+use treevis::model::WeightsSource;
 use treevis::tui::app::{App, Pane};
 use treevis::tui::keymap::{Action, Keymap};
 use treevis::tui::ui;
@@ -27,7 +27,7 @@ impl Rig {
         let files: Vec<PathBuf> =
             treevis::cli::write_demo_gallery(dir.path(), 22, treevis::cli::DEMO_GALLERY_SEED)
                 .unwrap();
-        let model = Model::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
+        let model = treevis::catalog::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
         Rig {
             app: App::new(files, "demo | cpu | text".into()),
             sched: Scheduler::new(model, 64 << 20),
@@ -252,7 +252,7 @@ fn feature_cache_ranks_tiles_and_shows_a_neurons_patches() {
     let mut r = Rig::new(120, 36);
     // a cache over the gallery itself, for conv5 and conv4
     let cache = r._dir.path().join("featcache");
-    let model = Model::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
+    let model = treevis::catalog::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
     treevis::featcache::build(
         std::slice::from_ref(&model),
         &treevis::featcache::BuildOptions {

@@ -602,7 +602,7 @@ mod tests {
     use candle_core::Device;
 
     fn sched() -> (Scheduler, tempfile::TempDir, PathBuf) {
-        let m = Model::load("tiny", &WeightsSource::Default, &Device::Cpu).unwrap();
+        let m = crate::catalog::load("tiny", &WeightsSource::Default, &Device::Cpu).unwrap();
         let d = tempfile::tempdir().unwrap();
         let img = d.path().join("a.png");
         crate::data::pattern_image(40, 40).save(&img).unwrap();
@@ -766,7 +766,7 @@ mod tests {
 
     #[test]
     fn the_thread_answers_without_blocking_the_caller() {
-        let m = Model::load("tiny", &WeightsSource::Default, &Device::Cpu).unwrap();
+        let m = crate::catalog::load("tiny", &WeightsSource::Default, &Device::Cpu).unwrap();
         let d = tempfile::tempdir().unwrap();
         let img = d.path().join("a.png");
         crate::data::pattern_image(40, 40).save(&img).unwrap();

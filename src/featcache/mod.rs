@@ -1013,7 +1013,7 @@ pub fn load_models(
         .split(',')
         .map(|d| {
             let dev: Device = crate::model::parse_device(d.trim())?;
-            Model::load(model, weights, &dev)
+            crate::catalog::load(model, weights, &dev)
         })
         .collect()
 }

@@ -76,7 +76,8 @@ mod tests {
     fn models(n: usize) -> Vec<Model> {
         (0..n)
             .map(|_| {
-                Model::load("tiny", &WeightsSource::Default, &candle_core::Device::Cpu).unwrap()
+                crate::catalog::load("tiny", &WeightsSource::Default, &candle_core::Device::Cpu)
+                    .unwrap()
             })
             .collect()
     }

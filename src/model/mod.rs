@@ -8,7 +8,6 @@ pub mod legacy_pth;
 pub mod net;
 pub mod rule;
 pub mod spec;
-pub mod train;
 pub mod weights;
 pub mod zoo;
 
@@ -20,12 +19,6 @@ pub use net::{Blob, ForwardState, Net, Shape};
 pub use spec::{LoadedSpec, Spec};
 
 use crate::error::{Error, Result};
-
-/// Weights built into the binary for built-in specs that have them.
-const BUILTIN_WEIGHTS: &[(&str, &[u8])] = &[
-    ("tiny", include_bytes!("../../models/tiny.safetensors")),
-    ("demo", include_bytes!("../../models/demo.safetensors")),
-];
 
 /// A loaded network with its class names and preprocessing data.
 pub struct Model {
@@ -94,76 +87,13 @@ fn cuda_device(ordinal: usize) -> Result<Device> {
 }
 
 impl Model {
-    /// Loads `model` (built-in name, spec file or model folder) with its weights.
-    pub fn load(model: &str, weights: &WeightsSource, device: &Device) -> Result<Model> {
-        let (loaded, onnx_weights) = match onnx_file(model) {
-            Some(path) => {
-                let imported = import_onnx(path)?;
-                for n in &imported.notes {
-                    tracing::info!("{}: {n}", path.display());
-                }
-                let dir = path.parent().map(Path::to_path_buf);
-                (
-                    LoadedSpec {
-                        spec: imported.spec,
-                        dir,
-                    },
-                    Some(imported.tensors),
-                )
-            }
-            None => (LoadedSpec::resolve(model)?, None),
-        };
-        let (tensors, origin) = match (weights, onnx_weights) {
-            (WeightsSource::Default, Some(t)) => (t, model.to_string()),
-            (weights, _) => Self::weights_for(&loaded, weights)?,
-        };
-        Self::from_parts(loaded, tensors, origin, device)
-    }
-
-    fn weights_for(
-        loaded: &LoadedSpec,
-        weights: &WeightsSource,
-    ) -> Result<(weights::TensorMap, String)> {
-        Ok(match weights {
-            WeightsSource::Random(seed) => (
-                weights::random_weights(&loaded.spec, *seed)?,
-                format!("random:{seed}"),
-            ),
-            WeightsSource::File(p) => (weights::read_weights(p)?, p.display().to_string()),
-            WeightsSource::Default => match loaded.spec.weights.as_deref().and_then(|w| loaded.resolve_path(w)) {
-                Some(p) => (weights::read_weights(&p)?, p.display().to_string()),
-                None => match BUILTIN_WEIGHTS.iter().find(|(n, _)| *n == loaded.spec.name && loaded.dir.is_none()) {
-                    Some((n, bytes)) => (
-                        candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?,
-                        format!("built-in weights of `{n}`"),
-                    ),
-                    // pretrained weights that `treevis models fetch` got
-                    None => match crate::fetch::fetched_weights(&loaded.spec.name).filter(|_| loaded.dir.is_none()) {
-                        Some(p) => (weights::read_weights(&p)?, p.display().to_string()),
-                        None => {
-                            return Err(Error::Spec {
-                                origin: loaded.spec.name.clone(),
-                                msg: format!(
-                                    "no default weights: pass --weights FILE (safetensors, .pth or .caffemodel), or --weights random{}",
-                                    if crate::fetch::Registry::builtin().model.iter().any(|m| m.spec == loaded.spec.name) {
-                                        format!(", or get the pretrained ones with `treevis models fetch {}`", loaded.spec.name)
-                                    } else {
-                                        String::new()
-                                    }
-                                ),
-                            })
-                        }
-                    },
-                },
-            },
-        })
-    }
-
-    /// A model from a resolved spec and its weights.
+    /// A model from a resolved spec, its weights and its mean image (when the spec names
+    /// one).
     pub fn from_parts(
         loaded: LoadedSpec,
         tensors: weights::TensorMap,
         origin: String,
+        mean_image: Option<Vec<f32>>,
         device: &Device,
     ) -> Result<Model> {
         let net = Net::build(loaded.spec.clone(), tensors, device, Path::new(&origin))?;
@@ -179,10 +109,6 @@ impl Model {
             }
             None => numbered(classes),
         };
-        let mean_image = match &loaded.spec.input.mean_file {
-            Some(f) => Some(load_mean_image(&loaded, f)?),
-            None => None,
-        };
         Ok(Model {
             net,
             labels,
@@ -196,37 +122,20 @@ impl Model {
     }
 }
 
-/// `model` as an ONNX file, when it names one (by its extension).
-pub fn onnx_file(model: &str) -> Option<&Path> {
-    let p = Path::new(model);
-    (p.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
-        && p.is_file())
-    .then_some(p)
-}
-
-/// Reads an ONNX file as a spec named for the file, and its weights.
-pub fn import_onnx(path: &Path) -> Result<crate::onnx::import::Imported> {
-    let m = crate::onnx::OnnxModel::read(path)?;
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_else(|| "onnx".into());
-    crate::onnx::import::import(&m, &name)
-}
-
 fn numbered(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("class {i}")).collect()
 }
 
-fn load_mean_image(loaded: &LoadedSpec, file: &str) -> Result<Vec<f32>> {
-    let path = loaded.resolve_path(file).ok_or_else(|| Error::Spec {
-        origin: loaded.spec.name.clone(),
-        msg: format!("mean_file `{file}` cannot be resolved for a built-in spec"),
-    })?;
-    let arr = crate::data::npy::read_f32(&path)?;
+/// A per-pixel mean image `[3, H0, W0]` (`data`, read from `path`) centre-cropped to the
+/// spec's input size.
+pub fn crop_mean(
+    loaded: &LoadedSpec,
+    path: &Path,
+    shape: &[usize],
+    data: &[f32],
+) -> Result<Vec<f32>> {
     let [h, w] = loaded.spec.input.size;
-    match arr.shape.as_slice() {
+    match shape {
         [3, mh, mw] if *mh >= h && *mw >= w => {
             // centre crop, odd margins rounded as cnn_treevis (`[15:-14]` for 256 -> 227)
             let (oy, ox) = ((mh - h).div_ceil(2), (mw - w).div_ceil(2));
@@ -234,13 +143,13 @@ fn load_mean_image(loaded: &LoadedSpec, file: &str) -> Result<Vec<f32>> {
             for c in 0..3 {
                 for y in 0..h {
                     let row = (c * mh + oy + y) * mw + ox;
-                    out.extend_from_slice(&arr.data[row..row + w]);
+                    out.extend_from_slice(&data[row..row + w]);
                 }
             }
             Ok(out)
         }
         s => Err(Error::Npy {
-            path,
+            path: path.to_path_buf(),
             msg: format!("mean image has shape {s:?}, expected [3, H, W] at least {h}x{w}"),
         }),
     }

@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 /// Tensors by name, on the CPU, as float32.
 pub type TensorMap = HashMap<String, Tensor>;
 
-/// Reads every tensor of a weights file; the format is chosen by content (zip: `.pth`;
-/// else safetensors).
+/// Reads every tensor of a PyTorch or safetensors weights file; the format is chosen by
+/// content (zip: `.pth`; the legacy pickle format; else safetensors). `catalog::read_weights`
+/// adds Caffe's `.caffemodel`.
 pub fn read_weights(path: &Path) -> Result<TensorMap> {
     let mut head = [0u8; 16];
     let n = {
@@ -36,9 +37,7 @@ pub fn read_weights(path: &Path) -> Result<TensorMap> {
         all
     } else {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        if path.extension().is_some_and(|e| e == "caffemodel") {
-            crate::caffe::tensors_of_caffemodel(&bytes, &path.display().to_string())?
-        } else if super::legacy_pth::is_legacy(&bytes) {
+        if super::legacy_pth::is_legacy(&bytes) {
             super::legacy_pth::read_file(path, &bytes)?
         } else {
             safetensors_tensors(path, &bytes)?

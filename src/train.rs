@@ -7,13 +7,13 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rayon::prelude::*;
 
-use super::kernels::{self, MatRef};
-use super::net::{host_vec, with_host, ForwardState, Layer, Net, Shape};
-use super::rule::Rule;
-use super::spec::Spec;
-use super::weights::{self, TensorMap};
 use crate::data::synth;
 use crate::error::{Error, Result};
+use crate::model::kernels::{self, MatRef};
+use crate::model::net::{host_vec, with_host, ForwardState, Layer, Net, Shape};
+use crate::model::rule::Rule;
+use crate::model::spec::Spec;
+use crate::model::weights::{self, TensorMap};
 
 /// How to train.
 #[derive(Debug, Clone)]
@@ -97,7 +97,7 @@ pub fn param_grads(
 fn conv_grads(
     net: &Net,
     i: usize,
-    c: &super::net::Conv,
+    c: &crate::model::net::Conv,
     x: &Tensor,
     g: &Tensor,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
@@ -113,11 +113,11 @@ fn conv_grads(
         unreachable!("conv shapes are spatial")
     };
     let n = x.dims()[0];
-    let geo = super::net::geom(c, net.shape_at(i), net.shapes[i]);
+    let geo = crate::model::net::geom(c, net.shape_at(i), net.shapes[i]);
     let ohw = oh * ow;
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     let kk = cin_g * c.kernel * c.kernel;
-    let chunk = (super::net::COLS_BUDGET / (kk * ohw)).clamp(1, n);
+    let chunk = (crate::model::net::COLS_BUDGET / (kk * ohw)).clamp(1, n);
     let mut dw = vec![0f32; cout * kk];
     let gv = host_vec(g)?;
     with_host(x, |xs| {

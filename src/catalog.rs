@@ -1,0 +1,130 @@
+//! Where models come from: built-in and generated specs, spec files and folders, ONNX
+//! files, weights files of every format (safetensors, `.pth`, `.caffemodel`), the weights
+//! built into the binary and those `treevis models fetch` got. Sits above the numeric core
+//! (`model`) and the importers (`caffe`, `onnx`), which know nothing of each other.
+
+use std::path::Path;
+
+use candle_core::Device;
+
+use crate::error::{Error, Result};
+use crate::model::weights::{self, TensorMap};
+use crate::model::{LoadedSpec, Model, WeightsSource};
+
+/// Weights built into the binary for built-in specs that have them.
+const BUILTIN_WEIGHTS: &[(&str, &[u8])] = &[
+    ("tiny", include_bytes!("../models/tiny.safetensors")),
+    ("demo", include_bytes!("../models/demo.safetensors")),
+];
+
+/// Loads `model` (built-in name, spec file or model folder) with its weights.
+pub fn load(model: &str, weights: &WeightsSource, device: &Device) -> Result<Model> {
+    let (loaded, onnx_weights) = match onnx_file(model) {
+        Some(path) => {
+            let imported = import_onnx(path)?;
+            for n in &imported.notes {
+                tracing::info!("{}: {n}", path.display());
+            }
+            let dir = path.parent().map(Path::to_path_buf);
+            (
+                LoadedSpec {
+                    spec: imported.spec,
+                    dir,
+                },
+                Some(imported.tensors),
+            )
+        }
+        None => (LoadedSpec::resolve(model)?, None),
+    };
+    let (tensors, origin) = match (weights, onnx_weights) {
+        (WeightsSource::Default, Some(t)) => (t, model.to_string()),
+        (weights, _) => weights_for(&loaded, weights)?,
+    };
+    let mean = match &loaded.spec.input.mean_file {
+        Some(f) => Some(mean_image(&loaded, f)?),
+        None => None,
+    };
+    Model::from_parts(loaded, tensors, origin, mean, device)
+}
+
+/// The tensors `weights` names for `loaded`, and where they came from.
+fn weights_for(
+    loaded: &LoadedSpec,
+    weights: &WeightsSource,
+) -> Result<(weights::TensorMap, String)> {
+    Ok(match weights {
+        WeightsSource::Random(seed) => (
+            weights::random_weights(&loaded.spec, *seed)?,
+            format!("random:{seed}"),
+        ),
+        WeightsSource::File(p) => (read_weights(p)?, p.display().to_string()),
+        WeightsSource::Default => match loaded.spec.weights.as_deref().and_then(|w| loaded.resolve_path(w)) {
+            Some(p) => (read_weights(&p)?, p.display().to_string()),
+            None => match BUILTIN_WEIGHTS.iter().find(|(n, _)| *n == loaded.spec.name && loaded.dir.is_none()) {
+                Some((n, bytes)) => (
+                    candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?,
+                    format!("built-in weights of `{n}`"),
+                ),
+                // pretrained weights that `treevis models fetch` got
+                None => match crate::fetch::fetched_weights(&loaded.spec.name).filter(|_| loaded.dir.is_none()) {
+                    Some(p) => (read_weights(&p)?, p.display().to_string()),
+                    None => {
+                        return Err(Error::Spec {
+                            origin: loaded.spec.name.clone(),
+                            msg: format!(
+                                "no default weights: pass --weights FILE (safetensors, .pth or .caffemodel), or --weights random{}",
+                                if crate::fetch::Registry::builtin().model.iter().any(|m| m.spec == loaded.spec.name) {
+                                    format!(", or get the pretrained ones with `treevis models fetch {}`", loaded.spec.name)
+                                } else {
+                                    String::new()
+                                }
+                            ),
+                        })
+                    }
+                },
+            },
+        },
+    })
+}
+/// `model` as an ONNX file, when it names one (by its extension).
+pub fn onnx_file(model: &str) -> Option<&Path> {
+    let p = Path::new(model);
+    (p.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+        && p.is_file())
+    .then_some(p)
+}
+
+/// Reads an ONNX file as a spec named for the file, and its weights.
+pub fn import_onnx(path: &Path) -> Result<crate::onnx::import::Imported> {
+    let m = crate::onnx::OnnxModel::read(path)?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "onnx".into());
+    crate::onnx::import::import(&m, &name)
+}
+
+/// Reads every tensor of a weights file: a Caffe `.caffemodel` (by its extension), else
+/// by content a PyTorch `.pth` (zip or legacy) or safetensors.
+pub fn read_weights(path: &Path) -> Result<TensorMap> {
+    if path.extension().is_some_and(|e| e == "caffemodel") {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let raw = crate::caffe::tensors_of_caffemodel(&bytes, &path.display().to_string())?;
+        if raw.is_empty() {
+            return Err(Error::weights(path, "the file holds no tensors"));
+        }
+        return Ok(raw.into_iter().collect());
+    }
+    weights::read_weights(path)
+}
+
+/// The spec's mean image (`mean_file`, an `.npy`), centre-cropped to the input size.
+fn mean_image(loaded: &LoadedSpec, file: &str) -> Result<Vec<f32>> {
+    let path = loaded.resolve_path(file).ok_or_else(|| Error::Spec {
+        origin: loaded.spec.name.clone(),
+        msg: format!("mean_file `{file}` cannot be resolved for a built-in spec"),
+    })?;
+    let arr = crate::data::npy::read_f32(&path)?;
+    crate::model::crop_mean(loaded, &path, &arr.shape, &arr.data)
+}
