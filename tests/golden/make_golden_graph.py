@@ -2,7 +2,8 @@
 """Golden fixtures for treevis on GRAPH networks (residual adds, BatchNorm, ReLU6):
 an independent PyTorch (autograd) + Captum reference. Companion of make_golden.py (chains).
 
-What it writes (tests/golden/, for NAME in resnet18, mobilenet_v2, squeezenet1_1, googlenet)
+What it writes (tests/golden/, for NAME in resnet18, mobilenet_v2, squeezenet1_1, googlenet;
+foreign: NAME.pth, NAME.onnx, NAME.ref.* only, see below)
 ------------------------------------------------------------------
   NAME.pth                 torch.save(model.state_dict()) of a REAL torchvision module tree
                            (torchvision.models.resnet.ResNet / mobilenet.MobileNetV2, module
@@ -70,6 +71,26 @@ Semantics: shared/docs/reconstruction.md sections 2, 3, 4, 8, verbatim:
     "recon/zero", and guided-neg is left out of paths rooted at a concat blob (their first
     filter would be 0/0, degenerate). For these two networks bit-identical reconstructions
     share one key (stem roots: no rectifier below the seed, all four rules agree).
+    foreign (ForeignModule, input 36x36, 10 classes; foreign.pth its state_dict,
+      foreign.onnx written by build_foreign_onnx in the style of non-PyTorch exporters:
+      opset 13, ir 7, no initializers -- every weight a Constant node --, BatchNormalization
+      NOT folded, Hardswish as Mul(x, Div(Clip(Add(x,3), 0, 6), 6)), exact GELU as
+      Mul(Mul(x,0.5), Add(Erf(Div(x, sqrt2)), 1)), flatten as Reshape(x, Concat(Unsqueeze(
+      Gather(Shape(x), 0)), [-1])), Linear as MatMul + Add, ending in Softmax(axis 1) ->
+      `prob`; input `data`; node names `<Op>_<k>`, tensor names bare numbers, no metadata;
+      checked with onnxruntime against the module: prob, logits and every blob tensor).
+      Blobs (named by their producing ONNX node; JSON "blob_tensors" maps them to tensor
+      names): Add_53 (logits = the Softmax input; MatMul+bias-Add read as one linear),
+      Mul_39 (GELU output), Add_24 (residual Add of the Hardswish branch and the ReLU),
+      Relu_8 (first ReLU). Derivation (section 8): articulation tensors are 2, 7, 8, 24,
+      26, 31, 39, 40, 41, 49, 51, 53 (the depthwise branch 10..23 and the shape branch
+      42..48 are bypassed); Conv+BN read as one conv (BN folded: 2 -> 7, 26 -> 31); minus
+      pooling / reshape outputs 40, 41, 49; minus 7 and 31 (consumed only by one
+      activation: the Relu, the GELU pattern); MatMul 51 + bias Add 53 read as one linear.
+      Hardswish / GELU rules: section 8's rectifier row with f'(x) (SmoothRuleAct); the
+      twin is a copy with real nn.ReLU / nn.Hardswish / nn.GELU modules whose full backward
+      hooks rewrite the module's own true input gradient (all four rules), plus Captum
+      Deconvolution (deconv only: Captum's guided is relu(g*f'(x)), not the table's row).
   * "gradient at a blob": for a blob ending in an activation, the gradient at the
     activation's INPUT after its backward rule (resnet: at the Add output after the block's
     last ReLU; stem: at bn1's output); otherwise the gradient at the blob tensor itself
@@ -137,7 +158,7 @@ Rerun (from the repo root):
     python3 -m venv /work/venv && /work/venv/bin/pip install torch torchvision captum \
         safetensors numpy onnx onnxscript onnxruntime
     /work/venv/bin/python tests/golden/make_golden_graph.py [resnet18] [mobilenet_v2] \
-        [squeezenet1_1] [googlenet]          (no argument: all of them)
+        [squeezenet1_1] [googlenet] [foreign]          (no argument: all of them)
 Deterministic (fixed seeds); bit-identical reruns expected on the same versions / CPU.
 """
 
@@ -207,11 +228,58 @@ class ReLU6AsReLU(nn.ReLU):
         return F.relu6(x)
 
 
+def _smooth_f(x, kind):
+    return F.hardswish(x) if kind == "hardswish" else F.gelu(x)  # exact (erf) GELU
+
+
+def _smooth_df(x, kind):
+    """f'(x), written out (not autograd): hardswish as PyTorch's hardswish_backward
+    (0 for x < -3, x/3 + 1/2 for -3 <= x <= 3, 1 above); GELU Phi(x) + x phi(x)."""
+    if kind == "hardswish":
+        return torch.where(x < -3, torch.zeros_like(x),
+                           torch.where(x <= 3, x / 3 + 0.5, torch.ones_like(x)))
+    cdf = 0.5 * (1 + torch.erf(x * (1 / math.sqrt(2))))
+    pdf = torch.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+    return cdf + x * pdf
+
+
+class SmoothRuleAct(torch.autograd.Function):
+    """Hardswish / GELU with the section-8 rectifier row in its backward: gradient g*f'(x),
+    deconv g*[g>0], guided g*f'(x)*[g>0], guided-neg g*f'(x)*[g<0]."""
+
+    @staticmethod
+    def forward(ctx, x, rule, kind):
+        ctx.save_for_backward(x)
+        ctx.rule, ctx.kind = rule, kind
+        return _smooth_f(x, kind)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        z = torch.zeros_like(g)
+        if ctx.rule == "deconv":
+            return torch.where(g > 0, g, z), None, None
+        gd = g * _smooth_df(x, ctx.kind)
+        if ctx.rule == "gradient":
+            out = gd
+        elif ctx.rule == "guided":
+            out = torch.where(g > 0, gd, z)
+        elif ctx.rule == "guided-neg":
+            out = torch.where(g < 0, gd, z)
+        else:
+            raise ValueError(ctx.rule)
+        return out, None, None
+
+
 def rule_act(rule):
-    return lambda x, name, t=None: RuleAct.apply(x, rule, t)
+    # t: None (ReLU), a number (ReLU6 / Clip(0, t)) or "hardswish" / "gelu" (foreign net)
+    return lambda x, name, t=None: (SmoothRuleAct.apply(x, rule, t) if isinstance(t, str)
+                                    else RuleAct.apply(x, rule, t))
 
 
 def plain_act(x, name, t=None):
+    if isinstance(t, str):
+        return _smooth_f(x, t)
     return F.relu(x) if t is None else F.relu6(x)
 
 
@@ -734,6 +802,324 @@ class GoogLeNetNet:
         return cases, children
 
 
+class ForeignModule(nn.Module):
+    """The PyTorch reference of foreign.onnx (same weights). Returns the logits; the ONNX
+    graph adds the final Softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=True)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)  # depthwise
+        self.bn2 = nn.BatchNorm2d(8)
+        self.hswish = nn.Hardswish()
+        self.conv3 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(16)
+        self.gelu = nn.GELU()  # exact (erf)
+        self.pool = nn.MaxPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        r = self.relu1(self.bn1(self.conv1(x)))
+        s = self.hswish(self.bn2(self.conv2(r))) + r
+        h = self.gelu(self.bn3(self.conv3(s)))
+        h = torch.flatten(self.gap(self.pool(h)), 1)
+        return self.fc(h)
+
+
+class _OnnxW:
+    """Writes a graph in the style of non-PyTorch exporters: node names `<Op>_<k>` (one
+    counter over all nodes, Constants included), tensor names bare numbers, every weight a
+    Constant node, no initializers, no metadata."""
+
+    def __init__(self):
+        self.nodes, self.k, self.t = [], 0, 0
+        self.producer = {}
+
+    def node(self, op, inputs, **attrs):
+        from onnx import helper
+        out = str(self.t)
+        self.t += 1
+        name = f"{op}_{self.k}"
+        self.k += 1
+        self.nodes.append(helper.make_node(op, inputs, [out], name=name, **attrs))
+        self.producer[out] = name
+        return out
+
+    def const(self, arr):
+        from onnx import numpy_helper
+        arr = np.asarray(arr).copy(order="C")  # keeps 0-d scalars 0-d
+        return self.node("Constant", [], value=numpy_helper.from_array(arr))
+
+
+def build_foreign_onnx(m):
+    """foreign.onnx from the module's weights (opset 13). Returns (ModelProto, tensors) with
+    tensors[role] = tensor name, role in relu, add, gelu, logits, prob."""
+    import onnx
+    from onnx import TensorProto, helper
+    w = _OnnxW()
+    f32 = lambda t: t.detach().numpy().astype(np.float32)  # noqa
+    sc = lambda v: np.array(v, dtype=np.float32)  # noqa  0-d constants
+
+    def conv_bn(x, conv, bn):
+        ins = [x, w.const(f32(conv.weight))]
+        if conv.bias is not None:
+            ins.append(w.const(f32(conv.bias)))
+        c = w.node("Conv", ins, kernel_shape=list(conv.kernel_size), strides=list(conv.stride),
+                   pads=[conv.padding[0], conv.padding[1]] * 2, group=conv.groups,
+                   dilations=[1, 1])
+        return w.node("BatchNormalization",
+                      [c, w.const(f32(bn.weight)), w.const(f32(bn.bias)),
+                       w.const(f32(bn.running_mean)), w.const(f32(bn.running_var))],
+                      epsilon=float(bn.eps), momentum=0.9)
+
+    tn = {}
+    r = w.node("Relu", [conv_bn("data", m.conv1, m.bn1)])
+    tn["relu"] = r
+    b2 = conv_bn(r, m.conv2, m.bn2)
+    hs = w.node("Mul", [b2, w.node("Div", [w.node("Clip", [w.node("Add", [b2, w.const(sc(3.0))]),
+                                                        w.const(sc(0.0)), w.const(sc(6.0))]),
+                                          w.const(sc(6.0))])])
+    s = w.node("Add", [hs, r])
+    tn["add"] = s
+    b3 = conv_bn(s, m.conv3, m.bn3)
+    erf1 = w.node("Add", [w.node("Erf", [w.node("Div", [b3, w.const(sc(math.sqrt(2.0)))])]),
+                          w.const(sc(1.0))])
+    ge = w.node("Mul", [w.node("Mul", [b3, w.const(sc(0.5))]), erf1])
+    tn["gelu"] = ge
+    mp = w.node("MaxPool", [ge], kernel_shape=[2, 2], strides=[2, 2])
+    gp = w.node("GlobalAveragePool", [mp])
+    n0 = w.node("Gather", [w.node("Shape", [gp]), w.const(np.array(0, dtype=np.int64))], axis=0)
+    shape = w.node("Concat", [w.node("Unsqueeze", [n0, w.const(np.array([0], dtype=np.int64))]),
+                              w.const(np.array([-1], dtype=np.int64))], axis=0)
+    fl = w.node("Reshape", [gp, shape])
+    lg = w.node("Add", [w.node("MatMul", [fl, w.const(f32(m.fc.weight).T.copy())]),
+                        w.const(f32(m.fc.bias))])
+    tn["logits"] = lg
+    pr = w.node("Softmax", [lg], axis=1)
+    tn["prob"] = pr
+    # rename the graph output "prob" (inputs "data"): the only named tensors
+    w.nodes[-1].output[0] = "prob"
+    w.producer["prob"] = w.producer.pop(pr)
+    tn["prob"] = "prob"
+    H, W_ = ForeignNet.input_size
+    g = helper.make_graph(w.nodes, "foreign",
+                          [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, H, W_])],
+                          [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 10])])
+    mp_ = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)],
+                            producer_name="treevis-golden-foreign", producer_version="1")
+    mp_.ir_version = 7
+    onnx.checker.check_model(mp_)
+    return mp_, tn, w.producer
+
+
+class ForeignNet:
+    """A small CNN written to ONNX in the style of other exporters (see build_foreign_onnx),
+    with its PyTorch reference. Blob names are the ONNX names of the nodes producing the
+    blob tensors (the graph has no module names)."""
+    name = "foreign"
+    input_size = (36, 36)
+    seed = 8686
+    dedupe_equal = True
+
+    def __init__(self, gen):
+        m = ForeignModule()
+        m.eval()
+        self.model = m
+        self.gen = gen
+        _, tn, prod = build_foreign_onnx(m)
+        self.tn = tn
+        self.bname = {role: prod[tn[role]] for role in ("relu", "add", "gelu", "logits")}
+        b = self.bname
+        self.blobs = [b["logits"], b["gelu"], b["add"], b["relu"]]
+        # the residual Add is no activation output; below it Hardswish and ReLU see only the
+        # positive seed: guided-neg root-only there is identically zero
+        self.guided_neg_zero_roots = (b["add"],)
+        self.extra_json = {
+            "blob_tensors": {b[r]: tn[r] for r in ("logits", "gelu", "add", "relu")},
+            "blob_roles": {b["logits"]: "logits (Softmax input; MatMul + Add bias)",
+                           b["gelu"]: "GELU output (erf pattern)",
+                           b["add"]: "residual Add output (Hardswish branch + ReLU)",
+                           b["relu"]: "first ReLU output"},
+        }
+
+    def init(self, x):
+        random_bn(self.model, self.gen)
+        with torch.no_grad():
+            self.model.conv1.bias.copy_(0.1 * torch.randn(8, generator=self.gen))
+        # conv outputs at std 2: Hardswish / GELU see their curved parts and tails
+        lsuv_convs(self.model, x, self.gen, target=lambda n: 2.0)
+        init_linear(self.model, self.model.fc, x, self.gen)
+
+    def blob_act(self, b):
+        n = self.bname
+        return {n["relu"]: "relu1", n["gelu"]: "gelu"}.get(b)
+
+    def act_names(self):
+        return ["relu1", "hswish", "gelu"]
+
+    def act_kind(self, n):
+        return {"relu1": None, "hswish": "hardswish", "gelu": "gelu"}[n]
+
+    def forward(self, x, act):
+        m, n = self.model, self.bname
+        gt, val = {}, {}
+        h = _bn(_conv(x, m.conv1), m.bn1)
+        gt[n["relu"]] = h
+        r = act(h, "relu1")
+        val[n["relu"]] = r
+        s = act(_bn(_conv(r, m.conv2), m.bn2), "hswish", "hardswish") + r
+        gt[n["add"]] = s
+        val[n["add"]] = s
+        h = _bn(_conv(s, m.conv3), m.bn3)
+        gt[n["gelu"]] = h
+        h = act(h, "gelu", "gelu")
+        val[n["gelu"]] = h
+        h = torch.flatten(F.adaptive_avg_pool2d(_maxpool(h, m.pool), (1, 1)), 1)
+        logits = F.linear(h, m.fc.weight, m.fc.bias)
+        gt[n["logits"]] = logits
+        val[n["logits"]] = logits
+        return gt, val
+
+    def model_hook(self, b):
+        m, n = self.model, self.bname
+        if b == n["logits"]:
+            return m.fc, "out"
+        if b == n["relu"]:
+            return m.relu1, "out"
+        if b == n["gelu"]:
+            return m.bn3, "out"
+        return m.conv3, "in"  # the residual sum
+
+    def plans(self):
+        b = self.blobs
+        cases = [
+            (b[0], [], MODES, RULES),          # logits, top class
+            (b[1], [], MODES, RULES),          # GELU blob
+            (b[2], [], MODES, RULES),          # residual Add blob
+            (b[3], [], MODES, RULES),          # first ReLU
+            (b[1], [0, 0], ["auto"], RULES),   # GELU -> Add -> ReLU
+            (b[0], [0, 0, 0], ["auto"], RULES),  # logits -> GELU -> Add -> ReLU
+            (b[1], [0, 0], ["manual"], ["guided"]),
+        ]
+        children = [
+            (b[0], [], "guided", "auto", 5),
+            (b[1], [], "guided", "auto", 5),
+            (b[1], [], "gradient", "manual", 5),
+            (b[2], [], "deconv", "auto", 5),
+            (b[1], [0], "guided-neg", "auto", 5),
+        ]
+        return cases, children
+
+    # ---- independent twin (all four rules) ----
+    def other_impl(self, inp, path, rule, mode):
+        """The same functional forward, but every activation is a REAL torch module
+        (nn.ReLU / nn.Hardswish / nn.GELU, true autograd) whose full backward hook rewrites
+        its input gradient from the module's own true gradient d = g*f'(x) and g: gradient
+        d, deconv g*[g>0], guided d*[g>0], guided-neg d*[g<0]. Filters: tensor hooks, as in
+        CaptumCopy. Independent of SmoothRuleAct's written-out f'(x)."""
+        net = self
+
+        def hook(mod, gin, gout):
+            d, g = gin[0], gout[0]
+            if rule == "gradient":
+                return (d,)
+            if rule == "deconv":
+                return (torch.where(g > 0, g, torch.zeros_like(g)),)
+            keep = (g > 0) if rule == "guided" else (g < 0)
+            return (torch.where(keep, d, torch.zeros_like(d)),)
+
+        mods = {"relu1": nn.ReLU(), "hswish": nn.Hardswish(), "gelu": nn.GELU()}
+        for mo in mods.values():
+            mo.register_full_backward_hook(hook)
+
+        class Copy(CaptumCopy):
+            def __init__(self):
+                nn.Module.__init__(self)
+                self.net, self.path, self.mode = net, path, mode
+                self.key = {k: k for k in mods}
+                self.acts = nn.ModuleDict(mods)
+
+        w = Copy()
+        x = inp.detach().clone().unsqueeze(0).requires_grad_(True)
+        y = w(x)
+        (g,) = torch.autograd.grad(y, x, torch.ones_like(y))
+        return g.detach()[0], "module backward hooks on distinct true activations"
+
+    def captum_deconv(self, inp, path, mode):
+        """Captum Deconvolution on a copy whose activations are nn.ReLU subclasses computing
+        ReLU / Hardswish / GELU: Captum's deconv hook returns relu(grad_output) = the deconv
+        row of section 8 for every rectifier. (Captum's guided, relu(g * f'(x)), is NOT the
+        section-8 guided row where f' < 0, so it is not used.)"""
+        net = self
+
+        class AsReLU(nn.ReLU):
+            def __init__(self, kind):
+                super().__init__()
+                self.kind = kind
+
+            def forward(self, x):
+                return F.relu(x) if self.kind is None else _smooth_f(x, self.kind)
+
+        class Copy(CaptumCopy):
+            def __init__(self):
+                nn.Module.__init__(self)
+                self.net, self.path, self.mode = net, path, mode
+                self.key = {k: k for k in net.act_names()}
+                self.acts = nn.ModuleDict({k: AsReLU(net.act_kind(k)) for k in net.act_names()})
+
+        x = inp.detach().clone().unsqueeze(0).requires_grad_(True)
+        return Deconvolution(Copy()).attribute(x, target=0).detach()[0]
+
+    # ---- export: foreign.onnx, verified with onnxruntime ----
+    def export(self, x, errs):
+        import onnx
+        mp, tn, _ = build_foreign_onnx(self.model)
+        f = os.path.join(OUT_DIR, "foreign.onnx")
+        onnx.save(mp, f)
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            print("  onnxruntime not installed: foreign.onnx not run")
+            return [f]
+        # a copy exposing the blob tensors as extra outputs
+        from onnx import helper, TensorProto
+        mp2 = onnx.load(f)
+        for role in ("logits", "gelu", "add", "relu"):
+            mp2.graph.output.append(helper.make_tensor_value_info(tn[role], TensorProto.FLOAT,
+                                                                  None))
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 2
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        outs = {}
+        for tag, model_bytes, opt in (("file", mp.SerializeToString(), True),
+                                      ("blobs", mp2.SerializeToString(), False)):
+            so2 = ort.SessionOptions()
+            so2.intra_op_num_threads = 2
+            if not opt:
+                so2.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            s = ort.InferenceSession(model_bytes, so2, providers=["CPUExecutionProvider"])
+            names = [o.name for o in s.get_outputs()]
+            outs[tag] = dict(zip(names, s.run(None, {"data": x.numpy()})))
+        with torch.no_grad():
+            ref = self.model(x)
+            _, val = self.forward(x, plain_act)
+        checks = [("prob", outs["file"]["prob"], F.softmax(ref, dim=1)),
+                  ("prob (no ORT graph opt)", outs["blobs"]["prob"], F.softmax(ref, dim=1))]
+        for role in ("logits", "gelu", "add", "relu"):
+            checks.append((f"{role} tensor {tn[role]}", outs["blobs"][tn[role]],
+                           val[self.bname[role]]))
+        for what, got, want in checks:
+            e = rel_err(torch.from_numpy(got), want)
+            errs.append((self.name, "onnxruntime", "foreign.onnx", "", "", f"{what} vs PyTorch",
+                         e))
+            print(f"  onnxruntime foreign.onnx {what}: rel err {e:.2e}")
+            assert e < 1e-4, what
+        return [f]
+
+
 # ----------------------------------------------------------------------------------------
 # Reference reconstruction
 # ----------------------------------------------------------------------------------------
@@ -1148,7 +1534,20 @@ def make(net_cls, only_export=False):
                 cases.append({"key": key, "path": path_str(path), "rule": rule,
                               "mult_mode": mode})
                 notes = []
-                if rule != "guided-neg":
+                if hasattr(net, "other_impl"):  # foreign: a twin for all four rules
+                    o, kind = net.other_impl(inp, path, rule, mode)
+                    e = rel_err(g, o)
+                    errs.append((name, key, path_str(path), rule, mode, kind, e))
+                    notes.append(f"{kind}: {e:.2e}")
+                    assert e < 1e-5, f"cross-check failed {e}"
+                    if rule == "deconv":
+                        o = net.captum_deconv(inp, path, mode)
+                        e = rel_err(g, o)
+                        kind = "captum Deconvolution on ReLU-subclass copy"
+                        errs.append((name, key, path_str(path), rule, mode, kind, e))
+                        notes.append(f"{kind}: {e:.2e}")
+                        assert e < 1e-5, f"cross-check failed {e}"
+                elif rule != "guided-neg":
                     o = other_impl(net, inp, path, rule, mode)
                     e = rel_err(g, o)
                     kind = ("plain autograd" if rule == "gradient" else "captum") + \
@@ -1193,7 +1592,8 @@ def make(net_cls, only_export=False):
     # ---- write ----
     pth = os.path.join(OUT_DIR, f"{name}.pth")
     torch.save(m.state_dict(), pth)
-    onnx_files = export_onnx(net, x, name, errs)
+    onnx_files = net.export(x, errs) if hasattr(net, "export") else \
+        export_onnx(net, x, name, errs)
     rpath = os.path.join(OUT_DIR, f"{name}.ref.safetensors")
     jpath = os.path.join(OUT_DIR, f"{name}.ref.json")
     save_file({k: v.float().contiguous() for k, v in tensors.items()}, rpath)
@@ -1202,7 +1602,8 @@ def make(net_cls, only_export=False):
         json.dump({"generator": versions(), "model": name, "pth": rel(pth),
                    "onnx": [rel(p) for p in onnx_files if p.endswith(".onnx")],
                    "input_size": [H, W], "blobs": net.blobs, "cases": cases,
-                   "children": children, "top5": top5}, f, indent=1)
+                   "children": children, "top5": top5, **getattr(net, "extra_json", {})},
+                  f, indent=1)
         f.write("\n")
     describe_onnx(onnx_files)
     return [pth] + onnx_files + [rpath, jpath], errs
@@ -1212,7 +1613,7 @@ def main():
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True)
     nets = {"resnet18": ResNet18Net, "mobilenet_v2": MobileNetV2Net,
-            "squeezenet1_1": SqueezeNet11Net, "googlenet": GoogLeNetNet}
+            "squeezenet1_1": SqueezeNet11Net, "googlenet": GoogLeNetNet, "foreign": ForeignNet}
     which = sys.argv[1:] or list(nets)
     files, errs = [], []
     for w in which:
