@@ -461,7 +461,15 @@ fn overview(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
     let row_h = 7u16;
     let visible = (rinner.height / row_h).max(1) as usize;
     let first = app.ov_row.saturating_sub(visible - 1);
-    let tile_w = ((rinner.width.saturating_sub(8)) / app.ov_top as u16).clamp(6, 16);
+    // the blob names' column: as wide as the longest (`layer4.2`, `features.17`), capped
+    let label_w = rows
+        .iter()
+        .map(|r| r.blob.chars().count())
+        .max()
+        .unwrap_or(7)
+        .clamp(7, 20) as u16;
+    let tile_w =
+        ((rinner.width.saturating_sub(label_w + 1)) / app.ov_top as u16).clamp(6, 16);
     for (ri, row) in rows.iter().enumerate().skip(first).take(visible) {
         let y = rinner.y + (ri - first) as u16 * row_h;
         let sel_row = ri == app.ov_row;
@@ -471,10 +479,10 @@ fn overview(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
             } else {
                 Style::default()
             }),
-            Rect::new(rinner.x, y, 7, 1),
+            Rect::new(rinner.x, y, label_w, 1),
         );
         for (ci, u) in row.units.iter().enumerate() {
-            let x = rinner.x + 8 + ci as u16 * tile_w;
+            let x = rinner.x + label_w + 1 + ci as u16 * tile_w;
             if x + tile_w > rinner.x + rinner.width {
                 break;
             }
