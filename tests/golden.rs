@@ -308,3 +308,24 @@ fn resnet18_onnx_matches_pytorch() {
 fn mobilenet_v2_onnx_matches_pytorch() {
     check_onnx("mobilenet_v2");
 }
+
+#[test]
+fn squeezenet1_1_matches_pytorch() {
+    check_fixture("squeezenet1_1", load_graph_pth("squeezenet1_1", None));
+    check_onnx("squeezenet1_1");
+}
+
+#[test]
+fn googlenet_matches_pytorch() {
+    check_fixture("googlenet", load_graph_pth("googlenet", None));
+    check_onnx("googlenet");
+}
+
+/// A file in other exporters' style (tests/golden/make_golden_graph.py writes it with the
+/// onnx package from PyTorch weights): weights as Constant nodes, BatchNorm unfolded,
+/// hard-swish and GELU spelled out in elementwise ops, a Shape->Gather->Unsqueeze->Concat
+/// ->Reshape flatten, MatMul + Add, a final Softmax, opset 13, no module paths.
+#[test]
+fn foreign_style_onnx_matches_pytorch() {
+    check_onnx("foreign");
+}

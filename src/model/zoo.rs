@@ -28,6 +28,14 @@ pub const ZOO: &[(&str, &str)] = &[
         "mobilenet_v2",
         "torchvision MobileNetV2 (Sandler et al. 2018), width 1.0",
     ),
+    (
+        "squeezenet1_1",
+        "torchvision SqueezeNet 1.1 (Iandola et al. 2016): fire modules",
+    ),
+    (
+        "googlenet",
+        "torchvision GoogLeNet (Szegedy et al. 2014): inception modules, BatchNorm",
+    ),
 ];
 
 /// The spec of a generated network, by name.
@@ -40,16 +48,25 @@ pub fn spec(name: &str) -> Option<Spec> {
         "resnet50" => resnet(&mut b, true, [3, 4, 6, 3]),
         "resnet101" => resnet(&mut b, true, [3, 4, 23, 3]),
         "mobilenet_v2" => mobilenet_v2(&mut b, 1.0),
+        "squeezenet1_1" => squeezenet1_1(&mut b),
+        "googlenet" => googlenet(&mut b),
         _ => return None,
     }
     // top blob first
     b.blobs.reverse();
+    let mut input = torchvision_input();
+    if name == "googlenet" {
+        // torchvision's pretrained GoogLeNet re-normalises its input (`transform_input`):
+        // together with the ImageNet mean/std that is mean 0.5, std 0.5
+        input.mean = [0.5; 3];
+        input.std = [0.5; 3];
+    }
     Some(Spec {
         name: name.to_string(),
         description,
         labels: Some("imagenet_classes.txt".into()),
         weights: None,
-        input: torchvision_input(),
+        input,
         layers: b.layers,
         blobs: b.blobs,
     })
@@ -259,7 +276,12 @@ fn head(b: &mut Builder, x: &str, pool: &str, fc: &str, dropout: bool) {
     let p = b.add(pool, &[x], LayerKind::AdaptiveAvgpool { output: [1, 1] });
     let mut f = b.add("flatten", &[&p], LayerKind::Flatten);
     if dropout {
-        f = b.add("classifier.0", &[&f], LayerKind::Dropout { p: 0.2 });
+        let name = if fc == "fc" {
+            "dropout"
+        } else {
+            "classifier.0"
+        };
+        f = b.add(name, &[&f], LayerKind::Dropout { p: 0.2 });
     }
     let l = b.add(
         fc,
@@ -338,6 +360,166 @@ fn mobilenet_v2(b: &mut Builder, width: f32) {
     head(b, &x, "avgpool", "classifier.1", true);
 }
 
+fn pool(kernel: usize, stride: usize, pad: usize, ceil: bool) -> LayerKind {
+    LayerKind::Maxpool(PoolSpec {
+        kernel,
+        stride,
+        pad,
+        ceil,
+    })
+}
+
+fn biased_conv(
+    b: &mut Builder,
+    name: &str,
+    input: &str,
+    out: usize,
+    kernel: usize,
+    stride: usize,
+) -> String {
+    b.add(
+        name,
+        &[input],
+        LayerKind::Conv {
+            out: Some(out),
+            kernel,
+            stride,
+            pad: (kernel - 1) / 2,
+            dilation: 1,
+            groups: 1,
+            depthwise: false,
+            weight: None,
+            bias: None,
+            bias_term: true,
+        },
+    )
+}
+
+fn squeezenet1_1(b: &mut Builder) {
+    let c = biased_conv(b, "features.0", "data", 64, 3, 2);
+    // torchvision's stem conv has no padding
+    if let Some(LayerKind::Conv { pad, .. }) = b.layers.last_mut().map(|l| &mut l.kind) {
+        *pad = 0;
+    }
+    let mut x = b.add("features.1", &[&c], LayerKind::Relu);
+    b.blob("features.1", &x);
+    let fires: [(usize, Option<(usize, usize)>); 10] = [
+        (2, None),
+        (3, Some((16, 64))),
+        (4, Some((16, 64))),
+        (5, None),
+        (6, Some((32, 128))),
+        (7, Some((32, 128))),
+        (8, None),
+        (9, Some((48, 192))),
+        (10, Some((48, 192))),
+        (11, Some((64, 256))),
+    ];
+    for (i, fire) in fires.into_iter().chain([(12, Some((64, 256)))]) {
+        let p = format!("features.{i}");
+        match fire {
+            None => x = b.add(&p, &[&x], pool(3, 2, 0, true)),
+            Some((sq, ex)) => {
+                let s = biased_conv(b, &format!("{p}.squeeze"), &x, sq, 1, 1);
+                let sa = b.add(&format!("{p}.squeeze_activation"), &[&s], LayerKind::Relu);
+                let e1 = biased_conv(b, &format!("{p}.expand1x1"), &sa, ex, 1, 1);
+                let a1 = b.add(
+                    &format!("{p}.expand1x1_activation"),
+                    &[&e1],
+                    LayerKind::Relu,
+                );
+                let e3 = biased_conv(b, &format!("{p}.expand3x3"), &sa, ex, 3, 1);
+                let a3 = b.add(
+                    &format!("{p}.expand3x3_activation"),
+                    &[&e3],
+                    LayerKind::Relu,
+                );
+                x = b.add(&format!("{p}.cat"), &[&a1, &a3], LayerKind::Concat);
+                b.blob(&p, &x);
+            }
+        }
+    }
+    let d = b.add("classifier.0", &[&x], LayerKind::Dropout { p: 0.5 });
+    let c = biased_conv(b, "classifier.1", &d, 1000, 1, 1);
+    let r = b.add("classifier.2", &[&c], LayerKind::Relu);
+    let p = b.add(
+        "classifier.3",
+        &[&r],
+        LayerKind::AdaptiveAvgpool { output: [1, 1] },
+    );
+    let f = b.add("flatten", &[&p], LayerKind::Flatten);
+    b.blob("classifier.3", &f);
+}
+
+/// torchvision's `BasicConv2d`: conv without bias, BatchNorm (eps 0.001), ReLU.
+fn basic_conv(
+    b: &mut Builder,
+    p: &str,
+    input: &str,
+    out: usize,
+    kernel: usize,
+    stride: usize,
+) -> String {
+    let c = b.conv(
+        &format!("{p}.conv"),
+        input,
+        out,
+        kernel,
+        stride,
+        (kernel - 1) / 2,
+        false,
+    );
+    let n = b.add(
+        &format!("{p}.bn"),
+        &[&c],
+        LayerKind::Batchnorm { eps: 1e-3 },
+    );
+    b.add(&format!("{p}.relu"), &[&n], LayerKind::Relu)
+}
+
+fn googlenet(b: &mut Builder) {
+    let mut x = basic_conv(b, "conv1", "data", 64, 7, 2);
+    b.blob("conv1", &x);
+    x = b.add("maxpool1", &[&x], pool(3, 2, 0, true));
+    x = basic_conv(b, "conv2", &x, 64, 1, 1);
+    b.blob("conv2", &x);
+    x = basic_conv(b, "conv3", &x, 192, 3, 1);
+    b.blob("conv3", &x);
+    x = b.add("maxpool2", &[&x], pool(3, 2, 0, true));
+    let plan: [(&str, [usize; 6]); 9] = [
+        ("inception3a", [64, 96, 128, 16, 32, 32]),
+        ("inception3b", [128, 128, 192, 32, 96, 64]),
+        ("inception4a", [192, 96, 208, 16, 48, 64]),
+        ("inception4b", [160, 112, 224, 24, 64, 64]),
+        ("inception4c", [128, 128, 256, 24, 64, 64]),
+        ("inception4d", [112, 144, 288, 32, 64, 64]),
+        ("inception4e", [256, 160, 320, 32, 128, 128]),
+        ("inception5a", [256, 160, 320, 32, 128, 128]),
+        ("inception5b", [384, 192, 384, 48, 128, 128]),
+    ];
+    for (p, [c1, c3r, c3, c5r, c5, pp]) in plan {
+        let b1 = basic_conv(b, &format!("{p}.branch1"), &x, c1, 1, 1);
+        let t = basic_conv(b, &format!("{p}.branch2.0"), &x, c3r, 1, 1);
+        let b2 = basic_conv(b, &format!("{p}.branch2.1"), &t, c3, 3, 1);
+        let t = basic_conv(b, &format!("{p}.branch3.0"), &x, c5r, 1, 1);
+        let b3 = basic_conv(b, &format!("{p}.branch3.1"), &t, c5, 3, 1);
+        let t = b.add(&format!("{p}.branch4.0"), &[&x], pool(3, 1, 1, true));
+        let b4 = basic_conv(b, &format!("{p}.branch4.1"), &t, pp, 1, 1);
+        x = b.add(
+            &format!("{p}.cat"),
+            &[&b1, &b2, &b3, &b4],
+            LayerKind::Concat,
+        );
+        b.blob(p, &x);
+        match p {
+            "inception3b" => x = b.add("maxpool3", &[&x], pool(3, 2, 0, true)),
+            "inception4e" => x = b.add("maxpool4", &[&x], pool(2, 2, 0, true)),
+            _ => {}
+        }
+    }
+    head(b, &x, "avgpool", "fc", true);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +541,7 @@ mod tests {
         assert_eq!(names.last(), Some(&"relu"));
         assert_eq!(spec("resnet50").unwrap().blobs.len(), 18);
         assert_eq!(spec("mobilenet_v2").unwrap().blobs.len(), 20);
+        assert_eq!(spec("squeezenet1_1").unwrap().blobs.len(), 10);
+        assert_eq!(spec("googlenet").unwrap().blobs.len(), 13);
     }
 }

@@ -1460,15 +1460,9 @@ fn tree_blobs(spec: &Spec, scopes: &[Vec<String>]) -> std::result::Result<Vec<Bl
         }
     }
     let top = n - 1;
-    let mut cands: Vec<(usize, String, Option<String>)> = Vec::new(); // (layer, name, owner scope)
-    for i in 0..n {
-        let t = topo[i] + 1;
-        if !art[t] {
-            continue;
-        }
-        let kind = &spec.layers[i].kind;
-        let passive = matches!(
-            kind,
+    let passive_kind = |k: &LayerKind| {
+        matches!(
+            k,
             LayerKind::Maxpool(_)
                 | LayerKind::Avgpool(_)
                 | LayerKind::AdaptiveAvgpool { .. }
@@ -1476,14 +1470,49 @@ fn tree_blobs(spec: &Spec, scopes: &[Vec<String>]) -> std::result::Result<Vec<Bl
                 | LayerKind::Dropout { .. }
                 | LayerKind::Identity
                 | LayerKind::Softmax
-        );
-        let users = &consumers[t];
-        let only_act = users.len() == 1 && {
-            let u = wiring.order[users[0]];
-            crate::model::net::activation_of(&spec.layers[u].kind).is_some()
-                || matches!(spec.layers[u].kind, LayerKind::Relu)
+        )
+    };
+    // Where the logits are a pooled or flattened view of a layer (SqueezeNet's conv
+    // classifier), walk back to it: the top blob is named for the first layer with a
+    // module on the way, and the viewed layer is no blob of its own.
+    let mut top_name: Option<String> = scopes[top].last().cloned();
+    let mut viewed = None;
+    let mut at = top;
+    while passive_kind(&spec.layers[at].kind) {
+        let Some(src) = spec.layers[at]
+            .inputs
+            .as_ref()
+            .and_then(|i| i.first())
+            .and_then(|n| spec.layers.iter().position(|l| &l.name == n))
+        else {
+            break;
         };
-        if i != top && (passive || only_act) {
+        at = src;
+        if top_name.is_none() {
+            top_name = scopes[at].last().cloned();
+        }
+        if !passive_kind(&spec.layers[at].kind) {
+            viewed = Some(at);
+        }
+    }
+    let mut cands: Vec<(usize, String, Option<String>)> = Vec::new(); // (layer, name, owner scope)
+    for i in 0..n {
+        let t = topo[i] + 1;
+        if !art[t] {
+            continue;
+        }
+        let kind = &spec.layers[i].kind;
+        let passive = passive_kind(kind);
+        let users = &consumers[t];
+        let only_user = (users.len() == 1).then(|| &spec.layers[wiring.order[users[0]]].kind);
+        // its activation's output stands for it; a BatchNorm folds into the conv before it
+        let stood_for = only_user.is_some_and(|u| {
+            crate::model::net::activation_of(u).is_some()
+                || matches!(u, LayerKind::Relu)
+                || (matches!(u, LayerKind::Batchnorm { .. })
+                    && matches!(kind, LayerKind::Conv { .. }))
+        });
+        if i != top && (passive || stood_for || viewed == Some(i)) {
             continue;
         }
         let owned: Vec<&String> = scopes[i]
@@ -1496,7 +1525,7 @@ fn tree_blobs(spec: &Spec, scopes: &[Vec<String>]) -> std::result::Result<Vec<Bl
                 .is_some_and(|c| c.parse::<usize>().is_ok())
         });
         let owner = if i == top {
-            scopes[i].last().cloned()
+            top_name.clone()
         } else {
             indexed
                 .map(|s| s.to_string())

@@ -468,8 +468,7 @@ fn overview(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
         .max()
         .unwrap_or(7)
         .clamp(7, 20) as u16;
-    let tile_w =
-        ((rinner.width.saturating_sub(label_w + 1)) / app.ov_top as u16).clamp(6, 16);
+    let tile_w = ((rinner.width.saturating_sub(label_w + 1)) / app.ov_top as u16).clamp(6, 16);
     for (ri, row) in rows.iter().enumerate().skip(first).take(visible) {
         let y = rinner.y + (ri - first) as u16 * row_h;
         let sel_row = ri == app.ov_row;
