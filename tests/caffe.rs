@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::Device;
-use treevis::model::{Model, WeightsSource};
+use treevis::model::WeightsSource;
 
 fn caffe(f: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,7 +4,7 @@
 use candle_core::Device;
 use treevis::data::synth;
 use treevis::model::weights::{random_weights, TensorMap};
-use treevis::model::{LoadedSpec, Model, Net, WeightsSource};
+use treevis::model::{LoadedSpec, Net, WeightsSource};
 use treevis::train::{self, demo_batch, softmax_xent, TrainOptions};
 
 fn loss_on(spec: &treevis::model::Spec, w: TensorMap, seed: u64) -> f32 {

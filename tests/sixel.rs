@@ -9,7 +9,7 @@ use ratatui::layout::Rect;
 use ratatui::Terminal;
 use ratatui_image::picker::{Picker, ProtocolType};
 use treevis::engine::{JobKey, Output, Scheduler};
-use treevis::model::{Model, WeightsSource};
+use treevis::model::WeightsSource;
 use treevis::recon::display::Display;
 use treevis::recon::Options;
 use treevis::tui::ui::Images;

@@ -91,9 +91,40 @@ pub fn import(model: &OnnxModel, name: &str) -> Result<Imported> {
             dims: dims.clone(),
         },
     );
+    // Constant nodes take no inputs: known before anything runs (a bias may be defined
+    // after the MatMul it follows)
+    for node in g.nodes.iter().filter(|n| n.op_type == "Constant") {
+        let t = constant_value(node).map_err(|m| imp.err(node, m))?;
+        if let Some(o) = node.outputs.first() {
+            imp.vals.insert(o.clone(), Val::Const(t));
+        }
+    }
     let consumers = count_consumers(model);
-    let mut skip: HashSet<usize> = HashSet::new();
+    let spelled = spelled_activations(model, &consumers);
+    let mut skip: HashSet<usize> = spelled
+        .values()
+        .flat_map(|p| p.nodes.iter().copied())
+        .collect();
     for (i, node) in g.nodes.iter().enumerate() {
+        if let Some(p) = spelled.get(&i) {
+            // the last node of a spelled-out activation: one layer for the pattern
+            let (src, dims) = match imp.vals.get(&p.x) {
+                Some(Val::Act { layer, dims }) => (*layer, dims.clone()),
+                _ => return Err(imp.err(node, format!("`{}` is not an activation", p.x))),
+            };
+            let name = imp.name_for(node, None);
+            imp.notes.push(format!(
+                "nodes {} read as one {} (reference section 8)",
+                p.nodes
+                    .iter()
+                    .map(|&k| format!("`{}`", g.nodes[k].name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                p.kind.type_name()
+            ));
+            imp.push(node, name, vec![src], p.kind.clone(), dims);
+            continue;
+        }
         if skip.contains(&i) {
             continue;
         }
@@ -509,7 +540,11 @@ impl Importer<'_> {
                 }
                 let (fin, fout) = (w.dims[0], w.dims[1]);
                 let wt = tensor_of(&w).map_err(|m| self.err(node, m))?.t()?.contiguous()?;
-                let name = self.name_for(node, None);
+                // named for the node whose output the layer's is (the bias Add's, if fused)
+                let name = match &bias {
+                    Some((j, _)) => self.name_for(&nodes[*j], None),
+                    None => self.name_for(node, None),
+                };
                 self.weight(&name, "weight", wt);
                 let has_bias = if let Some((j, b)) = &bias {
                     if b.dims.iter().product::<usize>() != fout {
@@ -1567,4 +1602,259 @@ fn tree_blobs(spec: &Spec, scopes: &[Vec<String>]) -> std::result::Result<Vec<Bl
         return Err("the graph has no tree blob".into());
     }
     Ok(blobs)
+}
+
+/// An activation an exporter spelled out in elementwise ops.
+struct Spelled {
+    kind: LayerKind,
+    /// The activation's input.
+    x: String,
+    /// Every node of the pattern (the last one produces the activation's output).
+    nodes: Vec<usize>,
+}
+
+/// Finds hard-swish (`x * Clip(x + 3, 0, 6) / 6`, in either order), hard-sigmoid
+/// (`Clip(x + 3, 0, 6) / 6`, `Clip(x / 6 + 0.5, 0, 1)`) and GELU (`x * 0.5 * (1 +
+/// Erf(x / sqrt 2))`, the product in any order), keyed by the pattern's last node. Inner
+/// values must have no other users.
+fn spelled_activations(
+    model: &OnnxModel,
+    consumers: &HashMap<String, Vec<usize>>,
+) -> HashMap<usize, Spelled> {
+    let nodes = &model.graph.nodes;
+    // scalar constants: initializers and Constant nodes
+    let mut scalars: HashMap<&str, f32> = HashMap::new();
+    for (n, t) in &model.graph.initializers {
+        if let Some(v) = scalar_f32(t) {
+            scalars.insert(n.as_str(), v);
+        }
+    }
+    for n in nodes.iter().filter(|n| n.op_type == "Constant") {
+        if let (Ok(t), Some(o)) = (constant_value(n), n.outputs.first()) {
+            if let Some(v) = scalar_f32(&t) {
+                scalars.insert(o.as_str(), v);
+            }
+        }
+    }
+    let producer: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let only_user = |t: &str| -> Option<usize> {
+        match consumers.get(t).map(|v| v.as_slice()) {
+            Some([one]) if *one != usize::MAX => Some(*one),
+            _ => None,
+        }
+    };
+    let near = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+    // `op(x, c)` with a scalar constant c on either side (for Div: only on the right)
+    let with_const = |i: usize, op: &str| -> Option<(String, f32)> {
+        let n = &nodes[i];
+        if n.op_type != op || n.inputs.len() != 2 {
+            return None;
+        }
+        if let Some(c) = scalars.get(n.inputs[1].as_str()) {
+            return Some((n.inputs[0].clone(), *c));
+        }
+        if op != "Div" && op != "Sub" {
+            if let Some(c) = scalars.get(n.inputs[0].as_str()) {
+                return Some((n.inputs[1].clone(), *c));
+            }
+        }
+        None
+    };
+    // x * k: Mul by k or Div by 1/k
+    let scaled = |i: usize, k: f32| -> Option<String> {
+        with_const(i, "Mul")
+            .filter(|(_, c)| near(*c, k))
+            .or_else(|| with_const(i, "Div").filter(|(_, c)| near(1.0 / *c, k)))
+            .map(|(x, _)| x)
+    };
+    let clip_bounds = |i: usize| -> Option<(f32, f32)> {
+        let n = &nodes[i];
+        if n.op_type != "Clip" {
+            return None;
+        }
+        let lo = n.float("min").ok().flatten().or_else(|| {
+            n.inputs
+                .get(1)
+                .and_then(|s| scalars.get(s.as_str()).copied())
+        });
+        let hi = n.float("max").ok().flatten().or_else(|| {
+            n.inputs
+                .get(2)
+                .and_then(|s| scalars.get(s.as_str()).copied())
+        });
+        Some((lo?, hi?))
+    };
+    // the other input of a two-input Mul node `i`, given one of them
+    let other = |i: usize, one: &str| -> Option<String> {
+        let n = &nodes[i];
+        (n.op_type == "Mul" && n.inputs.len() == 2).then_some(())?;
+        if n.inputs[0] == one {
+            Some(n.inputs[1].clone())
+        } else if n.inputs[1] == one {
+            Some(n.inputs[0].clone())
+        } else {
+            None
+        }
+    };
+    let mut found: HashMap<usize, Spelled> = HashMap::new();
+    for (ci, _) in nodes.iter().enumerate() {
+        // hard-sigmoid / hard-swish around a Clip
+        if let Some((lo, hi)) = clip_bounds(ci) {
+            let cin = nodes[ci].inputs[0].as_str();
+            let Some(&pa) = producer.get(cin) else {
+                continue;
+            };
+            let Some(cout) = nodes[ci].outputs.first() else {
+                continue;
+            };
+            if near(lo, 0.0) && near(hi, 6.0) {
+                // Clip(x + 3, 0, 6)
+                let Some((x, c)) = with_const(pa, "Add") else {
+                    continue;
+                };
+                if !near(c, 3.0) || only_user(cin) != Some(ci) {
+                    continue;
+                }
+                let Some(u) = only_user(cout) else { continue };
+                // (Clip / 6) [* x]  or  (x * Clip) / 6
+                if scaled(u, 1.0 / 6.0).as_deref() == Some(cout.as_str()) {
+                    let hs_out = &nodes[u].outputs[0];
+                    if let Some(m) = only_user(hs_out)
+                        .filter(|&m| other(m, hs_out).as_deref() == Some(x.as_str()))
+                    {
+                        found.insert(
+                            m,
+                            Spelled {
+                                kind: LayerKind::Hardswish,
+                                x,
+                                nodes: vec![pa, ci, u, m],
+                            },
+                        );
+                    } else {
+                        found.insert(
+                            u,
+                            Spelled {
+                                kind: LayerKind::Hardsigmoid {
+                                    alpha: 1.0 / 6.0,
+                                    beta: 0.5,
+                                },
+                                x,
+                                nodes: vec![pa, ci, u],
+                            },
+                        );
+                    }
+                } else if other(u, cout).as_deref() == Some(x.as_str()) {
+                    let m_out = &nodes[u].outputs[0];
+                    if let Some(d) = only_user(m_out)
+                        .filter(|&d| scaled(d, 1.0 / 6.0).as_deref() == Some(m_out.as_str()))
+                    {
+                        found.insert(
+                            d,
+                            Spelled {
+                                kind: LayerKind::Hardswish,
+                                x,
+                                nodes: vec![pa, ci, u, d],
+                            },
+                        );
+                    }
+                }
+            } else if near(lo, 0.0) && near(hi, 1.0) {
+                // Clip(x * a + b, 0, 1)
+                let Some((inner, b)) = with_const(pa, "Add") else {
+                    continue;
+                };
+                let Some(&pm) = producer.get(inner.as_str()) else {
+                    continue;
+                };
+                let mul = with_const(pm, "Mul")
+                    .or_else(|| with_const(pm, "Div").map(|(x, c)| (x, 1.0 / c)));
+                let Some((x, a)) = mul else { continue };
+                if only_user(cin) != Some(ci) || only_user(&inner) != Some(pa) {
+                    continue;
+                }
+                found.insert(
+                    ci,
+                    Spelled {
+                        kind: LayerKind::Hardsigmoid { alpha: a, beta: b },
+                        x,
+                        nodes: vec![pm, pa, ci],
+                    },
+                );
+            }
+            continue;
+        }
+        // GELU around an Erf
+        if nodes[ci].op_type == "Erf" {
+            let ein = nodes[ci].inputs[0].as_str();
+            let Some(&pd) = producer.get(ein) else {
+                continue;
+            };
+            let Some(x) = scaled(pd, std::f32::consts::FRAC_1_SQRT_2) else {
+                continue;
+            };
+            let eout = &nodes[ci].outputs[0];
+            let Some(q) = only_user(eout) else { continue };
+            let Some((_, one)) = with_const(q, "Add") else {
+                continue;
+            };
+            if !near(one, 1.0) || only_user(ein) != Some(ci) {
+                continue;
+            }
+            let qout = &nodes[q].outputs[0];
+            let Some(r) = only_user(qout) else { continue };
+            let Some(o) = other(r, qout) else {
+                // (1 + erf) * 0.5, then * x
+                if let Some(h) = scaled(r, 0.5).filter(|v| v == qout) {
+                    let _ = h;
+                    let rout = &nodes[r].outputs[0];
+                    if let Some(m) =
+                        only_user(rout).filter(|&m| other(m, rout).as_deref() == Some(x.as_str()))
+                    {
+                        found.insert(
+                            m,
+                            Spelled {
+                                kind: LayerKind::Gelu,
+                                x,
+                                nodes: vec![pd, ci, q, r, m],
+                            },
+                        );
+                    }
+                }
+                continue;
+            };
+            let rout = &nodes[r].outputs[0];
+            if o == x {
+                // x * (1 + erf), then * 0.5
+                if let Some(m) =
+                    only_user(rout).filter(|&m| scaled(m, 0.5).as_deref() == Some(rout.as_str()))
+                {
+                    found.insert(
+                        m,
+                        Spelled {
+                            kind: LayerKind::Gelu,
+                            x,
+                            nodes: vec![pd, ci, q, r, m],
+                        },
+                    );
+                }
+            } else if let Some(&ph) = producer.get(o.as_str()) {
+                // (x * 0.5) * (1 + erf)
+                if scaled(ph, 0.5).as_deref() == Some(x.as_str()) && only_user(&o) == Some(r) {
+                    found.insert(
+                        r,
+                        Spelled {
+                            kind: LayerKind::Gelu,
+                            x,
+                            nodes: vec![pd, ph, ci, q, r],
+                        },
+                    );
+                }
+            }
+        }
+    }
+    found
 }
