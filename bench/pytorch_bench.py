@@ -23,6 +23,18 @@ median of --runs timed runs after one warm-up run each; times in milliseconds):
                         conv5:c/conv4:j (auto multiplier) backward to the input, one at a
                         time (retain_graph, forward reused)
     peak_rss_mb         peak resident memory of the process (ru_maxrss), whole script
+  torchvision resnet50() (default random init), input [3,224,224]; tree blobs as treevis's
+  built-in spec: relu (stem), every bottleneck's output layerS.i (post-ReLU; its seed is on
+  the Add output), fc:
+    resnet50_forward_b1_ms, resnet50_forward_b32_ms   as above
+    resnet50_recon_ms       one guided reconstruction from layer4.2 (Captum GuidedBackprop
+                            on a wrapper returning the seeded Add output element)
+    resnet50_overview_ms    one forward, then top-5 channels of each of the 18 blobs, each a
+                            separate Captum GuidedBackprop call on a wrapper truncated at
+                            that blob (90 calls, each re-running its forward)
+    resnet50_children5_ms   children of a layer4.2 root in layer4.1 and their 5
+                            reconstructions, plain autograd with a guided-ReLU Function at
+                            every ReLU application (retain_graph, one forward)
   CaffeNet-shaped net built from models/caffenet.toml (full width, default random init,
   LRN, grouped convs, ceil pooling), input [3,227,227]:
     caffenet_forward_b1_ms, caffenet_recon_conv5_ms   as above
@@ -127,11 +139,160 @@ def topk_channels(a, k):
     return [int(i) for i in torch.argsort(s, descending=True, stable=True)[:k]]
 
 
+class GuidedReLUFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = x.clamp(min=0)
+        ctx.save_for_backward(x)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (x > 0) * (g > 0)
+
+
+class GuidedReLU(nn.Module):
+    def forward(self, x):
+        return GuidedReLUFn.apply(x)
+
+
+def resnet_blobs(model):
+    """(name, kind, stage, index) for treevis's resnet50 tree blobs, top first."""
+    out = [("fc", "fc", None, None)]
+    for s in (4, 3, 2, 1):
+        layer = getattr(model, f"layer{s}")
+        for i in reversed(range(len(layer))):
+            out.append((f"layer{s}.{i}", "block", s, i))
+    out.append(("relu", "stem", None, None))
+    return out
+
+
+def bottleneck_pre(block, h):
+    """A bottleneck's output before its last ReLU (the Add)."""
+    identity = h if block.downsample is None else block.downsample(h)
+    o = block.relu(block.bn1(block.conv1(h)))
+    o = block.relu(block.bn2(block.conv2(o)))
+    return block.bn3(block.conv3(o)) + identity
+
+
+def resnet_pre(model, x, kind, stage, index):
+    """The pre-activation tensor of a blob ([N, C, H, W]; the logits for fc)."""
+    if kind == "fc":
+        return model(x)
+    h = model.bn1(model.conv1(x))
+    if kind == "stem":
+        return h
+    h = model.maxpool(model.relu(h))
+    for s in range(1, 5):
+        layer = getattr(model, f"layer{s}")
+        for i, block in enumerate(layer):
+            if (s, i) == (stage, index):
+                return bottleneck_pre(block, h)
+            h = block(h)
+    raise ValueError("no such block")
+
+
+class ResTrunc(nn.Module):
+    def __init__(self, model, blob, idx, seed):
+        super().__init__()
+        self.model, self.blob, self.idx, self.seed = model, blob, idx, seed
+
+    def forward(self, x):
+        _, kind, s, i = self.blob
+        h = resnet_pre(self.model, x, kind, s, i)
+        return (h[(slice(None),) + self.idx] * self.seed).reshape(-1, 1)
+
+
+def resnet_section(R, runs):
+    model = torchvision.models.resnet50().eval()
+    x1 = torch.randn(1, 3, 224, 224)
+    x32 = torch.randn(32, 3, 224, 224)
+
+    def fwd(x):
+        with torch.inference_mode():
+            model(x)
+
+    R["resnet50_forward_b1_ms"] = timeit(lambda: fwd(x1), runs)
+    R["resnet50_forward_b32_ms"] = timeit(lambda: fwd(x32), max(1, min(runs, 5)))
+    blobs = resnet_blobs(model)
+
+    def acts_of():
+        with torch.no_grad():
+            return {b[0]: resnet_pre(model, x1, *b[1:]).clamp(min=0)[0] if b[1] != "fc"
+                    else resnet_pre(model, x1, *b[1:])[0] for b in blobs}
+
+    acts = acts_of()
+    b42 = next(b for b in blobs if b[0] == "layer4.2")
+    c42 = topk_channels(acts["layer4.2"], 1)[0]
+
+    def recon(blob, a, c):
+        if blob[1] == "fc":
+            return GuidedBackprop(model).attribute(x1.clone().requires_grad_(True), target=c)
+        idx, v = top_pos(a, c)
+        w = ResTrunc(model, blob, idx, v)
+        return GuidedBackprop(w).attribute(x1.clone().requires_grad_(True), target=0)
+
+    R["resnet50_recon_ms"] = timeit(lambda: recon(b42, acts["layer4.2"], c42), runs)
+
+    def overview():
+        a_ = acts_of()
+        out = []
+        for b in blobs:
+            a = a_[b[0]]
+            chans = topk_channels(a, 5) if a.dim() == 3 else \
+                [int(j) for j in torch.argsort(a, descending=True, stable=True)[:5]]
+            for c in chans:
+                out.append(recon(b, a, c))
+        assert len(out) == 90
+        return out
+
+    R["resnet50_overview_ms"] = timeit(overview, max(1, min(runs, 3)))
+
+    gmodel = torchvision.models.resnet50().eval()
+    gmodel.load_state_dict(model.state_dict())
+    for mod in gmodel.modules():
+        for name, ch in list(mod.named_children()):
+            if isinstance(ch, nn.ReLU):
+                setattr(mod, name, GuidedReLU())
+
+    def children5():
+        x = x1.clone().requires_grad_(True)
+        h = gmodel.maxpool(gmodel.relu(gmodel.bn1(gmodel.conv1(x))))
+        for s in (1, 2, 3):
+            h = getattr(gmodel, f"layer{s}")(h)
+        l4 = gmodel.layer4
+        h = l4[0](h)
+        pre41 = bottleneck_pre(l4[1], h)
+        a41 = l4[1].relu(pre41)
+        pre42 = bottleneck_pre(l4[2], a41)
+        a42 = pre42.detach()[0].clamp(min=0)
+        c = topk_channels(a42, 1)[0]
+        idx, v = top_pos(a42, c)
+        seed = torch.zeros_like(pre42)
+        seed[(0,) + idx] = v
+        (g41,) = torch.autograd.grad(pre42, pre41, seed, retain_graph=True)
+        a = a41.detach()
+        w = (a[0] * g41[0]).mean(dim=(1, 2)).abs()
+        kids = [int(j) for j in torch.argsort(w, descending=True, stable=True)[:5]]
+        total = g41.abs().sum()
+        outs = []
+        for j in kids:
+            f = torch.zeros_like(g41)
+            f[:, j] = g41[:, j] * (total / g41[:, j].abs().sum())
+            (gx,) = torch.autograd.grad(pre41, x, f, retain_graph=True)
+            outs.append(gx)
+        return kids, outs
+
+    R["resnet50_children5_ms"] = timeit(children5, runs)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "pytorch_results.json"))
+    ap.add_argument("--no-resnet", action="store_true", help="skip the ResNet-50 rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -247,6 +408,9 @@ def main():
     R["caffenet_recon_conv5_ms"] = timeit(
         lambda: GuidedBackprop(cw).attribute(cx.clone().requires_grad_(True), target=0),
         args.runs)
+
+    if not args.no_resnet:
+        resnet_section(R, args.runs)
 
     R["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 

@@ -29,6 +29,9 @@ pub struct BenchArgs {
     /// Also print the mean forward time of each layer (batch 1).
     #[arg(long)]
     pub layers: bool,
+    /// Leave out the ResNet-50 rows (they take most of the time).
+    #[arg(long)]
+    pub no_resnet: bool,
 }
 
 fn median_ms(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -177,6 +180,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             sync(&device)
         })?,
     );
+    drop(sc);
+    if !args.no_resnet {
+        resnet50(&mut res, runs, &device, &opts)?;
+    }
     res.insert("peak_rss_mb", peak_rss_mb());
 
     let theirs: BTreeMap<String, serde_json::Value> = match &args.compare {
@@ -199,6 +206,71 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_string_pretty(&res)?)?;
     }
+    Ok(())
+}
+
+/// torchvision's ResNet-50 (random weights, 224x224): forward at batch 1 and 32, one guided
+/// reconstruction from `layer4.2`, the overview (forward + top 5 of each of the 18 tree
+/// blobs, 90 reconstructions in one batched pass) and the tree's expand step.
+fn resnet50(
+    res: &mut BTreeMap<&'static str, f64>,
+    runs: usize,
+    device: &Device,
+    opts: &Options,
+) -> Result<()> {
+    let m = crate::catalog::load("resnet50", &WeightsSource::Random(0), device)?;
+    let x1 = input(224, 224, 1, device)?;
+    eprintln!("resnet50 (random weights, 224x224)");
+    res.insert(
+        "resnet50_forward_b1_ms",
+        median_ms(runs, || {
+            m.net.forward(&x1)?;
+            sync(device)
+        })?,
+    );
+    {
+        let x32 = input(224, 224, 32, device)?;
+        res.insert(
+            "resnet50_forward_b32_ms",
+            median_ms(runs.min(5), || {
+                m.net.forward(&x32)?;
+                sync(device)
+            })?,
+        );
+    }
+    let state = m.net.forward(&x1)?;
+    let rows = recon::overview(&m, &state, 0, 1)?;
+    let r = rows.iter().find(|r| r.blob == "layer4.2").context("layer4.2")?;
+    let p = Path::root("layer4.2", r.units[0].channel);
+    let until = m.net.blobs[m.net.blob_index("layer4.2").context("layer4.2")?].layer;
+    drop(state);
+    res.insert(
+        "resnet50_recon_ms",
+        median_ms(runs, || {
+            let s = m.net.forward_until(&x1, until)?;
+            recon::reconstruct(&m, &s, 0, opts, std::slice::from_ref(&p))?;
+            sync(device)
+        })?,
+    );
+    res.insert(
+        "resnet50_overview_ms",
+        median_ms(runs.min(5), || {
+            let s = m.net.forward(&x1)?;
+            let rows = recon::overview(&m, &s, 0, 5)?;
+            let r = recon::reconstruct(&m, &s, 0, opts, &recon::overview_paths(&rows))?;
+            anyhow::ensure!(r.len() == 90, "overview has {} tiles", r.len());
+            sync(device)
+        })?,
+    );
+    res.insert(
+        "resnet50_children5_ms",
+        median_ms(runs, || {
+            let s = m.net.forward_until(&x1, until)?;
+            let e = recon::expand(&m, &s, 0, opts, &p, 5)?;
+            anyhow::ensure!(e.len() == 5);
+            sync(device)
+        })?,
+    );
     Ok(())
 }
 
