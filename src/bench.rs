@@ -240,7 +240,10 @@ fn resnet50(
     }
     let state = m.net.forward(&x1)?;
     let rows = recon::overview(&m, &state, 0, 1)?;
-    let r = rows.iter().find(|r| r.blob == "layer4.2").context("layer4.2")?;
+    let r = rows
+        .iter()
+        .find(|r| r.blob == "layer4.2")
+        .context("layer4.2")?;
     let p = Path::root("layer4.2", r.units[0].channel);
     let until = m.net.blobs[m.net.blob_index("layer4.2").context("layer4.2")?].layer;
     drop(state);

@@ -44,7 +44,48 @@ pub fn load(model: &str, weights: &WeightsSource, device: &Device) -> Result<Mod
         Some(f) => Some(mean_image(&loaded, f)?),
         None => None,
     };
-    Model::from_parts(loaded, tensors, origin, mean, device)
+    let names: Vec<String> = match weights {
+        WeightsSource::File(_) => tensors.keys().cloned().collect(),
+        _ => vec![],
+    };
+    let spec_name = loaded.spec.name.clone();
+    Model::from_parts(loaded, tensors, origin, mean, device).map_err(|e| match e {
+        // a weights file for another network: say which built-in spec it looks like
+        Error::Weights { path, msg } if !names.is_empty() => {
+            let hint = match look_alike(&names) {
+                Some((best, hit, of)) if best != spec_name => format!(
+                    "; its tensor names look like the built-in spec `{best}` ({hit} of {of} match): try --model {best}"
+                ),
+                _ => String::new(),
+            };
+            Error::Weights {
+                path,
+                msg: format!("{msg}{hint}"),
+            }
+        }
+        e => e,
+    })
+}
+
+/// The built-in spec whose tensor names best match `names`: `(spec, matching, of the
+/// spec's)`, when at least half of the spec's names are there.
+pub fn look_alike(names: &[String]) -> Option<(String, usize, usize)> {
+    let have: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    crate::model::spec::builtin_names()
+        .into_iter()
+        .filter_map(|n| {
+            let spec = LoadedSpec::resolve(n).ok()?.spec;
+            let want = spec.tensor_names();
+            let hit = want.iter().filter(|w| have.contains(w.as_str())).count();
+            (!want.is_empty()).then_some((n.to_string(), hit, want.len()))
+        })
+        // the most matches, then the closest in size
+        .max_by(|a, b| {
+            (a.1 * 1000 / a.2)
+                .cmp(&(b.1 * 1000 / b.2))
+                .then(b.2.abs_diff(names.len()).cmp(&a.2.abs_diff(names.len())))
+        })
+        .filter(|(_, hit, of)| *hit * 2 >= *of)
 }
 
 /// The tensors `weights` names for `loaded`, and where they came from.

@@ -33,8 +33,12 @@ fn wait_for(sock: &str, what: &str, secs: u64) -> String {
 }
 
 fn launch(sock: &str, cache: &std::path::Path, session: &std::path::Path) {
+    launch_with(sock, cache, session, "");
+}
+
+fn launch_with(sock: &str, cache: &std::path::Path, session: &std::path::Path, extra: &str) {
     let cmd = format!(
-        "XDG_CACHE_HOME={} {} --protocol halfblocks --session {}; echo TREEVIS-EXITED $?; stty -a | grep -o -- '-icanon'; sleep 60",
+        "XDG_CACHE_HOME={} {} --protocol halfblocks --session {} {extra}; echo TREEVIS-EXITED $?; stty -a | grep -o -- '-icanon'; sleep 60",
         cache.display(),
         env!("CARGO_BIN_EXE_treevis"),
         session.display()
@@ -91,6 +95,44 @@ fn gallery_overview_tree_expand_quit() {
         !s.contains("gallery |") && !s.contains("-icanon"),
         "terminal not restored:\n{s}"
     );
+    tmux(&["-L", &sock, "kill-server"]);
+}
+
+/// A graph network from an ONNX file (ResNet-18 as PyTorch's dynamo exporter wrote it,
+/// weights in `.onnx.data`): the overview scrolls through all ten tree blobs down to the
+/// stem, and a residual block's tree expands into the block below.
+#[test]
+fn an_onnx_resnet_in_the_app() {
+    let sock = format!("treevis-e2e-onnx-{}", std::process::id());
+    let cache = tempfile::tempdir().unwrap();
+    let session = cache.path().join("session-onnx.json");
+    let model = format!(
+        "--model {}/tests/golden/resnet18_dynamo.onnx",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    launch_with(&sock, cache.path(), &session, &model);
+    let s = wait_for(&sock, "resnet18_dynamo", 60);
+    assert!(s.contains("gallery: 22 images"), "{s}");
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
+    wait_for(&sock, ">fc:", 60);
+    for _ in 0..9 {
+        tmux(&["-L", &sock, "send-keys", "-t", "e2e", "j"]);
+    }
+    let s = wait_for(&sock, ">relu:", 30);
+    assert!(s.contains("layer1.0"), "{s}");
+    for _ in 0..8 {
+        tmux(&["-L", &sock, "send-keys", "-t", "e2e", "k"]);
+    }
+    wait_for(&sock, ">layer4.1:", 30);
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
+    wait_for(&sock, "tree: Enter expands", 10);
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
+    let s = wait_for(&sock, "· layer4.0:", 60);
+    let children = s.lines().filter(|l| l.contains("· layer4.0:")).count();
+    assert_eq!(children, 5, "{s}");
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "q"]);
+    let s = wait_for(&sock, "TREEVIS-EXITED", 10);
+    assert!(s.contains("TREEVIS-EXITED 0"), "{s}");
     tmux(&["-L", &sock, "kill-server"]);
 }
 

@@ -153,3 +153,23 @@ fn bad_onnx_files_are_one_line_errors() {
         "layer9.9",
     );
 }
+
+#[test]
+fn a_state_dict_for_another_network_names_the_spec_it_looks_like() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let o = run(&[
+        "labels",
+        img.to_str().unwrap(),
+        "--model",
+        "resnet50",
+        "--weights",
+        &golden("resnet18.pth"),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("resnet18.pth") && err.contains("look like the built-in spec `resnet18`"),
+        "{err}"
+    );
+}

@@ -428,6 +428,44 @@ impl Spec {
         Ok(())
     }
 
+    /// The names of the weight tensors the spec's layers take.
+    pub fn tensor_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            let named = |given: &Option<String>, suffix: &str| {
+                given
+                    .clone()
+                    .unwrap_or_else(|| format!("{}.{suffix}", l.name))
+            };
+            match &l.kind {
+                LayerKind::Conv {
+                    weight,
+                    bias,
+                    bias_term,
+                    ..
+                }
+                | LayerKind::Linear {
+                    weight,
+                    bias,
+                    bias_term,
+                    ..
+                } => {
+                    out.push(named(weight, "weight"));
+                    if *bias_term {
+                        out.push(named(bias, "bias"));
+                    }
+                }
+                LayerKind::Batchnorm { .. } => {
+                    for s in ["weight", "bias", "running_mean", "running_var"] {
+                        out.push(format!("{}.{s}", l.name));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// The spec as TOML text (what `from_toml` reads back).
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string(self).map_err(|e| Error::Spec {

@@ -36,6 +36,10 @@ pub const ZOO: &[(&str, &str)] = &[
         "googlenet",
         "torchvision GoogLeNet (Szegedy et al. 2014): inception modules, BatchNorm",
     ),
+    (
+        "vgg16_bn",
+        "torchvision VGG16 with BatchNorm (Simonyan & Zisserman 2014)",
+    ),
 ];
 
 /// The spec of a generated network, by name.
@@ -50,6 +54,7 @@ pub fn spec(name: &str) -> Option<Spec> {
         "mobilenet_v2" => mobilenet_v2(&mut b, 1.0),
         "squeezenet1_1" => squeezenet1_1(&mut b),
         "googlenet" => googlenet(&mut b),
+        "vgg16_bn" => vgg16_bn(&mut b),
         _ => return None,
     }
     // top blob first
@@ -360,6 +365,63 @@ fn mobilenet_v2(b: &mut Builder, width: f32) {
     head(b, &x, "avgpool", "classifier.1", true);
 }
 
+/// VGG16 with BatchNorm after every conv; blobs named as the `vgg16` spec's (`conv1_1` …
+/// `conv5_3` after their ReLUs, `fc6`, `fc7`, `fc8`).
+fn vgg16_bn(b: &mut Builder) {
+    let plan: [&[usize]; 5] = [
+        &[64, 64],
+        &[128, 128],
+        &[256, 256, 256],
+        &[512, 512, 512],
+        &[512, 512, 512],
+    ];
+    let mut x = "data".to_string();
+    let mut idx = 0;
+    for (stage, convs) in plan.iter().enumerate() {
+        for (k, &c) in convs.iter().enumerate() {
+            let cv = biased_conv(b, &format!("features.{idx}"), &x, c, 3, 1);
+            let n = b.bn(&format!("features.{}", idx + 1), &cv);
+            x = b.add(&format!("features.{}", idx + 2), &[&n], LayerKind::Relu);
+            b.blob(&format!("conv{}_{}", stage + 1, k + 1), &x);
+            idx += 3;
+        }
+        x = b.add(&format!("features.{idx}"), &[&x], pool(2, 2, 0, false));
+        idx += 1;
+    }
+    let p = b.add(
+        "avgpool",
+        &[&x],
+        LayerKind::AdaptiveAvgpool { output: [7, 7] },
+    );
+    let mut f = b.add("flatten", &[&p], LayerKind::Flatten);
+    for (i, (name, out)) in [("fc6", 4096), ("fc7", 4096), ("fc8", 1000)]
+        .into_iter()
+        .enumerate()
+    {
+        let l = b.add(
+            &format!("classifier.{}", i * 3),
+            &[&f],
+            LayerKind::Linear {
+                out: Some(out),
+                weight: None,
+                bias: None,
+                bias_term: true,
+            },
+        );
+        if name == "fc8" {
+            b.blob(name, &l);
+            break;
+        }
+        let r = b.add(&format!("classifier.{}", i * 3 + 1), &[&l], LayerKind::Relu);
+        b.blob(name, &r);
+        f = b.add(
+            &format!("classifier.{}", i * 3 + 2),
+            &[&r],
+            LayerKind::Dropout { p: 0.5 },
+        );
+    }
+}
+
 fn pool(kernel: usize, stride: usize, pad: usize, ceil: bool) -> LayerKind {
     LayerKind::Maxpool(PoolSpec {
         kernel,
@@ -543,5 +605,15 @@ mod tests {
         assert_eq!(spec("mobilenet_v2").unwrap().blobs.len(), 20);
         assert_eq!(spec("squeezenet1_1").unwrap().blobs.len(), 10);
         assert_eq!(spec("googlenet").unwrap().blobs.len(), 13);
+        let vgg = spec("vgg16_bn").unwrap();
+        assert_eq!(vgg.blobs.len(), 16);
+        // the same tensor names as torchvision's vgg16_bn state dict
+        let names = vgg.tensor_names();
+        assert!(
+            names.contains(&"features.41.running_var".to_string()),
+            "{names:?}"
+        );
+        assert!(names.contains(&"classifier.6.bias".to_string()));
+        assert_eq!(names.len(), 13 * 6 + 6);
     }
 }
