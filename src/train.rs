@@ -60,6 +60,12 @@ pub fn param_grads(
         } else {
             &state.outputs[i - 1]
         };
+        if x.elem_count() == 0 {
+            return Err(Error::Input(
+                "weight gradients need every layer's input: run Net::forward_full or forward_train"
+                    .into(),
+            ));
+        }
         match &net.layers[i] {
             Layer::Conv(c) => out[i] = Some(conv_grads(net, i, c, x, &g)?),
             Layer::Linear(l) => {

@@ -306,7 +306,7 @@ fn training_gradients_match_finite_differences() {
         }
         (loss as f64, signs, s.switches.clone())
     };
-    let s = net.forward(&x).unwrap();
+    let s = net.forward_full(&x).unwrap();
     let (_, _, dl) = softmax_xent(&vec(&s.outputs[top]), &labels, 10);
     let grads = param_grads(
         &net,

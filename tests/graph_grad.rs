@@ -149,7 +149,7 @@ fn input(seed: u64) -> Vec<f32> {
 
 fn forward(m: &Model, x: &[f32]) -> treevis::model::ForwardState {
     let t = Tensor::from_vec(x.to_vec(), (1, 3, 12, 12), &Device::Cpu).unwrap();
-    m.net.forward(&t).unwrap()
+    m.net.forward_full(&t).unwrap()
 }
 
 fn blob_value(m: &Model, x: &[f32], blob: &str, flat_index: usize) -> f64 {

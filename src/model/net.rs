@@ -320,11 +320,17 @@ impl ForwardState {
     /// The output of layer `layer` for every image, or an error when the pass stopped
     /// before it.
     pub fn output(&self, layer: usize, what: &str) -> Result<&Tensor> {
-        self.outputs.get(layer).ok_or_else(|| {
+        let t = self.outputs.get(layer).ok_or_else(|| {
             Error::Input(format!(
                 "the forward pass stopped before blob `{what}`; run it further (Net::forward)"
             ))
-        })
+        })?;
+        if t.elem_count() == 0 {
+            return Err(Error::Input(format!(
+                "`{what}` was not kept by the forward pass (Net::forward_full keeps every tensor)"
+            )));
+        }
+        Ok(t)
     }
 
     /// Tensor `t` (`0`: the input; `i + 1`: the output of layer `i`).
@@ -707,15 +713,49 @@ impl Net {
         }
     }
 
-    /// The forward pass of `input` (`[batch, 3, H, W]`), keeping what backward needs.
+    /// The forward pass of `input` (`[batch, 3, H, W]`), keeping what backward needs: every
+    /// blob, ReLU outputs, the inputs of other activations and LRNs, max-pool switches. A
+    /// tensor nothing needs (a convolution's output, once its users ran) is let go, so a
+    /// ResNet's forward state holds about half its tensors.
     pub fn forward(&self, input: &Tensor) -> Result<ForwardState> {
         self.forward_timed(input, self.layers.len(), None)
+    }
+
+    /// The forward pass keeping every layer's output.
+    pub fn forward_full(&self, input: &Tensor) -> Result<ForwardState> {
+        self.forward_impl(input, self.layers.len(), None, None, true)
+    }
+
+    /// Per tensor: whether a forward state keeps it (see [`Net::forward`]).
+    fn kept(&self) -> Vec<bool> {
+        let n = self.layers.len();
+        let mut keep = vec![false; n + 1];
+        keep[0] = true;
+        if n > 0 {
+            keep[n] = true;
+        }
+        for b in &self.blobs {
+            keep[b.layer + 1] = true;
+            keep[b.tap] = true;
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            match l {
+                Layer::Relu => keep[i + 1] = true,
+                Layer::Act(_) => keep[self.inputs[i][0]] = true,
+                Layer::Lrn { .. } => {
+                    keep[i + 1] = true;
+                    keep[self.inputs[i][0]] = true;
+                }
+                _ => {}
+            }
+        }
+        keep
     }
 
     /// The forward pass in training mode: dropout layers drop units (deterministically for
     /// `seed`) and the state keeps their masks for the backward pass.
     pub fn forward_train(&self, input: &Tensor, seed: u64) -> Result<ForwardState> {
-        self.forward_impl(input, self.layers.len(), None, Some(seed))
+        self.forward_impl(input, self.layers.len(), None, Some(seed), true)
     }
 
     /// The forward pass through layer `last` only: enough for reconstructions seeded at
@@ -732,7 +772,7 @@ impl Net {
         upto: usize,
         times: Option<&mut Vec<f64>>,
     ) -> Result<ForwardState> {
-        self.forward_impl(input, upto, times, None)
+        self.forward_impl(input, upto, times, None, false)
     }
 
     fn forward_impl(
@@ -741,7 +781,20 @@ impl Net {
         upto: usize,
         mut times: Option<&mut Vec<f64>>,
         dropout_seed: Option<u64>,
+        keep_all: bool,
     ) -> Result<ForwardState> {
+        let keep = if keep_all {
+            vec![true; self.layers.len() + 1]
+        } else {
+            self.kept()
+        };
+        // per tensor: the last layer that takes it
+        let mut last_use = vec![0usize; self.layers.len() + 1];
+        for (i, ins) in self.inputs.iter().enumerate() {
+            for &t in ins {
+                last_use[t] = last_use[t].max(i);
+            }
+        }
         let dims = input.dims();
         let want = self.input.dims(dims.first().copied().unwrap_or(0));
         if dims.len() != 4 || dims[1..] != want[1..] {
@@ -875,6 +928,11 @@ impl Net {
             outputs.push(y);
             switches.push(sw);
             lrn_scale.push(sc);
+            for &t in &self.inputs[i] {
+                if t > 0 && !keep[t] && last_use[t] == i {
+                    outputs[t - 1] = Tensor::zeros(0, candle_core::DType::F32, &self.device)?;
+                }
+            }
         }
         Ok(ForwardState {
             batch,

@@ -40,6 +40,10 @@ pub const ZOO: &[(&str, &str)] = &[
         "vgg16_bn",
         "torchvision VGG16 with BatchNorm (Simonyan & Zisserman 2014)",
     ),
+    (
+        "densenet121",
+        "torchvision DenseNet-121 (Huang et al. 2017): dense blocks [6, 12, 24, 16]",
+    ),
 ];
 
 /// The spec of a generated network, by name.
@@ -55,6 +59,7 @@ pub fn spec(name: &str) -> Option<Spec> {
         "squeezenet1_1" => squeezenet1_1(&mut b),
         "googlenet" => googlenet(&mut b),
         "vgg16_bn" => vgg16_bn(&mut b),
+        "densenet121" => densenet(&mut b, 32, 64, 4, [6, 12, 24, 16]),
         _ => return None,
     }
     // top blob first
@@ -422,6 +427,82 @@ fn vgg16_bn(b: &mut Builder) {
     }
 }
 
+/// torchvision's DenseNet: each dense layer takes the concatenation of its block's input and
+/// every earlier layer's new features; a block's output is the concatenation of all of them
+/// (a blob), a transition halves the channels (its ReLU and conv outputs are blobs), and a
+/// functional ReLU follows `features.norm5` (the blob `relu`).
+fn densenet(b: &mut Builder, growth: usize, init: usize, bn_size: usize, blocks: [usize; 4]) {
+    let c = b.conv("features.conv0", "data", init, 7, 2, 3, false);
+    let n = b.bn("features.norm0", &c);
+    let r = b.add("features.relu0", &[&n], LayerKind::Relu);
+    b.blob("features.relu0", &r);
+    let mut x = b.add("features.pool0", &[&r], pool(3, 2, 1, false));
+    let mut channels = init;
+    for (bi, &layers) in blocks.iter().enumerate() {
+        let p = format!("features.denseblock{}", bi + 1);
+        let mut feats = vec![x.clone()];
+        for li in 0..layers {
+            let q = format!("{p}.denselayer{}", li + 1);
+            let refs: Vec<&str> = feats.iter().map(String::as_str).collect();
+            let input = if refs.len() == 1 {
+                refs[0].to_string()
+            } else {
+                b.add(&format!("{q}.cat"), &refs, LayerKind::Concat)
+            };
+            let n1 = b.bn(&format!("{q}.norm1"), &input);
+            let r1 = b.add(&format!("{q}.relu1"), &[&n1], LayerKind::Relu);
+            let c1 = b.conv(&format!("{q}.conv1"), &r1, bn_size * growth, 1, 1, 0, false);
+            let n2 = b.bn(&format!("{q}.norm2"), &c1);
+            let r2 = b.add(&format!("{q}.relu2"), &[&n2], LayerKind::Relu);
+            let c2 = b.conv(&format!("{q}.conv2"), &r2, growth, 3, 1, 1, false);
+            feats.push(c2);
+        }
+        let refs: Vec<&str> = feats.iter().map(String::as_str).collect();
+        x = b.add(&format!("{p}.cat"), &refs, LayerKind::Concat);
+        b.blob(&p, &x);
+        channels += layers * growth;
+        if bi < 3 {
+            let t = format!("features.transition{}", bi + 1);
+            let n = b.bn(&format!("{t}.norm"), &x);
+            let r = b.add(&format!("{t}.relu"), &[&n], LayerKind::Relu);
+            b.blob(&format!("{t}.relu"), &r);
+            channels /= 2;
+            let c = b.conv(&format!("{t}.conv"), &r, channels, 1, 1, 0, false);
+            b.blob(&format!("{t}.conv"), &c);
+            x = b.add(
+                &format!("{t}.pool"),
+                &[&c],
+                LayerKind::Avgpool(PoolSpec {
+                    kernel: 2,
+                    stride: 2,
+                    pad: 0,
+                    ceil: false,
+                }),
+            );
+        }
+    }
+    let n = b.bn("features.norm5", &x);
+    let r = b.add("relu", &[&n], LayerKind::Relu);
+    b.blob("relu", &r);
+    let p = b.add(
+        "avgpool",
+        &[&r],
+        LayerKind::AdaptiveAvgpool { output: [1, 1] },
+    );
+    let f = b.add("flatten", &[&p], LayerKind::Flatten);
+    let l = b.add(
+        "classifier",
+        &[&f],
+        LayerKind::Linear {
+            out: Some(1000),
+            weight: None,
+            bias: None,
+            bias_term: true,
+        },
+    );
+    b.blob("classifier", &l);
+}
+
 fn pool(kernel: usize, stride: usize, pad: usize, ceil: bool) -> LayerKind {
     LayerKind::Maxpool(PoolSpec {
         kernel,
@@ -605,6 +686,7 @@ mod tests {
         assert_eq!(spec("mobilenet_v2").unwrap().blobs.len(), 20);
         assert_eq!(spec("squeezenet1_1").unwrap().blobs.len(), 10);
         assert_eq!(spec("googlenet").unwrap().blobs.len(), 13);
+        assert_eq!(spec("densenet121").unwrap().blobs.len(), 13);
         let vgg = spec("vgg16_bn").unwrap();
         assert_eq!(vgg.blobs.len(), 16);
         // the same tensor names as torchvision's vgg16_bn state dict

@@ -1531,6 +1531,7 @@ fn tree_blobs(spec: &Spec, scopes: &[Vec<String>]) -> std::result::Result<Vec<Bl
         }
     }
     let mut cands: Vec<(usize, String, Option<String>)> = Vec::new(); // (layer, name, owner scope)
+    let has_scopes = scopes.iter().any(|s| !s.is_empty());
     for i in 0..n {
         let t = topo[i] + 1;
         if !art[t] {
@@ -1566,7 +1567,15 @@ fn tree_blobs(spec: &Spec, scopes: &[Vec<String>]) -> std::result::Result<Vec<Bl
                 .map(|s| s.to_string())
                 .or_else(|| owned.first().map(|s| s.to_string()))
         };
-        let name = owner.clone().unwrap_or_else(|| spec.layers[i].name.clone());
+        // a functional op outside every module (DenseNet's final F.relu) in a model that
+        // records modules is named for its kind; in one without any, layers keep their names
+        let name = owner.clone().unwrap_or_else(|| {
+            if has_scopes {
+                spec.layers[i].kind.type_name().to_string()
+            } else {
+                spec.layers[i].name.clone()
+            }
+        });
         cands.push((i, name, owner));
     }
     // leave out candidates inside another candidate's module
