@@ -321,6 +321,12 @@ fn googlenet_matches_pytorch() {
     check_onnx("googlenet");
 }
 
+#[test]
+fn densenet121_matches_pytorch() {
+    check_fixture("densenet121", load_graph_pth("densenet121", None));
+    check_onnx("densenet121");
+}
+
 /// A file in other exporters' style (tests/golden/make_golden_graph.py writes it with the
 /// onnx package from PyTorch weights): weights as Constant nodes, BatchNorm unfolded,
 /// hard-swish and GELU spelled out in elementwise ops, a Shape->Gather->Unsqueeze->Concat

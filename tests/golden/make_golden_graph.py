@@ -2,7 +2,8 @@
 """Golden fixtures for treevis on GRAPH networks (residual adds, BatchNorm, ReLU6):
 an independent PyTorch (autograd) + Captum reference. Companion of make_golden.py (chains).
 
-What it writes (tests/golden/, for NAME in resnet18, mobilenet_v2, squeezenet1_1, googlenet;
+What it writes (tests/golden/, for NAME in resnet18, mobilenet_v2, squeezenet1_1, googlenet,
+densenet121;
 foreign: NAME.pth, NAME.onnx, NAME.ref.* only, see below)
 ------------------------------------------------------------------
   NAME.pth                 torch.save(model.state_dict()) of a REAL torchvision module tree
@@ -63,6 +64,26 @@ Semantics: shared/docs/reconstruction.md sections 2, 3, 4, 8, verbatim:
       count / 8, random BN stats, input 96x96: maxpools give 48 -> 24 -> 12 -> 6 -> 3):
       fc, inception5b, 5a, 4e, 4d, 4c, 4b, 4a, 3b, 3a (each the inception torch.cat),
       conv3, conv2, conv1 (BasicConv2d F.relu outputs).
+    densenet121 (torchvision.models.DenseNet(growth_rate=4, block_config=(6, 12, 24, 16),
+      num_init_features=8, bn_size=2, drop_rate=0), exact module names, random BN stats,
+      input 64x64: conv0 s2 -> 32, pool0 -> 16, transitions -> 8, 4, 2): classifier,
+      relu (the functional F.relu after features.norm5 in DenseNet.forward), features.
+      denseblock4 (the block's final torch.cat), features.transition3.conv (conv output
+      before the avg pool), features.transition3.relu, features.denseblock3, .transition2.
+      conv, .transition2.relu, .denseblock2, .transition1.conv, .transition1.relu,
+      .denseblock1, features.relu0. The intra-block (per dense layer) cats are not
+      articulation points: the block input skips to the block's final cat. A dense block cat
+      holds CONV outputs (the avg-pooled transition conv and each layer's conv2), not ReLU
+      outputs, so guided-neg seeded there is NOT zero (kept with its own tensor). The
+      children of a transitionN.relu blob lie in one channel only (norm + ReLU are
+      per-channel): the other k-1 children have weight exactly 0 (ties -> lower index);
+      likewise features.denseblock1:c for c < 16 (a pass-through channel of pool0(relu0)).
+      Exports: TorchScript keeps 62 BatchNormalization nodes (every norm1 after a cat, the
+      transition norms, norm5; norm0 / norm2 fold into the conv before them) with named
+      initializers, denselayer1's single-input cat as a 1-input Concat, functional relu as
+      `/Relu`; dynamo drops the single-input cats (58 Concat), BN nodes named
+      `node__native_batch_norm_legit_no_training_K__0`. 533k parameters: ~2.1 MiB in each
+      model file, ~8.5 MiB in all.
     A concat blob (Fire / inception) is NOT an activation output: its "gradient at blob" is
     the gradient at the cat output itself, no rule there; the rules of the ReLUs feeding
     the cat apply below it. CONSEQUENCE: `guided-neg` seeded at a concat root (and at the
@@ -158,7 +179,7 @@ Rerun (from the repo root):
     python3 -m venv /work/venv && /work/venv/bin/pip install torch torchvision captum \
         safetensors numpy onnx onnxscript onnxruntime
     /work/venv/bin/python tests/golden/make_golden_graph.py [resnet18] [mobilenet_v2] \
-        [squeezenet1_1] [googlenet] [foreign]          (no argument: all of them)
+        [squeezenet1_1] [googlenet] [densenet121] [foreign]   (no argument: all of them)
 Deterministic (fixed seeds); bit-identical reruns expected on the same versions / CPU.
 """
 
@@ -798,6 +819,145 @@ class GoogLeNetNet:
             ("fc", [], "gradient", "manual", 5),
             ("inception3a", [], "deconv", "auto", 5),
             ("conv2", [], "guided", "auto", 5),
+        ]
+        return cases, children
+
+
+class DenseNet121Net:
+    """torchvision DenseNet-121 module tree (torchvision.models.DenseNet, block_config
+    (6, 12, 24, 16), exact names) at reduced width: growth_rate 4, num_init_features 8,
+    bn_size 2, drop_rate 0 (channels: block1 16 -> 64, transition1 -> 32, block2 -> 128,
+    -> 64, block3 -> 256, -> 128, block4 -> 256), random BN stats, input 64x64 (conv0 s2 ->
+    32, pool0 -> 16, transitions -> 8, 4, 2). A dense block blob is the block's final
+    torch.cat (its input and every layer's conv2 output: conv outputs, NOT ReLU outputs);
+    features.transitionN.conv is the transition conv output before its avg pool;
+    features.transitionN.relu, features.relu0 and `relu` (the functional F.relu that
+    DenseNet.forward applies after features.norm5) are post-ReLU values whose gradient-at-blob
+    is at the ReLU input after the rule. The intra-block cats are no articulation points (the
+    block input skips to the block's final cat)."""
+    name = "densenet121"
+    input_size = (64, 64)
+    seed = 9797
+    blobs = ["classifier", "relu", "features.denseblock4", "features.transition3.conv",
+             "features.transition3.relu", "features.denseblock3", "features.transition2.conv",
+             "features.transition2.relu", "features.denseblock2", "features.transition1.conv",
+             "features.transition1.relu", "features.denseblock1", "features.relu0"]
+    # a dense block cat holds conv outputs (transition conv via avg pool, each layer's
+    # conv2), so guided-neg seeded there is NOT zero: no guided_neg_zero_roots here
+    guided_neg_zero_roots = ()
+    dedupe_equal = True  # bit-identical reconstructions share one key (size)
+    ACT_BLOBS = ("relu", "features.relu0", "features.transition1.relu",
+                 "features.transition2.relu", "features.transition3.relu")
+
+    def __init__(self, gen):
+        m = torchvision.models.DenseNet(growth_rate=4, block_config=(6, 12, 24, 16),
+                                        num_init_features=8, bn_size=2, drop_rate=0,
+                                        num_classes=1000)
+        m.eval()
+        self.model = m
+        self.gen = gen
+
+    def init(self, x):
+        random_bn(self.model, self.gen)
+        lsuv_convs(self.model, x, self.gen)
+        init_linear(self.model, self.model.classifier, x, self.gen)
+
+    def blob_act(self, b):
+        return b if b in self.ACT_BLOBS else None
+
+    def act_names(self):
+        names = ["features.relu0"]
+        f = self.model.features
+        for bi in range(1, 5):
+            for ln, _ in getattr(f, f"denseblock{bi}").items():
+                names += [f"features.denseblock{bi}.{ln}.relu1",
+                          f"features.denseblock{bi}.{ln}.relu2"]
+            if bi < 4:
+                names.append(f"features.transition{bi}.relu")
+        return names + ["relu"]
+
+    def act_is_relu6(self, n):
+        return False
+
+    def forward(self, x, act):
+        m = self.model
+        f = m.features
+        gt, val = {}, {}
+        h = _bn(_conv(x, f.conv0), f.norm0)
+        gt["features.relu0"] = h
+        h = act(h, "features.relu0")
+        val["features.relu0"] = h
+        h = _maxpool(h, f.pool0)
+        for bi in range(1, 5):
+            bname = f"features.denseblock{bi}"
+            feats = [h]
+            for ln, layer in getattr(f, f"denseblock{bi}").items():
+                name = f"{bname}.{ln}"
+                c = torch.cat(feats, 1)  # denselayer1: a single-input cat, as torchvision
+                o = _conv(act(_bn(c, layer.norm1), name + ".relu1"), layer.conv1)
+                o = _conv(act(_bn(o, layer.norm2), name + ".relu2"), layer.conv2)
+                feats.append(o)  # drop_rate 0: no dropout
+            h = torch.cat(feats, 1)
+            gt[bname] = h
+            val[bname] = h
+            if bi < 4:
+                t = getattr(f, f"transition{bi}")
+                tn = f"features.transition{bi}"
+                o = _bn(h, t.norm)
+                gt[tn + ".relu"] = o
+                o = act(o, tn + ".relu")
+                val[tn + ".relu"] = o
+                o = _conv(o, t.conv)
+                gt[tn + ".conv"] = o
+                val[tn + ".conv"] = o
+                p = t.pool
+                h = F.avg_pool2d(o, p.kernel_size, p.stride, p.padding, p.ceil_mode,
+                                 p.count_include_pad)
+        h = _bn(h, f.norm5)
+        gt["relu"] = h
+        h = act(h, "relu")  # DenseNet.forward's F.relu(features)
+        val["relu"] = h
+        h = torch.flatten(F.adaptive_avg_pool2d(h, (1, 1)), 1)
+        logits = F.linear(h, m.classifier.weight, m.classifier.bias)
+        gt["classifier"] = logits
+        val["classifier"] = logits
+        return gt, val
+
+    def model_hook(self, b):
+        m = self.model
+        f = m.features
+        if b == "classifier":
+            return m.classifier, "out"
+        if b == "relu":
+            return f.norm5, "out_clone"  # norm5 output before the inplace F.relu
+        if b == "features.relu0":
+            return f.pool0, "in"  # the stem ReLU output
+        if b.startswith("features.transition"):
+            t = getattr(f, b.split(".")[1])
+            return t.conv, ("out" if b.endswith(".conv") else "in")
+        return getattr(f, b.split(".")[1]), "out"
+
+    def plans(self):
+        ALL = RULES
+        # trimmed (a [3,64,64] reconstruction is 48 KiB); the model files cannot be small at
+        # this width: 533k parameters (classifier 257k, convs 238k, BN 38k) = ~2.1 MiB in
+        # each of .pth / .onnx / _dynamo.onnx.data. guided-neg IS kept at the dense block
+        # roots: not identically zero there (the cat holds conv outputs, not ReLU outputs)
+        cases = [
+            ("features.denseblock4", [], MODES, ALL),
+            ("classifier", [], MODES, ALL),
+            # features.denseblock3 -> features.transition2.conv -> features.transition2.relu
+            ("features.denseblock3", [0, 0], ["auto"], ALL),
+            ("features.denseblock3", [0, 0], ["manual"], ["guided"]),
+            # features.transition3.relu -> features.denseblock3 -> features.transition2.conv
+            ("features.transition3.relu", [0, 0], ["auto"], ALL),
+            ("features.relu0", [], MODES, ALL),
+        ]
+        children = [
+            ("features.denseblock4", [], "guided", "auto", 5),
+            ("classifier", [], "gradient", "manual", 5),
+            ("features.transition2.relu", [], "deconv", "auto", 5),
+            ("features.denseblock1", [], "guided", "auto", 5),
         ]
         return cases, children
 
@@ -1613,7 +1773,8 @@ def main():
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True)
     nets = {"resnet18": ResNet18Net, "mobilenet_v2": MobileNetV2Net,
-            "squeezenet1_1": SqueezeNet11Net, "googlenet": GoogLeNetNet, "foreign": ForeignNet}
+            "squeezenet1_1": SqueezeNet11Net, "googlenet": GoogLeNetNet,
+            "densenet121": DenseNet121Net, "foreign": ForeignNet}
     which = sys.argv[1:] or list(nets)
     files, errs = [], []
     for w in which:
