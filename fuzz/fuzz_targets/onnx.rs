@@ -1,4 +1,5 @@
-//! ONNX models: ModelProto decoding, tensor conversion, attributes, and external data
+//! ONNX models: ModelProto decoding, tensor conversion, attributes, external data, and the
+//! import of the graph to a spec
 //! (resolved against a scratch folder that holds one 64-byte `data.bin`, so `location`s
 //! reach the real path checks and memory maps).
 #![no_main]
@@ -19,5 +20,8 @@ fn model_path() -> &'static PathBuf {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = treevis::onnx::OnnxModel::from_bytes(data, model_path());
+    // the reader, then the importer on whatever graph it read
+    if let Ok(m) = treevis::onnx::OnnxModel::from_bytes(data, model_path()) {
+        let _ = treevis::onnx::import::import(&m, "fuzz");
+    }
 });

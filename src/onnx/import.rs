@@ -99,6 +99,9 @@ pub fn import(model: &OnnxModel, name: &str) -> Result<Imported> {
             imp.vals.insert(o.clone(), Val::Const(t));
         }
     }
+    for node in &g.nodes {
+        check_arity(model, node)?;
+    }
     let consumers = count_consumers(model);
     let spelled = spelled_activations(model, &consumers);
     let mut skip: HashSet<usize> = spelled
@@ -248,6 +251,35 @@ fn fix_input_dims(
     }
     out[0] = 1;
     Ok(out)
+}
+
+/// Every node has a named first output and the inputs its op requires (so nothing below
+/// indexes past a node's lists).
+fn check_arity(model: &OnnxModel, node: &Node) -> Result<()> {
+    let need = match node.op_type.as_str() {
+        "Constant" => 0,
+        "Conv" | "Gemm" | "MatMul" | "PRelu" | "Reshape" | "Gather" | "Mul" | "Div" | "Sub"
+        | "Expand" => 2,
+        "BatchNormalization" => 5,
+        _ => 1,
+    };
+    let err = |m: String| {
+        model.error(format!(
+            "node `{}` ({}): {m}",
+            node.name.escape_debug(),
+            node.op_type
+        ))
+    };
+    if node.outputs.first().is_none_or(|o| o.is_empty()) {
+        return Err(err("it has no output".into()));
+    }
+    if node.inputs.len() < need || (need > 0 && node.inputs[0].is_empty()) {
+        return Err(err(format!(
+            "it has {} input(s), the op takes at least {need}",
+            node.inputs.len()
+        )));
+    }
+    Ok(())
 }
 
 fn count_consumers(model: &OnnxModel) -> HashMap<String, Vec<usize>> {
@@ -524,7 +556,7 @@ impl Importer<'_> {
                 let mut bias = None;
                 if let Some(j) = single_user(&node.outputs[0]) {
                     let next = &nodes[j];
-                    if next.op_type == "Add" {
+                    if next.op_type == "Add" && next.inputs.len() == 2 {
                         let other = if next.inputs[0] == node.outputs[0] { 1 } else { 0 };
                         if let Some(Val::Const(b)) = self.vals.get(&next.inputs[other]) {
                             bias = Some((j, b.clone()));
@@ -1093,6 +1125,11 @@ impl Importer<'_> {
     }
 }
 
+/// The product of `dims`, `None` on overflow.
+fn checked_numel(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |a, &b| a.checked_mul(b))
+}
+
 fn norm_axis(a: i64, rank: usize) -> Option<usize> {
     let r = rank as i64;
     let a = if a < 0 { a + r } else { a };
@@ -1360,7 +1397,7 @@ fn fold(node: &Node, ins: &[Option<&TensorData>]) -> std::result::Result<TensorD
                     _ => 0,
                 })
                 .collect();
-            if dims.iter().product::<usize>() != n {
+            if checked_numel(&dims) != Some(n) {
                 return Err(format!("cannot reshape {} values to {shape:?}", n));
             }
             Ok(TensorData {
