@@ -1286,7 +1286,7 @@ fn fold(node: &Node, ins: &[Option<&TensorData>]) -> std::result::Result<TensorD
             } else {
                 t.dims.iter().copied().filter(|&x| x != 1).collect()
             };
-            if dims.iter().product::<usize>() != n {
+            if checked_numel(&dims) != Some(n) {
                 return Err("shape mismatch".into());
             }
             Ok(TensorData {
@@ -1377,16 +1377,13 @@ fn fold(node: &Node, ins: &[Option<&TensorData>]) -> std::result::Result<TensorD
             let known: i64 = shape
                 .iter()
                 .enumerate()
-                .map(|(i, &s)| {
-                    if s == 0 {
-                        t.dims.get(i).copied().unwrap_or(1) as i64
-                    } else if s == -1 {
-                        1
-                    } else {
-                        s
-                    }
+                .map(|(i, &s)| match s {
+                    0 => t.dims.get(i).copied().unwrap_or(1) as i64,
+                    -1 => 1,
+                    s => s,
                 })
-                .product();
+                .try_fold(1i64, |a, b| a.checked_mul(b))
+                .ok_or("the target shape overflows")?;
             let dims: Vec<usize> = shape
                 .iter()
                 .enumerate()
@@ -1903,4 +1900,159 @@ fn spelled_activations(
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::{Dim, Graph, ValueInfo};
+    use std::collections::BTreeMap;
+
+    fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> Node {
+        Node {
+            name: name.into(),
+            op_type: op.into(),
+            domain: String::new(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            attrs: BTreeMap::new(),
+            metadata: vec![],
+        }
+    }
+
+    fn model(nodes: Vec<Node>, out: &str) -> OnnxModel {
+        let mut init = BTreeMap::new();
+        init.insert(
+            "w".to_string(),
+            TensorData {
+                dims: vec![4, 3, 3, 3],
+                values: Values::F32(vec![0.1; 108]),
+            },
+        );
+        OnnxModel {
+            path: "t.onnx".into(),
+            ir_version: 8,
+            opset: 17,
+            producer: "test".into(),
+            graph: Graph {
+                name: "g".into(),
+                inputs: vec![ValueInfo {
+                    name: "x".into(),
+                    elem_type: 1,
+                    dims: Some(vec![
+                        Dim::Dynamic("batch".into()),
+                        Dim::Fixed(3),
+                        Dim::Fixed(8),
+                        Dim::Fixed(8),
+                    ]),
+                }],
+                outputs: vec![ValueInfo {
+                    name: out.into(),
+                    elem_type: 1,
+                    dims: None,
+                }],
+                value_info: vec![],
+                nodes,
+                initializers: init,
+            },
+            metadata: vec![],
+        }
+    }
+
+    #[test]
+    fn module_paths_from_both_exporters() {
+        let ts = node("/features/features.17/conv/conv.2/Conv", "Conv", &[], &[]);
+        assert_eq!(
+            scopes_of(&ts),
+            [
+                "features",
+                "features.17",
+                "features.17.conv",
+                "features.17.conv.2"
+            ]
+        );
+        let r = node("/layer4/layer4.1/relu_1/Relu", "Relu", &[], &[]);
+        assert_eq!(scopes_of(&r), ["layer4", "layer4.1", "layer4.1.relu_1"]);
+        assert!(scopes_of(&node("/Flatten", "Flatten", &[], &[])).is_empty());
+        assert!(scopes_of(&node("Conv_0", "Conv", &[], &[])).is_empty());
+        let mut d = node("node_relu_16", "Relu", &[], &[]);
+        d.metadata.push((
+            "pkg.torch.onnx.name_scopes".into(),
+            "['', 'layer4', 'layer4.1', 'layer4.1.relu', 'relu_16']".into(),
+        ));
+        assert_eq!(scopes_of(&d), ["layer4", "layer4.1", "layer4.1.relu"]);
+    }
+
+    #[test]
+    fn an_unknown_op_is_named_with_what_is_supported() {
+        let m = model(
+            vec![
+                node("/conv/Conv", "Conv", &["x", "w"], &["c"]),
+                node("/odd/Frobnicate", "Frobnicate", &["c"], &["y"]),
+            ],
+            "y",
+        );
+        let e = import(&m, "t").err().expect("refused").to_string();
+        assert!(
+            e.contains("t.onnx")
+                && e.contains("/odd/Frobnicate")
+                && e.contains("Frobnicate")
+                && e.contains("Conv, Gemm"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn malformed_nodes_are_errors_not_panics() {
+        for nodes in [
+            vec![node("c", "Conv", &["x"], &["y"])],
+            vec![node("c", "Conv", &["x", "w"], &[])],
+            vec![
+                node("a", "Add", &["x"], &["y"]),
+                node("m", "Clip", &[], &["z"]),
+            ],
+            vec![node("r", "Relu", &["nowhere"], &["y"])],
+        ] {
+            let m = model(nodes, "y");
+            assert!(import(&m, "t").is_err());
+        }
+    }
+
+    #[test]
+    fn a_graph_imports_with_dynamic_batch_fixed_and_notes() {
+        let m = model(
+            vec![
+                node("/conv/Conv", "Conv", &["x", "w"], &["c"]),
+                node("/relu/Relu", "Relu", &["c"], &["r"]),
+                node(
+                    "/pool/GlobalAveragePool",
+                    "GlobalAveragePool",
+                    &["r"],
+                    &["p"],
+                ),
+                node("/Flatten", "Flatten", &["p"], &["y"]),
+            ],
+            "y",
+        );
+        let im = import(&m, "t").unwrap();
+        assert_eq!(im.spec.input.size, [8, 8]);
+        let blobs: Vec<&str> = im.spec.blobs.iter().map(|b| b.name.as_str()).collect();
+        // the logits are the pooled view of the ReLU: one blob, named for the pool's module
+        assert_eq!(blobs, ["pool"]);
+        assert!(im.notes.iter().any(|n| n.contains("preprocessing")));
+    }
+
+    #[test]
+    fn folding_refuses_overflowing_shapes() {
+        let t = TensorData {
+            dims: vec![2],
+            values: Values::F32(vec![1.0, 2.0]),
+        };
+        let s = TensorData {
+            dims: vec![3],
+            values: Values::I64(vec![i64::MAX, i64::MAX, 2]),
+        };
+        let n = node("r", "Reshape", &["t", "s"], &["o"]);
+        assert!(fold(&n, &[Some(&t), Some(&s)]).is_err());
+    }
 }
