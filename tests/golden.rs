@@ -57,9 +57,7 @@ struct Fixture {
 
 /// The fixture of `net`, on the spec and weights it was made with, or on `model`.
 fn load(net: &str, model: Option<Model>) -> Fixture {
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(golden(&format!("{net}.ref.json"))).unwrap())
-            .unwrap();
+    let meta = meta(net);
     let spec = root().join(meta["model"].as_str().unwrap());
     let refs =
         candle_core::safetensors::load(golden(&format!("{net}.ref.safetensors")), &Device::Cpu)
@@ -78,6 +76,22 @@ fn load(net: &str, model: Option<Model>) -> Fixture {
         model.net = model.net.resized(h, w).unwrap();
     }
     Fixture { model, refs, meta }
+}
+
+/// A fixture's `NAME.ref.json`.
+fn meta(net: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(golden(&format!("{net}.ref.json"))).unwrap())
+        .unwrap()
+}
+
+/// A fixture's tree blobs, top first.
+fn want_blobs(meta: &serde_json::Value) -> Vec<&str> {
+    meta["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect()
 }
 
 fn opts(v: &serde_json::Value) -> Options {
@@ -233,9 +247,7 @@ fn imported_caffe_files_match_pytorch() {
 /// A torchvision graph's fixture (tests/golden/make_golden_graph.py) on the built-in spec
 /// of the same name with the fixture's `.pth` state dict.
 fn load_graph_pth(net: &str, spec: Option<treevis::model::Spec>) -> Fixture {
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(golden(&format!("{net}.ref.json"))).unwrap())
-            .unwrap();
+    let meta = meta(net);
     // a spec given as a file, written as TOML and read back
     let dir = tempfile::tempdir().unwrap();
     let name = match spec {
@@ -253,12 +265,7 @@ fn load_graph_pth(net: &str, spec: Option<treevis::model::Spec>) -> Fixture {
     )
     .unwrap();
     let blobs: Vec<&str> = model.net.blobs.iter().map(|b| b.name.as_str()).collect();
-    let want: Vec<&str> = meta["blobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b.as_str().unwrap())
-        .collect();
+    let want = want_blobs(&meta);
     assert_eq!(blobs, want, "{net}: tree blobs");
     load(net, Some(model))
 }
@@ -279,15 +286,8 @@ fn mobilenet_v2_pth_matches_pytorch() {
 /// BN folded, weights inline; dynamo: opset 20, weights in `.onnx.data`, ReduceMean
 /// pooling, module paths in node metadata): the same tree blobs, the same numbers.
 fn check_onnx(net: &str) {
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(golden(&format!("{net}.ref.json"))).unwrap())
-            .unwrap();
-    let want: Vec<&str> = meta["blobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b.as_str().unwrap())
-        .collect();
+    let meta = meta(net);
+    let want = want_blobs(&meta);
     for f in meta["onnx"].as_array().unwrap() {
         let file = root().join(f.as_str().unwrap());
         let model =
