@@ -138,19 +138,24 @@ fn malformed_files_are_errors() {
         let e = import_err(&deploy, &write(name, body), None);
         assert!(e.contains(name), "{e}");
     }
-    // prototxt: syntax, unknown layer, branching, non-square kernel, no input
+    // prototxt: syntax, unknown layer, a blob nobody writes, a Scale alone, non-square
+    // kernel, no input
     let cases = [
         (
             text.replacen("layer {", "layer {{", 1),
             ":7: expected a field name",
         ),
         (
-            text.replace("type: \"LRN\"", "type: \"BatchNorm\""),
-            "type `BatchNorm`, which treevis does not run",
+            text.replace("type: \"LRN\"", "type: \"PReLU\""),
+            "type `PReLU`, which treevis does not run",
         ),
         (
-            text.replace("bottom: \"pool1\"", "bottom: \"conv1\""),
-            "reads `conv1`, not the previous output `pool1`",
+            text.replace("bottom: \"pool1\"", "bottom: \"nowhere\""),
+            "reads `nowhere`, which no earlier layer writes",
+        ),
+        (
+            text.replace("type: \"LRN\"", "type: \"Scale\""),
+            "does not follow a BatchNorm",
         ),
         (
             text.replace("kernel_size: 11", "kernel_h: 11 kernel_w: 9"),

@@ -335,3 +335,28 @@ fn densenet121_matches_pytorch() {
 fn foreign_style_onnx_matches_pytorch() {
     check_onnx("foreign");
 }
+
+/// The reduced ResNet-18 written as a Caffe net (tests/caffe/make_caffe_resnet.py, from the
+/// fixture's `.pth`): branches joined by an Eltwise SUM, BatchNorm + Scale in place with
+/// Caffe's scaled running statistics, FLOOR-rounded max pooling, a final Softmax. Imported
+/// by `treevis models import-caffe`, it gives PyTorch's numbers and the same tree blobs.
+#[test]
+fn imported_caffe_resnet_matches_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let caffe = root().join("tests/caffe");
+    let out = dir.path().join("r18");
+    treevis::caffe::import(
+        &caffe.join("resnet18_deploy.prototxt"),
+        &caffe.join("resnet18.caffemodel"),
+        None,
+        None,
+        &out,
+    )
+    .unwrap();
+    let model =
+        treevis::catalog::load(out.to_str().unwrap(), &WeightsSource::Default, &device()).unwrap();
+    let meta = meta("resnet18");
+    let blobs: Vec<&str> = model.net.blobs.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(blobs, want_blobs(&meta), "tree blobs");
+    check_fixture("resnet18", load("resnet18", Some(model)));
+}

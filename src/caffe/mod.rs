@@ -1,8 +1,8 @@
 //! Caffe import: a deploy `.prototxt` (text format; current `layer` or legacy V1 `layers`
 //! syntax), a binary `.caffemodel` (NetParameter with blobs, V1 or V2) and a mean
 //! `.binaryproto` become a treevis model folder: `model.toml`, `weights.safetensors`,
-//! `mean.npy`, `labels.txt`. Only chains of the layers treevis runs are accepted; anything
-//! else is an error that names the layer.
+//! `mean.npy`, `labels.txt`. Layers are wired by their bottoms and tops (branches, Eltwise
+//! sums, Concat, BatchNorm + Scale); a layer treevis does not run is an error that names it.
 
 pub mod proto;
 pub mod text;
@@ -245,32 +245,142 @@ fn opt_bool(p: Option<&Message>, name: &str, default: bool) -> bool {
 /// A deploy net as a treevis spec: the layers, the tree's blobs (every Convolution and
 /// InnerProduct output, after its in-place ReLU), and Caffe's preprocessing.
 pub fn to_spec(d: &Deploy, origin: &str, name: &str, mean_file: Option<&str>) -> Result<Spec> {
+    Ok(to_graph_spec(d, origin, name, mean_file)?.0)
+}
+
+/// [`to_spec`], with the BatchNorm layers and the Scale layers merged into them (`(bn,
+/// scale)`, for their weights). Layers are wired by their `bottom`s and `top`s (in-place
+/// layers rewrite a blob; Split layers alias it): branches, Eltwise sums and Concat join
+/// them. A chain's tree blobs are every Convolution and InnerProduct output after its
+/// ReLU, as cnn_treevis had them; a graph's are the reference's section 8 articulation
+/// blobs, named by their Caffe tops.
+pub fn to_graph_spec(
+    d: &Deploy,
+    origin: &str,
+    name: &str,
+    mean_file: Option<&str>,
+) -> Result<(Spec, Vec<(String, String)>)> {
     let mut layers: Vec<LayerSpec> = Vec::new();
     let mut blobs: Vec<(String, String)> = Vec::new(); // (blob, layer whose output it is)
-    let mut current = d.input_name.clone();
-    let mut spatial = true;
+                                                       // per Caffe blob: the spec layer writing it now (`data`: the input), and whether it
+                                                       // is spatial
+    let mut producer: HashMap<String, (String, bool)> = HashMap::new();
+    producer.insert(
+        d.input_name.clone(),
+        (crate::model::graph::INPUT.to_string(), true),
+    );
+    // per spec layer: the Caffe top its output is known as
+    let mut top_of: HashMap<String, String> = HashMap::new();
+    let mut merged: Vec<(String, String)> = Vec::new();
+    let mut chain = true;
     for l in &d.layers {
-        if l.bottoms.len() != 1 || l.tops.len() != 1 {
+        let srcs: Vec<(String, bool)> = l
+            .bottoms
+            .iter()
+            .map(|b| {
+                producer.get(b).cloned().ok_or_else(|| {
+                    bad(
+                        origin,
+                        l.line,
+                        format!(
+                            "layer `{}` reads `{b}`, which no earlier layer writes",
+                            l.name
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        if l.ty == "Split" {
+            let src = srcs.first().cloned().ok_or_else(|| {
+                bad(
+                    origin,
+                    l.line,
+                    format!("Split layer `{}` reads nothing", l.name),
+                )
+            })?;
+            for t in &l.tops {
+                producer.insert(t.clone(), src.clone());
+            }
+            continue;
+        }
+        let joins = matches!(l.ty.as_str(), "Eltwise" | "Concat");
+        if l.tops.len() != 1 || srcs.is_empty() || (!joins && srcs.len() != 1) {
             return Err(bad(
                 origin,
                 l.line,
                 format!(
-                    "layer `{}` ({}) has {} inputs and {} outputs; treevis runs chains of single-input layers",
+                    "layer `{}` ({}) has {} inputs and {} outputs; treevis runs layers with one output, and one input except Eltwise and Concat",
                     l.name, l.ty, l.bottoms.len(), l.tops.len()
                 ),
             ));
         }
-        if l.bottoms[0] != current {
-            return Err(bad(
-                origin,
-                l.line,
-                format!(
-                    "layer `{}` reads `{}`, not the previous output `{current}`; treevis runs chains of layers",
-                    l.name, l.bottoms[0]
-                ),
-            ));
+        let prev = layers
+            .last()
+            .map(|x| x.name.clone())
+            .unwrap_or_else(|| crate::model::graph::INPUT.to_string());
+        let mut input_names: Vec<String> = srcs.iter().map(|s| s.0.clone()).collect();
+        chain &= input_names == [prev.clone()];
+        let mut spatial = srcs[0].1;
+        if l.ty == "Scale" {
+            // folded into the BatchNorm it follows
+            let bn = &srcs[0].0;
+            let follows_bn = layers
+                .iter()
+                .any(|x| &x.name == bn && matches!(x.kind, LayerKind::Batchnorm { .. }))
+                && !merged.iter().any(|(b, _)| b == bn);
+            if !follows_bn {
+                return Err(bad(
+                    origin,
+                    l.line,
+                    format!("Scale layer `{}` does not follow a BatchNorm; treevis reads Scale only as BatchNorm's affine part", l.name),
+                ));
+            }
+            let p = param(l, "scale_param");
+            if !opt_bool(p, "bias_term", false) {
+                return Err(bad(
+                    origin,
+                    l.line,
+                    format!("Scale layer `{}` without a bias is not supported", l.name),
+                ));
+            }
+            merged.push((bn.clone(), l.name.clone()));
+            producer.insert(l.tops[0].clone(), (bn.clone(), spatial));
+            top_of.insert(bn.clone(), l.tops[0].clone());
+            continue;
         }
         let kind = match l.ty.as_str() {
+            "BatchNorm" => {
+                let p = param(l, "batch_norm_param");
+                if p.and_then(|p| p.scalar("use_global_stats")).is_some_and(|v| v.0 == "false") {
+                    return Err(bad(origin, l.line, format!("BatchNorm `{}` uses batch statistics (use_global_stats: false); a deploy net uses the stored ones", l.name)));
+                }
+                LayerKind::Batchnorm {
+                    eps: opt_f32(origin, p, "eps", 1e-5)?,
+                }
+            }
+            "Eltwise" => {
+                let p = param(l, "eltwise_param");
+                let op = p.and_then(|p| p.scalar("operation")).map(|v| v.0).unwrap_or("SUM");
+                let coeffs: Vec<f32> = p
+                    .map(|p| p.scalars("coeff").map(|v| parse_num(origin, v, "coeff")).collect::<Result<_>>())
+                    .transpose()?
+                    .unwrap_or_default();
+                if (op != "SUM" && op != "1") || coeffs.iter().any(|c| *c != 1.0) {
+                    return Err(bad(origin, l.line, format!("Eltwise `{}`: only a plain SUM (coefficients 1) is supported, not {op} {coeffs:?}", l.name)));
+                }
+                LayerKind::Add
+            }
+            "Concat" => {
+                let p = param(l, "concat_param");
+                let axis = p
+                    .and_then(|p| p.scalar("axis").or_else(|| p.scalar("concat_dim")))
+                    .map(|v| v.0)
+                    .unwrap_or("1");
+                if axis != "1" {
+                    return Err(bad(origin, l.line, format!("Concat `{}` along axis {axis}: treevis concatenates channels (axis 1)", l.name)));
+                }
+                LayerKind::Concat
+            }
             "Convolution" => {
                 let p = param(l, "convolution_param");
                 if !opt_bool(p, "bias_term", true) {
@@ -358,10 +468,14 @@ pub fn to_spec(d: &Deploy, origin: &str, name: &str, mean_file: Option<&str>) ->
                     }
                 }
                 if spatial {
-                    layers.push(LayerSpec::new(
-                        format!("{}_flatten", l.name),
-                        LayerKind::Flatten,
-                    ));
+                    let f = format!("{}_flatten", l.name);
+                    let inputs = (!chain).then(|| input_names.clone());
+                    layers.push(LayerSpec {
+                        name: f.clone(),
+                        inputs,
+                        kind: LayerKind::Flatten,
+                    });
+                    input_names = vec![f];
                     spatial = false;
                 }
                 LayerKind::Linear {
@@ -387,7 +501,7 @@ pub fn to_spec(d: &Deploy, origin: &str, name: &str, mean_file: Option<&str>) ->
                     origin,
                     l.line,
                     format!(
-                        "layer `{}` has type `{other}`, which treevis does not run (it runs Convolution, ReLU, Pooling, LRN, InnerProduct, Dropout, Softmax, Flatten; use a deploy net)",
+                        "layer `{}` has type `{other}`, which treevis does not run (it runs Convolution, ReLU, Pooling, LRN, InnerProduct, BatchNorm + Scale, Eltwise SUM, Concat, Split, Dropout, Softmax, Flatten; use a deploy net)",
                         l.name
                     ),
                 ))
@@ -413,13 +527,59 @@ pub fn to_spec(d: &Deploy, origin: &str, name: &str, mean_file: Option<&str>) ->
                 format!("layer `{}` is defined twice", l.name),
             ));
         }
-        layers.push(LayerSpec::new(l.name.clone(), kind));
-        current = l.tops[0].clone();
+        let prev = layers
+            .last()
+            .map(|x| x.name.clone())
+            .unwrap_or_else(|| crate::model::graph::INPUT.to_string());
+        let inputs = (input_names != [prev]).then_some(input_names);
+        if matches!(kind, LayerKind::Linear { .. } | LayerKind::Flatten) {
+            spatial = false;
+        }
+        layers.push(LayerSpec {
+            name: l.name.clone(),
+            inputs,
+            kind,
+        });
+        producer.insert(l.tops[0].clone(), (l.name.clone(), spatial));
+        top_of.insert(l.name.clone(), l.tops[0].clone());
     }
     if blobs.is_empty() {
         return Err(Error::Input(format!(
             "{origin}: the net has no Convolution or InnerProduct layer"
         )));
+    }
+    if !chain {
+        // section 8's articulation blobs, named by their Caffe tops; a final Softmax is not
+        // part of the tree (the labels are the softmax of the logits anyway)
+        let mut g = Spec {
+            name: name.to_string(),
+            description: String::new(),
+            labels: None,
+            weights: None,
+            input: crate::model::zoo::torchvision_input(),
+            layers: layers.clone(),
+            blobs: vec![],
+        };
+        if g.layers
+            .last()
+            .is_some_and(|l| matches!(l.kind, LayerKind::Softmax))
+        {
+            g.layers.pop();
+        }
+        let names: Vec<String> = g
+            .layers
+            .iter()
+            .map(|l| {
+                top_of
+                    .get(&l.name)
+                    .cloned()
+                    .unwrap_or_else(|| l.name.clone())
+            })
+            .collect();
+        let scopes = vec![vec![]; g.layers.len()];
+        let found = crate::model::graph::tree_blobs(&g, &scopes, &names)
+            .map_err(|m| Error::Input(format!("{origin}: {m}")))?;
+        blobs = found.into_iter().rev().map(|b| (b.name, b.layer)).collect();
     }
     let caffenet = blobs.len() == CAFFENET_MULT.len()
         && blobs
@@ -449,26 +609,29 @@ pub fn to_spec(d: &Deploy, origin: &str, name: &str, mean_file: Option<&str>) ->
             d.input[0]
         )));
     }
-    Ok(Spec {
-        name: name.to_string(),
-        description: format!(
-            "imported from Caffe ({})",
-            if d.name.is_empty() { origin } else { &d.name }
-        ),
-        labels: Some("labels.txt".into()),
-        weights: Some("weights.safetensors".into()),
-        input: InputSpec {
-            size: [d.input[1], d.input[2]],
-            color: ColorOrder::Bgr,
-            scale: 255.0,
-            mean: IMAGENET_BGR_MEAN,
-            std: [1.0; 3],
-            resize: None,
-            mean_file: mean_file.map(str::to_string),
+    Ok((
+        Spec {
+            name: name.to_string(),
+            description: format!(
+                "imported from Caffe ({})",
+                if d.name.is_empty() { origin } else { &d.name }
+            ),
+            labels: Some("labels.txt".into()),
+            weights: Some("weights.safetensors".into()),
+            input: InputSpec {
+                size: [d.input[1], d.input[2]],
+                color: ColorOrder::Bgr,
+                scale: 255.0,
+                mean: IMAGENET_BGR_MEAN,
+                std: [1.0; 3],
+                resize: None,
+                mean_file: mean_file.map(str::to_string),
+            },
+            layers,
+            blobs,
         },
-        layers,
-        blobs,
-    })
+        merged,
+    ))
 }
 
 /// Reads a binary `.caffemodel`: every layer's blobs, by layer name.
@@ -532,11 +695,18 @@ pub fn tensors_of_caffemodel(bytes: &[u8], origin: &str) -> Result<Vec<(String, 
 /// Caffe's: conv `[out, in/groups, kh, kw]`, inner product `[out, in]`).
 pub fn weights_for(
     spec: &Spec,
+    merged: &[(String, String)],
     mut blobs: HashMap<String, Vec<proto::BlobProto>>,
     origin: &str,
 ) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
     for l in &spec.layers {
+        if let LayerKind::Batchnorm { .. } = l.kind {
+            for (k, t) in batchnorm_tensors(&l.name, merged, &mut blobs, origin)? {
+                out.insert(k, t);
+            }
+            continue;
+        }
         let is_conv = matches!(l.kind, LayerKind::Conv { .. });
         if !is_conv && !matches!(l.kind, LayerKind::Linear { .. }) {
             continue;
@@ -603,6 +773,83 @@ pub fn weights_for(
     Ok(out)
 }
 
+/// A BatchNorm's four tensors: Caffe keeps the running mean and variance multiplied by a
+/// scale factor (its third blob; 0 means 0), and gamma and beta in the Scale layer after it
+/// (`merged`; none: 1 and 0).
+fn batchnorm_tensors(
+    bn: &str,
+    merged: &[(String, String)],
+    blobs: &mut HashMap<String, Vec<proto::BlobProto>>,
+    origin: &str,
+) -> Result<Vec<(String, Tensor)>> {
+    let missing = |what: &str| Error::weights(origin, format!("BatchNorm `{bn}`: no {what}"));
+    let mut b = blobs
+        .remove(bn)
+        .ok_or_else(|| missing("blobs"))?
+        .into_iter();
+    let (mean, var, factor) = match (b.next(), b.next(), b.next()) {
+        (Some(m), Some(v), Some(f)) => (m.into_values(), v.into_values(), f.into_values()),
+        _ => return Err(missing("mean, variance and scale factor (three blobs)")),
+    };
+    let c = mean.len();
+    if var.len() != c || factor.len() != 1 {
+        return Err(Error::weights(
+            origin,
+            format!(
+                "BatchNorm `{bn}`: {c} means, {} variances and {} scale factors (want one)",
+                var.len(),
+                factor.len()
+            ),
+        ));
+    }
+    let f = if factor[0] == 0.0 {
+        0.0
+    } else {
+        1.0 / factor[0]
+    };
+    let (gamma, beta) = match merged.iter().find(|(b, _)| b == bn) {
+        Some((_, sc)) => {
+            let mut s = blobs
+                .remove(sc)
+                .ok_or_else(|| Error::weights(origin, format!("Scale `{sc}`: no blobs")))?
+                .into_iter();
+            match (s.next(), s.next()) {
+                (Some(g), Some(b)) => (g.into_values(), b.into_values()),
+                _ => {
+                    return Err(Error::weights(
+                        origin,
+                        format!("Scale `{sc}`: no scale and bias"),
+                    ))
+                }
+            }
+        }
+        None => (vec![1.0; c], vec![0.0; c]),
+    };
+    if gamma.len() != c || beta.len() != c {
+        return Err(Error::weights(
+            origin,
+            format!(
+                "BatchNorm `{bn}`: {c} channels but {} scales and {} biases",
+                gamma.len(),
+                beta.len()
+            ),
+        ));
+    }
+    let t = |v: Vec<f32>| Tensor::from_vec(v, c, &Device::Cpu);
+    Ok(vec![
+        (
+            format!("{bn}.running_mean"),
+            t(mean.iter().map(|m| m * f).collect())?,
+        ),
+        (
+            format!("{bn}.running_var"),
+            t(var.iter().map(|v| v * f).collect())?,
+        ),
+        (format!("{bn}.weight"), t(gamma)?),
+        (format!("{bn}.bias"), t(beta)?),
+    ])
+}
+
 /// Reads a mean `.binaryproto` (a BlobProto `[1, 3, H, W]`, Caffe's BGR order) as `[3, H, W]`.
 pub fn read_mean(bytes: &[u8], origin: &str) -> Result<(Vec<usize>, Vec<f32>)> {
     let b = proto::BlobProto::decode(bytes)
@@ -643,9 +890,9 @@ pub fn import(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "imported".into());
-    let mut spec = to_spec(&d, &origin, &name, mean.map(|_| "mean.npy"))?;
+    let (mut spec, merged) = to_graph_spec(&d, &origin, &name, mean.map(|_| "mean.npy"))?;
     let blobs = read_caffemodel(&read(caffemodel)?, &caffemodel.display().to_string())?;
-    let tensors = weights_for(&spec, blobs, &caffemodel.display().to_string())?;
+    let tensors = weights_for(&spec, &merged, blobs, &caffemodel.display().to_string())?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     if let Some(m) = mean {
         let (dims, v) = read_mean(&read(m)?, &m.display().to_string())?;

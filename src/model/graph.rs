@@ -5,9 +5,9 @@
 //! Tensors are numbered as backward positions: `0` is the network input, `i + 1` the output
 //! of layer `i` (in topological order), so a chain's positions are its layer boundaries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::spec::{LayerSpec, Spec};
+use super::spec::{BlobSpec, LayerKind, LayerSpec, Spec};
 
 /// The name that stands for the network input in `inputs = [...]`.
 pub const INPUT: &str = "data";
@@ -198,6 +198,163 @@ impl Wiring {
             }
         }
         out
+    }
+}
+
+/// The tree blobs of reference section 8 for a graph, top first (the importers' default): articulation tensors minus the input, minus the
+/// outputs of pooling, flatten, dropout and identity layers, minus tensors whose only user
+/// is one activation (its output stands for them); the logits always. Each is named for
+/// the outermost module whose last output it is and whose path ends in an index
+/// (`layer4.1`, `features.17`), else for the outermost module at all, else `fallback[i]`; a
+/// candidate inside another blob's module is left out (the inner layers of a block).
+pub fn tree_blobs(
+    spec: &Spec,
+    scopes: &[Vec<String>],
+    fallback: &[String],
+) -> Result<Vec<BlobSpec>, String> {
+    let wiring = wire(spec)?;
+    let art = wiring.articulation();
+    let consumers = wiring.consumers();
+    // per spec index -> topological index
+    let mut topo = vec![0; spec.layers.len()];
+    for (t, &i) in wiring.order.iter().enumerate() {
+        topo[i] = t;
+    }
+    let n = spec.layers.len();
+    // the last layer (spec order) inside each scope
+    let mut last_in: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in scopes.iter().enumerate() {
+        for sc in s {
+            last_in.insert(sc.as_str(), i);
+        }
+    }
+    let top = n - 1;
+    let passive_kind = |k: &LayerKind| {
+        matches!(
+            k,
+            LayerKind::Maxpool(_)
+                | LayerKind::Avgpool(_)
+                | LayerKind::AdaptiveAvgpool { .. }
+                | LayerKind::Flatten
+                | LayerKind::Dropout { .. }
+                | LayerKind::Identity
+                | LayerKind::Softmax
+        )
+    };
+    // Where the logits are a pooled or flattened view of a layer (SqueezeNet's conv
+    // classifier), walk back to it: the top blob is named for the first layer with a
+    // module on the way, and the viewed layer is no blob of its own.
+    let mut top_name: Option<String> = scopes[top].last().cloned();
+    let mut viewed = None;
+    let mut at = top;
+    while passive_kind(&spec.layers[at].kind) {
+        let Some(src) = spec.layers[at]
+            .inputs
+            .as_ref()
+            .and_then(|i| i.first())
+            .and_then(|n| spec.layers.iter().position(|l| &l.name == n))
+        else {
+            break;
+        };
+        at = src;
+        if top_name.is_none() {
+            top_name = scopes[at].last().cloned();
+        }
+        if !passive_kind(&spec.layers[at].kind) {
+            viewed = Some(at);
+        }
+    }
+    let mut cands: Vec<(usize, String, Option<String>)> = Vec::new(); // (layer, name, owner scope)
+    for i in 0..n {
+        let t = topo[i] + 1;
+        if !art[t] {
+            continue;
+        }
+        let kind = &spec.layers[i].kind;
+        let passive = passive_kind(kind);
+        let users = &consumers[t];
+        let only_user = (users.len() == 1).then(|| &spec.layers[wiring.order[users[0]]].kind);
+        // its activation's output stands for it; a BatchNorm folds into the conv before it
+        let stood_for = only_user.is_some_and(|u| {
+            super::net::activation_of(u).is_some()
+                || matches!(u, LayerKind::Relu)
+                || (matches!(u, LayerKind::Batchnorm { .. })
+                    && matches!(kind, LayerKind::Conv { .. }))
+        });
+        if i != top && (passive || stood_for || viewed == Some(i)) {
+            continue;
+        }
+        let owned: Vec<&String> = scopes[i]
+            .iter()
+            .filter(|s| last_in.get(s.as_str()) == Some(&i))
+            .collect();
+        let indexed = owned.iter().find(|s| {
+            s.rsplit('.')
+                .next()
+                .is_some_and(|c| c.parse::<usize>().is_ok())
+        });
+        let owner = if i == top {
+            top_name.clone()
+        } else {
+            indexed
+                .map(|s| s.to_string())
+                .or_else(|| owned.first().map(|s| s.to_string()))
+        };
+        let name = owner.clone().unwrap_or_else(|| fallback[i].clone());
+        cands.push((i, name, owner));
+    }
+    // leave out candidates inside another candidate's module
+    let owners: Vec<String> = cands.iter().filter_map(|c| c.2.clone()).collect();
+    let mut blobs: Vec<BlobSpec> = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, name, owner) in cands.into_iter().rev() {
+        let inside = i != top
+            && owners.iter().any(|o| {
+                Some(o) != owner.as_ref()
+                    && scopes[i].iter().any(|s| s == o)
+                    && owner
+                        .as_ref()
+                        .is_none_or(|own| own.starts_with(&format!("{o}.")))
+            });
+        if inside {
+            continue;
+        }
+        let mut nm = clean(&name);
+        let mut k = 1;
+        while !seen.insert(nm.clone()) {
+            nm = format!("{}_{k}", clean(&name));
+            k += 1;
+        }
+        blobs.push(BlobSpec {
+            name: nm,
+            layer: spec.layers[i].name.clone(),
+            mult: 1.0,
+            below: None,
+        });
+    }
+    if blobs.is_empty() {
+        return Err("the graph has no tree blob".into());
+    }
+    Ok(blobs)
+}
+
+/// A name usable as a blob name (no `/` or `:`).
+fn clean(s: &str) -> String {
+    let s: String = s
+        .trim_matches('/')
+        .chars()
+        .map(|c| {
+            if c == '/' || c == ':' || c.is_whitespace() {
+                '.'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "node".into()
+    } else {
+        s
     }
 }
 

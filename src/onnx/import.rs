@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor};
 use super::{Node, OnnxModel, TensorData, Values};
 use crate::error::{Error, Result};
 use crate::model::graph;
-use crate::model::spec::{BlobSpec, InputSpec, LayerKind, LayerSpec, PoolSpec, Spec};
+use crate::model::spec::{InputSpec, LayerKind, LayerSpec, PoolSpec, Spec};
 use crate::model::weights::TensorMap;
 
 /// The ops this importer maps onto treevis layers (constant subgraphs may use more).
@@ -174,7 +174,21 @@ pub fn import(model: &OnnxModel, name: &str) -> Result<Imported> {
     // the logits are the last layer: drop what follows them (a Softmax, Identity)
     spec.layers.truncate(top + 1);
     imp.scopes.truncate(top + 1);
-    spec.blobs = tree_blobs(&spec, &imp.scopes).map_err(|m| model.error(m))?;
+    // without module paths anywhere, layers are named for their nodes; with them, an op
+    // outside every module (DenseNet's final F.relu) is named for its kind
+    let has_scopes = imp.scopes.iter().any(|s| !s.is_empty());
+    let fallback: Vec<String> = spec
+        .layers
+        .iter()
+        .map(|l| {
+            if has_scopes {
+                l.kind.type_name().to_string()
+            } else {
+                l.name.clone()
+            }
+        })
+        .collect();
+    spec.blobs = graph::tree_blobs(&spec, &imp.scopes, &fallback).map_err(|m| model.error(m))?;
     let classes = imp_width(&spec, &imp.tensors, top);
     if classes == Some(1000) {
         spec.labels = Some("imagenet_classes.txt".into());
@@ -1503,148 +1517,6 @@ impl Importer<'_> {
         );
         Ok(())
     }
-}
-
-/// The tree blobs of section 8, top first: articulation tensors minus the input, minus the
-/// outputs of pooling, flatten, dropout and identity layers, minus tensors whose only user
-/// is one activation (its output stands for them); the logits always. Each is named for
-/// the outermost module whose last output it is and whose path ends in an index
-/// (`layer4.1`, `features.17`), else for the outermost module at all, else its layer; a
-/// candidate inside another blob's module is left out (the inner layers of a block).
-fn tree_blobs(spec: &Spec, scopes: &[Vec<String>]) -> std::result::Result<Vec<BlobSpec>, String> {
-    let wiring = graph::wire(spec)?;
-    let art = wiring.articulation();
-    let consumers = wiring.consumers();
-    // per spec index -> topological index
-    let mut topo = vec![0; spec.layers.len()];
-    for (t, &i) in wiring.order.iter().enumerate() {
-        topo[i] = t;
-    }
-    let n = spec.layers.len();
-    // the last layer (spec order) inside each scope
-    let mut last_in: HashMap<&str, usize> = HashMap::new();
-    for (i, s) in scopes.iter().enumerate() {
-        for sc in s {
-            last_in.insert(sc.as_str(), i);
-        }
-    }
-    let top = n - 1;
-    let passive_kind = |k: &LayerKind| {
-        matches!(
-            k,
-            LayerKind::Maxpool(_)
-                | LayerKind::Avgpool(_)
-                | LayerKind::AdaptiveAvgpool { .. }
-                | LayerKind::Flatten
-                | LayerKind::Dropout { .. }
-                | LayerKind::Identity
-                | LayerKind::Softmax
-        )
-    };
-    // Where the logits are a pooled or flattened view of a layer (SqueezeNet's conv
-    // classifier), walk back to it: the top blob is named for the first layer with a
-    // module on the way, and the viewed layer is no blob of its own.
-    let mut top_name: Option<String> = scopes[top].last().cloned();
-    let mut viewed = None;
-    let mut at = top;
-    while passive_kind(&spec.layers[at].kind) {
-        let Some(src) = spec.layers[at]
-            .inputs
-            .as_ref()
-            .and_then(|i| i.first())
-            .and_then(|n| spec.layers.iter().position(|l| &l.name == n))
-        else {
-            break;
-        };
-        at = src;
-        if top_name.is_none() {
-            top_name = scopes[at].last().cloned();
-        }
-        if !passive_kind(&spec.layers[at].kind) {
-            viewed = Some(at);
-        }
-    }
-    let mut cands: Vec<(usize, String, Option<String>)> = Vec::new(); // (layer, name, owner scope)
-    let has_scopes = scopes.iter().any(|s| !s.is_empty());
-    for i in 0..n {
-        let t = topo[i] + 1;
-        if !art[t] {
-            continue;
-        }
-        let kind = &spec.layers[i].kind;
-        let passive = passive_kind(kind);
-        let users = &consumers[t];
-        let only_user = (users.len() == 1).then(|| &spec.layers[wiring.order[users[0]]].kind);
-        // its activation's output stands for it; a BatchNorm folds into the conv before it
-        let stood_for = only_user.is_some_and(|u| {
-            crate::model::net::activation_of(u).is_some()
-                || matches!(u, LayerKind::Relu)
-                || (matches!(u, LayerKind::Batchnorm { .. })
-                    && matches!(kind, LayerKind::Conv { .. }))
-        });
-        if i != top && (passive || stood_for || viewed == Some(i)) {
-            continue;
-        }
-        let owned: Vec<&String> = scopes[i]
-            .iter()
-            .filter(|s| last_in.get(s.as_str()) == Some(&i))
-            .collect();
-        let indexed = owned.iter().find(|s| {
-            s.rsplit('.')
-                .next()
-                .is_some_and(|c| c.parse::<usize>().is_ok())
-        });
-        let owner = if i == top {
-            top_name.clone()
-        } else {
-            indexed
-                .map(|s| s.to_string())
-                .or_else(|| owned.first().map(|s| s.to_string()))
-        };
-        // a functional op outside every module (DenseNet's final F.relu) in a model that
-        // records modules is named for its kind; in one without any, layers keep their names
-        let name = owner.clone().unwrap_or_else(|| {
-            if has_scopes {
-                spec.layers[i].kind.type_name().to_string()
-            } else {
-                spec.layers[i].name.clone()
-            }
-        });
-        cands.push((i, name, owner));
-    }
-    // leave out candidates inside another candidate's module
-    let owners: Vec<String> = cands.iter().filter_map(|c| c.2.clone()).collect();
-    let mut blobs: Vec<BlobSpec> = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, name, owner) in cands.into_iter().rev() {
-        let inside = i != top
-            && owners.iter().any(|o| {
-                Some(o) != owner.as_ref()
-                    && scopes[i].iter().any(|s| s == o)
-                    && owner
-                        .as_ref()
-                        .is_none_or(|own| own.starts_with(&format!("{o}.")))
-            });
-        if inside {
-            continue;
-        }
-        let mut nm = clean(&name);
-        let mut k = 1;
-        while !seen.insert(nm.clone()) {
-            nm = format!("{}_{k}", clean(&name));
-            k += 1;
-        }
-        blobs.push(BlobSpec {
-            name: nm,
-            layer: spec.layers[i].name.clone(),
-            mult: 1.0,
-            below: None,
-        });
-    }
-    if blobs.is_empty() {
-        return Err("the graph has no tree blob".into());
-    }
-    Ok(blobs)
 }
 
 /// An activation an exporter spelled out in elementwise ops.
