@@ -262,3 +262,74 @@ fn datum_lmdb_datasets_and_other_models_are_refused() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("another method or multiplier mode"));
 }
+
+/// A graph network (an ONNX ResNet-18): blobs are residual blocks; each channel's best
+/// image is the one a brute-force forward finds, and `overview --cache` ranks against it.
+#[test]
+fn a_cache_of_a_graph_model() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path(), 8);
+    let cache = d.path().join("cache");
+    let onnx = format!(
+        "{}/tests/golden/resnet18_dynamo.onnx",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let o = Command::new(BIN)
+        .args(["cache", "build", "--quiet", "--model", &onnx, "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&cache)
+        .args([
+            "--layers",
+            "layer4.1,layer2.0",
+            "--top-k",
+            "2",
+            "--batch",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = FeatureCache::open(&cache).unwrap();
+    assert_eq!(c.meta.layers, ["layer4.1", "layer2.0"]);
+    let model = treevis::catalog::load(&onnx, &WeightsSource::Default, &Device::Cpu).unwrap();
+    let listing = c.dataset().unwrap();
+    let best: Vec<(f32, u32)> = listing
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let img = treevis::data::load_image(p).ok()?;
+            let x = treevis::data::preprocess(&model, &img).unwrap();
+            let s = model.net.forward(&x.unsqueeze(0).unwrap()).unwrap();
+            let rows = treevis::recon::overview(&model, &s, 0, 1000).unwrap();
+            let row = rows.iter().find(|r| r.blob == "layer4.1").unwrap();
+            let u = row.units.iter().find(|u| u.channel == 3).unwrap();
+            Some((u.activation, i as u32))
+        })
+        .collect();
+    let top = best
+        .iter()
+        .copied()
+        .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
+        .unwrap();
+    let e = &c.blob("layer4.1").unwrap().top[3][0];
+    assert_eq!(e.image, top.1);
+    assert!((e.act - top.0).abs() <= 1e-4 * top.0.abs().max(1.0));
+    let img = listing[0].to_str().unwrap().to_string();
+    let o = Command::new(BIN)
+        .args([
+            "overview", &img, "--model", &onnx, "--json", "--top", "2", "--cache",
+        ])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let row = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["blob"] == "layer4.1")
+        .unwrap();
+    assert!(row["units"][0]["rank"].as_f64().is_some(), "{row}");
+}
