@@ -19,12 +19,24 @@ const BUILTIN_WEIGHTS: &[(&str, &[u8])] = &[
 
 /// Loads `model` (built-in name, spec file or model folder) with its weights.
 pub fn load(model: &str, weights: &WeightsSource, device: &Device) -> Result<Model> {
+    Ok(load_with_notes(model, weights, device)?.0)
+}
+
+/// [`load`], with what an import assumed (an ONNX file's preprocessing, fixed dynamic
+/// dimensions, activations read from elementwise ops).
+pub fn load_with_notes(
+    model: &str,
+    weights: &WeightsSource,
+    device: &Device,
+) -> Result<(Model, Vec<String>)> {
+    let mut notes = Vec::new();
     let (loaded, onnx_weights) = match onnx_file(model) {
         Some(path) => {
             let imported = import_onnx(path)?;
             for n in &imported.notes {
                 tracing::info!("{}: {n}", path.display());
             }
+            notes = imported.notes;
             let dir = path.parent().map(Path::to_path_buf);
             (
                 LoadedSpec {
@@ -49,7 +61,7 @@ pub fn load(model: &str, weights: &WeightsSource, device: &Device) -> Result<Mod
         _ => vec![],
     };
     let spec_name = loaded.spec.name.clone();
-    Model::from_parts(loaded, tensors, origin, mean, device).map_err(|e| match e {
+    let model = Model::from_parts(loaded, tensors, origin, mean, device).map_err(|e| match e {
         // a weights file for another network: say which built-in spec it looks like
         Error::Weights { path, msg } if !names.is_empty() => {
             let hint = match look_alike(&names) {
@@ -64,7 +76,8 @@ pub fn load(model: &str, weights: &WeightsSource, device: &Device) -> Result<Mod
             }
         }
         e => e,
-    })
+    })?;
+    Ok((model, notes))
 }
 
 /// The built-in spec whose tensor names best match `names`: `(spec, matching, of the

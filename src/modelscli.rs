@@ -224,22 +224,18 @@ pub fn run(args: ModelsArgs) -> Result<()> {
 fn info(model: &str) -> Result<()> {
     use crate::model::WeightsSource;
     let dev = candle_core::Device::Cpu;
-    let mut notes = vec![];
-    if let Some(p) = crate::catalog::onnx_file(model) {
-        notes = crate::catalog::import_onnx(p)?.notes;
-    }
-    let (m, widths) = match crate::catalog::load(model, &WeightsSource::Default, &dev) {
-        Ok(m) => (m, "from its weights"),
-        Err(e) => {
-            notes.push(format!(
-                "default weights not loaded ({e}); shapes at the spec's published widths"
-            ));
-            (
-                crate::catalog::load(model, &WeightsSource::Random(0), &dev)?,
-                "published",
-            )
-        }
-    };
+    let (m, notes, widths) =
+        match crate::catalog::load_with_notes(model, &WeightsSource::Default, &dev) {
+            Ok((m, notes)) => (m, notes, "from its weights"),
+            Err(e) => {
+                let (m, mut notes) =
+                    crate::catalog::load_with_notes(model, &WeightsSource::Random(0), &dev)?;
+                notes.push(format!(
+                    "default weights not loaded ({e}); shapes at the spec's published widths"
+                ));
+                (m, notes, "published")
+            }
+        };
     let net = &m.net;
     let spec = m.spec();
     println!("{}: {}", spec.name, spec.description);

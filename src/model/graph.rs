@@ -339,7 +339,7 @@ pub fn tree_blobs(
 }
 
 /// A name usable as a blob name (no `/` or `:`).
-fn clean(s: &str) -> String {
+pub fn clean(s: &str) -> String {
     let s: String = s
         .trim_matches('/')
         .chars()

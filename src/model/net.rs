@@ -788,13 +788,6 @@ impl Net {
         } else {
             self.kept()
         };
-        // per tensor: the last layer that takes it
-        let mut last_use = vec![0usize; self.layers.len() + 1];
-        for (i, ins) in self.inputs.iter().enumerate() {
-            for &t in ins {
-                last_use[t] = last_use[t].max(i);
-            }
-        }
         let dims = input.dims();
         let want = self.input.dims(dims.first().copied().unwrap_or(0));
         if dims.len() != 4 || dims[1..] != want[1..] {
@@ -929,7 +922,8 @@ impl Net {
             switches.push(sw);
             lrn_scale.push(sc);
             for &t in &self.inputs[i] {
-                if t > 0 && !keep[t] && last_use[t] == i {
+                // the last layer that takes `t` has run
+                if t > 0 && !keep[t] && self.consumers[t].iter().max() == Some(&i) {
                     outputs[t - 1] = Tensor::zeros(0, candle_core::DType::F32, &self.device)?;
                 }
             }

@@ -520,22 +520,11 @@ fn biased_conv(
     kernel: usize,
     stride: usize,
 ) -> String {
-    b.add(
-        name,
-        &[input],
-        LayerKind::Conv {
-            out: Some(out),
-            kernel,
-            stride,
-            pad: (kernel - 1) / 2,
-            dilation: 1,
-            groups: 1,
-            depthwise: false,
-            weight: None,
-            bias: None,
-            bias_term: true,
-        },
-    )
+    let c = b.conv(name, input, out, kernel, stride, (kernel - 1) / 2, false);
+    if let Some(LayerKind::Conv { bias_term, .. }) = b.layers.last_mut().map(|l| &mut l.kind) {
+        *bias_term = true;
+    }
+    c
 }
 
 fn squeezenet1_1(b: &mut Builder) {

@@ -356,25 +356,6 @@ pub fn scopes_of(node: &Node) -> Vec<String> {
     out
 }
 
-fn clean(s: &str) -> String {
-    let s: String = s
-        .trim_matches('/')
-        .chars()
-        .map(|c| {
-            if c == '/' || c == ':' || c.is_whitespace() {
-                '.'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        "node".into()
-    } else {
-        s
-    }
-}
-
 impl Importer<'_> {
     fn err(&self, node: &Node, msg: impl std::fmt::Display) -> Error {
         self.model.error(format!(
@@ -436,7 +417,7 @@ impl Importer<'_> {
                 if node.name.is_empty() {
                     format!("{op}_{}", self.layers.len())
                 } else {
-                    clean(&node.name)
+                    graph::clean(&node.name)
                 }
             });
         let mut name = base.clone();
