@@ -200,6 +200,10 @@ from torchvision.models.resnet import BasicBlock, ResNet
 import captum
 from captum.attr import Deconvolution, GuidedBackprop
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ in tests/golden
+from make_golden import most_active, path_str, rel_err  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT_DIR = os.path.join(REPO, "tests", "golden")
 RULES = ["gradient", "deconv", "guided", "guided-neg"]
@@ -1475,23 +1479,9 @@ def captum_on_model(net, inp, b0, c0, rule, fw):
         return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
 
 
-def rel_err(a, b):
-    den = float(b.abs().max())
-    return float((a - b).abs().max()) / (den if den > 0 else 1.0)
-
-
 # ----------------------------------------------------------------------------------------
-# Fixture generation
+# Fixture generation (rel_err, path_str, most_active: make_golden.py's)
 # ----------------------------------------------------------------------------------------
-
-def path_str(path):
-    return "/".join(f"{b}:{c}" for b, c in path)
-
-
-def most_active(fw, b):
-    a = fw.act(b)
-    score = a.reshape(a.shape[0], -1).max(dim=1).values if a.dim() == 3 else a
-    return int(torch.argmax(score))
 
 
 def derive_path(net, inp, root, picks, rule, mode="auto"):
