@@ -258,6 +258,11 @@ fn info(model: &str) -> Result<()> {
     for l in &net.layers {
         let row = match l {
             crate::model::net::Layer::Relu => "relu: rectifier (the rule applies)".to_string(),
+            crate::model::net::Layer::Prelu(_) => "prelu: rectifier (the rule applies)".to_string(),
+            crate::model::net::Layer::Binary(b) if b.op.needs_operands() => format!(
+                "{}: product rule (true gradient of both sides under every rule)",
+                b.op.name()
+            ),
             crate::model::net::Layer::Act(a) => format!(
                 "{}: {}",
                 a.name(),

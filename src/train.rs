@@ -122,7 +122,7 @@ fn conv_grads(
     let geo = crate::model::net::geom(c, net.shape_at(i), net.shapes[i]);
     let ohw = oh * ow;
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
-    let kk = cin_g * c.kernel * c.kernel;
+    let kk = cin_g * geo.window();
     let chunk = (crate::model::net::COLS_BUDGET / (kk * ohw)).clamp(1, n);
     let mut dw = vec![0f32; cout * kk];
     let gv = host_vec(g)?;

@@ -138,8 +138,8 @@ fn malformed_files_are_errors() {
         let e = import_err(&deploy, &write(name, body), None);
         assert!(e.contains(name), "{e}");
     }
-    // prototxt: syntax, unknown layer, a blob nobody writes, a Scale alone, non-square
-    // kernel, no input
+    // prototxt: syntax, unknown layer, a blob nobody writes, a Scale alone, a kernel given
+    // twice, a 11x9 kernel for 11x11 weights, no input
     let cases = [
         (
             text.replacen("layer {", "layer {{", 1),
@@ -158,8 +158,12 @@ fn malformed_files_are_errors() {
             "does not follow a BatchNorm",
         ),
         (
+            text.replace("kernel_size: 11", "kernel_size: 11 kernel_h: 11"),
+            "kernel_size takes one or two values, or both kernel_h and kernel_w",
+        ),
+        (
             text.replace("kernel_size: 11", "kernel_h: 11 kernel_w: 9"),
-            "non-square kernel_size",
+            "expected [out, 3, 11, 9]",
         ),
         (text.replace("input_dim", "# input_dim"), "no input shape"),
         (

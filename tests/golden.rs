@@ -336,6 +336,17 @@ fn foreign_style_onnx_matches_pytorch() {
     check_onnx("foreign");
 }
 
+/// A net of the ops other exporters' models bring (tests/golden/make_golden_graph.py
+/// `opsnet`, weights as Constant nodes, opset 13, a 32x28 input): Sub and Div by per-channel
+/// constants, a zero Pad folded into a 3x5 stride-(1,2) Conv, a per-channel PRelu, a
+/// depthwise 3x1 Conv padded only below, a squeeze-and-excitation Mul of two activations, a
+/// constant layer scale on the left, AveragePool without the padding in its divisor, a
+/// 2x3 MaxPool padded left and right, Gemm(transB), Div of the logits by a temperature.
+#[test]
+fn other_exporters_ops_match_pytorch() {
+    check_onnx("opsnet");
+}
+
 /// The reduced ResNet-18 written as a Caffe net (tests/caffe/make_caffe_resnet.py, from the
 /// fixture's `.pth`): branches joined by an Eltwise SUM, BatchNorm + Scale in place with
 /// Caffe's scaled running statistics, FLOOR-rounded max pooling, a final Softmax. Imported

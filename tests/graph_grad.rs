@@ -1,6 +1,9 @@
 //! The `gradient` rule is the true gradient: on a graph that uses every op with a
 //! backward (residual adds, concatenations, an unfolded BatchNorm, every activation of
-//! reference section 8, pooling, depthwise and dilated convolutions), a reconstruction under
+//! reference section 8 and a per-channel PReLU, pooling with and without the padding in the
+//! divisor, depthwise, dilated and non-square convolutions with uneven padding, and
+//! broadcasting sub, div and mul of activations and constants, a squeeze-and-excitation
+//! gate among them), a reconstruction under
 //! `gradient` equals central finite differences of the forward pass (float64 sums of a
 //! float32 net, so the bar is loose: 2% of the gradient's range).
 
@@ -16,12 +19,22 @@ color = "rgb"
 scale = 1.0
 mean = [0.0, 0.0, 0.0]
 
+# an exporter's normalisation inside the graph: (x - mean) / std per channel
+[[layers]]
+name = "norm_sub"
+type = "sub"
+constant = "right"
+[[layers]]
+name = "norm_div"
+type = "div"
+constant = "right"
+# a 2x3 kernel, padded 0 above, 1 below and 1 on each side: 12x12 stays 12x12
 [[layers]]
 name = "stem"
 type = "conv"
 out = 6
-kernel = 3
-pad = 1
+kernel = [2, 3]
+pad = [0, 1, 1, 1]
 [[layers]]
 name = "stem_act"
 type = "leaky_relu"
@@ -43,15 +56,35 @@ type = "batchnorm"
 name = "dw_act"
 type = "hardswish"
 [[layers]]
+name = "dw_prelu"
+type = "prelu"
+[[layers]]
 name = "pw"
 type = "conv"
 out = 6
 kernel = 1
 bias_term = false
+# a per-channel layer scale (constant on the left), divided by a positive gate of the skip
+[[layers]]
+name = "ls"
+type = "mul"
+constant = "left"
+[[layers]]
+name = "skip_gate"
+type = "sigmoid"
+inputs = ["stem_act"]
+[[layers]]
+name = "skip_gate_shift"
+type = "add"
+constant = "right"
+[[layers]]
+name = "ratio"
+type = "div"
+inputs = ["ls", "skip_gate_shift"]
 [[layers]]
 name = "sum"
 type = "add"
-inputs = ["pw", "stem_act"]
+inputs = ["ratio", "stem_act"]
 # a BatchNorm that cannot be folded (after an add)
 [[layers]]
 name = "sum_bn"
@@ -59,6 +92,23 @@ type = "batchnorm"
 [[layers]]
 name = "block"
 type = "silu"
+# squeeze and excitation: the block scaled by a per-channel gate of its mean
+[[layers]]
+name = "se_pool"
+type = "adaptive_avgpool"
+output = [1, 1]
+[[layers]]
+name = "se_fc"
+type = "conv"
+out = 6
+kernel = 1
+[[layers]]
+name = "se_gate"
+type = "hardsigmoid"
+[[layers]]
+name = "se"
+type = "mul"
+inputs = ["block", "se_gate"]
 
 # an inception-like split: three branches concatenated
 [[layers]]
@@ -66,7 +116,7 @@ name = "b1"
 type = "conv"
 out = 4
 kernel = 1
-inputs = ["block"]
+inputs = ["se"]
 [[layers]]
 name = "b1_act"
 type = "gelu"
@@ -76,7 +126,7 @@ type = "conv"
 out = 3
 kernel = 3
 pad = 1
-inputs = ["block"]
+inputs = ["se"]
 [[layers]]
 name = "b2_act"
 type = "clip"
@@ -87,7 +137,8 @@ name = "b3"
 type = "avgpool"
 kernel = 3
 pad = 1
-inputs = ["block"]
+count_include_pad = false
+inputs = ["se"]
 [[layers]]
 name = "b3_act"
 type = "tanh"
@@ -137,7 +188,20 @@ layer = "block"
 
 fn model() -> Model {
     let spec = Spec::from_toml(SPEC, "opzoo").unwrap();
-    let w = weights::random_weights(&spec, 7).unwrap();
+    let mut w = weights::random_weights(&spec, 7).unwrap();
+    // constants and slopes that differ per channel (random weights give scalars)
+    let t = |v: &[f32], dims: &[usize]| Tensor::from_vec(v.to_vec(), dims, &Device::Cpu).unwrap();
+    w.insert("norm_sub.constant".into(), t(&[0.1, -0.2, 0.3], &[3, 1, 1]));
+    w.insert("norm_div.constant".into(), t(&[0.5, 2.0, 1.25], &[3, 1, 1]));
+    w.insert(
+        "dw_prelu.weight".into(),
+        t(&[0.1, 0.3, -0.2, 0.5, 0.0, 0.8], &[6]),
+    );
+    w.insert(
+        "ls.constant".into(),
+        t(&[1.5, -0.5, 0.7, 1.0, 2.0, 0.3], &[6, 1, 1]),
+    );
+    w.insert("skip_gate_shift.constant".into(), t(&[0.5], &[1]));
     let loaded = LoadedSpec { spec, dir: None };
     Model::from_parts(loaded, w, "random:7".into(), None, &Device::Cpu).unwrap()
 }

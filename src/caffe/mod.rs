@@ -15,7 +15,7 @@ use prost::Message as _;
 
 use crate::error::{Error, Result};
 use crate::model::spec::{
-    BlobSpec, ColorOrder, InputSpec, LayerKind, LayerSpec, PoolSpec, Spec, BUILTIN_LABELS,
+    BlobSpec, ColorOrder, Hw, InputSpec, LayerKind, LayerSpec, Pads, PoolSpec, Spec, BUILTIN_LABELS,
 };
 use text::Message;
 
@@ -191,42 +191,50 @@ fn param<'a>(l: &'a DeployLayer, name: &str) -> Option<&'a Message> {
 
 /// A `uint32` field that may be repeated (`kernel_size: 3` or twice for h and w), or given
 /// as `NAME_h`/`NAME_w`; non-square values are refused.
-fn square(
+/// A per-axis size: `name` once (both axes) or twice (`[h, w]`), or `NAME_h` and `NAME_w`
+/// (`kernel_h` for `kernel_size`).
+fn hw(
     origin: &str,
     l: &DeployLayer,
     p: Option<&Message>,
     name: &str,
     default: Option<usize>,
-) -> Result<usize> {
+) -> Result<Hw> {
+    let missing = || bad(origin, l.line, format!("layer `{}` needs {name}", l.name));
     let Some(p) = p else {
-        return default
-            .ok_or_else(|| bad(origin, l.line, format!("layer `{}` needs {name}", l.name)));
+        return default.map(Hw::square).ok_or_else(missing);
     };
-    let mut vals: Vec<usize> = p
+    let vals: Vec<usize> = p
         .scalars(name)
         .map(|v| parse_num(origin, v, name))
         .collect::<Result<_>>()?;
-    // `kernel_h`/`kernel_w`, `stride_h`, `pad_w`...
     let base = name.trim_end_matches("_size");
-    for hw in ["_h", "_w"] {
-        if let Some(v) = p.scalar(&format!("{base}{hw}")) {
-            vals.push(parse_num(origin, v, name)?);
-        }
-    }
-    match vals.as_slice() {
-        [] => {
-            default.ok_or_else(|| bad(origin, l.line, format!("layer `{}` needs {name}", l.name)))
-        }
-        [v, rest @ ..] if rest.iter().all(|r| r == v) => Ok(*v),
+    let axis = |suffix: &str| {
+        p.scalar(&format!("{base}{suffix}"))
+            .map(|v| parse_num::<usize>(origin, v, name))
+            .transpose()
+    };
+    let (h, w) = (axis("_h")?, axis("_w")?);
+    match (vals.as_slice(), h, w) {
+        ([], None, None) => default.map(Hw::square).ok_or_else(missing),
+        ([v], None, None) => Ok(Hw::square(*v)),
+        ([vh, vw], None, None) => Ok(Hw([*vh, *vw])),
+        ([], Some(h), Some(w)) => Ok(Hw([h, w])),
         _ => Err(bad(
             origin,
             l.line,
             format!(
-                "layer `{}`: non-square {name} {vals:?} is not supported",
+                "layer `{}`: {name} takes one or two values, or both {base}_h and {base}_w",
                 l.name
             ),
         )),
     }
+}
+
+/// Caffe pads each axis alike on both sides.
+fn pads(origin: &str, l: &DeployLayer, p: Option<&Message>) -> Result<Pads> {
+    let Hw([h, w]) = hw(origin, l, p, "pad", Some(0))?;
+    Ok(Pads([h, w, h, w]))
 }
 
 fn opt_f32(origin: &str, p: Option<&Message>, name: &str, default: f32) -> Result<f32> {
@@ -368,7 +376,7 @@ pub fn to_graph_spec(
                 if (op != "SUM" && op != "1") || coeffs.iter().any(|c| *c != 1.0) {
                     return Err(bad(origin, l.line, format!("Eltwise `{}`: only a plain SUM (coefficients 1) is supported, not {op} {coeffs:?}", l.name)));
                 }
-                LayerKind::Add
+                LayerKind::Add(Default::default())
             }
             "Concat" => {
                 let p = param(l, "concat_param");
@@ -391,10 +399,10 @@ pub fn to_graph_spec(
                         .and_then(|p| p.scalar("num_output"))
                         .map(|v| parse_num(origin, v, "num_output"))
                         .transpose()?,
-                    kernel: square(origin, l, p, "kernel_size", None)?,
-                    stride: square(origin, l, p, "stride", Some(1))?,
-                    pad: square(origin, l, p, "pad", Some(0))?,
-                    dilation: square(origin, l, p, "dilation", Some(1))?,
+                    kernel: hw(origin, l, p, "kernel_size", None)?,
+                    stride: hw(origin, l, p, "stride", Some(1))?,
+                    pad: pads(origin, l, p)?,
+                    dilation: hw(origin, l, p, "dilation", Some(1))?,
                     groups: p
                         .and_then(|p| p.scalar("group"))
                         .map(|v| parse_num(origin, v, "group"))
@@ -428,10 +436,11 @@ pub fn to_graph_spec(
                     }
                 } else {
                     let spec = PoolSpec {
-                        kernel: square(origin, l, p, "kernel_size", None)?,
-                        stride: square(origin, l, p, "stride", Some(1))?,
-                        pad: square(origin, l, p, "pad", Some(0))?,
+                        kernel: hw(origin, l, p, "kernel_size", None)?,
+                        stride: hw(origin, l, p, "stride", Some(1))?,
+                        pad: pads(origin, l, p)?,
                         ceil: round != "FLOOR" && round != "1",
+                        count_include_pad: true,
                     };
                     match method {
                         "MAX" | "0" => LayerKind::Maxpool(spec),
@@ -893,6 +902,14 @@ pub fn import(
     let (mut spec, merged) = to_graph_spec(&d, &origin, &name, mean.map(|_| "mean.npy"))?;
     let blobs = read_caffemodel(&read(caffemodel)?, &caffemodel.display().to_string())?;
     let tensors = weights_for(&spec, &merged, blobs, &caffemodel.display().to_string())?;
+    // the weights must fit the layers before anything is written
+    crate::model::net::Net::build(spec.clone(), tensors.clone(), &Device::Cpu, caffemodel)
+        .map_err(|e| {
+            Error::Input(format!(
+                "{} does not fit its weights: {e}",
+                deploy.display()
+            ))
+        })?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     if let Some(m) = mean {
         let (dims, v) = read_mean(&read(m)?, &m.display().to_string())?;

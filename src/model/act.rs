@@ -196,6 +196,30 @@ pub fn backward(g: &mut [f32], x: &[f32], act: Act, rule: Rule) {
     super::kernels::for_rows_of(g, x, |gv, xv| *gv = act.backward(*gv, xv, rule));
 }
 
+/// PReLU over `x` (`[.., c, plane]`): `x` where positive, else `slopes[c] * x` (one slope
+/// for every channel when `slopes` has one).
+pub fn prelu_forward(x: &[f32], slopes: &[f32], plane: usize) -> Vec<f32> {
+    let mut y = x.to_vec();
+    y.par_chunks_mut(plane).enumerate().for_each(|(p, yp)| {
+        let a = Act::LeakyRelu(slopes[p % slopes.len()]);
+        yp.iter_mut().for_each(|v| *v = a.apply(*v));
+    });
+    y
+}
+
+/// The backward of [`prelu_forward`] under `rule` (the LeakyReLU row of section 8) on
+/// gradient rows `g` against one image's input `x` (shared by every row) or every row's
+/// own. In place.
+pub fn prelu_backward(g: &mut [f32], x: &[f32], slopes: &[f32], plane: usize, rule: Rule) {
+    g.par_chunks_mut(plane).enumerate().for_each(|(p, gp)| {
+        let a = Act::LeakyRelu(slopes[p % slopes.len()]);
+        let at = (p * plane) % x.len();
+        for (gv, xv) in gp.iter_mut().zip(&x[at..at + plane]) {
+            *gv = a.backward(*gv, *xv, rule);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

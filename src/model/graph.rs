@@ -201,9 +201,12 @@ impl Wiring {
     }
 }
 
-/// The tree blobs of reference section 8 for a graph, top first (the importers' default): articulation tensors minus the input, minus the
-/// outputs of pooling, flatten, dropout and identity layers, minus tensors whose only user
-/// is one activation (its output stands for them); the logits always. Each is named for
+/// The tree blobs of reference section 8 for a graph, top first (the importers' default):
+/// articulation tensors minus the input, minus the outputs of pooling, flatten, dropout and
+/// identity layers, minus tensors whose only user is one activation or one elementwise op
+/// with a constant (a scale, a shift: its output stands for them, as a BatchNorm's does),
+/// minus an in-graph preprocessing prefix (the input's `(x - mean) / std` in constant
+/// elementwise ops); the logits always. Each is named for
 /// the outermost module whose last output it is and whose path ends in an index
 /// (`layer4.1`, `features.17`), else for the outermost module at all, else `fallback[i]`; a
 /// candidate inside another blob's module is left out (the inner layers of a block).
@@ -264,6 +267,23 @@ pub fn tree_blobs(
             viewed = Some(at);
         }
     }
+    let with_constant = |k: &LayerKind| {
+        matches!(
+            k,
+            LayerKind::Add(o) | LayerKind::Sub(o) | LayerKind::Mul(o) | LayerKind::Div(o)
+                if o.constant.is_some()
+        )
+    };
+    // layers (spec index) computed from the input by constant elementwise ops alone
+    let mut prefix = vec![false; n];
+    for &i in &wiring.order {
+        let l = &spec.layers[i];
+        let t = topo[i];
+        prefix[i] = (with_constant(&l.kind) || matches!(l.kind, LayerKind::Identity))
+            && wiring.inputs[t]
+                .iter()
+                .all(|&x| x == 0 || prefix[wiring.order[x - 1]]);
+    }
     let mut cands: Vec<(usize, String, Option<String>)> = Vec::new(); // (layer, name, owner scope)
     for i in 0..n {
         let t = topo[i] + 1;
@@ -277,11 +297,12 @@ pub fn tree_blobs(
         // its activation's output stands for it; a BatchNorm folds into the conv before it
         let stood_for = only_user.is_some_and(|u| {
             super::net::activation_of(u).is_some()
-                || matches!(u, LayerKind::Relu)
+                || matches!(u, LayerKind::Relu | LayerKind::Prelu)
+                || with_constant(u)
                 || (matches!(u, LayerKind::Batchnorm { .. })
                     && matches!(kind, LayerKind::Conv { .. }))
         });
-        if i != top && (passive || stood_for || viewed == Some(i)) {
+        if i != top && (passive || stood_for || prefix[i] || viewed == Some(i)) {
             continue;
         }
         let owned: Vec<&String> = scopes[i]
@@ -374,7 +395,7 @@ mod tests {
             LayerSpec::new("a", LayerKind::Relu),
             LayerSpec::new("b", LayerKind::Relu),
             LayerSpec::new("c", LayerKind::Relu),
-            LayerSpec::with_inputs("sum", &["a", "c"], LayerKind::Add),
+            LayerSpec::with_inputs("sum", &["a", "c"], LayerKind::Add(Default::default())),
             LayerSpec::new("out", LayerKind::Relu),
         ]
     }

@@ -12,32 +12,48 @@ use rayon::prelude::*;
 use super::rule::Rule;
 use super::spec::PoolSpec;
 
-/// Output size of a pooling window sweep, with Caffe's ceil or PyTorch's floor rounding.
-/// Ceil mode drops a last window that would start in the right/bottom padding (both
-/// frameworks do).
-pub fn pool_out(size: usize, p: &PoolSpec) -> Option<usize> {
-    let span = (size + 2 * p.pad).checked_sub(p.kernel)?;
+/// Output size along axis `axis` (0: rows, 1: columns) of a pooling window sweep over
+/// `size` cells, with Caffe's ceil or PyTorch's floor rounding. Ceil mode drops a last
+/// window that would start in the right/bottom padding (both frameworks do). `None` when
+/// the window does not fit.
+pub fn pool_out_axis(size: usize, p: &PoolSpec, axis: usize) -> Option<usize> {
+    let (k, s, pb) = (p.kernel.0[axis], p.stride.0[axis], p.pad.begin(axis));
+    let span = size
+        .checked_add(pb)?
+        .checked_add(p.pad.end(axis))?
+        .checked_sub(k)?;
     let mut out = if p.ceil {
-        span.div_ceil(p.stride) + 1
+        span.div_ceil(s) + 1
     } else {
-        span / p.stride + 1
+        span / s + 1
     };
-    if p.ceil && p.pad > 0 && (out - 1) * p.stride >= size + p.pad {
+    if p.ceil && pb > 0 && (out - 1) * s >= size + pb {
         out -= 1;
     }
     Some(out)
 }
 
-/// Output size of a convolution.
+/// Output size of a square pooling window sweep (both axes alike).
+pub fn pool_out(size: usize, p: &PoolSpec) -> Option<usize> {
+    pool_out_axis(size, p, 0)
+}
+
+/// Output size of a convolution along one axis: `pads` is the padding before plus after;
+/// `None` when the (dilated) kernel does not fit or the sizes overflow.
 pub fn conv_out(
     size: usize,
     kernel: usize,
     stride: usize,
-    pad: usize,
+    pads: usize,
     dil: usize,
 ) -> Option<usize> {
-    let eff = dil * (kernel - 1) + 1;
-    (size + 2 * pad).checked_sub(eff).map(|s| s / stride + 1)
+    let eff = dil.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
+    if stride == 0 {
+        return None;
+    }
+    size.checked_add(pads)?
+        .checked_sub(eff)
+        .map(|s| s / stride + 1)
 }
 
 /// Max pooling of `planes` planes of `h x w`; returns the pooled values and, per output
@@ -58,13 +74,13 @@ pub fn maxpool_forward(
         .for_each(|(pl, (o, s))| {
             let xp = &x[pl * h * w..(pl + 1) * h * w];
             for oy in 0..oh {
-                let y0 = (oy * p.stride) as isize - p.pad as isize;
+                let y0 = (oy * p.stride.h()) as isize - p.pad.begin(0) as isize;
                 let ys = y0.max(0) as usize;
-                let ye = ((y0 + p.kernel as isize) as usize).min(h);
+                let ye = ((y0 + p.kernel.h() as isize).max(0) as usize).min(h);
                 for ox in 0..ow {
-                    let x0 = (ox * p.stride) as isize - p.pad as isize;
+                    let x0 = (ox * p.stride.w()) as isize - p.pad.begin(1) as isize;
                     let xs = x0.max(0) as usize;
-                    let xe = ((x0 + p.kernel as isize) as usize).min(w);
+                    let xe = ((x0 + p.kernel.w() as isize).max(0) as usize).min(w);
                     let mut best = f32::NEG_INFINITY;
                     let mut arg = ys * w + xs;
                     for yy in ys..ye {
@@ -108,14 +124,19 @@ pub fn maxpool_backward(
     dx
 }
 
-/// Window bounds of Caffe/PyTorch average pooling (count_include_pad): the divisor counts
-/// padding but not the part of a ceil-mode window hanging past the padded input.
-fn avg_window(o: usize, p: &PoolSpec, size: usize) -> Window {
-    let start = (o * p.stride) as isize - p.pad as isize;
-    let end = (start + p.kernel as isize).min((size + p.pad) as isize);
-    let count = (end - start) as usize;
+/// Window bounds of average pooling along `axis`. With `count_include_pad` (Caffe's and
+/// PyTorch's default) the divisor counts padding but not the part of a ceil-mode window
+/// hanging past the padded input; without, only the cells inside the input.
+fn avg_window(o: usize, p: &PoolSpec, size: usize, axis: usize) -> Window {
+    let start = (o * p.stride.0[axis]) as isize - p.pad.begin(axis) as isize;
+    let end = (start + p.kernel.0[axis] as isize).min((size + p.pad.end(axis)) as isize);
     let s = start.max(0) as usize;
     let e = (end.max(0) as usize).min(size);
+    let count = if p.count_include_pad {
+        (end - start) as usize
+    } else {
+        e.saturating_sub(s).max(1)
+    };
     (s, e, count)
 }
 
@@ -191,8 +212,8 @@ pub fn avgpool_forward(
         planes,
         (h, w),
         out,
-        |o| avg_window(o, p, h),
-        |o| avg_window(o, p, w),
+        |o| avg_window(o, p, h, 0),
+        |o| avg_window(o, p, w, 1),
     )
 }
 
@@ -208,8 +229,8 @@ pub fn avgpool_backward(
         planes,
         (h, w),
         out,
-        |o| avg_window(o, p, h),
-        |o| avg_window(o, p, w),
+        |o| avg_window(o, p, h, 0),
+        |o| avg_window(o, p, w, 1),
     )
 }
 
@@ -321,21 +342,37 @@ pub fn lrn_backward(
     dx
 }
 
-/// Geometry of one convolution.
+/// Geometry of one convolution: input and output planes, and per axis (`[rows, cols]`)
+/// the kernel, stride, padding before the first cell, and dilation.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvGeom {
     pub h: usize,
     pub w: usize,
     pub oh: usize,
     pub ow: usize,
-    pub k: usize,
-    pub stride: usize,
-    pub pad: usize,
-    pub dil: usize,
+    pub k: [usize; 2],
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub dil: [usize; 2],
+}
+
+impl ConvGeom {
+    /// Cells of one kernel window (`kh * kw`).
+    pub fn window(&self) -> usize {
+        self.k[0] * self.k[1]
+    }
+
+    /// Offsets in the input of kernel tap `(ky, kx)` relative to an output cell's origin.
+    fn offsets(&self, ky: usize, kx: usize) -> (isize, isize) {
+        (
+            (ky * self.dil[0]) as isize - self.pad[0] as isize,
+            (kx * self.dil[1]) as isize - self.pad[1] as isize,
+        )
+    }
 }
 
 /// Scatters convolution columns back onto the input (the adjoint of [`im2col`]), for the
-/// data gradient of a convolution. `cols` is `[groups, cin_g * k * k, rows * oh * ow]`
+/// data gradient of a convolution. `cols` is `[groups, cin_g * kh * kw, rows * oh * ow]`
 /// (each column row holds every row's `oh * ow` values side by side); `out` receives
 /// `[rows, groups * cin_g, h, w]`.
 pub fn col2im(
@@ -347,9 +384,10 @@ pub fn col2im(
     out: &mut [f32],
 ) {
     let cin = cin_g * groups;
-    let (h, w, oh, ow, k) = (g.h, g.w, g.oh, g.ow, g.k);
+    let (h, w, oh, ow, [kh, kw]) = (g.h, g.w, g.oh, g.ow, g.k);
+    let (sy, sx) = (g.stride[0], g.stride[1]);
     let ohw = oh * ow;
-    let kk = cin_g * k * k;
+    let kk = cin_g * kh * kw;
     let row_stride = rows * ohw;
     assert_eq!(out.len(), rows * cin * h * w, "col2im output size");
     out.fill(0.0);
@@ -360,20 +398,19 @@ pub fn col2im(
             let c = rc % cin;
             let (grp, cl) = (c / cin_g, c % cin_g);
             let base = grp * kk * row_stride + r * ohw;
-            for ky in 0..k {
-                for kx in 0..k {
-                    let row = (cl * k + ky) * k + kx;
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = (cl * kh + ky) * kw + kx;
                     let src = &cols[base + row * row_stride..base + row * row_stride + ohw];
-                    let dy = (ky * g.dil) as isize - g.pad as isize;
-                    let dx = (kx * g.dil) as isize - g.pad as isize;
+                    let (dy, dx) = g.offsets(ky, kx);
                     for oy in 0..oh {
-                        let iy = (oy * g.stride) as isize + dy;
+                        let iy = (oy * sy) as isize + dy;
                         if iy < 0 || iy >= h as isize {
                             continue;
                         }
                         let prow = &mut plane[iy as usize * w..(iy as usize + 1) * w];
                         let srow = &src[oy * ow..(oy + 1) * ow];
-                        if g.stride == 1 {
+                        if sx == 1 {
                             // contiguous: valid ox range where 0 <= ox + dx < w
                             let lo = (-dx).max(0) as usize;
                             let hi = ((w as isize - dx).min(ow as isize)).max(0) as usize;
@@ -382,7 +419,7 @@ pub fn col2im(
                             }
                         } else {
                             for (ox, &v) in srow.iter().enumerate() {
-                                let ix = (ox * g.stride) as isize + dx;
+                                let ix = (ox * sx) as isize + dx;
                                 if ix >= 0 && ix < w as isize {
                                     prow[ix as usize] += v;
                                 }
@@ -525,31 +562,30 @@ pub fn sgemm(
 }
 
 /// `im2col` for `n` images of one group: `x` holds the images' `[cin_g, h, w]` planes at
-/// `image_stride` apart; the result is `[cin_g * k * k, n * oh * ow]`, each column row
+/// `image_stride` apart; the result is `[cin_g * kh * kw, n * oh * ow]`, each column row
 /// holding every image's `oh * ow` values side by side (so one matrix product covers them
 /// all). Parallel over column rows.
 pub fn im2col(x: &[f32], n: usize, image_stride: usize, cin_g: usize, g: &ConvGeom) -> Vec<f32> {
-    let (h, w, oh, ow, k) = (g.h, g.w, g.oh, g.ow, g.k);
+    let (h, w, oh, ow, [kh, kw]) = (g.h, g.w, g.oh, g.ow, g.k);
     let ohw = oh * ow;
-    let mut cols = vec![0f32; cin_g * k * k * n * ohw];
+    let mut cols = vec![0f32; cin_g * kh * kw * n * ohw];
     cols.par_chunks_mut(n * ohw)
         .enumerate()
         .for_each(|(row, dst_row)| {
-            let (c, kyx) = (row / (k * k), row % (k * k));
-            let (ky, kx) = (kyx / k, kyx % k);
-            let dy = (ky * g.dil) as isize - g.pad as isize;
-            let dx = (kx * g.dil) as isize - g.pad as isize;
+            let (c, kyx) = (row / (kh * kw), row % (kh * kw));
+            let (ky, kx) = (kyx / kw, kyx % kw);
+            let (dy, dx) = g.offsets(ky, kx);
             for (img, dst) in dst_row.chunks_mut(ohw).enumerate() {
                 let plane = &x[img * image_stride + c * h * w..][..h * w];
                 for oy in 0..oh {
-                    let iy = (oy * g.stride) as isize + dy;
+                    let iy = (oy * g.stride[0]) as isize + dy;
                     if iy < 0 || iy >= h as isize {
                         continue;
                     }
                     let prow = &plane[iy as usize * w..(iy as usize + 1) * w];
                     let drow = &mut dst[oy * ow..(oy + 1) * ow];
                     for (ox, d) in drow.iter_mut().enumerate() {
-                        let ix = (ox * g.stride) as isize + dx;
+                        let ix = (ox * g.stride[1]) as isize + dx;
                         if ix >= 0 && ix < w as isize {
                             *d = prow[ix as usize];
                         }
@@ -716,12 +752,7 @@ mod tests {
     use super::*;
 
     fn pool(kernel: usize, stride: usize, pad: usize, ceil: bool) -> PoolSpec {
-        PoolSpec {
-            kernel,
-            stride,
-            pad,
-            ceil,
-        }
+        PoolSpec::square(kernel, stride, pad, ceil)
     }
 
     #[test]
@@ -844,10 +875,18 @@ mod tests {
     #[test]
     fn col2im_is_the_adjoint_of_im2col() {
         // <im2col(x), c> == <x, col2im(c)> for every geometry
-        for (k, stride, pad, dil) in [(3, 1, 1, 1), (5, 2, 2, 1), (3, 2, 2, 2), (11, 4, 0, 1)] {
+        // (kernel, stride, pads [top, left, bottom, right], dilation), square and not
+        for (k, stride, pad, dil) in [
+            ([3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),
+            ([5, 5], [2, 2], [2, 2, 2, 2], [1, 1]),
+            ([3, 3], [2, 2], [2, 2, 2, 2], [2, 2]),
+            ([11, 11], [4, 4], [0, 0, 0, 0], [1, 1]),
+            ([3, 5], [2, 1], [0, 2, 1, 1], [1, 2]),
+            ([1, 7], [1, 3], [0, 3, 0, 2], [1, 1]),
+        ] {
             let (h, w, cin) = (13, 12, 3);
-            let oh = conv_out(h, k, stride, pad, dil).unwrap();
-            let ow = conv_out(w, k, stride, pad, dil).unwrap();
+            let oh = conv_out(h, k[0], stride[0], pad[0] + pad[2], dil[0]).unwrap();
+            let ow = conv_out(w, k[1], stride[1], pad[1] + pad[3], dil[1]).unwrap();
             let g = ConvGeom {
                 h,
                 w,
@@ -855,11 +894,11 @@ mod tests {
                 ow,
                 k,
                 stride,
-                pad,
+                pad: [pad[0], pad[1]],
                 dil,
             };
             let x = pseudo(cin * h * w, 5);
-            let c = pseudo(cin * k * k * oh * ow, 9);
+            let c = pseudo(cin * g.window() * oh * ow, 9);
             // two images (the second a shifted copy), so the side-by-side layout is covered
             let x2: Vec<f32> = x
                 .iter()
@@ -888,7 +927,7 @@ mod tests {
                 .sum();
             assert!(
                 (lhs - rhs).abs() < 1e-6 * mag,
-                "{k} {stride} {pad} {dil}: {lhs} vs {rhs}"
+                "{k:?} {stride:?} {pad:?} {dil:?}: {lhs} vs {rhs}"
             );
         }
     }

@@ -2,6 +2,7 @@
 //! terminals, files other than its own inputs, or async runtimes.
 
 pub mod act;
+pub mod binary;
 pub mod graph;
 pub mod kernels;
 pub mod legacy_pth;

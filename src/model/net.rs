@@ -8,10 +8,11 @@ use std::collections::HashSet;
 use candle_core::{Device, Tensor};
 
 use super::act::{self, Act};
+use super::binary::{self, BinOp, Binary};
 use super::graph;
 use super::kernels::{self, ConvGeom, MatRef};
 use super::rule::Rule;
-use super::spec::{LayerKind, LayerSpec, PoolSpec, Spec};
+use super::spec::{Hw, LayerKind, LayerSpec, Pads, PoolSpec, Side, Spec};
 use super::weights::TensorMap;
 use crate::error::{Error, Result};
 
@@ -111,9 +112,11 @@ pub fn infer_shape(
             ..
         } => {
             let (_, h, w) = spatial("conv")?;
-            let oh = kernels::conv_out(h, *kernel, *stride, *pad, *dilation);
-            let ow = kernels::conv_out(w, *kernel, *stride, *pad, *dilation);
-            match (oh, ow, width) {
+            let out = |size, a: usize| {
+                let pads = pad.begin(a) + pad.end(a);
+                kernels::conv_out(size, kernel.0[a], stride.0[a], pads, dilation.0[a])
+            };
+            match (out(h, 0), out(w, 1), width) {
                 (Some(oh), Some(ow), Some(c)) => Shape::Spatial { c, h: oh, w: ow },
                 (_, _, None) => return Err(err("conv width unknown".into())),
                 _ => return Err(err(format!("input {input} is smaller than the kernel"))),
@@ -121,7 +124,10 @@ pub fn infer_shape(
         }
         LayerKind::Maxpool(p) | LayerKind::Avgpool(p) => {
             let (c, h, w) = spatial("pooling")?;
-            match (kernels::pool_out(h, p), kernels::pool_out(w, p)) {
+            match (
+                kernels::pool_out_axis(h, p, 0),
+                kernels::pool_out_axis(w, p, 1),
+            ) {
                 (Some(oh), Some(ow)) => Shape::Spatial { c, h: oh, w: ow },
                 _ => return Err(err(format!("input {input} is smaller than the window"))),
             }
@@ -150,14 +156,31 @@ pub fn infer_shape(
         | LayerKind::Hardsigmoid { .. }
         | LayerKind::Hardswish
         | LayerKind::Silu
-        | LayerKind::Gelu => input,
-        LayerKind::Add => {
-            if let Some(s) = inputs.iter().find(|s| **s != input) {
-                return Err(err(format!(
-                    "add takes inputs of one shape, given {input} and {s}"
-                )));
-            }
+        | LayerKind::Gelu
+        | LayerKind::Prelu => input,
+        // a constant operand broadcasts into the input (checked against its tensor)
+        LayerKind::Add(o) | LayerKind::Sub(o) | LayerKind::Mul(o) | LayerKind::Div(o)
+            if o.constant.is_some() =>
+        {
             input
+        }
+        LayerKind::Add(_) | LayerKind::Sub(_) | LayerKind::Mul(_) | LayerKind::Div(_) => {
+            match inputs {
+                [a, b] => binary::broadcast(*a, *b).ok_or_else(|| {
+                    err(format!(
+                        "{} takes inputs that broadcast to one shape, given {a} and {b}",
+                        layer.kind.type_name()
+                    ))
+                })?,
+                _ => {
+                    if let Some(s) = inputs.iter().find(|s| **s != input) {
+                        return Err(err(format!(
+                            "add of three or more inputs takes them of one shape, given {input} and {s}"
+                        )));
+                    }
+                    input
+                }
+            }
         }
         LayerKind::Concat => match input {
             Shape::Spatial { h, w, .. } => {
@@ -210,11 +233,30 @@ pub fn infer_shape(
 pub struct Conv {
     pub w: Tensor,
     pub b: Tensor,
-    pub kernel: usize,
-    pub stride: usize,
-    pub pad: usize,
-    pub dilation: usize,
+    pub kernel: Hw,
+    pub stride: Hw,
+    pub pad: Pads,
+    pub dilation: Hw,
     pub groups: usize,
+}
+
+impl Conv {
+    /// Whether candle's conv2d (one size for both axes, equal padding) can run it.
+    fn is_square(&self) -> bool {
+        self.kernel.is_square()
+            && self.stride.is_square()
+            && self.dilation.is_square()
+            && self.pad.is_uniform()
+    }
+
+    /// The same convolution with its weights in host memory.
+    fn on_host(&self) -> Result<Conv> {
+        Ok(Conv {
+            w: self.w.to_device(&Device::Cpu)?,
+            b: self.b.to_device(&Device::Cpu)?,
+            ..self.clone()
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -246,7 +288,12 @@ pub enum Layer {
         scale: Tensor,
         shift: Tensor,
     },
+    /// The sum of inputs of one shape (a residual connection).
     Add,
+    /// An elementwise op with broadcasting, or with a constant operand.
+    Binary(Binary),
+    /// PReLU with one slope per channel (or one for all).
+    Prelu(Vec<f32>),
     Concat,
     /// A no-op: an identity, or a BatchNorm folded into the convolution before it.
     Identity,
@@ -268,7 +315,7 @@ impl Layer {
 
     /// Whether the layer is an elementwise activation (whose input it stands for as a blob).
     pub fn is_activation(&self) -> bool {
-        matches!(self, Layer::Relu | Layer::Act(_))
+        matches!(self, Layer::Relu | Layer::Act(_) | Layer::Prelu(_))
     }
 }
 
@@ -427,12 +474,17 @@ impl Net {
                         && cin % groups == 0
                         && d[1] * groups == cin
                         && d[0] % groups == 0
-                        && d[2] == *kernel
-                        && d[3] == *kernel;
+                        && d[2] == kernel.h()
+                        && d[3] == kernel.w();
                     if !ok {
                         return Err(mismatch(
                             &wn,
-                            format!("[out, {}, {kernel}, {kernel}] (input has {cin} channels, groups {groups})", cin / groups),
+                            format!(
+                                "[out, {}, {}, {}] (input has {cin} channels, groups {groups})",
+                                cin / groups,
+                                kernel.h(),
+                                kernel.w()
+                            ),
                             &d,
                         ));
                     }
@@ -557,7 +609,63 @@ impl Net {
                 LayerKind::Dropout { p } => (Layer::Dropout(*p), None),
                 LayerKind::Flatten => (Layer::Flatten, None),
                 LayerKind::Softmax => (Layer::Softmax, None),
-                LayerKind::Add => (Layer::Add, None),
+                LayerKind::Add(o)
+                    if o.constant.is_none() && in_shapes.iter().all(|s| *s == shape) =>
+                {
+                    (Layer::Add, None)
+                }
+                LayerKind::Add(o) | LayerKind::Sub(o) | LayerKind::Mul(o) | LayerKind::Div(o) => {
+                    let op = match &ls.kind {
+                        LayerKind::Add(_) => BinOp::Add,
+                        LayerKind::Sub(_) => BinOp::Sub,
+                        LayerKind::Mul(_) => BinOp::Mul,
+                        _ => BinOp::Div,
+                    };
+                    let constant = match o.constant {
+                        None => None,
+                        Some(side) => {
+                            let n = format!("{}.constant", ls.name);
+                            let t = take(&n, &ls.name)?;
+                            let dims = binary::constant_dims(t.dims(), shape).map_err(|m| {
+                                Error::weights(
+                                    origin,
+                                    format!("tensor `{n}` of layer `{}`: {m}", ls.name),
+                                )
+                            })?;
+                            let values = host_vec(&t)?;
+                            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                                return Err(Error::weights(
+                                    origin,
+                                    format!("tensor `{n}` of layer `{}` holds {v}", ls.name),
+                                ));
+                            }
+                            if op == BinOp::Div && side == Side::Right && values.contains(&0.0) {
+                                return Err(Error::weights(
+                                    origin,
+                                    format!(
+                                        "layer `{}` divides by tensor `{n}`, which holds 0",
+                                        ls.name
+                                    ),
+                                ));
+                            }
+                            Some((t.reshape(dims)?.to_device(device)?, side))
+                        }
+                    };
+                    (Layer::Binary(Binary { op, constant }), None)
+                }
+                LayerKind::Prelu => {
+                    let n = format!("{}.weight", ls.name);
+                    let t = take(&n, &ls.name)?;
+                    let c = shape.channels();
+                    if t.elem_count() != c && t.elem_count() != 1 {
+                        return Err(mismatch(
+                            &n,
+                            format!("[{c}] or [1] (one slope per channel, or one)"),
+                            t.dims(),
+                        ));
+                    }
+                    (Layer::Prelu(host_vec(&t)?), None)
+                }
                 LayerKind::Concat => (Layer::Concat, None),
                 LayerKind::Identity => (Layer::Identity, None),
                 kind => (
@@ -741,7 +849,12 @@ impl Net {
         for (i, l) in self.layers.iter().enumerate() {
             match l {
                 Layer::Relu => keep[i + 1] = true,
-                Layer::Act(_) => keep[self.inputs[i][0]] = true,
+                Layer::Act(_) | Layer::Prelu(_) => keep[self.inputs[i][0]] = true,
+                Layer::Binary(b) if b.op.needs_operands() => {
+                    for &t in &self.inputs[i] {
+                        keep[t] = true;
+                    }
+                }
                 Layer::Lrn { .. } => {
                     keep[i + 1] = true;
                     keep[self.inputs[i][0]] = true;
@@ -818,6 +931,14 @@ impl Net {
                     self.tensor(y, out_shape.dims(batch))?
                 }
                 Layer::Affine { scale, shift } => x.broadcast_mul(scale)?.broadcast_add(shift)?,
+                Layer::Binary(b) => {
+                    let xs: Vec<&Tensor> = self.inputs[i].iter().map(|&t| at(t)).collect();
+                    b.forward(&xs)?
+                }
+                Layer::Prelu(slopes) => {
+                    let y = with_host(x, |xs| act::prelu_forward(xs, slopes, in_shape.plane()))?;
+                    self.tensor(y, out_shape.dims(batch))?
+                }
                 Layer::Add => {
                     let mut sum = x.clone();
                     for &t in &self.inputs[i][1..] {
@@ -1012,6 +1133,30 @@ impl Net {
             }
             Layer::Affine { scale, .. } => g.broadcast_mul(scale)?,
             Layer::Add => return Ok(vec![g.clone(); self.inputs[i].len()]),
+            Layer::Binary(b) => {
+                let xs = if b.op.needs_operands() {
+                    self.inputs[i]
+                        .iter()
+                        .map(|&t| pick(state.tensor(t)))
+                        .collect::<Result<Vec<_>>>()?
+                } else {
+                    vec![]
+                };
+                let refs: Vec<&Tensor> = xs.iter().collect();
+                let dims: Vec<Vec<usize>> = self.inputs[i]
+                    .iter()
+                    .map(|&t| self.shape_at(t).dims(1))
+                    .collect();
+                return b.backward(g, &refs, &dims);
+            }
+            Layer::Prelu(slopes) => {
+                let x = pick(state.tensor(x_id))?;
+                let mut gv = host_vec(g)?;
+                with_host(&x, |xs| {
+                    act::prelu_backward(&mut gv, xs, slopes, in_shape.plane(), rule)
+                })?;
+                self.tensor(gv, in_shape.dims(rows))?
+            }
             Layer::Concat => {
                 let mut parts = Vec::with_capacity(self.inputs[i].len());
                 let mut at = 0;
@@ -1224,10 +1369,10 @@ pub(crate) fn geom(c: &Conv, in_shape: Shape, out_shape: Shape) -> ConvGeom {
         w,
         oh,
         ow,
-        k: c.kernel,
-        stride: c.stride,
-        pad: c.pad,
-        dil: c.dilation,
+        k: c.kernel.0,
+        stride: c.stride.0,
+        pad: [c.pad.begin(0), c.pad.begin(1)],
+        dil: c.dilation.0,
     }
 }
 
@@ -1239,15 +1384,25 @@ pub(crate) const COLS_BUDGET: usize = 8 << 20;
 /// candle's conv2d.
 fn conv_forward(x: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Result<Tensor> {
     if !x.device().is_cpu() {
-        let y = x.conv2d(&c.w, c.pad, c.stride, c.dilation, c.groups)?;
-        return Ok(y.broadcast_add(&c.b)?);
+        if c.is_square() {
+            let y = x.conv2d(&c.w, c.pad.begin(0), c.stride.h(), c.dilation.h(), c.groups)?;
+            return Ok(y.broadcast_add(&c.b)?);
+        }
+        // candle's conv2d takes one size for both axes: run this one on the host
+        let y = conv_forward(
+            &x.to_device(&Device::Cpu)?,
+            &c.on_host()?,
+            in_shape,
+            out_shape,
+        )?;
+        return Ok(y.to_device(x.device())?);
     }
     let n = x.dims()[0];
     let ((cin, h, w), (cout, _, _)) = (spatial(in_shape), spatial(out_shape));
     let g = geom(c, in_shape, out_shape);
     let ohw = g.oh * g.ow;
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
-    let kk = cin_g * c.kernel * c.kernel;
+    let kk = cin_g * g.window();
     let chunk = (COLS_BUDGET / (kk * ohw)).clamp(1, n);
     let bias = host_vec(&c.b)?;
     let mut out = vec![0f32; n * cout * ohw];
@@ -1311,19 +1466,26 @@ fn conv_backward(g: &Tensor, c: &Conv, in_shape: Shape, out_shape: Shape) -> Res
     let ((cin, h, _), (cout, oh, _)) = (spatial(in_shape), spatial(out_shape));
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     if !g.device().is_cpu() {
+        if !c.is_square() {
+            // candle's transposed convolution takes one size for both axes
+            let g = g.to_device(&Device::Cpu)?;
+            let dx = conv_backward(&g, &c.on_host()?, in_shape, out_shape)?;
+            return Ok(dx.to_device(g.device())?);
+        }
+        let (k, s, p, d) = (c.kernel.h(), c.stride.h(), c.pad.begin(0), c.dilation.h());
         let mut parts = Vec::with_capacity(c.groups);
         for grp in 0..c.groups {
             let gg = g.narrow(1, grp * cout_g, cout_g)?.contiguous()?;
             let wg = c.w.narrow(0, grp * cout_g, cout_g)?.contiguous()?;
-            let full = (oh - 1) * c.stride + c.dilation * (c.kernel - 1) + 1;
-            let out_pad = (h + 2 * c.pad) - full;
-            parts.push(gg.conv_transpose2d(&wg, c.pad, out_pad, c.stride, c.dilation)?);
+            let full = (oh - 1) * s + d * (k - 1) + 1;
+            let out_pad = (h + 2 * p) - full;
+            parts.push(gg.conv_transpose2d(&wg, p, out_pad, s, d)?);
         }
         return Ok(Tensor::cat(&parts, 1)?);
     }
     let geo = geom(c, in_shape, out_shape);
     let ohw = geo.oh * geo.ow;
-    let kk = cin_g * c.kernel * c.kernel;
+    let kk = cin_g * geo.window();
     let chunk = (COLS_BUDGET / (kk * ohw)).clamp(1, rows);
     let plane_in = cin * geo.h * geo.w;
     let mut dx = vec![0f32; rows * plane_in];
@@ -1426,10 +1588,10 @@ mod tests {
             let c = Conv {
                 w: w.clone(),
                 b: Tensor::zeros((1, cout, 1, 1), candle_core::DType::F32, &dev).unwrap(),
-                kernel: 3,
-                stride,
-                pad: 1,
-                dilation: 1,
+                kernel: 3.into(),
+                stride: stride.into(),
+                pad: 1.into(),
+                dilation: 1.into(),
                 groups,
             };
             let want = x.conv2d(&w, 1, stride, 1, groups).unwrap();

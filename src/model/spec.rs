@@ -104,13 +104,15 @@ pub enum LayerKind {
         /// Published output channel count (the weights decide when loaded).
         #[serde(default)]
         out: Option<usize>,
-        kernel: usize,
-        #[serde(default = "one")]
-        stride: usize,
+        /// `k` or `[kh, kw]`.
+        kernel: Hw,
         #[serde(default)]
-        pad: usize,
-        #[serde(default = "one")]
-        dilation: usize,
+        stride: Hw,
+        /// `p`, `[ph, pw]` or `[top, left, bottom, right]`.
+        #[serde(default, skip_serializing_if = "Pads::is_zero")]
+        pad: Pads,
+        #[serde(default, skip_serializing_if = "Hw::is_one")]
+        dilation: Hw,
         #[serde(default = "one")]
         groups: usize,
         /// One group per input channel (a depthwise convolution), whatever the width;
@@ -157,8 +159,20 @@ pub enum LayerKind {
         #[serde(default = "bn_eps")]
         eps: f32,
     },
-    /// Elementwise sum of the inputs (a residual connection).
-    Add,
+    /// Elementwise sum of the inputs (a residual connection), or of the input and a
+    /// constant tensor `NAME.constant`; shapes broadcast (a `[C, 1, 1]` side spreads over
+    /// the plane).
+    Add(Operand),
+    /// `a - b`, elementwise with broadcasting; either side may be the constant.
+    Sub(Operand),
+    /// `a * b` (a squeeze-and-excitation gate, a layer scale), elementwise with
+    /// broadcasting.
+    Mul(Operand),
+    /// `a / b`, elementwise with broadcasting.
+    Div(Operand),
+    /// `x` where `x > 0`, else `slope[c] * x`: tensor `NAME.weight` with one slope per
+    /// channel (or one for all).
+    Prelu,
     /// The inputs stacked along channels.
     Concat,
     /// Passes its input on (an exporter's no-op).
@@ -219,14 +233,192 @@ fn is_false(b: &bool) -> bool {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSpec {
-    pub kernel: usize,
-    #[serde(default = "one")]
-    pub stride: usize,
+    pub kernel: Hw,
+    /// Default 1 (Caffe's); PyTorch's default is the kernel, and its exporters write it.
     #[serde(default)]
-    pub pad: usize,
+    pub stride: Hw,
+    #[serde(default, skip_serializing_if = "Pads::is_zero")]
+    pub pad: Pads,
     /// Caffe's rounding (`ceil`) instead of PyTorch's default `floor`.
     #[serde(default)]
     pub ceil: bool,
+    /// Average pooling: whether padded cells count in a window's divisor (PyTorch's and
+    /// Caffe's default) or only the cells inside the input.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub count_include_pad: bool,
+}
+
+impl PoolSpec {
+    /// A square window with equal padding.
+    pub fn square(kernel: usize, stride: usize, pad: usize, ceil: bool) -> PoolSpec {
+        PoolSpec {
+            kernel: Hw::square(kernel),
+            stride: Hw::square(stride),
+            pad: Pads::same(pad),
+            ceil,
+            count_include_pad: true,
+        }
+    }
+}
+
+/// Which side of a binary op the layer's constant tensor is on.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Left,
+    Right,
+}
+
+/// The operands of an elementwise binary layer: its inputs, or its one input and the
+/// constant tensor `NAME.constant` on `constant`'s side.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Operand {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constant: Option<Side>,
+}
+
+/// The largest kernel, stride, dilation or padding a spec may give (larger ones are an
+/// error, before any size is computed from them).
+pub const MAX_GEOMETRY: usize = 1 << 16;
+
+/// A size per spatial axis, `[h, w]`: written as one integer when both are equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hw(pub [usize; 2]);
+
+impl Hw {
+    pub fn square(k: usize) -> Hw {
+        Hw([k, k])
+    }
+    pub fn h(&self) -> usize {
+        self.0[0]
+    }
+    pub fn w(&self) -> usize {
+        self.0[1]
+    }
+    pub fn is_square(&self) -> bool {
+        self.0[0] == self.0[1]
+    }
+    fn is_one(&self) -> bool {
+        self.0 == [1, 1]
+    }
+}
+
+impl Default for Hw {
+    fn default() -> Hw {
+        Hw([1, 1])
+    }
+}
+
+impl From<usize> for Hw {
+    fn from(k: usize) -> Hw {
+        Hw::square(k)
+    }
+}
+
+impl std::fmt::Display for Hw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_square() {
+            write!(f, "{}", self.0[0])
+        } else {
+            write!(f, "{}x{}", self.0[0], self.0[1])
+        }
+    }
+}
+
+/// Padding `[top, left, bottom, right]`: written as one integer when all four are equal,
+/// as `[h, w]` when each axis is padded alike on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pads(pub [usize; 4]);
+
+impl Pads {
+    pub fn same(p: usize) -> Pads {
+        Pads([p; 4])
+    }
+    /// Padding before axis `axis` (0: top, 1: left).
+    pub fn begin(&self, axis: usize) -> usize {
+        self.0[axis]
+    }
+    /// Padding after axis `axis` (0: bottom, 1: right).
+    pub fn end(&self, axis: usize) -> usize {
+        self.0[axis + 2]
+    }
+    pub fn is_symmetric(&self) -> bool {
+        self.0[0] == self.0[2] && self.0[1] == self.0[3]
+    }
+    pub fn is_uniform(&self) -> bool {
+        self.0.iter().all(|&p| p == self.0[0])
+    }
+    fn is_zero(&self) -> bool {
+        self.0 == [0; 4]
+    }
+}
+
+impl From<usize> for Pads {
+    fn from(p: usize) -> Pads {
+        Pads::same(p)
+    }
+}
+
+/// One integer or a list of them, as a spec writes a size.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Sizes {
+    One(usize),
+    Many(Vec<usize>),
+}
+
+impl Serialize for Hw {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.is_square() {
+            Sizes::One(self.0[0]).serialize(s)
+        } else {
+            Sizes::Many(self.0.to_vec()).serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Hw {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Hw, D::Error> {
+        match Sizes::deserialize(d)? {
+            Sizes::One(k) => Ok(Hw([k, k])),
+            Sizes::Many(v) => match v.as_slice() {
+                [h, w] => Ok(Hw([*h, *w])),
+                _ => Err(serde::de::Error::custom(format!(
+                    "a size is an integer or [h, w], given {} values",
+                    v.len()
+                ))),
+            },
+        }
+    }
+}
+
+impl Serialize for Pads {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.is_uniform() {
+            Sizes::One(self.0[0]).serialize(s)
+        } else if self.is_symmetric() {
+            Sizes::Many(vec![self.0[0], self.0[1]]).serialize(s)
+        } else {
+            Sizes::Many(self.0.to_vec()).serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Pads {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Pads, D::Error> {
+        match Sizes::deserialize(d)? {
+            Sizes::One(p) => Ok(Pads([p; 4])),
+            Sizes::Many(v) => match v.as_slice() {
+                [h, w] => Ok(Pads([*h, *w, *h, *w])),
+                [t, l, b, r] => Ok(Pads([*t, *l, *b, *r])),
+                _ => Err(serde::de::Error::custom(format!(
+                    "padding is an integer, [h, w] or [top, left, bottom, right], given {} values",
+                    v.len()
+                ))),
+            },
+        }
+    }
 }
 
 fn one() -> usize {
@@ -272,7 +464,11 @@ impl LayerKind {
             LayerKind::Silu => "silu",
             LayerKind::Gelu => "gelu",
             LayerKind::Batchnorm { .. } => "batchnorm",
-            LayerKind::Add => "add",
+            LayerKind::Add(_) => "add",
+            LayerKind::Sub(_) => "sub",
+            LayerKind::Mul(_) => "mul",
+            LayerKind::Div(_) => "div",
+            LayerKind::Prelu => "prelu",
             LayerKind::Concat => "concat",
             LayerKind::Identity => "identity",
         }
@@ -281,7 +477,13 @@ impl LayerKind {
     /// How many inputs the layer takes (`None`: two or more).
     pub fn arity(&self) -> Option<usize> {
         match self {
-            LayerKind::Add | LayerKind::Concat => None,
+            LayerKind::Add(o) | LayerKind::Sub(o) | LayerKind::Mul(o) | LayerKind::Div(o)
+                if o.constant.is_some() =>
+            {
+                Some(1)
+            }
+            LayerKind::Sub(_) | LayerKind::Mul(_) | LayerKind::Div(_) => Some(2),
+            LayerKind::Add(_) | LayerKind::Concat => None,
             _ => Some(1),
         }
     }
@@ -347,23 +549,44 @@ impl Spec {
                 LayerKind::Conv {
                     kernel,
                     stride,
+                    pad,
                     dilation,
                     groups,
                     ..
-                } if *kernel == 0 || *stride == 0 || *dilation == 0 || *groups == 0 => {
-                    return Err(format!(
-                        "conv layer `{}`: kernel, stride, dilation and groups must be >= 1",
-                        l.name
-                    ));
+                } => {
+                    let sizes = kernel.0.iter().chain(&stride.0).chain(&dilation.0);
+                    if sizes.clone().any(|&v| v == 0) || *groups == 0 {
+                        return Err(format!(
+                            "conv layer `{}`: kernel, stride, dilation and groups must be >= 1",
+                            l.name
+                        ));
+                    }
+                    if sizes.chain(&pad.0).any(|&v| v > MAX_GEOMETRY) || *groups > MAX_GEOMETRY {
+                        return Err(format!(
+                            "conv layer `{}`: kernel, stride, dilation, pad and groups must be at most {MAX_GEOMETRY}",
+                            l.name
+                        ));
+                    }
                 }
                 LayerKind::Maxpool(p) | LayerKind::Avgpool(p) => {
-                    if p.kernel == 0 || p.stride == 0 {
+                    if p.kernel.0.iter().chain(&p.stride.0).any(|&v| v == 0) {
                         return Err(format!(
                             "pool layer `{}`: kernel and stride must be >= 1",
                             l.name
                         ));
                     }
-                    if p.pad * 2 > p.kernel {
+                    if p.kernel
+                        .0
+                        .iter()
+                        .chain(&p.stride.0)
+                        .any(|&v| v > MAX_GEOMETRY)
+                    {
+                        return Err(format!(
+                            "pool layer `{}`: kernel and stride must be at most {MAX_GEOMETRY}",
+                            l.name
+                        ));
+                    }
+                    if (0..2).any(|a| p.pad.begin(a).max(p.pad.end(a)) * 2 > p.kernel.0[a]) {
                         return Err(format!(
                             "pool layer `{}`: pad must be at most half the kernel",
                             l.name

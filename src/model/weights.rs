@@ -140,8 +140,8 @@ pub fn random_weights(spec: &Spec, seed: u64) -> Result<TensorMap> {
                     shape.channels() / groups
                 };
                 (
-                    vec![out, cin, *kernel, *kernel],
-                    cin * kernel * kernel,
+                    vec![out, cin, kernel.h(), kernel.w()],
+                    cin * kernel.h() * kernel.w(),
                     out,
                     weight.clone(),
                     bias.clone(),
@@ -181,6 +181,30 @@ pub fn random_weights(spec: &Spec, seed: u64) -> Result<TensorMap> {
                 ] {
                     map.insert(format!("{}.{suffix}", layer.name), vals(lo, hi)?);
                 }
+                shapes.push(super::net::infer_shape(spec, layer, &in_shapes, None)?);
+                continue;
+            }
+            LayerKind::Prelu => {
+                // PyTorch's initial slope
+                let t = Tensor::from_vec(
+                    vec![0.25f32; shape.channels()],
+                    shape.channels(),
+                    &Device::Cpu,
+                )?;
+                map.insert(format!("{}.weight", layer.name), t);
+                shapes.push(super::net::infer_shape(spec, layer, &in_shapes, None)?);
+                continue;
+            }
+            LayerKind::Add(o) | LayerKind::Sub(o) | LayerKind::Mul(o) | LayerKind::Div(o)
+                if o.constant.is_some() =>
+            {
+                // a scalar: the identity of a product, a small shift of a sum
+                let v = match layer.kind {
+                    LayerKind::Mul(_) | LayerKind::Div(_) => 1.0f32,
+                    _ => 0.1,
+                };
+                let t = Tensor::from_vec(vec![v], 1, &Device::Cpu)?;
+                map.insert(format!("{}.constant", layer.name), t);
                 shapes.push(super::net::infer_shape(spec, layer, &in_shapes, None)?);
                 continue;
             }

@@ -163,10 +163,10 @@ impl Builder {
             &[input],
             LayerKind::Conv {
                 out: Some(out),
-                kernel,
-                stride,
-                pad,
-                dilation: 1,
+                kernel: kernel.into(),
+                stride: stride.into(),
+                pad: pad.into(),
+                dilation: 1.into(),
                 groups: 1,
                 depthwise,
                 weight: None,
@@ -227,12 +227,7 @@ fn resnet(b: &mut Builder, bottleneck: bool, blocks: [usize; 4]) {
     let mut x = b.add(
         "maxpool",
         &[&r],
-        LayerKind::Maxpool(PoolSpec {
-            kernel: 3,
-            stride: 2,
-            pad: 1,
-            ceil: false,
-        }),
+        LayerKind::Maxpool(PoolSpec::square(3, 2, 1, false)),
     );
     let expansion = if bottleneck { 4 } else { 1 };
     let mut inplanes = 64;
@@ -270,7 +265,11 @@ fn resnet(b: &mut Builder, bottleneck: bool, blocks: [usize; 4]) {
             } else {
                 x.clone()
             };
-            let sum = b.add(&format!("{p}.add"), &[&out, &identity], LayerKind::Add);
+            let sum = b.add(
+                &format!("{p}.add"),
+                &[&out, &identity],
+                LayerKind::Add(Default::default()),
+            );
             let last_relu = if bottleneck { "relu_2" } else { "relu_1" };
             x = b.add(&format!("{p}.{last_relu}"), &[&sum], LayerKind::Relu);
             b.blob(&p, &x);
@@ -356,7 +355,11 @@ fn mobilenet_v2(b: &mut Builder, width: f32) {
             let pw = b.conv(&format!("{p}.conv.{}", part + 1), &y, c, 1, 1, 0, false);
             y = b.bn(&format!("{p}.conv.{}", part + 2), &pw);
             if stride == 1 && cin == c {
-                y = b.add(&format!("{p}.add"), &[&y, &x], LayerKind::Add);
+                y = b.add(
+                    &format!("{p}.add"),
+                    &[&y, &x],
+                    LayerKind::Add(Default::default()),
+                );
             }
             b.blob(&p, &y);
             x = y;
@@ -472,12 +475,7 @@ fn densenet(b: &mut Builder, growth: usize, init: usize, bn_size: usize, blocks:
             x = b.add(
                 &format!("{t}.pool"),
                 &[&c],
-                LayerKind::Avgpool(PoolSpec {
-                    kernel: 2,
-                    stride: 2,
-                    pad: 0,
-                    ceil: false,
-                }),
+                LayerKind::Avgpool(PoolSpec::square(2, 2, 0, false)),
             );
         }
     }
@@ -504,12 +502,7 @@ fn densenet(b: &mut Builder, growth: usize, init: usize, bn_size: usize, blocks:
 }
 
 fn pool(kernel: usize, stride: usize, pad: usize, ceil: bool) -> LayerKind {
-    LayerKind::Maxpool(PoolSpec {
-        kernel,
-        stride,
-        pad,
-        ceil,
-    })
+    LayerKind::Maxpool(PoolSpec::square(kernel, stride, pad, ceil))
 }
 
 fn biased_conv(
@@ -531,7 +524,7 @@ fn squeezenet1_1(b: &mut Builder) {
     let c = biased_conv(b, "features.0", "data", 64, 3, 2);
     // torchvision's stem conv has no padding
     if let Some(LayerKind::Conv { pad, .. }) = b.layers.last_mut().map(|l| &mut l.kind) {
-        *pad = 0;
+        *pad = 0.into();
     }
     let mut x = b.add("features.1", &[&c], LayerKind::Relu);
     b.blob("features.1", &x);

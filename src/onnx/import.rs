@@ -15,11 +15,13 @@ use candle_core::{Device, Tensor};
 use super::{Node, OnnxModel, TensorData, Values};
 use crate::error::{Error, Result};
 use crate::model::graph;
-use crate::model::spec::{InputSpec, LayerKind, LayerSpec, PoolSpec, Spec};
+use crate::model::spec::{
+    Hw, InputSpec, LayerKind, LayerSpec, Operand, Pads, PoolSpec, Side, Spec, MAX_GEOMETRY,
+};
 use crate::model::weights::TensorMap;
 
 /// The ops this importer maps onto treevis layers (constant subgraphs may use more).
-pub const SUPPORTED: &str = "Conv, Gemm, MatMul(+Add bias), BatchNormalization, Relu, Clip, LeakyRelu, PRelu (one slope), Sigmoid, HardSigmoid, HardSwish, Tanh, Gelu, Erf-GELU, x*Sigmoid(x), Add, Sum, Concat, MaxPool, AveragePool, GlobalAveragePool, ReduceMean over H,W, Flatten, Reshape/Squeeze to [N, features], Dropout, Identity, LRN, Softmax at the end";
+pub const SUPPORTED: &str = "Conv, Gemm, MatMul(+Add bias), BatchNormalization, Relu, Clip, LeakyRelu, PRelu, Sigmoid, HardSigmoid, HardSwish, Tanh, Gelu, Erf-GELU, x*Sigmoid(x), Add, Sub, Mul, Div (broadcasting, constants on either side), Sum, Concat, Pad (zero, before Conv or AveragePool), MaxPool, AveragePool, GlobalAveragePool, ReduceMean over H,W, Flatten, Reshape/Squeeze to [N, features], Dropout, Identity, LRN, Softmax at the end";
 
 /// What an import made, with what it assumed.
 pub struct Imported {
@@ -51,6 +53,9 @@ struct Importer<'a> {
     tensors: TensorMap,
     used_names: HashSet<String>,
     notes: Vec<String>,
+    /// Outputs of zero `Pad` nodes (aliases of their input) with the padding `[top, left,
+    /// bottom, right]` the Conv or AveragePool after them takes on.
+    padded: HashMap<String, [usize; 4]>,
 }
 
 /// Reads `model` as a spec named `name`, with its weights.
@@ -79,6 +84,7 @@ pub fn import(model: &OnnxModel, name: &str) -> Result<Imported> {
         scopes: Vec::new(),
         tensors: TensorMap::new(),
         used_names: HashSet::new(),
+        padded: HashMap::new(),
         notes,
     };
     for (n, t) in &g.initializers {
@@ -657,12 +663,20 @@ impl Importer<'_> {
                     .konst(node, 1)?
                     .and_then(|t| t.f32s().map(|v| v.to_vec()))
                     .ok_or_else(|| self.err(node, "the slope is not a constant"))?;
+                let (_, d) = self.act(node, 0)?;
                 match slope.as_slice() {
-                    [a] => self.unary(node, LayerKind::LeakyRelu { alpha: *a }),
                     s if s.iter().all(|v| *v == s[0]) && !s.is_empty() => {
                         self.unary(node, LayerKind::LeakyRelu { alpha: s[0] })
                     }
-                    _ => Err(self.err(node, "a PRelu with one slope per channel is not supported yet")),
+                    s if d.len() >= 2 && s.len() == d[1] => {
+                        let name = self.name_for(node, None);
+                        let t = Tensor::from_vec(s.to_vec(), s.len(), &candle_core::Device::Cpu)?;
+                        self.weight(&name, "weight", t);
+                        let (src, d) = self.act(node, 0)?;
+                        self.push(node, name, vec![src], LayerKind::Prelu, d);
+                        Ok(())
+                    }
+                    s => Err(self.err(node, format!("{} slopes for {d:?}: treevis takes one, or one per channel", s.len()))),
                 }
             }
             "Clip" => {
@@ -686,21 +700,15 @@ impl Importer<'_> {
                     self.unary(node, LayerKind::Clip { min, max })
                 }
             }
-            "Add" | "Sum" => {
+            "Sum" => {
                 let mut srcs = Vec::new();
                 let mut dims0: Option<Vec<usize>> = None;
                 for k in 0..node.inputs.len() {
-                    if self.konst(node, k)?.is_some() {
-                        return Err(self.err(
-                            node,
-                            "adding a constant to an activation is not supported (only a bias after MatMul)",
-                        ));
-                    }
-                    let (s, d) = self.act(node, k)?;
-                    if let Some(d0) = &dims0 {
-                        if *d0 != d {
-                            return Err(self.err(node, format!("adds {d0:?} and {d:?}: broadcasting between activations is not supported")));
-                        }
+                    let (s, d) = self.act(node, k).map_err(|_| {
+                        self.err(node, "Sum of a constant and activations is not supported (Add is)")
+                    })?;
+                    if dims0.as_ref().is_some_and(|d0| *d0 != d) {
+                        return Err(self.err(node, format!("sums {dims0:?} and {d:?}: Sum takes inputs of one shape")));
                     }
                     dims0 = Some(d);
                     srcs.push(s);
@@ -709,9 +717,11 @@ impl Importer<'_> {
                     return self.alias(node);
                 }
                 let name = self.name_for(node, None);
-                self.push(node, name, srcs, LayerKind::Add, dims0.expect("two inputs"));
+                self.push(node, name, srcs, LayerKind::Add(Operand::default()), dims0.expect("two inputs"));
                 Ok(())
             }
+            "Add" | "Sub" | "Mul" | "Div" => self.binary(node),
+            "Pad" => self.pad(node, consumers),
             "Concat" => {
                 let axis = node.int("axis").map_err(|e| self.attr_err(e))?.unwrap_or(1);
                 let mut srcs = Vec::new();
@@ -830,6 +840,161 @@ impl Importer<'_> {
         })
     }
 
+    /// `Add`, `Sub`, `Mul`, `Div` of two activations or of an activation and a constant
+    /// (either side), with NumPy broadcasting.
+    fn binary(&mut self, node: &Node) -> Result<()> {
+        let op = node.op_type.as_str();
+        let kind = |o: Operand| match op {
+            "Add" => LayerKind::Add(o),
+            "Sub" => LayerKind::Sub(o),
+            "Mul" => LayerKind::Mul(o),
+            _ => LayerKind::Div(o),
+        };
+        let consts = (self.konst(node, 0)?.cloned(), self.konst(node, 1)?.cloned());
+        let (side, c, k) = match consts {
+            (None, None) => {
+                let (a, da) = self.act(node, 0)?;
+                let (b, db) = self.act(node, 1)?;
+                let shape = |d: &[usize]| crate::model::net::Shape::from_dims(d.get(1..)?).ok();
+                let out = match (shape(&da), shape(&db)) {
+                    (Some(x), Some(y)) if da.len() == db.len() && da[0] == db[0] => {
+                        crate::model::binary::broadcast(x, y)
+                    }
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    self.err(
+                        node,
+                        format!("{da:?} and {db:?} do not broadcast to one shape"),
+                    )
+                })?;
+                let mut dims = out.dims(1);
+                dims[0] = da[0];
+                let name = self.name_for(node, None);
+                self.push(node, name, vec![a, b], kind(Operand::default()), dims);
+                return Ok(());
+            }
+            (Some(c), None) => (Side::Left, c, 1),
+            (None, Some(c)) => (Side::Right, c, 0),
+            (Some(_), Some(_)) => unreachable!("folded as a constant"),
+        };
+        let (src, d) = self.act(node, k)?;
+        // the constant without the batch axis, right-aligned as NumPy broadcasts
+        let mut cd = c.dims.clone();
+        if cd.len() == d.len() {
+            if cd[0] != 1 {
+                return Err(self.err(
+                    node,
+                    format!("a constant of shape {:?} spans the batch", c.dims),
+                ));
+            }
+            cd.remove(0);
+        }
+        let input = crate::model::net::Shape::from_dims(d.get(1..).unwrap_or_default())
+            .map_err(|e| self.err(node, e))?;
+        crate::model::binary::constant_dims(&cd, input).map_err(|m| self.err(node, m))?;
+        let t = tensor_of(&c).map_err(|m| self.err(node, m))?;
+        let values = crate::model::net::host_vec(&t)?;
+        let all = |v: f32| values.iter().all(|x| *x == v);
+        // x + 0, x - 0, x * 1, x / 1: a no-op
+        let neutral = match (op, side) {
+            ("Add", _) | ("Sub", Side::Right) => all(0.0),
+            ("Mul", _) | ("Div", Side::Right) => all(1.0),
+            _ => false,
+        };
+        if neutral {
+            return self.alias_input(node, k);
+        }
+        if op == "Div" && side == Side::Right && values.contains(&0.0) {
+            return Err(self.err(node, "division by a constant that holds 0"));
+        }
+        let name = self.name_for(node, None);
+        self.weight(&name, "constant", t.reshape(cd)?);
+        self.push(
+            node,
+            name,
+            vec![src],
+            kind(Operand {
+                constant: Some(side),
+            }),
+            d,
+        );
+        Ok(())
+    }
+
+    /// A zero `Pad` of the spatial axes, folded into the convolution (or average pool)
+    /// that takes it; any other Pad is an error naming what is supported.
+    fn pad(&mut self, node: &Node, consumers: &HashMap<String, Vec<usize>>) -> Result<()> {
+        let mode = node
+            .string("mode")
+            .map_err(|e| self.attr_err(e))?
+            .unwrap_or_default();
+        if !(mode.is_empty() || mode == "constant") {
+            return Err(self.err(
+                node,
+                format!(
+                    "Pad mode `{mode}`: treevis folds zero padding into the convolution after it"
+                ),
+            ));
+        }
+        let pads: Vec<i64> = match node.ints("pads").map_err(|e| self.attr_err(e))? {
+            Some(p) => p.to_vec(),
+            None => self
+                .konst(node, 1)?
+                .and_then(|t| t.i64s().map(|v| v.to_vec()))
+                .ok_or_else(|| self.err(node, "the pads are not a constant"))?,
+        };
+        let value = match node.float("value").map_err(|e| self.attr_err(e))? {
+            Some(v) => v,
+            None => self.konst(node, 2)?.and_then(scalar_f32).unwrap_or(0.0),
+        };
+        if node.inputs.len() > 3 && !node.inputs[3].is_empty() {
+            return Err(self.err(node, "Pad with axes is not supported"));
+        }
+        let (_, d) = self.act(node, 0)?;
+        // ONNX order: every axis' begin, then every axis' end
+        let ok = d.len() == 4
+            && pads.len() == 8
+            && value == 0.0
+            && [0, 1, 4, 5].iter().all(|&i| pads[i] == 0)
+            && pads.iter().all(|&p| (0..=MAX_GEOMETRY as i64).contains(&p));
+        let users: Vec<&Node> = consumers
+            .get(&node.outputs[0])
+            .map(|v| {
+                v.iter()
+                    .filter_map(|&j| self.model.graph.nodes.get(j))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let foldable = users
+            .iter()
+            .all(|n| n.op_type == "Conv" || n.op_type == "AveragePool")
+            && !users.is_empty();
+        if !ok || !foldable {
+            return Err(self.err(
+                node,
+                format!("Pad {pads:?} (value {value}) of {d:?}: treevis folds zero padding of the two spatial axes into the Conv or AveragePool that takes it"),
+            ));
+        }
+        let extra = [
+            pads[2] as usize,
+            pads[3] as usize,
+            pads[6] as usize,
+            pads[7] as usize,
+        ];
+        self.padded.insert(node.outputs[0].clone(), extra);
+        self.alias(node)
+    }
+
+    /// Passes the activation of input `k` through as the node's output.
+    fn alias_input(&mut self, node: &Node, k: usize) -> Result<()> {
+        let v = self.val(node, &node.inputs[k])?.clone();
+        if let Some(o) = node.outputs.first() {
+            self.vals.insert(o.clone(), v);
+        }
+        Ok(())
+    }
+
     fn unary(&mut self, node: &Node, kind: LayerKind) -> Result<()> {
         let (src, dims) = self.act(node, 0)?;
         let name = self.name_for(node, None);
@@ -904,34 +1069,34 @@ impl Importer<'_> {
             .string("auto_pad")
             .map_err(|e| self.attr_err(e))?
             .unwrap_or_default();
-        let pads = self.pads(node, &d, &kernel, &strides, &dil, &auto_pad)?;
-        let square = |v: &[i64], what: &str| -> Result<usize> {
-            match v {
-                [a, b] if a == b && *a > 0 && *a <= 1 << 12 => Ok(*a as usize),
-                _ => Err(self.err(node, format!("{what} {v:?}: treevis runs square {what}s"))),
+        let mut pads = self.pads(node, &d, &kernel, &strides, &dil, &auto_pad)?;
+        if let Some(extra) = self.padded.get(&node.inputs[0]) {
+            // a zero Pad before the convolution, folded into it
+            for (p, e) in pads.iter_mut().zip(extra) {
+                *p += *e as i64;
             }
-        };
-        let kernel = square(&kernel, "kernel")?;
-        let stride = square(&strides, "stride")?;
-        let dilation = square(&dil, "dilation")?;
-        let pad = match pads.as_slice() {
-            [a, b, c, e] if a == b && b == c && c == e && *a >= 0 && *a <= 1 << 12 => *a as usize,
-            p => {
-                return Err(self.err(
-                    node,
-                    format!("pads {p:?}: treevis runs equal padding on every side"),
-                ))
-            }
-        };
+        }
+        let kernel = self.hw(node, &kernel, "kernel_shape", 1)?;
+        let stride = self.hw(node, &strides, "strides", 1)?;
+        let dilation = self.hw(node, &dil, "dilations", 1)?;
+        let pad = self.pads4(node, &pads)?;
         if groups <= 0 || groups as usize > d[1] || d[1] % groups as usize != 0 {
             return Err(self.err(node, format!("group {groups} for {} input channels", d[1])));
         }
         let groups = groups as usize;
         let cout = w.dims[0];
-        let oh = crate::model::kernels::conv_out(d[2], kernel, stride, pad, dilation)
-            .ok_or_else(|| self.err(node, "the input is smaller than the kernel"))?;
-        let ow = crate::model::kernels::conv_out(d[3], kernel, stride, pad, dilation)
-            .ok_or_else(|| self.err(node, "the input is smaller than the kernel"))?;
+        if w.dims[2] != kernel.h() || w.dims[3] != kernel.w() {
+            return Err(self.err(
+                node,
+                format!("weights of {:?} for a {kernel} kernel", w.dims),
+            ));
+        }
+        let out = |a: usize| {
+            let pads = pad.begin(a) + pad.end(a);
+            crate::model::kernels::conv_out(d[2 + a], kernel.0[a], stride.0[a], pads, dilation.0[a])
+                .ok_or_else(|| self.err(node, "the input is smaller than the kernel"))
+        };
+        let (oh, ow) = (out(0)?, out(1)?);
         let hint = node.inputs[1].strip_suffix(".weight").map(str::to_string);
         let name = self.name_for(node, hint);
         let wt = tensor_of(&w).map_err(|m| self.err(node, m))?;
@@ -1011,6 +1176,34 @@ impl Importer<'_> {
         }
     }
 
+    /// A per-axis attribute (`[h, w]`, each `>= min`) checked against treevis's limits.
+    fn hw(&self, node: &Node, v: &[i64], what: &str, min: i64) -> Result<Hw> {
+        let ok = |x: i64| x >= min && x <= MAX_GEOMETRY as i64;
+        match v {
+            [h, w] if ok(*h) && ok(*w) => Ok(Hw([*h as usize, *w as usize])),
+            _ => Err(self.err(
+                node,
+                format!(
+                    "{what} {v:?}: treevis takes two values from {min} to {MAX_GEOMETRY} (2-D)"
+                ),
+            )),
+        }
+    }
+
+    /// ONNX pads `[top, left, bottom, right]` checked against treevis's limits.
+    fn pads4(&self, node: &Node, v: &[i64]) -> Result<Pads> {
+        let ok = |x: &i64| (0..=MAX_GEOMETRY as i64).contains(x);
+        match v {
+            [t, l, b, r] if v.iter().all(ok) => {
+                Ok(Pads([*t as usize, *l as usize, *b as usize, *r as usize]))
+            }
+            _ => Err(self.err(
+                node,
+                format!("pads {v:?}: treevis takes four values from 0 to {MAX_GEOMETRY}"),
+            )),
+        }
+    }
+
     fn pool(&mut self, node: &Node) -> Result<()> {
         let (src, d) = self.act(node, 0)?;
         if d.len() != 4 {
@@ -1030,54 +1223,57 @@ impl Importer<'_> {
             .string("auto_pad")
             .map_err(|e| self.attr_err(e))?
             .unwrap_or_default();
-        let pads = self.pads(node, &d, &kernel, &strides, &[1, 1], &auto_pad)?;
+        let mut pads = self.pads(node, &d, &kernel, &strides, &[1, 1], &auto_pad)?;
         let ceil = node
             .int("ceil_mode")
             .map_err(|e| self.attr_err(e))?
             .unwrap_or(0)
             != 0;
-        let (k, s, p) = match (kernel.as_slice(), strides.as_slice(), pads.as_slice()) {
-            ([k1, k2], [s1, s2], [a, b, c, e])
-                if k1 == k2 && s1 == s2 && a == b && b == c && c == e && *k1 > 0 && *s1 > 0 && *a >= 0 && *k1 <= 1 << 12 && *s1 <= 1 << 12 && *a <= 1 << 12 =>
-            {
-                (*k1 as usize, *s1 as usize, *a as usize)
-            }
-            _ => {
+        let max = node.op_type == "MaxPool";
+        let mut include = node
+            .int("count_include_pad")
+            .map_err(|e| self.attr_err(e))?
+            .unwrap_or(0)
+            != 0;
+        if let Some(extra) = self.padded.get(&node.inputs[0]) {
+            // a zero Pad before an average pool: padding the pool counts
+            if pads.iter().any(|&p| p != 0) && !include {
                 return Err(self.err(
                     node,
-                    format!("kernel {kernel:?}, strides {strides:?}, pads {pads:?}: treevis pools square windows with equal padding"),
-                ))
+                    "a Pad before an average pool that pads again without counting the padding",
+                ));
             }
-        };
+            for (p, e) in pads.iter_mut().zip(extra) {
+                *p += *e as i64;
+            }
+            include = true;
+        }
         let spec = PoolSpec {
-            kernel: k,
-            stride: s,
-            pad: p,
+            kernel: self.hw(node, &kernel, "kernel_shape", 1)?,
+            stride: self.hw(node, &strides, "strides", 1)?,
+            pad: self.pads4(node, &pads)?,
             ceil,
+            count_include_pad: include || max,
         };
-        let kind = if node.op_type == "MaxPool" {
+        if (0..2).any(|a| spec.pad.begin(a).max(spec.pad.end(a)) * 2 > spec.kernel.0[a]) {
+            return Err(self.err(
+                node,
+                format!("pads {pads:?} larger than half the window {}", spec.kernel),
+            ));
+        }
+        let kind = if max {
             if node.outputs.len() > 1 && !node.outputs[1].is_empty() {
                 return Err(self.err(node, "MaxPool's indices output is not supported"));
             }
             LayerKind::Maxpool(spec)
         } else {
-            let include = node
-                .int("count_include_pad")
-                .map_err(|e| self.attr_err(e))?
-                .unwrap_or(0)
-                != 0;
-            if p > 0 && !include {
-                return Err(self.err(
-                    node,
-                    "average pooling that leaves the padding out of the count is not supported yet",
-                ));
-            }
             LayerKind::Avgpool(spec)
         };
-        let oh = crate::model::kernels::pool_out(d[2], &spec)
-            .ok_or_else(|| self.err(node, "input smaller than the window"))?;
-        let ow = crate::model::kernels::pool_out(d[3], &spec)
-            .ok_or_else(|| self.err(node, "input smaller than the window"))?;
+        let out = |a: usize| {
+            crate::model::kernels::pool_out_axis(d[2 + a], &spec, a)
+                .ok_or_else(|| self.err(node, "input smaller than the window"))
+        };
+        let (oh, ow) = (out(0)?, out(1)?);
         let name = self.name_for(node, None);
         self.push(node, name, vec![src], kind, vec![1, d[1], oh, ow]);
         Ok(())

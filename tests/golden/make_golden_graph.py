@@ -254,12 +254,19 @@ class ReLU6AsReLU(nn.ReLU):
 
 
 def _smooth_f(x, kind):
+    if isinstance(kind, tuple):  # ("prelu", slopes [C]) or ("leaky", slope)
+        return F.prelu(x, kind[1]) if kind[0] == "prelu" else F.leaky_relu(x, kind[1])
     return F.hardswish(x) if kind == "hardswish" else F.gelu(x)  # exact (erf) GELU
 
 
 def _smooth_df(x, kind):
     """f'(x), written out (not autograd): hardswish as PyTorch's hardswish_backward
-    (0 for x < -3, x/3 + 1/2 for -3 <= x <= 3, 1 above); GELU Phi(x) + x phi(x)."""
+    (0 for x < -3, x/3 + 1/2 for -3 <= x <= 3, 1 above); GELU Phi(x) + x phi(x); PReLU /
+    LeakyReLU 1 for x > 0, the (channel's) slope otherwise."""
+    if isinstance(kind, tuple):
+        a = kind[1]
+        a = a.view(1, -1, 1, 1) if torch.is_tensor(a) else torch.full_like(x, a)
+        return torch.where(x > 0, torch.ones_like(x), a.expand_as(x))
     if kind == "hardswish":
         return torch.where(x < -3, torch.zeros_like(x),
                            torch.where(x <= 3, x / 3 + 0.5, torch.ones_like(x)))
@@ -298,12 +305,13 @@ class SmoothRuleAct(torch.autograd.Function):
 
 def rule_act(rule):
     # t: None (ReLU), a number (ReLU6 / Clip(0, t)) or "hardswish" / "gelu" (foreign net)
-    return lambda x, name, t=None: (SmoothRuleAct.apply(x, rule, t) if isinstance(t, str)
+    return lambda x, name, t=None: (SmoothRuleAct.apply(x, rule, t)
+                                    if isinstance(t, (str, tuple))
                                     else RuleAct.apply(x, rule, t))
 
 
 def plain_act(x, name, t=None):
-    if isinstance(t, str):
+    if isinstance(t, (str, tuple)):
         return _smooth_f(x, t)
     return F.relu(x) if t is None else F.relu6(x)
 
@@ -1087,6 +1095,14 @@ class ForeignNet:
     input_size = (36, 36)
     seed = 8686
     dedupe_equal = True
+    roles = ("logits", "gelu", "add", "relu")
+
+    def build_onnx(self):
+        return build_foreign_onnx(self.model)
+
+    def true_acts(self):
+        """The net's activations as real torch modules (true autograd), by name."""
+        return {"relu1": nn.ReLU(), "hswish": nn.Hardswish(), "gelu": nn.GELU()}
 
     def __init__(self, gen):
         m = ForeignModule()
@@ -1195,7 +1211,7 @@ class ForeignNet:
             keep = (g > 0) if rule == "guided" else (g < 0)
             return (torch.where(keep, d, torch.zeros_like(d)),)
 
-        mods = {"relu1": nn.ReLU(), "hswish": nn.Hardswish(), "gelu": nn.GELU()}
+        mods = self.true_acts()
         for mo in mods.values():
             mo.register_full_backward_hook(hook)
 
@@ -1240,18 +1256,19 @@ class ForeignNet:
     # ---- export: foreign.onnx, verified with onnxruntime ----
     def export(self, x, errs):
         import onnx
-        mp, tn, _ = build_foreign_onnx(self.model)
-        f = os.path.join(OUT_DIR, "foreign.onnx")
+        mp, tn, _ = self.build_onnx()
+        fname = f"{self.name}.onnx"
+        f = os.path.join(OUT_DIR, fname)
         onnx.save(mp, f)
         try:
             import onnxruntime as ort
         except ImportError:
-            print("  onnxruntime not installed: foreign.onnx not run")
+            print(f"  onnxruntime not installed: {fname} not run")
             return [f]
         # a copy exposing the blob tensors as extra outputs
         from onnx import helper, TensorProto
         mp2 = onnx.load(f)
-        for role in ("logits", "gelu", "add", "relu"):
+        for role in self.roles:
             mp2.graph.output.append(helper.make_tensor_value_info(tn[role], TensorProto.FLOAT,
                                                                   None))
         so = ort.SessionOptions()
@@ -1272,16 +1289,221 @@ class ForeignNet:
             _, val = self.forward(x, plain_act)
         checks = [("prob", outs["file"]["prob"], F.softmax(ref, dim=1)),
                   ("prob (no ORT graph opt)", outs["blobs"]["prob"], F.softmax(ref, dim=1))]
-        for role in ("logits", "gelu", "add", "relu"):
+        for role in self.roles:
             checks.append((f"{role} tensor {tn[role]}", outs["blobs"][tn[role]],
                            val[self.bname[role]]))
         for what, got, want in checks:
             e = rel_err(torch.from_numpy(got), want)
-            errs.append((self.name, "onnxruntime", "foreign.onnx", "", "", f"{what} vs PyTorch",
-                         e))
-            print(f"  onnxruntime foreign.onnx {what}: rel err {e:.2e}")
+            errs.append((self.name, "onnxruntime", fname, "", "", f"{what} vs PyTorch", e))
+            print(f"  onnxruntime {fname} {what}: rel err {e:.2e}")
             assert e < 1e-4, what
         return [f]
+
+
+class OpsModule(nn.Module):
+    """The PyTorch reference of opsnet.onnx (same weights): the ops a model downloaded from
+    elsewhere brings that torchvision's classics do not. Returns the logits; the ONNX graph
+    adds the final Softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.45, 0.40, 0.35]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.25, 0.20, 0.30]).view(1, 3, 1, 1))
+        self.conv1 = nn.Conv2d(3, 8, (3, 5), stride=(1, 2), bias=True)  # after an uneven pad
+        self.bn1 = nn.BatchNorm2d(8)
+        self.prelu = nn.PReLU(8)
+        self.conv2 = nn.Conv2d(8, 8, (3, 1), groups=8, bias=False)  # padded 0 above, 2 below
+        self.bn2 = nn.BatchNorm2d(8)
+        self.se1 = nn.Conv2d(8, 4, 1)
+        self.se2 = nn.Conv2d(4, 8, 1)
+        self.scale = nn.Parameter(torch.ones(8, 1, 1))
+        self.conv3 = nn.Conv2d(8, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+        self.temperature = 2.0
+        self.pool = nn.AvgPool2d(3, 2, 1, count_include_pad=False)  # modules: hook points
+        self.temp = _DivBy(self.temperature)
+
+    def forward(self, x):
+        x = (x - self.mean) / self.std
+        r1 = self.prelu(self.bn1(self.conv1(F.pad(x, (2, 1, 0, 1)))))
+        h2 = F.leaky_relu(self.bn2(self.conv2(F.pad(r1, (0, 0, 0, 2)))), 0.1)
+        gate = F.hardsigmoid(self.se2(F.relu(self.se1(F.adaptive_avg_pool2d(h2, 1)))))
+        res = self.scale * (h2 * gate) + r1
+        c3 = F.relu(self.conv3(self.pool(res)))
+        m = F.max_pool2d(c3, (2, 3), stride=2, padding=(0, 1))
+        return self.temp(self.fc(torch.flatten(F.adaptive_avg_pool2d(m, 1), 1)))
+
+
+class _DivBy(nn.Module):
+    def __init__(self, t):
+        super().__init__()
+        self.t = t
+
+    def forward(self, x):
+        return x / self.t
+
+
+def build_ops_onnx(m):
+    """opsnet.onnx from the module's weights (opset 13, weights as Constant nodes): Sub and
+    Div by per-channel constants, a zero Pad folded into a 3x5 stride-(1,2) Conv, a
+    per-channel PRelu, a depthwise 3x1 Conv with pads [0,0,2,0], LeakyRelu, a
+    squeeze-and-excitation gate (GlobalAveragePool, Conv, Relu, Conv, HardSigmoid, Mul of two
+    activations), Mul by a constant on the left, a residual Add, AveragePool without the
+    padding in the divisor, a 2x3 MaxPool padded left and right, Gemm(transB), Div by a
+    scalar, Softmax. Returns (ModelProto, roles -> tensor names, tensor -> producing node)."""
+    import onnx
+    from onnx import TensorProto, helper
+    w = _OnnxW()
+    f32 = lambda t: t.detach().numpy().astype(np.float32)  # noqa
+
+    def conv(x, c, pads, bn=None):
+        ins = [x, w.const(f32(c.weight))]
+        if c.bias is not None:
+            ins.append(w.const(f32(c.bias)))
+        y = w.node("Conv", ins, kernel_shape=list(c.kernel_size), strides=list(c.stride),
+                   pads=pads, group=c.groups, dilations=[1, 1])
+        if bn is None:
+            return y
+        return w.node("BatchNormalization",
+                      [y, w.const(f32(bn.weight)), w.const(f32(bn.bias)),
+                       w.const(f32(bn.running_mean)), w.const(f32(bn.running_var))],
+                      epsilon=float(bn.eps), momentum=0.9)
+
+    tn = {}
+    x = w.node("Div", [w.node("Sub", ["data", w.const(f32(m.mean))]), w.const(f32(m.std))])
+    x = w.node("Pad", [x, w.const(np.array([0, 0, 0, 2, 0, 0, 1, 1], dtype=np.int64))],
+               mode="constant")
+    b1 = conv(x, m.conv1, [0, 0, 0, 0], m.bn1)
+    r1 = w.node("PRelu", [b1, w.const(f32(m.prelu.weight).reshape(8, 1, 1))])
+    tn["prelu"] = r1
+    h2 = w.node("LeakyRelu", [conv(r1, m.conv2, [0, 0, 2, 0], m.bn2)], alpha=0.1)
+    s = w.node("GlobalAveragePool", [h2])
+    s = w.node("Relu", [conv(s, m.se1, [0, 0, 0, 0])])
+    g = w.node("HardSigmoid", [conv(s, m.se2, [0, 0, 0, 0])], alpha=1.0 / 6, beta=0.5)
+    ls = w.node("Mul", [w.const(f32(m.scale)), w.node("Mul", [h2, g])])
+    res = w.node("Add", [ls, r1])
+    tn["add"] = res
+    p = w.node("AveragePool", [res], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+               count_include_pad=0)
+    c3 = w.node("Relu", [conv(p, m.conv3, [1, 1, 1, 1])])
+    tn["relu"] = c3
+    mp = w.node("MaxPool", [c3], kernel_shape=[2, 3], strides=[2, 2], pads=[0, 1, 0, 1])
+    fl = w.node("Flatten", [w.node("GlobalAveragePool", [mp])], axis=1)
+    lg = w.node("Gemm", [fl, w.const(f32(m.fc.weight)), w.const(f32(m.fc.bias))], transB=1)
+    lg = w.node("Div", [lg, w.const(np.array(m.temperature, dtype=np.float32))])
+    tn["logits"] = lg
+    w.node("Softmax", [lg], axis=1)
+    w.nodes[-1].output[0] = "prob"
+    tn["prob"] = "prob"
+    H, W_ = OpsNet.input_size
+    gr = helper.make_graph(w.nodes, "opsnet",
+                           [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, H, W_])],
+                           [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 10])])
+    mp_ = helper.make_model(gr, opset_imports=[helper.make_opsetid("", 13)],
+                            producer_name="treevis-golden-opsnet", producer_version="1")
+    mp_.ir_version = 7
+    onnx.checker.check_model(mp_)
+    return mp_, tn, w.producer
+
+
+class OpsNet(ForeignNet):
+    """A small CNN of the ops of build_ops_onnx, in the style of other exporters, with its
+    PyTorch reference. The input is not square (32x28). Blobs are named by their producing
+    ONNX nodes: the logits (the Div by the temperature), the ReLU after conv3, the residual
+    Add, the PRelu (the normalisation prefix, the SE branch and the pooled tensors are no
+    blobs by section 8)."""
+    name = "opsnet"
+    input_size = (32, 28)
+    seed = 5151
+    dedupe_equal = True
+    roles = ("logits", "relu", "add", "prelu")
+
+    def __init__(self, gen):
+        m = OpsModule()
+        m.eval()
+        self.model = m
+        self.gen = gen
+        _, tn, prod = build_ops_onnx(m)
+        self.tn = tn
+        self.bname = {role: prod[tn[role]] for role in self.roles}
+        b = self.bname
+        self.blobs = [b[r] for r in self.roles]
+        self.guided_neg_zero_roots = (b["add"],)
+        self.extra_json = {
+            "blob_tensors": {b[r]: tn[r] for r in self.roles},
+            "blob_roles": {b["logits"]: "logits (Gemm / temperature; the Softmax input)",
+                           b["relu"]: "ReLU after conv3",
+                           b["add"]: "residual Add (layer scale * SE-gated branch + PRelu)",
+                           b["prelu"]: "per-channel PRelu output"},
+        }
+
+    def build_onnx(self):
+        return build_ops_onnx(self.model)
+
+    def true_acts(self):
+        pr = nn.PReLU(8)
+        with torch.no_grad():
+            pr.weight.copy_(self.model.prelu.weight)
+        return {"prelu": pr, "leaky": nn.LeakyReLU(0.1), "se_relu": nn.ReLU(),
+                "relu3": nn.ReLU()}
+
+    def init(self, x):
+        m = self.model
+        random_bn(m, self.gen)
+        with torch.no_grad():
+            m.conv1.bias.copy_(0.1 * torch.randn(8, generator=self.gen))
+            m.prelu.weight.copy_(torch.linspace(-0.3, 0.6, 8))
+            m.scale.copy_(0.5 + torch.rand(8, 1, 1, generator=self.gen))
+        lsuv_convs(m, x, self.gen, target=lambda n: 1.5)
+        init_linear(m, m.fc, x, self.gen)
+
+    def blob_act(self, b):
+        n = self.bname
+        return {n["prelu"]: "prelu", n["relu"]: "relu3"}.get(b)
+
+    def act_names(self):
+        return ["prelu", "leaky", "se_relu", "relu3"]
+
+    def act_kind(self, n):
+        return {"prelu": ("prelu", self.model.prelu.weight.detach()), "leaky": ("leaky", 0.1),
+                "se_relu": None, "relu3": None}[n]
+
+    def forward(self, x, act):
+        m, n = self.model, self.bname
+        gt, val = {}, {}
+        x = (x - m.mean) / m.std
+        h = _bn(_conv(F.pad(x, (2, 1, 0, 1)), m.conv1), m.bn1)
+        gt[n["prelu"]] = h
+        r1 = act(h, "prelu", self.act_kind("prelu"))
+        val[n["prelu"]] = r1
+        h2 = act(_bn(_conv(F.pad(r1, (0, 0, 0, 2)), m.conv2), m.bn2), "leaky",
+                 self.act_kind("leaky"))
+        s = act(_conv(F.adaptive_avg_pool2d(h2, 1), m.se1), "se_relu")
+        gate = F.hardsigmoid(_conv(s, m.se2))  # a gate: its true gradient under every rule
+        res = m.scale * (h2 * gate) + r1
+        gt[n["add"]] = res
+        val[n["add"]] = res
+        p = F.avg_pool2d(res, 3, 2, 1, count_include_pad=False)
+        h = _conv(p, m.conv3)
+        gt[n["relu"]] = h
+        c3 = act(h, "relu3")
+        val[n["relu"]] = c3
+        mp = F.max_pool2d(c3, (2, 3), stride=2, padding=(0, 1))
+        logits = F.linear(torch.flatten(F.adaptive_avg_pool2d(mp, 1), 1), m.fc.weight,
+                          m.fc.bias) / m.temperature
+        gt[n["logits"]] = logits
+        val[n["logits"]] = logits
+        return gt, val
+
+    def model_hook(self, b):
+        m, n = self.model, self.bname
+        if b == n["logits"]:
+            return m.temp, "out"
+        if b == n["prelu"]:
+            return m.prelu, "out"
+        if b == n["relu"]:
+            return m.conv3, "out"
+        return m.pool, "in"  # the residual sum
 
 
 # ----------------------------------------------------------------------------------------
@@ -1764,7 +1986,7 @@ def main():
     torch.use_deterministic_algorithms(True)
     nets = {"resnet18": ResNet18Net, "mobilenet_v2": MobileNetV2Net,
             "squeezenet1_1": SqueezeNet11Net, "googlenet": GoogLeNetNet,
-            "densenet121": DenseNet121Net, "foreign": ForeignNet}
+            "densenet121": DenseNet121Net, "foreign": ForeignNet, "opsnet": OpsNet}
     which = sys.argv[1:] or list(nets)
     files, errs = [], []
     for w in which:
