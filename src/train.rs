@@ -39,27 +39,24 @@ pub struct StepStats {
 pub type ParamGrads = Vec<Option<(Vec<f32>, Vec<f32>)>>;
 
 /// Weight and bias gradients of every conv/linear layer (in layer order), backpropagating
-/// `dtop` (the loss gradient at the output of layer `top`) with each image's own state.
+/// `dtop` (the loss gradient at the output of layer `top`) with each image's own state,
+/// through chains and graphs alike (where a tensor feeds several layers, their gradients
+/// are summed). Layers holding other weights (an unfolded BatchNorm) are an error.
 pub fn param_grads(
     net: &Net,
     state: &ForwardState,
     top: usize,
     dtop: Tensor,
 ) -> Result<ParamGrads> {
-    if !net.is_chain() {
-        return Err(Error::Input(format!(
-            "training runs on chains of layers; `{}` is a graph",
-            net.spec.name
-        )));
-    }
     let mut out: ParamGrads = vec![None; net.layers.len()];
-    let mut g = dtop;
+    // per tensor (0: the input, i + 1: layer i's output): the gradient gathered so far
+    let mut pending: Vec<Option<Tensor>> = vec![None; net.layers.len() + 1];
+    pending[top + 1] = Some(dtop);
     for i in (0..=top).rev() {
-        let x = if i == 0 {
-            &state.input
-        } else {
-            &state.outputs[i - 1]
+        let Some(g) = pending[i + 1].take() else {
+            continue; // the layer does not lead to the top
         };
+        let x = state.tensor(net.inputs[i][0]);
         if x.elem_count() == 0 {
             return Err(Error::Input(
                 "weight gradients need every layer's input: run Net::forward_full or forward_train"
@@ -68,36 +65,58 @@ pub fn param_grads(
         }
         match &net.layers[i] {
             Layer::Conv(c) => out[i] = Some(conv_grads(net, i, c, x, &g)?),
-            Layer::Linear(l) => {
-                let (n, fout) = (g.dims()[0], g.dims()[1]);
-                let fin = l.w.dims()[1];
-                let gv = host_vec(&g)?;
-                let xv = host_vec(&x.reshape((n, fin))?)?;
-                let mut dw = vec![0f32; fout * fin];
-                kernels::sgemm(
-                    &mut dw,
-                    fout,
-                    fin,
-                    n,
-                    MatRef::transposed(&gv, fout),
-                    MatRef::rows(&xv, fin),
-                    false,
-                );
-                let mut db = vec![0f32; fout];
-                for r in 0..n {
-                    for (d, v) in db.iter_mut().zip(&gv[r * fout..(r + 1) * fout]) {
-                        *d += v;
-                    }
-                }
-                out[i] = Some((dw, db));
+            Layer::Linear(l) => out[i] = Some(linear_grads(l, x, &g)?),
+            Layer::Affine { .. } => {
+                return Err(Error::Input(format!(
+                    "training does not update BatchNorm layers (`{}`); train without BatchNorm",
+                    net.spec.layers[i].name
+                )))
             }
             _ => {}
         }
-        if i > 0 {
-            g = net.backward_layer(i, state, None, &g, Rule::Gradient)?;
+        if net.inputs[i].iter().all(|&t| t == 0) {
+            continue; // nothing to pass below the input
+        }
+        let grads = net.backward_node(i, state, None, &g, Rule::Gradient)?;
+        for (&t, gt) in net.inputs[i].iter().zip(grads) {
+            if t > 0 {
+                pending[t] = Some(match pending[t].take() {
+                    Some(p) => (p + gt)?,
+                    None => gt,
+                });
+            }
         }
     }
     Ok(out)
+}
+
+/// Weight and bias gradients of a linear layer for input rows `x` and output gradient `g`.
+fn linear_grads(
+    l: &crate::model::net::Linear,
+    x: &Tensor,
+    g: &Tensor,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let (n, fout) = (g.dims()[0], g.dims()[1]);
+    let fin = l.w.dims()[1];
+    let gv = host_vec(g)?;
+    let xv = host_vec(&x.reshape((n, fin))?)?;
+    let mut dw = vec![0f32; fout * fin];
+    kernels::sgemm(
+        &mut dw,
+        fout,
+        fin,
+        n,
+        MatRef::transposed(&gv, fout),
+        MatRef::rows(&xv, fin),
+        false,
+    );
+    let mut db = vec![0f32; fout];
+    for r in 0..n {
+        for (d, v) in db.iter_mut().zip(&gv[r * fout..(r + 1) * fout]) {
+            *d += v;
+        }
+    }
+    Ok((dw, db))
 }
 
 fn conv_grads(
@@ -114,12 +133,12 @@ fn conv_grads(
             h: oh,
             w: ow,
         },
-    ) = (net.shape_at(i), net.shapes[i])
+    ) = (net.shape_at(net.inputs[i][0]), net.shapes[i])
     else {
         unreachable!("conv shapes are spatial")
     };
     let n = x.dims()[0];
-    let geo = crate::model::net::geom(c, net.shape_at(i), net.shapes[i]);
+    let geo = crate::model::net::geom(c, net.shape_at(net.inputs[i][0]), net.shapes[i]);
     let ohw = oh * ow;
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     let kk = cin_g * geo.window();

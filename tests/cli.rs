@@ -94,6 +94,28 @@ fn labels_overview_children_json() {
     let probs: Vec<f64> = l.iter().map(|x| x["prob"].as_f64().unwrap()).collect();
     assert!(probs.windows(2).all(|w| w[0] >= w[1]) && probs.iter().sum::<f64>() <= 1.0 + 1e-6);
     assert!(l[0]["name"].is_string() && l[0]["index"].is_u64());
+    // --labels names the classes; a file of another length is refused
+    let names: Vec<String> = (0..10).map(|i| format!("kind-{i}")).collect();
+    let lf = d.path().join("names.txt");
+    std::fs::write(&lf, names.join("\n")).unwrap();
+    let renamed: serde_json::Value = serde_json::from_str(&ok(&[
+        "labels",
+        img,
+        "--json",
+        "--labels",
+        lf.to_str().unwrap(),
+    ]))
+    .unwrap();
+    for (a, b) in l.iter().zip(renamed.as_array().unwrap()) {
+        assert_eq!(a["index"], b["index"]);
+        let i = b["index"].as_u64().unwrap() as usize;
+        assert_eq!(b["name"].as_str().unwrap(), names[i]);
+    }
+    std::fs::write(&lf, "one\ntwo\n").unwrap();
+    fails(
+        &["labels", img, "--labels", lf.to_str().unwrap()],
+        "2 class names for the 10 outputs",
+    );
 
     let out = d.path().join("ov");
     let ov: serde_json::Value = serde_json::from_str(&ok(&[

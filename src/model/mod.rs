@@ -121,6 +121,31 @@ impl Model {
     pub fn spec(&self) -> &Spec {
         &self.net.spec
     }
+
+    /// Replaces the class names; an error unless there is one per output of the top blob.
+    pub fn set_labels(&mut self, labels: Vec<String>) -> Result<()> {
+        let classes = self.net.blobs[0].shape.channels();
+        if labels.len() != classes {
+            return Err(Error::Input(format!(
+                "{} class names for the {classes} outputs of `{}`",
+                labels.len(),
+                self.net.spec.name
+            )));
+        }
+        self.labels = labels;
+        Ok(())
+    }
+}
+
+/// Class names from a text file, one per line (blank lines skipped, names trimmed).
+pub fn read_labels(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
 }
 
 fn numbered(n: usize) -> Vec<String> {

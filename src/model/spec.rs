@@ -18,6 +18,7 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
     ("caffenet", include_str!("../../models/caffenet.toml")),
     ("tiny", include_str!("../../models/tiny.toml")),
     ("demo", include_str!("../../models/demo.toml")),
+    ("demo-resnet", include_str!("../../models/demo-resnet.toml")),
 ];
 
 /// Label files shipped with treevis, resolved by file name for built-in specs.
@@ -756,7 +757,7 @@ impl LoadedSpec {
             return Ok(None);
         };
         let text = match self.resolve_path(file).filter(|p| p.exists()) {
-            Some(p) => std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?,
+            Some(p) => return super::read_labels(&p).map(Some),
             None => match BUILTIN_LABELS.iter().find(|(n, _)| n == file) {
                 Some((_, t)) => t.to_string(),
                 None => {
