@@ -357,3 +357,94 @@ fn training_gradients_match_finite_differences() {
     }
     assert!(checked >= 12, "only {checked} smooth checks");
 }
+
+/// Weight gradients of the trainer on a graph (demo-resnet: residual adds, a strided 1x1
+/// projection beside a 3x3 branch) against finite differences of the cross-entropy loss:
+/// where a tensor feeds both a block's branch and its skip, the two gradients are summed.
+#[test]
+fn training_gradients_through_a_residual_graph_match_finite_differences() {
+    use treevis::model::weights::random_weights;
+    use treevis::train::{demo_batch, param_grads, softmax_xent};
+    let spec = treevis::model::LoadedSpec::resolve("demo-resnet")
+        .unwrap()
+        .spec;
+    let base = random_weights(&spec, 11).unwrap();
+    let build = |map: &treevis::model::weights::TensorMap| {
+        treevis::model::Net::build(
+            spec.clone(),
+            map.clone(),
+            &Device::Cpu,
+            std::path::Path::new("t"),
+        )
+        .unwrap()
+    };
+    let net = build(&base);
+    assert!(!net.is_chain());
+    let top = net.blobs[0].layer;
+    let (x, labels) = demo_batch(&spec, 3, 0..2).unwrap();
+    let loss_and_switches = |net: &treevis::model::Net| {
+        let s = net.forward_full(&x).unwrap();
+        let (loss, _, _) = softmax_xent(&vec(&s.outputs[top]), &labels, 11);
+        (loss as f64, s.switches.clone())
+    };
+    let s = net.forward_full(&x).unwrap();
+    let (_, _, dl) = softmax_xent(&vec(&s.outputs[top]), &labels, 11);
+    let grads = param_grads(
+        &net,
+        &s,
+        top,
+        Tensor::from_vec(dl, (2, 11), &Device::Cpu).unwrap(),
+    )
+    .unwrap();
+    let (_, bsw) = loss_and_switches(&net);
+    let mut checked = 0;
+    // conv1 and layer1.conv1 sit below a fan-out (maxpool feeds layer1's branch and skip;
+    // layer1.relu feeds layer2's branch and projection)
+    for layer in [
+        "conv1",
+        "layer1.conv1",
+        "layer2.downsample",
+        "layer3.conv2",
+        "fc",
+    ] {
+        let li = net.spec.layer_index(layer).unwrap();
+        let (dw, db) = grads[li].as_ref().unwrap();
+        let w = vec(&base[&format!("{layer}.weight")]);
+        let mut order: Vec<usize> = (0..w.len()).collect();
+        order.sort_by(|&i, &j| dw[j].abs().total_cmp(&dw[i].abs()));
+        for &k in order.iter().take(4) {
+            let eps = 1e-3f32;
+            let mut lp = [0f64; 2];
+            let mut same_switches = true;
+            for (si, sgn) in [1.0f32, -1.0].iter().enumerate() {
+                let mut map = base.clone();
+                let mut wv = w.clone();
+                wv[k] += sgn * eps;
+                let dims = base[&format!("{layer}.weight")].dims().to_vec();
+                map.insert(
+                    format!("{layer}.weight"),
+                    Tensor::from_vec(wv, dims, &Device::Cpu).unwrap(),
+                );
+                let (l, sw) = loss_and_switches(&build(&map));
+                same_switches &= sw == bsw;
+                lp[si] = l;
+            }
+            if !same_switches {
+                continue;
+            }
+            let num = (lp[0] - lp[1]) / (2.0 * eps as f64);
+            let err = (num - dw[k] as f64).abs() / (dw[k].abs() as f64).max(1e-4);
+            assert!(
+                err < 5e-2,
+                "{layer} weight {k}: numeric {num} vs analytic {}",
+                dw[k]
+            );
+            checked += 1;
+        }
+        assert!(db.iter().any(|v| *v != 0.0), "{layer}: zero bias gradient");
+    }
+    assert!(
+        checked >= 12,
+        "only {checked} checks with unchanged pooling switches"
+    );
+}
