@@ -15,6 +15,10 @@ use crate::model::{LoadedSpec, Model, WeightsSource};
 const BUILTIN_WEIGHTS: &[(&str, &[u8])] = &[
     ("tiny", include_bytes!("../models/tiny.safetensors")),
     ("demo", include_bytes!("../models/demo.safetensors")),
+    (
+        "demo-resnet",
+        include_bytes!("../models/demo-resnet.safetensors"),
+    ),
 ];
 
 /// Loads `model` (built-in name, spec file or model folder) with its weights.
@@ -170,7 +174,52 @@ pub fn read_weights(path: &Path) -> Result<TensorMap> {
         }
         return Ok(raw.into_iter().collect());
     }
-    weights::read_weights(path)
+    Ok(torchvision_names(weights::read_weights(path)?))
+}
+
+/// Tensor names as today's torchvision modules have them: a `module.` prefix on every name
+/// (a `DataParallel` checkpoint) dropped, and the DenseNet names of torchvision's published
+/// checkpoints (`denselayer1.norm.1.weight`, which torchvision's loader rewrites) written as
+/// the module's (`denselayer1.norm1.weight`).
+fn torchvision_names(map: TensorMap) -> TensorMap {
+    let strip = !map.is_empty() && map.keys().all(|k| k.starts_with("module."));
+    map.into_iter()
+        .map(|(k, t)| {
+            let k = if strip {
+                k["module.".len()..].to_string()
+            } else {
+                k
+            };
+            (legacy_densenet_name(&k).unwrap_or(k), t)
+        })
+        .collect()
+}
+
+/// `...denselayerN.{norm,relu,conv}.{1,2}.{param}` -> `...denselayerN.{norm,relu,conv}{1,2}.{param}`.
+fn legacy_densenet_name(k: &str) -> Option<String> {
+    let parts: Vec<&str> = k.split('.').collect();
+    let n = parts.len();
+    if n < 4 || !parts[n - 4].starts_with("denselayer") {
+        return None;
+    }
+    let (module, index, param) = (parts[n - 3], parts[n - 2], parts[n - 1]);
+    let known = [
+        "weight",
+        "bias",
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+    ];
+    if !["norm", "relu", "conv"].contains(&module)
+        || !["1", "2"].contains(&index)
+        || !known.contains(&param)
+    {
+        return None;
+    }
+    Some(format!(
+        "{}.{module}{index}.{param}",
+        parts[..n - 3].join(".")
+    ))
 }
 
 /// The spec's mean image (`mean_file`, an `.npy`), centre-cropped to the input size.
@@ -181,4 +230,40 @@ fn mean_image(loaded: &LoadedSpec, file: &str) -> Result<Vec<f32>> {
     })?;
     let arr = crate::data::npy::read_f32(&path)?;
     crate::model::crop_mean(loaded, &path, &arr.shape, &arr.data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_torchvision_names_are_read_as_the_modules() {
+        let t = || candle_core::Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let map: TensorMap = [
+            "module.features.denseblock1.denselayer1.norm.1.weight",
+            "module.features.denseblock1.denselayer12.conv.2.weight",
+            "module.features.norm0.weight",
+            "module.classifier.bias",
+        ]
+        .into_iter()
+        .map(|k| (k.to_string(), t()))
+        .collect();
+        let mut names: Vec<String> = torchvision_names(map).into_keys().collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "classifier.bias",
+                "features.denseblock1.denselayer1.norm1.weight",
+                "features.denseblock1.denselayer12.conv2.weight",
+                "features.norm0.weight",
+            ]
+        );
+        // one name without the prefix: nothing is stripped
+        let map: TensorMap = [("module.a".to_string(), t()), ("b".to_string(), t())]
+            .into_iter()
+            .collect();
+        assert!(torchvision_names(map).contains_key("module.a"));
+        assert_eq!(legacy_densenet_name("features.conv0.weight"), None);
+    }
 }

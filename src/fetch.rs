@@ -39,6 +39,11 @@ pub struct RemoteFile {
     pub url: String,
     #[serde(default)]
     pub sha256: Option<String>,
+    /// The leading hex digits of the SHA-256, where no full digest could be confirmed:
+    /// torchvision publishes the first 8 in each file name, and torch.hub's own
+    /// `check_hash` checks no more.
+    #[serde(default)]
+    pub sha256_prefix: Option<String>,
     /// Only where the publisher gives no SHA-256 (Caffe's model zoo).
     #[serde(default)]
     pub sha1: Option<String>,
@@ -54,10 +59,22 @@ impl Registry {
         })?;
         for m in &r.model {
             for f in &m.files {
-                if f.sha256.is_none() && f.sha1.is_none() {
+                let hex = |d: &String, ok: &dyn Fn(usize) -> bool| {
+                    ok(d.len()) && d.chars().all(|c| c.is_ascii_hexdigit())
+                };
+                let ok = match (&f.sha256, &f.sha256_prefix, &f.sha1) {
+                    (Some(d), None, None) => hex(d, &|n| n == 64),
+                    (None, Some(d), None) => hex(d, &|n| (8..64).contains(&n)),
+                    (None, None, Some(d)) => hex(d, &|n| n == 40),
+                    _ => false,
+                };
+                if !ok {
                     return Err(Error::Spec {
                         origin: origin.into(),
-                        msg: format!("{}: file {} has no digest", m.name, f.name),
+                        msg: format!(
+                            "{}: file {} needs one digest: sha256 (64 hex digits), sha256_prefix (8 or more) or sha1 (40)",
+                            m.name, f.name
+                        ),
                     });
                 }
             }
@@ -117,7 +134,7 @@ enum Hasher {
 
 impl Hasher {
     fn for_file(f: &RemoteFile) -> (Hasher, String) {
-        match (&f.sha256, &f.sha1) {
+        match (f.sha256.as_ref().or(f.sha256_prefix.as_ref()), &f.sha1) {
             (Some(d), _) => (Hasher::Sha256(sha2::Sha256::new()), d.to_lowercase()),
             (None, Some(d)) => (Hasher::Sha1(sha1::Sha1::new()), d.to_lowercase()),
             (None, None) => unreachable!("checked when the registry is parsed"),
@@ -160,8 +177,9 @@ fn check(path: &Path, f: &RemoteFile) -> Result<Option<(bool, u64, String, Strin
     let (mut h, want) = Hasher::for_file(f);
     let n = hash_file(path, &mut h)?;
     let got = h.hex();
+    // a full digest, or the leading digits the registry holds
     Ok(Some((
-        f.size.is_none_or(|s| s == n) && got == want,
+        f.size.is_none_or(|s| s == n) && got.starts_with(&want) && !want.is_empty(),
         n,
         got,
         want,
@@ -349,15 +367,31 @@ mod tests {
     #[test]
     fn the_shipped_registry_is_complete() {
         let r = Registry::builtin();
-        for name in ["alexnet", "vgg16", "caffenet"] {
+        let names = [
+            "alexnet",
+            "vgg16",
+            "caffenet",
+            "resnet18",
+            "resnet34",
+            "resnet50",
+            "resnet101",
+            "vgg16_bn",
+            "googlenet",
+            "densenet121",
+            "mobilenet_v2",
+            "squeezenet1_1",
+        ];
+        assert_eq!(r.model.len(), names.len());
+        for name in names {
             let m = r.get(name).unwrap();
-            assert!(crate::model::spec::BUILTIN_SPECS
-                .iter()
-                .any(|(s, _)| *s == m.spec));
+            assert!(crate::model::spec::builtin_names().contains(&m.spec.as_str()));
             for f in &m.files {
-                let d = f.sha256.as_deref().or(f.sha1.as_deref()).unwrap();
-                assert!(d.chars().all(|c| c.is_ascii_hexdigit()));
-                assert!(d.len() == 64 || (f.sha256.is_none() && d.len() == 40));
+                let d = f
+                    .sha256
+                    .as_deref()
+                    .or(f.sha256_prefix.as_deref())
+                    .or(f.sha1.as_deref())
+                    .unwrap();
                 // torchvision names carry the digest's first 8 hex digits
                 if let Some(h) = f
                     .name
@@ -373,6 +407,41 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_prefix_is_checked_as_torch_hub_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.bin");
+        std::fs::write(&path, b"weights").unwrap();
+        let full = crate::hex::encode(sha2::Sha256::digest(b"weights"));
+        let file = |prefix: &str| RemoteFile {
+            name: "w.bin".into(),
+            url: String::new(),
+            sha256: None,
+            sha256_prefix: Some(prefix.into()),
+            sha1: None,
+            size: None,
+        };
+        assert!(verify(&path, &file(&full[..8])).unwrap());
+        let wrong = format!("{}0", &full[..7]);
+        let wrong = if wrong == full[..8] {
+            format!("{}1", &full[..7])
+        } else {
+            wrong
+        };
+        assert!(!verify(&path, &file(&wrong)).unwrap());
+        // a registry with a short or doubled digest is refused
+        for bad in [
+            "sha256_prefix = \"abc\"",
+            "sha256 = \"abcd1234\"",
+            "sha256_prefix = \"abcd1234\"\nsha1 = \"0000000000000000000000000000000000000000\"",
+        ] {
+            let text = format!(
+                "[[model]]\nname = \"m\"\nspec = \"tiny\"\n[[model.files]]\nname = \"f\"\nurl = \"u\"\n{bad}\n"
+            );
+            assert!(Registry::parse(&text, "r").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn a_verified_file_is_not_read_again_until_it_changes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.bin");
@@ -381,6 +450,7 @@ mod tests {
             name: "w.bin".into(),
             url: String::new(),
             sha256: Some(crate::hex::encode(sha2::Sha256::digest(b"weights"))),
+            sha256_prefix: None,
             sha1: None,
             size: Some(7),
         };
