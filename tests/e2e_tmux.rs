@@ -136,6 +136,35 @@ fn an_onnx_resnet_in_the_app() {
     tmux(&["-L", &sock, "kill-server"]);
 }
 
+/// The built-in residual demo, offline (`--model demo-resnet`): the gallery's labels come
+/// from its own weights, the overview lists its five blobs, and `layer3`'s top neuron
+/// expands into `layer2`, through the block's skip and branch alike.
+#[test]
+fn the_residual_demo_in_the_app() {
+    let sock = format!("treevis-e2e-resnet-{}", std::process::id());
+    let cache = tempfile::tempdir().unwrap();
+    let session = cache.path().join("session-resnet.json");
+    launch_with(&sock, cache.path(), &session, "--model demo-resnet");
+    let s = wait_for(&sock, "0000_stripes.png", 60);
+    assert!(s.contains("gallery: 22 images"), "{s}");
+    wait_for(&sock, "stripes 9", 60);
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
+    let s = wait_for(&sock, "relu:", 60);
+    assert!(s.contains(">fc:") && s.contains("layer3:") && s.contains("layer1:"), "{s}");
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "j"]);
+    wait_for(&sock, ">layer3:", 10);
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
+    wait_for(&sock, "tree: Enter expands", 10);
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
+    let s = wait_for(&sock, "· layer2:", 60);
+    let children = s.lines().filter(|l| l.contains("· layer2:")).count();
+    assert_eq!(children, 5, "{s}");
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "q"]);
+    let s = wait_for(&sock, "TREEVIS-EXITED", 10);
+    assert!(s.contains("TREEVIS-EXITED 0"), "{s}");
+    tmux(&["-L", &sock, "kill-server"]);
+}
+
 /// Processes whose command line mentions `needle`.
 fn pids_with(needle: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
