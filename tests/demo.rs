@@ -31,7 +31,10 @@ fn accuracy(model: &str, seed: u64, n: u64) -> f32 {
             .collect::<Vec<_>>()
     );
     let acc = train::evaluate(&m.net, seed, 0..n).unwrap();
-    eprintln!("{model}: {:.2}% of {n} fresh images of seed {seed}", acc * 100.0);
+    eprintln!(
+        "{model}: {:.2}% of {n} fresh images of seed {seed}",
+        acc * 100.0
+    );
     acc
 }
 

@@ -150,7 +150,10 @@ fn the_residual_demo_in_the_app() {
     wait_for(&sock, "stripes 9", 60);
     tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
     let s = wait_for(&sock, "relu:", 60);
-    assert!(s.contains(">fc:") && s.contains("layer3:") && s.contains("layer1:"), "{s}");
+    assert!(
+        s.contains(">fc:") && s.contains("layer3:") && s.contains("layer1:"),
+        "{s}"
+    );
     tmux(&["-L", &sock, "send-keys", "-t", "e2e", "j"]);
     wait_for(&sock, ">layer3:", 10);
     tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);

@@ -1,5 +1,6 @@
-//! CPU kernels that candle lacks or does slowly: max pooling with switches (argmax), Caffe's
-//! ceil-rounded average pooling, adaptive average pooling, fused LRN, `col2im` for the data
+//! The CPU backend, kernels that candle lacks or does slowly: max pooling with switches
+//! (argmax), Caffe's ceil-rounded average pooling, adaptive average pooling, fused LRN,
+//! `im2col`/`col2im` and the matrix products of convolutions, the data
 //! gradient of convolutions, and the ReLU backward rules. Each works on contiguous `f32`
 //! slices; the backward kernels take a batch of gradient *rows* against the forward state of
 //! one image (shared by every row). Planes are processed in parallel with rayon.

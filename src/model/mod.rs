@@ -1,13 +1,13 @@
 //! The numeric model: specs, weights, the network and its forward state. Knows nothing of
 //! terminals, files other than its own inputs, or async runtimes.
 
-pub mod act;
-pub mod binary;
 pub mod graph;
 pub mod kernels;
 pub mod legacy_pth;
 pub mod net;
+pub mod ops;
 pub mod rule;
+pub mod shape;
 pub mod spec;
 pub mod weights;
 pub mod zoo;
@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
-pub use net::{Blob, ForwardState, Net, Shape};
+pub use net::{Blob, ForwardState, Net};
+pub use ops::{act, binary};
+pub use shape::Shape;
 pub use spec::{LoadedSpec, Spec};
 
 use crate::error::{Error, Result};

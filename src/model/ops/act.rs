@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::rule::Rule;
+use crate::model::rule::Rule;
 
 /// An elementwise activation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -193,7 +193,7 @@ pub fn forward(x: &[f32], act: Act) -> Vec<f32> {
 /// The backward of `act` on gradient rows `g` against one image's input `x` (shared by
 /// every row) or every row's own. In place.
 pub fn backward(g: &mut [f32], x: &[f32], act: Act, rule: Rule) {
-    super::kernels::for_rows_of(g, x, |gv, xv| *gv = act.backward(*gv, xv, rule));
+    crate::model::kernels::for_rows_of(g, x, |gv, xv| *gv = act.backward(*gv, xv, rule));
 }
 
 /// PReLU over `x` (`[.., c, plane]`): `x` where positive, else `slopes[c] * x` (one slope

@@ -5,9 +5,9 @@
 
 use candle_core::Tensor;
 
-use super::net::Shape;
-use super::spec::Side;
 use crate::error::{Error, Result};
+use crate::model::shape::Shape;
+use crate::model::spec::Side;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinOp {

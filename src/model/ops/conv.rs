@@ -1,0 +1,319 @@
+//! Convolutions (groups, depthwise, dilation, non-square kernels and strides, uneven
+//! padding): the weights, the forward, and the data gradient every backward rule passes
+//! through unchanged. On the CPU they run `im2col` + one matrix product per group (the
+//! kernels of [`super::super::kernels`]); on another device candle's conv2d where it can
+//! take the geometry, else the host.
+
+use candle_core::{Device, Tensor};
+
+use crate::error::Result;
+use crate::model::kernels::{self, ConvGeom, MatRef};
+use crate::model::net::{host_vec, with_host};
+use crate::model::shape::Shape;
+use crate::model::spec::{Hw, Pads};
+
+/// A convolution with its weights (`[cout, cin/groups, k, k]`).
+#[derive(Clone)]
+pub struct Conv {
+    pub w: Tensor,
+    pub b: Tensor,
+    pub kernel: Hw,
+    pub stride: Hw,
+    pub pad: Pads,
+    pub dilation: Hw,
+    pub groups: usize,
+}
+
+impl Conv {
+    /// Whether candle's conv2d (one size for both axes, equal padding) can run it.
+    fn is_square(&self) -> bool {
+        self.kernel.is_square()
+            && self.stride.is_square()
+            && self.dilation.is_square()
+            && self.pad.is_uniform()
+    }
+
+    /// The same convolution with its weights in host memory.
+    fn on_host(&self) -> Result<Conv> {
+        Ok(Conv {
+            w: self.w.to_device(&Device::Cpu)?,
+            b: self.b.to_device(&Device::Cpu)?,
+            ..self.clone()
+        })
+    }
+}
+
+fn spatial(s: Shape) -> (usize, usize, usize) {
+    match s {
+        Shape::Spatial { c, h, w } => (c, h, w),
+        Shape::Flat(_) => unreachable!("conv shapes are spatial"),
+    }
+}
+
+pub(crate) fn geom(c: &Conv, in_shape: Shape, out_shape: Shape) -> ConvGeom {
+    let ((_, h, w), (_, oh, ow)) = (spatial(in_shape), spatial(out_shape));
+    ConvGeom {
+        h,
+        w,
+        oh,
+        ow,
+        k: c.kernel.0,
+        stride: c.stride.0,
+        pad: [c.pad.begin(0), c.pad.begin(1)],
+        dil: c.dilation.0,
+    }
+}
+
+/// Floats of `im2col` columns worth batching into one matrix product (32 MB).
+pub(crate) const COLS_BUDGET: usize = 8 << 20;
+
+/// Convolution: on the CPU, `im2col` of a chunk of images per group, then one matrix
+/// product per chunk and group (bias added as the product's initial value); elsewhere
+/// candle's conv2d.
+pub(crate) fn conv_forward(
+    x: &Tensor,
+    c: &Conv,
+    in_shape: Shape,
+    out_shape: Shape,
+) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        if c.is_square() {
+            let y = x.conv2d(&c.w, c.pad.begin(0), c.stride.h(), c.dilation.h(), c.groups)?;
+            return Ok(y.broadcast_add(&c.b)?);
+        }
+        // candle's conv2d takes one size for both axes: run this one on the host
+        let y = conv_forward(
+            &x.to_device(&Device::Cpu)?,
+            &c.on_host()?,
+            in_shape,
+            out_shape,
+        )?;
+        return Ok(y.to_device(x.device())?);
+    }
+    let n = x.dims()[0];
+    let ((cin, h, w), (cout, _, _)) = (spatial(in_shape), spatial(out_shape));
+    let g = geom(c, in_shape, out_shape);
+    let ohw = g.oh * g.ow;
+    let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
+    let kk = cin_g * g.window();
+    let chunk = (COLS_BUDGET / (kk * ohw)).clamp(1, n);
+    let bias = host_vec(&c.b)?;
+    let mut out = vec![0f32; n * cout * ohw];
+    with_host(x, |xs| {
+        with_host(&c.w, |ws| {
+            for i0 in (0..n).step_by(chunk) {
+                let m = chunk.min(n - i0);
+                for grp in 0..c.groups {
+                    let xg = &xs[(i0 * cin + grp * cin_g) * h * w..];
+                    let cols = kernels::im2col(xg, m, cin * h * w, cin_g, &g);
+                    let wg = &ws[grp * cout_g * kk..][..cout_g * kk];
+                    let bias_g = &bias[grp * cout_g..(grp + 1) * cout_g];
+                    if m == 1 {
+                        let dst = &mut out[(i0 * cout + grp * cout_g) * ohw..][..cout_g * ohw];
+                        for (row, b) in dst.chunks_mut(ohw).zip(bias_g) {
+                            row.fill(*b);
+                        }
+                        kernels::sgemm(
+                            dst,
+                            cout_g,
+                            ohw,
+                            kk,
+                            MatRef::rows(wg, kk),
+                            MatRef::rows(&cols, ohw),
+                            true,
+                        );
+                    } else {
+                        let mut tmp = vec![0f32; cout_g * m * ohw];
+                        kernels::sgemm(
+                            &mut tmp,
+                            cout_g,
+                            m * ohw,
+                            kk,
+                            MatRef::rows(wg, kk),
+                            MatRef::rows(&cols, m * ohw),
+                            false,
+                        );
+                        for (o, b) in bias_g.iter().enumerate() {
+                            for j in 0..m {
+                                let src = &tmp[(o * m + j) * ohw..][..ohw];
+                                let dst =
+                                    &mut out[((i0 + j) * cout + grp * cout_g + o) * ohw..][..ohw];
+                                for (d, s) in dst.iter_mut().zip(src) {
+                                    *d = s + b;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    })??;
+    Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?)
+}
+
+/// Data gradient of a convolution: on the CPU, for a chunk of rows per group one product
+/// `W_g^T . dY` (a transposed view of the weights, no copy) then `col2im`; elsewhere
+/// candle's transposed convolution.
+pub(crate) fn conv_backward(
+    g: &Tensor,
+    c: &Conv,
+    in_shape: Shape,
+    out_shape: Shape,
+) -> Result<Tensor> {
+    let rows = g.dims()[0];
+    let ((cin, h, _), (cout, oh, _)) = (spatial(in_shape), spatial(out_shape));
+    let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
+    if !g.device().is_cpu() {
+        if !c.is_square() {
+            // candle's transposed convolution takes one size for both axes
+            let g = g.to_device(&Device::Cpu)?;
+            let dx = conv_backward(&g, &c.on_host()?, in_shape, out_shape)?;
+            return Ok(dx.to_device(g.device())?);
+        }
+        let (k, s, p, d) = (c.kernel.h(), c.stride.h(), c.pad.begin(0), c.dilation.h());
+        let mut parts = Vec::with_capacity(c.groups);
+        for grp in 0..c.groups {
+            let gg = g.narrow(1, grp * cout_g, cout_g)?.contiguous()?;
+            let wg = c.w.narrow(0, grp * cout_g, cout_g)?.contiguous()?;
+            let full = (oh - 1) * s + d * (k - 1) + 1;
+            let out_pad = (h + 2 * p) - full;
+            parts.push(gg.conv_transpose2d(&wg, p, out_pad, s, d)?);
+        }
+        return Ok(Tensor::cat(&parts, 1)?);
+    }
+    let geo = geom(c, in_shape, out_shape);
+    let ohw = geo.oh * geo.ow;
+    let kk = cin_g * geo.window();
+    let chunk = (COLS_BUDGET / (kk * ohw)).clamp(1, rows);
+    let plane_in = cin * geo.h * geo.w;
+    let mut dx = vec![0f32; rows * plane_in];
+    with_host(g, |gs| {
+        with_host(&c.w, |ws| {
+            for r0 in (0..rows).step_by(chunk) {
+                let m = chunk.min(rows - r0);
+                let mut cols = vec![0f32; c.groups * kk * m * ohw];
+                for (grp, dst) in cols.chunks_mut(kk * m * ohw).enumerate() {
+                    let wg = &ws[grp * cout_g * kk..][..cout_g * kk];
+                    // Output channels whose gradient is zero in every row of the chunk add
+                    // nothing: a seed or a filter leaves one channel, so the first product
+                    // after it shrinks from `cout_g` terms to a handful.
+                    let active: Vec<usize> = (0..cout_g)
+                        .filter(|&o| {
+                            (0..m).any(|j| {
+                                gs[((r0 + j) * cout + grp * cout_g + o) * ohw..][..ohw]
+                                    .iter()
+                                    .any(|v| *v != 0.0)
+                            })
+                        })
+                        .collect();
+                    if active.is_empty() {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let (w_buf, rhs_buf);
+                    let (w_act, rhs, k_act) = if active.len() * 2 < cout_g {
+                        w_buf = active
+                            .iter()
+                            .flat_map(|&o| wg[o * kk..(o + 1) * kk].iter().copied())
+                            .collect::<Vec<f32>>();
+                        let mut b = vec![0f32; active.len() * m * ohw];
+                        for (a, &o) in active.iter().enumerate() {
+                            for j in 0..m {
+                                b[(a * m + j) * ohw..][..ohw].copy_from_slice(
+                                    &gs[((r0 + j) * cout + grp * cout_g + o) * ohw..][..ohw],
+                                );
+                            }
+                        }
+                        rhs_buf = b;
+                        (&w_buf[..], &rhs_buf[..], active.len())
+                    } else if m == 1 {
+                        (
+                            wg,
+                            &gs[(r0 * cout + grp * cout_g) * ohw..][..cout_g * ohw],
+                            cout_g,
+                        )
+                    } else {
+                        rhs_buf = kernels::gather_group(
+                            gs,
+                            r0..r0 + m,
+                            cout,
+                            grp * cout_g..(grp + 1) * cout_g,
+                            ohw,
+                        );
+                        (wg, &rhs_buf[..], cout_g)
+                    };
+                    kernels::sgemm(
+                        dst,
+                        kk,
+                        m * ohw,
+                        k_act,
+                        MatRef::transposed(w_act, kk),
+                        MatRef::rows(rhs, m * ohw),
+                        false,
+                    );
+                }
+                kernels::col2im(
+                    &cols,
+                    m,
+                    c.groups,
+                    cin_g,
+                    &geo,
+                    &mut dx[r0 * plane_in..(r0 + m) * plane_in],
+                );
+            }
+        })
+    })??;
+    Ok(Tensor::from_vec(
+        dx,
+        (rows, cin, geo.h, geo.w),
+        &Device::Cpu,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{conv_forward, Conv, Shape};
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn grouped_conv_matches_candle() {
+        let dev = Device::Cpu;
+        for (cin, cout, groups, stride) in
+            [(8, 8, 8, 1), (8, 8, 8, 2), (4, 8, 2, 1), (48, 48, 48, 2)]
+        {
+            let x = Tensor::randn(0f32, 1.0, (1, cin, 9, 9), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (cout, cin / groups, 3, 3), &dev).unwrap();
+            let c = Conv {
+                w: w.clone(),
+                b: Tensor::zeros((1, cout, 1, 1), candle_core::DType::F32, &dev).unwrap(),
+                kernel: 3.into(),
+                stride: stride.into(),
+                pad: 1.into(),
+                dilation: 1.into(),
+                groups,
+            };
+            let want = x.conv2d(&w, 1, stride, 1, groups).unwrap();
+            let oh = want.dims()[2];
+            let got = conv_forward(
+                &x,
+                &c,
+                Shape::Spatial { c: cin, h: 9, w: 9 },
+                Shape::Spatial {
+                    c: cout,
+                    h: oh,
+                    w: oh,
+                },
+            )
+            .unwrap();
+            let d = (got - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-4, "{cin} {cout} {groups} {stride}: {d}");
+        }
+    }
+}
