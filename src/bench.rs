@@ -79,14 +79,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     res.insert(
         "forward_b1_ms",
         median_ms(runs, || {
-            m.net.forward(&x1)?;
+            m.net.forward_blobs(&x1)?;
             sync(&device)
         })?,
     );
     res.insert(
         "forward_b32_ms",
         median_ms(runs.min(7), || {
-            m.net.forward(&x32)?;
+            m.net.forward_blobs(&x32)?;
             sync(&device)
         })?,
     );
@@ -163,7 +163,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     res.insert(
         "caffenet_forward_b1_ms",
         median_ms(runs, || {
-            c.net.forward(&xc)?;
+            c.net.forward_blobs(&xc)?;
             sync(&device)
         })?,
     );
@@ -224,7 +224,7 @@ fn resnet50(
     res.insert(
         "resnet50_forward_b1_ms",
         median_ms(runs, || {
-            m.net.forward(&x1)?;
+            m.net.forward_blobs(&x1)?;
             sync(device)
         })?,
     );
@@ -233,7 +233,7 @@ fn resnet50(
         res.insert(
             "resnet50_forward_b32_ms",
             median_ms(runs.min(5), || {
-                m.net.forward(&x32)?;
+                m.net.forward_blobs(&x32)?;
                 sync(device)
             })?,
         );

@@ -448,3 +448,40 @@ fn training_gradients_through_a_residual_graph_match_finite_differences() {
         "only {checked} checks with unchanged pooling switches"
     );
 }
+
+/// The inference forward (a feature-cache scan) gives the same blobs as the backward-ready
+/// one, keeps none of the rest, and refuses a backward pass with a clear error.
+#[test]
+fn an_inference_forward_keeps_the_blobs_only() {
+    let m = treevis::catalog::load("demo-resnet", &WeightsSource::Default, &Device::Cpu).unwrap();
+    let (x, _) = treevis::train::demo_batch(m.spec(), 5, 0..3).unwrap();
+    let full = m.net.forward(&x).unwrap();
+    let lean = m.net.forward_blobs(&x).unwrap();
+    for b in &m.net.blobs {
+        assert_eq!(
+            vec(full.output(b.layer, &b.name).unwrap()),
+            vec(lean.output(b.layer, &b.name).unwrap()),
+            "{}",
+            b.name
+        );
+    }
+    let kept =
+        |s: &treevis::model::ForwardState| s.outputs.iter().filter(|t| t.elem_count() > 0).count();
+    assert!(
+        kept(&lean) < kept(&full),
+        "{} vs {}",
+        kept(&lean),
+        kept(&full)
+    );
+    assert!(lean.switches.iter().all(Option::is_none));
+    let p: Path = "layer2:0".parse().unwrap();
+    let opts = Options {
+        rule: Rule::Guided,
+        mult: MultMode::Auto,
+    };
+    let e = recon::reconstruct(&m, &lean, 0, &opts, &[p])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("forward_blobs"), "{e}");
+}

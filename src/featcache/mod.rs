@@ -289,7 +289,7 @@ fn scan_batch(model: &Model, blobs: &[usize], paths: &[&Path]) -> Result<Vec<Res
             return Ok(Vec::new());
         }
         let x = Tensor::stack(&ok, 0)?.to_device(&model.net.device)?;
-        let state = model.net.forward(&x)?;
+        let state = model.net.forward_blobs(&x)?;
         let per_blob = blobs
             .iter()
             .map(|&bi| {

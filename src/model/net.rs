@@ -272,6 +272,8 @@ pub struct ForwardState {
     pub lrn_scale: Vec<Option<Vec<f32>>>,
     /// Training only: `(layer, mask)` of each dropout layer (kept units scaled by `1/keep`).
     pub dropout: Vec<(usize, Vec<f32>)>,
+    /// Whether the state holds what a backward pass needs (not [`Net::forward_blobs`]'s).
+    pub backward_ready: bool,
 }
 
 impl ForwardState {
@@ -299,6 +301,17 @@ impl ForwardState {
             &self.outputs[t - 1]
         }
     }
+}
+
+/// What a forward pass keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// Every tensor (training, weight gradients).
+    All,
+    /// What the backward rules need (reconstructions).
+    Backward,
+    /// The blobs and the output (inference).
+    Blobs,
 }
 
 /// Weight tensors a checkpoint may hold that no layer uses (BatchNorm's step counter).
@@ -742,11 +755,19 @@ impl Net {
 
     /// The forward pass keeping every layer's output.
     pub fn forward_full(&self, input: &Tensor) -> Result<ForwardState> {
-        self.forward_impl(input, self.layers.len(), None, None, true)
+        self.forward_impl(input, self.layers.len(), None, None, Keep::All)
     }
 
-    /// Per tensor: whether a forward state keeps it (see [`Net::forward`]).
-    fn kept(&self) -> Vec<bool> {
+    /// An inference forward pass (a feature-cache scan, labels): it keeps the blobs and the
+    /// last layer's output only, no backward state, so a batch needs a fraction of the
+    /// memory of [`Net::forward`]'s.
+    pub fn forward_blobs(&self, input: &Tensor) -> Result<ForwardState> {
+        self.forward_impl(input, self.layers.len(), None, None, Keep::Blobs)
+    }
+
+    /// Per tensor: whether a forward state keeps it (see [`Net::forward`]); with
+    /// `for_backward` false only the input, the blobs and the last layer's output.
+    fn kept(&self, for_backward: bool) -> Vec<bool> {
         let n = self.layers.len();
         let mut keep = vec![false; n + 1];
         keep[0] = true;
@@ -755,7 +776,12 @@ impl Net {
         }
         for b in &self.blobs {
             keep[b.layer + 1] = true;
-            keep[b.tap] = true;
+            if for_backward {
+                keep[b.tap] = true;
+            }
+        }
+        if !for_backward {
+            return keep;
         }
         for (i, l) in self.layers.iter().enumerate() {
             match l {
@@ -779,7 +805,7 @@ impl Net {
     /// The forward pass in training mode: dropout layers drop units (deterministically for
     /// `seed`) and the state keeps their masks for the backward pass.
     pub fn forward_train(&self, input: &Tensor, seed: u64) -> Result<ForwardState> {
-        self.forward_impl(input, self.layers.len(), None, Some(seed), true)
+        self.forward_impl(input, self.layers.len(), None, Some(seed), Keep::All)
     }
 
     /// The forward pass through layer `last` only: enough for reconstructions seeded at
@@ -796,7 +822,7 @@ impl Net {
         upto: usize,
         times: Option<&mut Vec<f64>>,
     ) -> Result<ForwardState> {
-        self.forward_impl(input, upto, times, None, false)
+        self.forward_impl(input, upto, times, None, Keep::Backward)
     }
 
     fn forward_impl(
@@ -805,12 +831,13 @@ impl Net {
         upto: usize,
         mut times: Option<&mut Vec<f64>>,
         dropout_seed: Option<u64>,
-        keep_all: bool,
+        keep: Keep,
     ) -> Result<ForwardState> {
-        let keep = if keep_all {
-            vec![true; self.layers.len() + 1]
-        } else {
-            self.kept()
+        let backward_ready = keep != Keep::Blobs;
+        let keep = match keep {
+            Keep::All => vec![true; self.layers.len() + 1],
+            Keep::Backward => self.kept(true),
+            Keep::Blobs => self.kept(false),
         };
         let dims = input.dims();
         let want = self.input.dims(dims.first().copied().unwrap_or(0));
@@ -951,8 +978,9 @@ impl Net {
                 t[i] += ms;
             }
             outputs.push(y);
-            switches.push(sw);
-            lrn_scale.push(sc);
+            // an inference pass keeps no backward state
+            switches.push(sw.filter(|_| backward_ready));
+            lrn_scale.push(sc.filter(|_| backward_ready));
             for &t in &self.inputs[i] {
                 // the last layer that takes `t` has run
                 if t > 0 && !keep[t] && self.consumers[t].iter().max() == Some(&i) {
@@ -967,6 +995,7 @@ impl Net {
             switches,
             lrn_scale,
             dropout,
+            backward_ready,
         })
     }
 
@@ -1008,6 +1037,11 @@ impl Net {
         rule: Rule,
     ) -> Result<Vec<Tensor>> {
         let rows = g.dims()[0];
+        if !state.backward_ready {
+            return Err(Error::Input(
+                "this forward state keeps only the blobs (Net::forward_blobs); a backward pass needs Net::forward".into(),
+            ));
+        }
         if img.is_none() && rows != state.batch {
             return Err(Error::Shape(format!(
                 "{rows} gradient rows for a forward batch of {}",
