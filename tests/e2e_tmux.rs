@@ -38,7 +38,8 @@ fn launch(sock: &str, cache: &std::path::Path, session: &std::path::Path) {
 
 fn launch_with(sock: &str, cache: &std::path::Path, session: &std::path::Path, extra: &str) {
     let cmd = format!(
-        "XDG_CACHE_HOME={} {} --protocol halfblocks --session {} {extra}; echo TREEVIS-EXITED $?; stty -a | grep -o -- '-icanon'; sleep 60",
+        "cd {}; XDG_CACHE_HOME={} {} --protocol halfblocks --session {} {extra}; echo TREEVIS-EXITED $?; stty -a | grep -o -- '-icanon'; sleep 60",
+        cache.display(),
         cache.display(),
         env!("CARGO_BIN_EXE_treevis"),
         session.display()
@@ -137,8 +138,8 @@ fn an_onnx_resnet_in_the_app() {
 }
 
 /// The built-in residual demo, offline (`--model demo-resnet`): the gallery's labels come
-/// from its own weights, the overview lists its five blobs, and `layer3`'s top neuron
-/// expands into `layer2`, through the block's skip and branch alike.
+/// from its own weights, the overview lists its five blobs, `layer3`'s top neuron expands
+/// into `layer2` (through the block's skip and branch alike), and the tree exports.
 #[test]
 fn the_residual_demo_in_the_app() {
     let sock = format!("treevis-e2e-resnet-{}", std::process::id());
@@ -162,6 +163,18 @@ fn the_residual_demo_in_the_app() {
     let s = wait_for(&sock, "· layer2:", 60);
     let children = s.lines().filter(|l| l.contains("· layer2:")).count();
     assert_eq!(children, 5, "{s}");
+    // the whole tree exported (into the app's folder)
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "E"]);
+    wait_for(&sock, "wrote 6 node(s)", 60);
+    let export = cache.path().join("treevis-export");
+    let tree = std::fs::read_dir(&export)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("tree.json"))
+        .find(|p| p.is_file())
+        .expect("tree.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tree).unwrap()).unwrap();
+    assert_eq!(json["children"].as_array().map(Vec::len), Some(5), "{json}");
     tmux(&["-L", &sock, "send-keys", "-t", "e2e", "q"]);
     let s = wait_for(&sock, "TREEVIS-EXITED", 10);
     assert!(s.contains("TREEVIS-EXITED 0"), "{s}");

@@ -296,8 +296,9 @@ fn status_bar(f: &mut Frame, app: &App, area: Rect) {
         s.pending,
         s.last_ms
     );
+    // the message first: a narrow terminal cuts the line's end
     let text = match &app.message {
-        Some(m) => format!("{text} | {m}"),
+        Some(m) => format!(" {m} |{text}"),
         None => text,
     };
     f.render_widget(
