@@ -278,8 +278,8 @@ fn fix_input_dims(
 fn check_arity(model: &OnnxModel, node: &Node) -> Result<()> {
     let need = match node.op_type.as_str() {
         "Constant" => 0,
-        "Conv" | "Gemm" | "MatMul" | "PRelu" | "Reshape" | "Gather" | "Mul" | "Div" | "Sub"
-        | "Expand" => 2,
+        "Conv" | "Gemm" | "MatMul" | "PRelu" | "Reshape" | "Gather" | "Add" | "Mul" | "Div"
+        | "Sub" | "Expand" => 2,
         "BatchNormalization" => 5,
         _ => 1,
     };
@@ -844,6 +844,12 @@ impl Importer<'_> {
     /// (either side), with NumPy broadcasting.
     fn binary(&mut self, node: &Node) -> Result<()> {
         let op = node.op_type.as_str();
+        if node.inputs.len() != 2 {
+            return Err(self.err(
+                node,
+                format!("{} inputs: {op} takes two", node.inputs.len()),
+            ));
+        }
         let kind = |o: Operand| match op {
             "Add" => LayerKind::Add(o),
             "Sub" => LayerKind::Sub(o),
@@ -876,7 +882,8 @@ impl Importer<'_> {
             }
             (Some(c), None) => (Side::Left, c, 1),
             (None, Some(c)) => (Side::Right, c, 0),
-            (Some(_), Some(_)) => unreachable!("folded as a constant"),
+            // folded before it gets here; refused rather than trusted
+            (Some(_), Some(_)) => return Err(self.err(node, "both operands are constants")),
         };
         let (src, d) = self.act(node, k)?;
         // the constant without the batch axis, right-aligned as NumPy broadcasts
@@ -2049,6 +2056,96 @@ mod tests {
                 && e.contains("Conv, Gemm"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn ops_treevis_cannot_read_exactly_are_refused() {
+        let konst = |name: &str, dims: Vec<usize>, v: Vec<f32>| {
+            let mut n = node(name, "Constant", &[], &[name]);
+            n.attrs.insert(
+                "value".into(),
+                super::super::Attr::Tensor(TensorData {
+                    dims,
+                    values: Values::F32(v),
+                }),
+            );
+            n
+        };
+        let mut reflect = node("/p/Pad", "Pad", &["x", "pads"], &["p"]);
+        reflect
+            .attrs
+            .insert("mode".into(), super::super::Attr::Str(b"reflect".to_vec()));
+        let pads = {
+            let mut n = node("pads", "Constant", &[], &["pads"]);
+            n.attrs.insert(
+                "value".into(),
+                super::super::Attr::Tensor(TensorData {
+                    dims: vec![8],
+                    values: Values::I64(vec![0, 0, 1, 1, 0, 0, 1, 1]),
+                }),
+            );
+            n
+        };
+        let cases: Vec<(Vec<Node>, &str, &str)> = vec![
+            (
+                vec![
+                    pads.clone(),
+                    reflect,
+                    node("/c/Conv", "Conv", &["p", "w"], &["y"]),
+                ],
+                "y",
+                "Pad mode `reflect`",
+            ),
+            (
+                // zero padding before a max pool is not -inf padding
+                vec![
+                    pads,
+                    node("/p/Pad", "Pad", &["x", "pads"], &["p"]),
+                    node("/m/MaxPool", "MaxPool", &["p"], &["y"]),
+                ],
+                "y",
+                "folds zero padding",
+            ),
+            (
+                vec![
+                    konst("k", vec![1, 4, 1, 1], vec![1.0; 4]),
+                    node("/m/Mul", "Mul", &["x", "k"], &["y"]),
+                ],
+                "y",
+                "does not broadcast",
+            ),
+            (
+                vec![
+                    konst("k", vec![3, 1, 1], vec![1.0, 0.0, 2.0]),
+                    node("/d/Div", "Div", &["x", "k"], &["y"]),
+                ],
+                "y",
+                "holds 0",
+            ),
+            (
+                vec![
+                    konst("k", vec![2, 3, 1, 1], vec![1.0; 6]),
+                    node("/a/Add", "Add", &["x", "k"], &["y"]),
+                ],
+                "y",
+                "spans the batch",
+            ),
+            (
+                vec![
+                    konst("s", vec![2], vec![0.1, 0.2]),
+                    node("/r/PRelu", "PRelu", &["x", "s"], &["y"]),
+                ],
+                "y",
+                "one per channel",
+            ),
+        ];
+        for (nodes, out, want) in cases {
+            let e = import(&model(nodes, out), "t")
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(e.contains(want) && e.contains("t.onnx"), "{want}: {e}");
+        }
     }
 
     #[test]
