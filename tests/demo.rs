@@ -41,8 +41,9 @@ fn accuracy(model: &str, seed: u64, n: u64) -> f32 {
 #[test]
 fn committed_weights_classify_fresh_images() {
     let acc = accuracy("demo", synth::HELD_OUT_SEED, 550);
-    assert!(acc >= 0.9, "held-out accuracy {acc}");
-    accuracy("demo", 4242, 60);
+    assert!(acc >= 0.97, "held-out accuracy {acc}");
+    let acc = accuracy("demo", 4242, 60);
+    assert!(acc >= 0.97, "accuracy on 60 images of seed 4242: {acc}");
 }
 
 /// The residual demo (a graph: skips and projections) is trained by the same trainer to

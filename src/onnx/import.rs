@@ -1343,6 +1343,13 @@ fn scalar_f32(t: &TensorData) -> Option<f32> {
 }
 
 fn tensor_of(t: &TensorData) -> std::result::Result<Tensor, String> {
+    let spread = t
+        .dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d.max(1)));
+    if spread.is_none_or(|n| n > super::MAX_ELEMENTS) {
+        return Err(format!("a tensor of dims {:?} is too large", t.dims));
+    }
     let v = t
         .f32s()
         .ok_or_else(|| "weights are integers, not floats".to_string())?;

@@ -748,12 +748,14 @@ impl Reader<'_> {
             .map(|&d| usize::try_from(d))
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| self.err(format!("{what}: negative dimension in {:?}", t.dims)))?;
-        let count = if dims.contains(&0) {
-            Some(0)
-        } else {
-            dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
-        };
-        let count = count.filter(|&n| n <= MAX_ELEMENTS).ok_or_else(|| {
+        // the non-zero dims bounded too: an empty tensor of [0, 2^40, 2^40] would overflow
+        // any product over part of its shape
+        let spread = dims
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d.max(1)))
+            .filter(|&n| n <= MAX_ELEMENTS);
+        let count = spread.map(|n| if dims.contains(&0) { 0 } else { n });
+        let count = count.ok_or_else(|| {
             self.err(format!(
                 "{what}: dims {dims:?} make more than {MAX_ELEMENTS} elements"
             ))
