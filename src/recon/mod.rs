@@ -135,7 +135,7 @@ pub struct Child {
     pub path: Path,
 }
 
-fn seed_job(nodes: &[(usize, usize)], stop: Stop) -> Job {
+pub(crate) fn seed_job(nodes: &[(usize, usize)], stop: Stop) -> Job {
     Job {
         start: Start::Seed {
             blob: nodes[0].0,
