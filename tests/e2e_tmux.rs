@@ -32,6 +32,16 @@ fn wait_for(sock: &str, what: &str, secs: u64) -> String {
     }
 }
 
+/// Ends the test's tmux server (and the app in it) however the test ends, a failed
+/// assertion included.
+struct Server(String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        tmux(&["-L", &self.0, "kill-server"]);
+    }
+}
+
 fn launch(sock: &str, cache: &std::path::Path, session: &std::path::Path) {
     launch_with(sock, cache, session, "");
 }
@@ -63,6 +73,7 @@ fn launch_with(sock: &str, cache: &std::path::Path, session: &std::path::Path, e
 #[test]
 fn gallery_overview_tree_expand_quit() {
     let sock = format!("treevis-e2e-{}", std::process::id());
+    let _server = Server(sock.clone());
     let cache = tempfile::tempdir().unwrap();
     let session = cache.path().join("session.json");
     launch(&sock, cache.path(), &session);
@@ -105,6 +116,7 @@ fn gallery_overview_tree_expand_quit() {
 #[test]
 fn an_onnx_resnet_in_the_app() {
     let sock = format!("treevis-e2e-onnx-{}", std::process::id());
+    let _server = Server(sock.clone());
     let cache = tempfile::tempdir().unwrap();
     let session = cache.path().join("session-onnx.json");
     let model = format!(
@@ -143,6 +155,7 @@ fn an_onnx_resnet_in_the_app() {
 #[test]
 fn the_residual_demo_in_the_app() {
     let sock = format!("treevis-e2e-resnet-{}", std::process::id());
+    let _server = Server(sock.clone());
     let cache = tempfile::tempdir().unwrap();
     let session = cache.path().join("session-resnet.json");
     launch_with(&sock, cache.path(), &session, "--model demo-resnet");
@@ -197,6 +210,7 @@ fn pids_with(needle: &str) -> Vec<u32> {
 #[test]
 fn a_hang_up_ends_the_app() {
     let sock = format!("treevis-e2e-hup-{}", std::process::id());
+    let _server = Server(sock.clone());
     let cache = tempfile::tempdir().unwrap();
     let session = cache.path().join("session-hup.json");
     launch(&sock, cache.path(), &session);
