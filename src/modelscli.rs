@@ -200,19 +200,21 @@ pub fn run(args: ModelsArgs) -> Result<()> {
         ModelsCommand::List { registry: reg, dir } => {
             let reg = registry(reg.as_deref())?;
             let dir = dir.unwrap_or_else(crate::fetch::models_dir);
+            let wn = reg.model.iter().map(|m| m.name.len()).max().unwrap_or(0);
+            let ws = reg.model.iter().map(|m| m.spec.len()).max().unwrap_or(0);
             for m in &reg.model {
                 let here = m.files.iter().all(|f| {
                     crate::fetch::verify(&dir.join(&m.name).join(&f.name), f).unwrap_or(false)
                 });
                 println!(
-                    "{:10} {:8} spec {:9} {}",
+                    "{:wn$} {:8} spec {:ws$} {}",
                     m.name,
                     if here { "present" } else { "absent" },
                     m.spec,
                     m.description
                 );
                 for f in &m.files {
-                    println!("           {}  {}", f.name, f.url);
+                    println!("{:wn$}  {}  {}", "", f.name, f.url);
                 }
             }
             println!("(folder: {})", dir.display());
