@@ -663,7 +663,7 @@ impl Importer<'_> {
                     .konst(node, 1)?
                     .and_then(|t| t.f32s().map(|v| v.to_vec()))
                     .ok_or_else(|| self.err(node, "the slope is not a constant"))?;
-                let (_, d) = self.act(node, 0)?;
+                let (src, d) = self.act(node, 0)?;
                 match slope.as_slice() {
                     s if s.iter().all(|v| *v == s[0]) && !s.is_empty() => {
                         self.unary(node, LayerKind::LeakyRelu { alpha: s[0] })
@@ -672,7 +672,6 @@ impl Importer<'_> {
                         let name = self.name_for(node, None);
                         let t = Tensor::from_vec(s.to_vec(), s.len(), &candle_core::Device::Cpu)?;
                         self.weight(&name, "weight", t);
-                        let (src, d) = self.act(node, 0)?;
                         self.push(node, name, vec![src], LayerKind::Prelu, d);
                         Ok(())
                     }
