@@ -7,10 +7,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
+    /// The cause is part of the message, not a `source`: a chain printer (`{:#}`) would
+    /// say it twice.
+    #[error("{}: {}", path.display(), io_message(cause))]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("model spec {origin}: {msg}")]
     Spec { origin: String, msg: String },
@@ -42,7 +44,7 @@ impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Error {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            cause: source,
         }
     }
 
@@ -72,5 +74,26 @@ impl Error {
             path: path.to_string(),
             msg: msg.into(),
         }
+    }
+}
+
+/// An IO error as a user reads it: what went wrong, without the raw `os error N` where the
+/// kind says more (a full disk is "no space left on device", not "Input/output error").
+fn io_message(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    let plain = match e.kind() {
+        K::StorageFull => Some("no space left on device"),
+        K::QuotaExceeded => Some("disk quota exceeded"),
+        K::NotFound => Some("no such file or directory"),
+        K::PermissionDenied => Some("permission denied"),
+        K::IsADirectory => Some("is a directory, not a file"),
+        K::NotADirectory => Some("not a directory"),
+        K::ReadOnlyFilesystem => Some("read-only file system"),
+        K::UnexpectedEof => Some("the file ends too early (truncated?)"),
+        _ => None,
+    };
+    match plain {
+        Some(p) => p.to_string(),
+        None => e.to_string(),
     }
 }

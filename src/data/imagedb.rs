@@ -43,29 +43,12 @@ pub fn open(dir: &Path) -> Result<Arc<ImageDb>> {
     Ok(db)
 }
 
-/// Opens the LMDB environment in `dir` for reading (with a memory map of `map_size` when
-/// given). A read-only or shared folder cannot take a lock file: it is read without one then.
-pub fn open_read_only(dir: &Path, map_size: Option<usize>) -> Result<lmdb::Environment> {
-    let ro = lmdb::EnvironmentFlags::READ_ONLY | lmdb::EnvironmentFlags::NO_TLS;
-    let open = |flags| {
-        let mut b = lmdb::Environment::new();
-        b.set_flags(flags);
-        if let Some(m) = map_size {
-            b.set_map_size(m);
-        }
-        b.open(dir)
-    };
-    open(ro)
-        .or_else(|_| open(ro | lmdb::EnvironmentFlags::NO_LOCK))
-        .map_err(|e| Error::db(dir, format!("cannot open: {e}")))
-}
-
 impl ImageDb {
     fn open_uncached(dir: &Path) -> Result<ImageDb> {
         if !is_lmdb(dir) {
             return Err(Error::db(dir, "not an LMDB folder (no data.mdb)"));
         }
-        let env = open_read_only(dir, None)?;
+        let env = super::lmdbfile::open_read_only(dir, None)?;
         let db = env
             .open_db(None)
             .map_err(|e| Error::db(dir, format!("cannot open the main database: {e}")))?;
@@ -174,10 +157,7 @@ pub fn write(dir: &Path, images: &[(String, image::RgbImage, Option<i32>)]) -> R
         .iter()
         .map(|(_, i, _)| i.as_raw().len() + 64)
         .sum::<usize>();
-    let env = lmdb::Environment::new()
-        .set_map_size((size * 2 + (1 << 20)).next_power_of_two())
-        .open(dir)
-        .map_err(|e| Error::db(dir, format!("cannot create: {e}")))?;
+    let env = super::lmdbfile::open_read_write(dir, (size * 2 + (1 << 20)).next_power_of_two())?;
     let db = env
         .open_db(None)
         .map_err(|e| Error::db(dir, e.to_string()))?;

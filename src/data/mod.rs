@@ -2,6 +2,7 @@
 
 pub mod datum;
 pub mod imagedb;
+pub mod lmdbfile;
 pub mod npy;
 pub mod source;
 pub mod synth;

@@ -25,12 +25,9 @@ impl Store {
             return Err(Error::db(dir, "no feature cache here (no data.mdb)"));
         }
         let env = if create {
-            let mut b = lmdb::Environment::new();
-            b.set_map_size(MAP_SIZE);
-            b.open(dir)
-                .map_err(|e| Error::db(dir, format!("cannot open: {e}")))?
+            crate::data::lmdbfile::open_read_write(dir, MAP_SIZE)?
         } else {
-            crate::data::imagedb::open_read_only(dir, Some(MAP_SIZE))?
+            crate::data::lmdbfile::open_read_only(dir, Some(MAP_SIZE))?
         };
         let db = env
             .open_db(None)

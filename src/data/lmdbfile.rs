@@ -1,0 +1,195 @@
+//! Opening LMDB environments safely. LMDB memory-maps `data.mdb` and trusts it: a file
+//! shorter than its own meta page says (a truncated copy, a full disk, an interrupted
+//! `rsync`) is read past its end, and the kernel answers with SIGBUS. So the file's meta
+//! pages are checked against its length before LMDB ever maps it.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// LMDB's `MDB_MAGIC`.
+const MAGIC: u32 = 0xBEEF_C0DE;
+/// `MDB_DATA_VERSION` of LMDB 0.9 (`MDB_DEVEL` off).
+const DATA_VERSION: u32 = 1;
+/// The page header (`mp_pgno`, `mp_pad`, `mp_flags`, `mp_lower`, `mp_upper`) on 64-bit.
+const PAGE_HEADER: usize = 16;
+/// Offsets in a meta page (after the header) of `MDB_meta`'s fields on 64-bit builds:
+/// magic u32, version u32, address ptr, mapsize size_t, two `MDB_db` of 48 bytes (the first
+/// one's `md_pad` holds the page size), last_pg, txnid.
+const OFF_MAGIC: usize = PAGE_HEADER;
+const OFF_VERSION: usize = PAGE_HEADER + 4;
+const OFF_PSIZE: usize = PAGE_HEADER + 24;
+const OFF_LAST_PG: usize = PAGE_HEADER + 24 + 2 * 48;
+const OFF_TXNID: usize = OFF_LAST_PG + 8;
+const META_LEN: usize = OFF_TXNID + 8;
+
+/// What one meta page says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Meta {
+    page_size: u64,
+    last_page: u64,
+    txnid: u64,
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// Parses a meta page, or says why it is not one.
+fn meta(page: &[u8]) -> std::result::Result<Meta, String> {
+    if page.len() < META_LEN {
+        return Err("shorter than an LMDB meta page".into());
+    }
+    if u32_at(page, OFF_MAGIC) != Some(MAGIC) {
+        return Err("not an LMDB file (bad magic number)".into());
+    }
+    let version = u32_at(page, OFF_VERSION).unwrap_or(0);
+    if version != DATA_VERSION {
+        return Err(format!(
+            "LMDB data format {version}, expected {DATA_VERSION}"
+        ));
+    }
+    let page_size = u64::from(u32_at(page, OFF_PSIZE).unwrap_or(0));
+    if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+        return Err(format!("implausible page size {page_size}"));
+    }
+    Ok(Meta {
+        page_size,
+        last_page: u64_at(page, OFF_LAST_PG).unwrap_or(u64::MAX),
+        txnid: u64_at(page, OFF_TXNID).unwrap_or(0),
+    })
+}
+
+/// Checks that `data.mdb` in `dir` is a whole LMDB file: both meta pages readable and the
+/// file at least as long as the pages the newest one says are in use. A missing file is
+/// fine (LMDB creates it); anything else that is wrong is an error that says so.
+pub fn check(dir: &Path) -> Result<()> {
+    let file = dir.join("data.mdb");
+    let damaged = |why: String| Error::db(dir, format!("data.mdb is damaged: {why}"));
+    let mut f = match std::fs::File::open(&file) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&file, e)),
+    };
+    let len = f.metadata().map_err(|e| Error::io(&file, e))?.len();
+    if len == 0 {
+        return Err(damaged("the file is empty".into()));
+    }
+    let mut first = vec![0u8; META_LEN];
+    f.read_exact(&mut first)
+        .map_err(|_| damaged(format!("the file has only {len} bytes")))?;
+    let m0 = meta(&first).map_err(damaged)?;
+    let second_at = m0.page_size;
+    if len < second_at + META_LEN as u64 {
+        return Err(damaged(format!(
+            "the file has only {len} bytes, less than its two meta pages"
+        )));
+    }
+    let mut second = vec![0u8; META_LEN];
+    {
+        use std::io::{Seek, SeekFrom};
+        f.seek(SeekFrom::Start(second_at))
+            .map_err(|e| Error::io(&file, e))?;
+    }
+    f.read_exact(&mut second).map_err(|e| Error::io(&file, e))?;
+    let m1 = meta(&second).map_err(damaged)?;
+    // LMDB reads the meta page of the newer transaction
+    let newest = if m1.txnid > m0.txnid { m1 } else { m0 };
+    let need = newest
+        .last_page
+        .checked_add(1)
+        .and_then(|p| p.checked_mul(newest.page_size))
+        .ok_or_else(|| damaged(format!("last page {} is impossible", newest.last_page)))?;
+    if len < need {
+        return Err(damaged(format!(
+            "the file has {len} bytes but its last transaction uses {need} \
+             (truncated? copy it again)"
+        )));
+    }
+    Ok(())
+}
+
+/// Opens the LMDB environment in `dir` for reading (with a memory map of `map_size` when
+/// given), after [`check`]ing its file. A read-only or shared folder cannot take a lock
+/// file: it is read without one then.
+pub fn open_read_only(dir: &Path, map_size: Option<usize>) -> Result<lmdb::Environment> {
+    check(dir)?;
+    let ro = lmdb::EnvironmentFlags::READ_ONLY | lmdb::EnvironmentFlags::NO_TLS;
+    let open = |flags| {
+        let mut b = lmdb::Environment::new();
+        b.set_flags(flags);
+        if let Some(m) = map_size {
+            b.set_map_size(m);
+        }
+        b.open(dir)
+    };
+    open(ro)
+        .or_else(|_| open(ro | lmdb::EnvironmentFlags::NO_LOCK))
+        .map_err(|e| Error::db(dir, format!("cannot open: {e}")))
+}
+
+/// Opens (creating) the LMDB environment in `dir` for writing, after [`check`]ing an
+/// existing file.
+pub fn open_read_write(dir: &Path, map_size: usize) -> Result<lmdb::Environment> {
+    check(dir)?;
+    let mut b = lmdb::Environment::new();
+    b.set_map_size(map_size);
+    b.open(dir)
+        .map_err(|e| Error::db(dir, format!("cannot open: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lmdb::Transaction;
+
+    fn write_env(dir: &Path) {
+        let env = open_read_write(dir, 1 << 24).unwrap();
+        let db = env.open_db(None).unwrap();
+        let mut t = env.begin_rw_txn().unwrap();
+        for i in 0..2000u32 {
+            t.put(
+                db,
+                &format!("key{i:05}"),
+                &[7u8; 100],
+                lmdb::WriteFlags::empty(),
+            )
+            .unwrap();
+        }
+        t.commit().unwrap();
+    }
+
+    #[test]
+    fn a_whole_file_passes_and_a_truncated_one_is_refused_before_it_is_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        write_env(dir.path());
+        check(dir.path()).unwrap();
+        assert!(open_read_only(dir.path(), None).is_ok());
+        let file = dir.path().join("data.mdb");
+        let len = std::fs::metadata(&file).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.set_len(len / 2).unwrap();
+        let e = open_read_only(dir.path(), None).unwrap_err().to_string();
+        assert!(e.contains("damaged") && e.contains("truncated"), "{e}");
+        f.set_len(100).unwrap();
+        let e = check(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("only 100 bytes"), "{e}");
+        f.set_len(0).unwrap();
+        let e = check(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_lmdb_is_named_so() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("data.mdb"), vec![1u8; 10000]).unwrap();
+        let e = check(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("bad magic"), "{e}");
+        assert!(check(&dir.path().join("absent")).is_ok());
+    }
+}
