@@ -160,7 +160,9 @@ pub fn import_onnx(path: &Path) -> Result<crate::onnx::import::Imported> {
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "onnx".into());
-    crate::onnx::import::import(&m, &name)
+    let imported = crate::onnx::import::import(&m, &name)?;
+    weights::check_finite(path, &imported.tensors)?;
+    Ok(imported)
 }
 
 /// Reads every tensor of a weights file: a Caffe `.caffemodel` (by its extension), else
@@ -172,7 +174,9 @@ pub fn read_weights(path: &Path) -> Result<TensorMap> {
         if raw.is_empty() {
             return Err(Error::weights(path, "the file holds no tensors"));
         }
-        return Ok(raw.into_iter().collect());
+        let map = raw.into_iter().collect();
+        weights::check_finite(path, &map)?;
+        return Ok(map);
     }
     Ok(torchvision_names(weights::read_weights(path)?))
 }

@@ -3,9 +3,9 @@
 
 pub mod graph;
 pub mod kernels;
-pub mod legacy_pth;
 pub mod net;
 pub mod ops;
+pub mod pth;
 pub mod rule;
 pub mod shape;
 pub mod spec;

@@ -28,17 +28,11 @@ pub fn read_weights(path: &Path) -> Result<TensorMap> {
         return Err(Error::weights(path, "file is too short to hold weights"));
     }
     let raw: Vec<(String, Tensor)> = if head.starts_with(b"PK\x03\x04") {
-        let mut all = candle_core::pickle::read_all(path)
-            .map_err(|e| Error::weights(path, format!("not a readable PyTorch .pth: {e}")))?;
-        if all.is_empty() {
-            all = candle_core::pickle::read_all_with_key(path, Some("state_dict"))
-                .map_err(|e| Error::weights(path, format!("not a readable PyTorch .pth: {e}")))?;
-        }
-        all
+        super::pth::read_zip_file(path)?
     } else {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        if super::legacy_pth::is_legacy(&bytes) {
-            super::legacy_pth::read_file(path, &bytes)?
+        if super::pth::is_legacy(&bytes) {
+            super::pth::read_file(path, &bytes)?
         } else {
             safetensors_tensors(path, &bytes)?
         }
@@ -46,14 +40,41 @@ pub fn read_weights(path: &Path) -> Result<TensorMap> {
     if raw.is_empty() {
         return Err(Error::weights(path, "the file holds no tensors"));
     }
-    raw.into_iter()
+    let map = raw
+        .into_iter()
         .map(|(n, t)| {
             let t = t
                 .to_dtype(DType::F32)
                 .map_err(|e| Error::weights(path, format!("tensor `{n}`: {e}")))?;
             Ok((n, t))
         })
-        .collect()
+        .collect::<Result<TensorMap>>()?;
+    check_finite(path, &map)?;
+    Ok(map)
+}
+
+/// Refuses weights that hold NaN or infinite values: every output of the net would be NaN.
+pub fn check_finite(path: &Path, map: &TensorMap) -> Result<()> {
+    let mut names: Vec<&String> = map.keys().collect();
+    names.sort();
+    for name in names {
+        let values = map[name]
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| Error::weights(path, format!("tensor `{name}`: {e}")))?;
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(Error::weights(
+                path,
+                format!(
+                    "tensor `{name}` holds {bad} NaN or infinite value{} (of {})",
+                    if bad == 1 { "" } else { "s" },
+                    values.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The tensors of a safetensors file's bytes.
@@ -66,12 +87,27 @@ fn safetensors_tensors(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)
     })?;
     st.tensors()
         .into_iter()
+        .filter(|(name, view)| !(name.ends_with("num_batches_tracked") && !is_float(view.dtype())))
         .map(|(name, view)| {
+            if !is_float(view.dtype()) {
+                return Err(Error::weights(
+                    path,
+                    format!(
+                        "tensor `{name}` holds {:?} values; weights must be floating-point",
+                        view.dtype()
+                    ),
+                ));
+            }
             let t = candle_core::safetensors::Load::load(&view, &Device::Cpu)
                 .map_err(|e| Error::weights(path, format!("tensor `{name}`: {e}")))?;
             Ok((name, t))
         })
         .collect()
+}
+
+fn is_float(d: safetensors::Dtype) -> bool {
+    use safetensors::Dtype as D;
+    matches!(d, D::F16 | D::BF16 | D::F32 | D::F64)
 }
 
 /// Writes tensors as safetensors.
