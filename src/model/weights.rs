@@ -87,7 +87,7 @@ fn safetensors_tensors(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)
     })?;
     st.tensors()
         .into_iter()
-        .filter(|(name, view)| !(name.ends_with("num_batches_tracked") && !is_float(view.dtype())))
+        .filter(|(name, view)| !name.ends_with("num_batches_tracked") || is_float(view.dtype()))
         .map(|(name, view)| {
             if !is_float(view.dtype()) {
                 return Err(Error::weights(
