@@ -283,10 +283,14 @@ pub fn init_logging(verbose: u8, to_file: bool) {
         }
         return;
     }
+    // warnings are part of a command's output: plain lines a user or a script can read
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .without_time()
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

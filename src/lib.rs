@@ -22,6 +22,7 @@ pub mod model;
 pub mod modelscli;
 pub mod onnx;
 pub mod recon;
+pub mod sysmem;
 pub mod train;
 pub mod tui;
 

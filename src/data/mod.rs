@@ -26,12 +26,44 @@ pub fn load_image(path: &Path) -> Result<image::RgbImage> {
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
+    let format = reader.format();
     let img = reader.decode().map_err(|e| Error::Image {
         path: path.to_path_buf(),
         msg: format!("cannot decode: {e}"),
     })?;
+    if format == Some(image::ImageFormat::Jpeg) && !jpeg_is_whole(path) {
+        tracing::warn!(
+            "image {}: the JPEG has no end marker: it is truncated, and what is missing \
+             was filled in by the decoder",
+            path.display()
+        );
+    }
     Ok(img.to_rgb8())
 }
+
+/// Whether a JPEG file ends with its end-of-image marker (`FF D9`, possibly followed by
+/// padding), as a file that was not cut short does. Decoders fill a truncated JPEG's
+/// missing rows with grey and say nothing.
+fn jpeg_is_whole(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return true;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let tail_len = len.min(4096);
+    let mut tail = vec![0u8; tail_len as usize];
+    if f.seek(SeekFrom::Start(len - tail_len)).is_err() || f.read_exact(&mut tail).is_err() {
+        return true;
+    }
+    let end = tail
+        .iter()
+        .rposition(|&b| b != 0 && b != b'\n' && b != b'\r' && b != b' ')
+        .map_or(0, |i| i + 1);
+    tail[..end].ends_with(&[0xFF, 0xD9])
+}
+
+/// The largest intermediate image (pixels) of a resize before its centre crop.
+const MAX_RESIZED_PIXELS: u64 = 1 << 26;
 
 /// Resizes (shorter side to `resize` then centre crop, or straight to the input size) and
 /// normalises an RGB image into the network's input `[3, H, W]`.
@@ -60,9 +92,18 @@ pub fn preprocess_vec(
                 ((iw as f64 * s).round() as u32).max(w as u32),
                 ((ih as f64 * s).round() as u32).max(h as u32),
             );
-            let r = image::imageops::resize(img, nw, nh, FilterType::Triangle);
-            let (x0, y0) = ((nw - w as u32) / 2, (nh - h as u32) / 2);
-            image::imageops::crop_imm(&r, x0, y0, w as u32, h as u32).to_image()
+            if u64::from(nw) * u64::from(nh) <= MAX_RESIZED_PIXELS {
+                let r = image::imageops::resize(img, nw, nh, FilterType::Triangle);
+                let (x0, y0) = ((nw - w as u32) / 2, (nh - h as u32) / 2);
+                image::imageops::crop_imm(&r, x0, y0, w as u32, h as u32).to_image()
+            } else {
+                // an extreme aspect ratio (a 1 x 60000 strip): resizing all of it would
+                // take gigabytes, so the part the centre crop keeps is cut out first
+                let cw = ((w as f64 / s).ceil() as u32).clamp(1, iw);
+                let ch = ((h as f64 / s).ceil() as u32).clamp(1, ih);
+                let part = image::imageops::crop_imm(img, (iw - cw) / 2, (ih - ch) / 2, cw, ch);
+                image::imageops::resize(&part.to_image(), w as u32, h as u32, FilterType::Triangle)
+            }
         }
         None => image::imageops::resize(img, w as u32, h as u32, FilterType::Triangle),
     };

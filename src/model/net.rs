@@ -39,7 +39,46 @@ pub fn activation_of(kind: &LayerKind) -> Option<Act> {
 
 /// Output shape of a layer from the shapes of its inputs; `width` is the output channel
 /// count of conv/linear layers (from the weights, or the spec's `out`).
+/// The shape is refused when it is empty or larger than [`MAX_ACTIVATION`] elements per
+/// image, before anything of that size is allocated.
 pub fn infer_shape(
+    spec: &Spec,
+    layer: &LayerSpec,
+    inputs: &[Shape],
+    width: Option<usize>,
+) -> Result<Shape> {
+    let shape = infer_shape_unchecked(spec, layer, inputs, width)?;
+    check_size(shape).map_err(|msg| {
+        Error::Shape(format!(
+            "layer `{}` of {}: its output {shape} {msg}",
+            layer.name, spec.name
+        ))
+    })?;
+    Ok(shape)
+}
+
+/// The most elements one image's activation may have at any point of a net (1 GiB of
+/// float32): a spec or a weights file asking for more is refused, not allocated.
+pub const MAX_ACTIVATION: usize = 1 << 28;
+
+/// Says why a shape cannot be computed with, if it cannot.
+pub fn check_size(shape: Shape) -> std::result::Result<(), String> {
+    let dims = match shape {
+        Shape::Spatial { c, h, w } => vec![c, h, w],
+        Shape::Flat(n) => vec![n],
+    };
+    if dims.contains(&0) {
+        return Err("is empty".into());
+    }
+    match dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
+        Some(n) if n <= MAX_ACTIVATION => Ok(()),
+        _ => Err(format!(
+            "has more than {MAX_ACTIVATION} elements per image (1 GiB)"
+        )),
+    }
+}
+
+fn infer_shape_unchecked(
     spec: &Spec,
     layer: &LayerSpec,
     inputs: &[Shape],
@@ -344,6 +383,10 @@ impl Net {
             h: spec.input.size[0],
             w: spec.input.size[1],
         };
+        check_size(input).map_err(|msg| Error::Spec {
+            origin: spec.name.clone(),
+            msg: format!("the input {input} {msg}"),
+        })?;
         let mut layers = Vec::new();
         let mut shapes: Vec<Shape> = Vec::new();
         let mut used = HashSet::new();

@@ -526,6 +526,38 @@ pub struct LoadedSpec {
     pub dir: Option<PathBuf>,
 }
 
+/// A layer's numbers that NaN, infinity or a value out of range would turn into a silent
+/// all-NaN or all-zero output.
+fn check_numbers(l: &LayerSpec) -> std::result::Result<(), String> {
+    let bad = |what: String| Err(format!("{} layer `{}`: {what}", l.kind.type_name(), l.name));
+    let floats: Vec<(&str, f32)> = match &l.kind {
+        LayerKind::Clip { min, max } => vec![("min", *min), ("max", *max)],
+        LayerKind::LeakyRelu { alpha } => vec![("alpha", *alpha)],
+        LayerKind::Hardsigmoid { alpha, beta } => vec![("alpha", *alpha), ("beta", *beta)],
+        LayerKind::Batchnorm { eps } => vec![("eps", *eps)],
+        LayerKind::Lrn { alpha, beta, k, .. } => {
+            vec![("alpha", *alpha), ("beta", *beta), ("k", *k)]
+        }
+        LayerKind::Dropout { p } => vec![("p", *p)],
+        _ => vec![],
+    };
+    if let Some((name, v)) = floats.iter().find(|(_, v)| !v.is_finite()) {
+        return bad(format!("{name} = {v} is not a finite number"));
+    }
+    match &l.kind {
+        LayerKind::Conv { out: Some(0), .. } | LayerKind::Linear { out: Some(0), .. } => {
+            bad("out must be at least 1".into())
+        }
+        LayerKind::Clip { min, max } if min > max => bad(format!("min {min} is above max {max}")),
+        LayerKind::Batchnorm { eps } if *eps < 0.0 => bad(format!("eps {eps} is negative")),
+        LayerKind::Lrn { k, .. } if *k <= 0.0 => bad(format!("k = {k} must be positive")),
+        LayerKind::Dropout { p } if !(0.0..1.0).contains(p) => {
+            bad(format!("p = {p} must be in [0, 1)"))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Spec {
     /// Parses and validates a spec from TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Spec> {
@@ -546,6 +578,7 @@ impl Spec {
             if !seen.insert(l.name.as_str()) {
                 return Err(format!("layer `{}` is defined twice", l.name));
             }
+            check_numbers(l)?;
             match &l.kind {
                 LayerKind::Conv {
                     kernel,
@@ -612,6 +645,21 @@ impl Spec {
         if self.input.size[0] == 0 || self.input.size[1] == 0 {
             return Err("input.size must be positive".into());
         }
+        let inp = &self.input;
+        if !(inp.scale.is_finite() && inp.scale > 0.0) {
+            return Err(format!(
+                "input.scale = {} must be a positive number",
+                inp.scale
+            ));
+        }
+        if let Some(m) = inp.mean.iter().find(|m| !m.is_finite()) {
+            return Err(format!("input.mean holds {m}, not a finite number"));
+        }
+        if let Some(sd) = inp.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(format!(
+                "input.std holds {sd}: every std must be a positive number (it divides)"
+            ));
+        }
         if self.blobs.is_empty() {
             return Err("no [[blobs]]: the tree needs at least one blob".into());
         }
@@ -619,6 +667,12 @@ impl Spec {
         for b in &self.blobs {
             if !blob_names.insert(b.name.as_str()) {
                 return Err(format!("blob `{}` is defined twice", b.name));
+            }
+            if !(b.mult.is_finite() && b.mult != 0.0) {
+                return Err(format!(
+                    "blob `{}`: mult = {} must be a finite, non-zero number",
+                    b.name, b.mult
+                ));
             }
             if b.name.contains(['/', ':']) || b.name.is_empty() {
                 return Err(format!(

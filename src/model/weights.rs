@@ -135,6 +135,9 @@ impl SplitMix {
     }
 }
 
+/// The most values one weight tensor may hold (8 GiB of float32).
+pub const MAX_PARAMS: usize = 1 << 31;
+
 /// Random weights of the spec's published widths (`out` of every conv and linear layer),
 /// He-uniform scaled so activations keep their range through the net, small positive
 /// biases; BatchNorm layers get an identity-like affine map with varied statistics.
@@ -150,7 +153,12 @@ pub fn random_weights(spec: &Spec, seed: u64) -> Result<TensorMap> {
         h: spec.input.size[0],
         w: spec.input.size[1],
     };
+    super::net::check_size(input).map_err(|msg| Error::Spec {
+        origin: spec.name.clone(),
+        msg: format!("the input {input} {msg}"),
+    })?;
     let mut shapes: Vec<super::net::Shape> = Vec::with_capacity(wiring.len());
+    let mut total = 0usize;
     for (li, &si) in wiring.order.iter().enumerate() {
         let layer = &spec.layers[si];
         let in_shapes: Vec<_> = wiring.inputs[li]
@@ -249,8 +257,34 @@ pub fn random_weights(spec: &Spec, seed: u64) -> Result<TensorMap> {
                 continue;
             }
         };
-        let bound = (6.0 / fan_in as f32).sqrt();
-        let n: usize = wshape.iter().product();
+        // the output shape first: it says what is too large before anything is allocated
+        shapes.push(super::net::infer_shape(spec, layer, &in_shapes, Some(out))?);
+        let n = wshape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n <= MAX_PARAMS)
+            .ok_or_else(|| Error::Spec {
+                origin: spec.name.clone(),
+                msg: format!(
+                    "layer `{}`: weights of shape {wshape:?} are more than {MAX_PARAMS} values",
+                    layer.name
+                ),
+            })?;
+        total = total.saturating_add(n);
+        if let Some(avail) = crate::sysmem::available_bytes() {
+            if total as u64 * 4 > avail {
+                return Err(Error::Spec {
+                    origin: spec.name.clone(),
+                    msg: format!(
+                        "random weights up to layer `{}` need {} MB, more than the {} MB of memory available",
+                        layer.name,
+                        total as u64 * 4 >> 20,
+                        avail >> 20
+                    ),
+                });
+            }
+        }
+        let bound = (6.0 / fan_in.max(1) as f32).sqrt();
         let w: Vec<f32> = (0..n).map(|_| rng.next_sym() * bound).collect();
         map.insert(
             wname.unwrap_or_else(|| format!("{}.weight", layer.name)),
@@ -263,7 +297,6 @@ pub fn random_weights(spec: &Spec, seed: u64) -> Result<TensorMap> {
                 Tensor::from_vec(b, out, &Device::Cpu)?,
             );
         }
-        shapes.push(super::net::infer_shape(spec, layer, &in_shapes, Some(out))?);
     }
     Ok(map)
 }
