@@ -8,219 +8,24 @@
 //! (`apt-get install xvfb xterm xfonts-base imagemagick xdotool x11-utils`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+
+#[path = "common/x11.rs"]
+mod x11;
+use x11::{
+    best_match, find_window, need, one_demo_image, placements, run, wait_until, xvfb, Driver,
+    Killed, Placed, Screen,
+};
 
 const COLS: u32 = 140;
 const ROWS: u32 = 44;
-
-/// Kills what it holds when the test ends, however it ends.
-struct Killed(Vec<Child>);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        for c in self.0.iter_mut().rev() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn need(tool: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "`{tool}` is missing: apt-get install xvfb xterm xfonts-base imagemagick xdotool x11-utils (.ci/run does)"
-    );
-}
-
-fn run(cmd: &mut Command) -> String {
-    let o = cmd.output().expect("runs");
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Polls `f` until it gives `Ok`; on timeout, fails with its last `Err`.
-fn wait_until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let start = Instant::now();
-    loop {
-        let last = match f() {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}: {last}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// One tile as the app logged it: what it shows and its cells.
-#[derive(Debug, Clone)]
-struct Placed {
-    tile: String,
-    x: u32,
-    y: u32,
-    cols: u32,
-    rows: u32,
-}
-
-fn placements(log: &Path) -> Vec<Placed> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .filter(|l| l.contains("image placed"))
-        .filter_map(|l| {
-            let field = |name: &str| -> Option<String> {
-                let rest = &l[l.find(&format!(" {name}="))? + name.len() + 2..];
-                Some(match rest.find(" x=") {
-                    Some(end) if name == "tile" => rest[..end].to_string(),
-                    _ => rest.split_whitespace().next()?.to_string(),
-                })
-            };
-            Some(Placed {
-                tile: field("tile")?,
-                x: field("x")?.parse().ok()?,
-                y: field("y")?.parse().ok()?,
-                cols: field("cols")?.parse().ok()?,
-                rows: field("rows")?.parse().ok()?,
-            })
-        })
-        .collect()
-}
-
-/// How far (pixels) a tile may sit from where its cells begin.
-const SLACK: u32 = 2;
-
-/// Mean absolute error (0..255) and correlation of the deviations from grey, between `want`
-/// scaled (nearest, as the app scales) to `s`×`s` and the screen at offset `(dx, dy)` in
-/// `crop` (which has [`SLACK`] pixels around the cells); the best over every size that fits
-/// the cells and every offset within the slack.
-fn best_match(crop: &image::RgbImage, want: &image::RgbImage) -> (f64, f64) {
-    let max = crop.width().min(crop.height()) - 2 * SLACK;
-    let mut best = (f64::MAX, 0.0);
-    for s in (max / 2).max(8)..=max {
-        let w = image::imageops::resize(want, s, s, image::imageops::FilterType::Nearest);
-        for dy in 0..=2 * SLACK {
-            for dx in 0..=2 * SLACK {
-                let (mut err, mut sxy, mut sxx, mut syy) = (0f64, 0f64, 0f64, 0f64);
-                for (x, y, p) in w.enumerate_pixels() {
-                    let q = crop.get_pixel(x + dx, y + dy);
-                    for c in 0..3 {
-                        let (a, b) = (p.0[c] as f64 - 128.0, q.0[c] as f64 - 128.0);
-                        err += (a - b).abs();
-                        sxy += a * b;
-                        sxx += a * a;
-                        syy += b * b;
-                    }
-                }
-                let mae = err / (3 * s * s) as f64;
-                if mae < best.0 {
-                    best = (mae, sxy / (sxx.sqrt() * syy.sqrt()).max(1e-9));
-                }
-            }
-        }
-    }
-    best
-}
-
-struct Screen {
-    display: String,
-    origin: (u32, u32),
-    cell: (u32, u32),
-    shots: PathBuf,
-}
-
-impl Screen {
-    fn shot(&self) -> image::RgbImage {
-        let p = self.shots.join("shot.png");
-        run(Command::new("import")
-            .env("DISPLAY", &self.display)
-            .args(["-window", "root"])
-            .arg(&p));
-        image::open(&p).unwrap().to_rgb8()
-    }
-
-    fn crop(&self, shot: &image::RgbImage, t: &Placed) -> image::RgbImage {
-        let (x, y) = (
-            self.origin.0 + t.x * self.cell.0,
-            self.origin.1 + t.y * self.cell.1,
-        );
-        image::imageops::crop_imm(
-            shot,
-            x.saturating_sub(SLACK),
-            y.saturating_sub(SLACK),
-            t.cols * self.cell.0 + 2 * SLACK,
-            t.rows * self.cell.1 + 2 * SLACK,
-        )
-        .to_image()
-    }
-}
-
-/// A folder `d/imgs` holding the demo gallery's image `name` alone.
-fn one_demo_image(d: &Path, name: &str) -> PathBuf {
-    let imgs = d.join("imgs");
-    run(Command::new(env!("CARGO_BIN_EXE_treevis"))
-        .args(["demo-gallery", "--n", "10", "--out"])
-        .arg(&imgs));
-    for e in std::fs::read_dir(&imgs).unwrap() {
-        let p = e.unwrap().path();
-        if !p.ends_with(name) {
-            std::fs::remove_file(p).unwrap();
-        }
-    }
-    imgs
-}
 
 /// Xvfb and, in it, an xterm emulating a VT340 (sixel) of [`COLS`]x[`ROWS`] cells that
 /// runs `script` with treevis's logs (debug) under `cache`. Returns the processes, the
 /// display, the window and its geometry.
 fn open_xterm(d: &Path, cache: &Path, script: &str) -> (Killed, String, String, Screen) {
-    // a private X server on a display number it picks itself and tells on stdout
-    let mut xvfb = Command::new("Xvfb")
-        .args([
-            "-displayfd",
-            "1",
-            "-screen",
-            "0",
-            "1400x800x24",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(xvfb.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let display = format!(":{}", line.trim());
-    assert!(line.trim().parse::<u32>().is_ok(), "Xvfb said {line:?}");
-    let mut procs = Killed(vec![xvfb]);
-    // the server is up when it answers a client
-    wait_until("the X server", 20, || {
-        Command::new("xwininfo")
-            .env("DISPLAY", &display)
-            .arg("-root")
-            .output()
-            .map_err(|e| e.to_string())
-            .and_then(|o| {
-                o.status
-                    .success()
-                    .then_some(())
-                    .ok_or_else(|| String::from_utf8_lossy(&o.stderr).into_owned())
-            })
-    });
+    let (server, display) = xvfb("1400x800x24");
+    let mut procs = Killed(vec![server]);
     let xterm = || {
         Command::new("xterm")
             .env("DISPLAY", &display)
@@ -250,39 +55,12 @@ fn open_xterm(d: &Path, cache: &Path, script: &str) -> (Killed, String, String, 
             let _ = std::fs::remove_file(cache.join("treevis/treevis.log"));
             *term = xterm();
         }
-        let o = Command::new("xdotool")
-            .env("DISPLAY", &display)
-            .args(["search", "--onlyvisible", "--class", "xterm"])
-            .output()
-            .map_err(|e| e.to_string())?;
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .next()
-            .map(str::to_string)
-            .ok_or_else(|| {
-                let err = std::fs::read_to_string(d.join("xterm.err")).unwrap_or_default();
-                format!("no window yet; xterm said: {err}")
-            })
+        find_window(&display, "xterm").map_err(|e| {
+            let err = std::fs::read_to_string(d.join("xterm.err")).unwrap_or_default();
+            format!("{e}; xterm said: {err}")
+        })
     });
-    let info = run(Command::new("xwininfo")
-        .env("DISPLAY", &display)
-        .args(["-id", &wid]));
-    let num = |key: &str| -> u32 {
-        info.lines()
-            .find_map(|l| l.trim().strip_prefix(key))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no `{key}` in xwininfo:\n{info}"))
-    };
-    let screen = Screen {
-        display: display.clone(),
-        origin: (num("Absolute upper-left X:"), num("Absolute upper-left Y:")),
-        cell: (num("Width:") / COLS, num("Height:") / ROWS),
-        shots: d.to_path_buf(),
-    };
-    eprintln!(
-        "window {wid}: origin {:?}, cell {:?}",
-        screen.origin, screen.cell
-    );
+    let screen = Screen::of_window(&display, &wid, COLS, ROWS, d);
     (procs, display, wid, screen)
 }
 
@@ -312,50 +90,14 @@ fn sixel_tiles_in_a_real_xterm() {
     );
     let (procs, display, wid, screen) = open_xterm(d, &cache, &script);
     let log = cache.join("treevis/treevis.log");
-    let logged = |what: &str| {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains(what) {
-            Ok(())
-        } else {
-            Err(format!("no `{what}` in the log:\n{text}"))
-        }
+    let app = Driver {
+        display: display.clone(),
+        wid: wid.clone(),
+        log: log.clone(),
     };
-    // the keys the app has taken (each is logged as an action)
-    let actions = || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(" action "))
-            .count()
-    };
-    // keys as a keyboard types them (XTEST), into the focused xterm, the pointer over it
-    let key = |k: &str| {
-        run(Command::new("xdotool")
-            .env("DISPLAY", &display)
-            .args(["mousemove", "--window", &wid, "20", "20"])
-            .args(["windowfocus", "--sync", &wid])
-            .args(["key", k]));
-    };
-    // one key, typed again if the app has logged no action `secs` after it (an X server
-    // may lose a key while a window is still settling); only where a second arrival of a
-    // late first one would do no harm, or after a generous wait
-    let press = |k: &str, secs: u64| {
-        let before = actions();
-        wait_until(&format!("the app to take {k}"), 4 * secs + 10, || {
-            key(k);
-            let typed = Instant::now();
-            while typed.elapsed() < Duration::from_secs(secs) {
-                if actions() > before {
-                    return Ok(());
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(format!(
-                "no new action in the log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ))
-        })
-    };
+    let logged = |what: &str| app.logged(what);
+    let key = |k: &str| app.key(k);
+    let press = |k: &str, secs: u64| app.press(k, secs);
 
     // the app found sixel by asking the terminal, and drew the gallery
     wait_until("the gallery", 30, || logged("screen complete"));

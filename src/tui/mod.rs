@@ -60,11 +60,12 @@ fn restore() {
 /// Picks the image protocol. The terminal is asked ([`termquery`]) for its graphics and its
 /// cell size, in raw mode and before the input thread starts, unless `--protocol` says
 /// `halfblocks` or `text`; a protocol named on the command line wins over the answer.
-/// Returns whether the terminal answered in time, too (see [`termquery::LateAnswer`]).
-fn picker(p: Protocol, timeout: Duration) -> (Option<Picker>, bool) {
+/// Returns whether the terminal answered in time, too (see [`termquery::LateAnswer`]), and
+/// why kitty graphics the terminal offers are not used (see [`termquery::choose`]).
+fn picker(p: Protocol, timeout: Duration) -> (Option<Picker>, bool, Option<String>) {
     match p {
-        Protocol::Text => return (None, true),
-        Protocol::Halfblocks => return (Some(Picker::halfblocks()), true),
+        Protocol::Text => return (None, true, None),
+        Protocol::Halfblocks => return (Some(Picker::halfblocks()), true, None),
         _ => {}
     }
     // inside tmux the query must be wrapped for passthrough (which this also switches on);
@@ -98,15 +99,8 @@ fn picker(p: Protocol, timeout: Duration) -> (Option<Picker>, bool) {
     let distrusted = ["WEZTERM_EXECUTABLE", "KONSOLE_VERSION"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-    let found = if distrusted {
-        None
-    } else if reply.kitty {
-        Some(ProtocolType::Kitty)
-    } else if reply.sixel {
-        Some(ProtocolType::Sixel)
-    } else {
-        None
-    };
+    let choice = termquery::choose(&reply, distrusted);
+    let found = choice.protocol;
     // (no answer can come late to a question not asked)
     let answered = reply.complete || !asked;
     let picker = match reply.cell.or_else(cell_from_winsize) {
@@ -127,7 +121,18 @@ fn picker(p: Protocol, timeout: Duration) -> (Option<Picker>, bool) {
             fallback
         }
     };
-    (Some(forced(picker, p)), answered)
+    let picker = forced(picker, p);
+    let passed_over = choice
+        .passed_over
+        .filter(|_| p == Protocol::Auto && picker.protocol_type() != ProtocolType::Kitty);
+    if let Some(why) = &passed_over {
+        tracing::warn!(
+            "{why}: ratatui-image places kitty images with unicode placeholders, which kitty \
+             draws from 0.28.0 on; images fall back to {:?} (--protocol kitty forces them)",
+            picker.protocol_type()
+        );
+    }
+    (Some(picker), answered, passed_over)
 }
 
 /// Whether a client is attached to this tmux session (so that a terminal is there to
@@ -182,11 +187,14 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
     terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
     crossterm::execute!(io::stdout(), EnterAlternateScreen, crossterm::cursor::Hide)?;
     let result = (|| {
-        let (picker, answered) = picker(opts.protocol, opts.query_timeout);
-        let protocol_name = match &picker {
+        let (picker, answered, passed_over) = picker(opts.protocol, opts.query_timeout);
+        let mut protocol_name = match &picker {
             None => "text".to_string(),
             Some(p) => format!("{:?}", p.protocol_type()).to_lowercase(),
         };
+        if let Some(why) = passed_over {
+            protocol_name = format!("{protocol_name} ({why})");
+        }
         let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
         // a terminal that does not know a query's sequence may have printed it (ratatui's
         // own `clear` would ask for the cursor position, which not every terminal answers)

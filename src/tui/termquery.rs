@@ -1,6 +1,7 @@
-//! Asks the terminal what it can draw: kitty graphics, sixel (DA1 attribute 4) and the
-//! cell size in pixels (`CSI 16 t`), closed by a status report (`CSI 5 n`) that every
-//! VT100-style terminal answers.
+//! Asks the terminal what it can draw: kitty graphics, its name and version (XTVERSION,
+//! `CSI > q`), sixel (DA1 attribute 4) and the cell size in pixels (`CSI 16 t`), closed by a
+//! status report (`CSI 5 n`) that every VT100-style terminal answers. [`choose`] makes a
+//! protocol of the answer.
 //!
 //! ratatui-image has such a query, but it reads stdin on a thread of its own and leaves that
 //! thread behind when the terminal is slow to answer (its timeout is 2 s): the thread then
@@ -13,12 +14,15 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui_image::picker::ProtocolType;
 
 /// What the terminal said.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reply {
     /// It answered the kitty graphics query with OK.
     pub kitty: bool,
+    /// Its name and version, where it answered XTVERSION.
+    pub xtversion: Option<XtVersion>,
     /// Its primary device attributes include 4 (sixel graphics).
     pub sixel: bool,
     /// Cell size in pixels (width, height), from `CSI 6 ; h ; w t`.
@@ -29,6 +33,99 @@ pub struct Reply {
     pub stray: usize,
 }
 
+/// A terminal's XTVERSION answer (`DCS > | text ST`): `kitty(0.26.5)`, `XTerm(379)`,
+/// `WezTerm 20240203-110809-5046fc22`, `tmux 3.3a`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XtVersion {
+    pub name: String,
+    pub version: String,
+}
+
+impl XtVersion {
+    /// `text` as terminals write it: `name(version)` or `name version`.
+    pub fn parse(text: &str) -> XtVersion {
+        let text = text.trim();
+        let (name, version) = match text.split_once('(') {
+            Some((name, rest)) if rest.ends_with(')') => (name, &rest[..rest.len() - 1]),
+            _ => text.split_once(' ').unwrap_or((text, "")),
+        };
+        XtVersion {
+            name: name.trim().to_string(),
+            version: version.trim().to_string(),
+        }
+    }
+
+    /// The version's first three numbers (`0.26.5`: `[0, 26, 5]`, `1.2`: `[1, 2, 0]`);
+    /// `None` where it does not begin with a number.
+    pub fn numbers(&self) -> Option<[u32; 3]> {
+        let mut out = [0; 3];
+        for (i, part) in self.version.split('.').take(3).enumerate() {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            match digits.parse() {
+                Ok(n) => out[i] = n,
+                Err(_) if i == 0 => return None,
+                Err(_) => break,
+            }
+            if digits.len() < part.len() {
+                break;
+            }
+        }
+        Some(out)
+    }
+}
+
+/// The first kitty that draws unicode placeholders (`U=1`, kitty 0.28.0): ratatui-image
+/// places kitty images with nothing else, and an older kitty rejects the whole command
+/// ("Malformed GraphicsCommand control block, invalid key character: 0x55"), so that no
+/// picture shows at all.
+pub const KITTY_PLACEHOLDERS: [u32; 3] = [0, 28, 0];
+
+/// The image protocol an answer allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// `None`: none from the answer (half-blocks, or what the environment hints).
+    pub protocol: Option<ProtocolType>,
+    /// Why the kitty graphics the terminal offers are not used, in a few words.
+    pub passed_over: Option<String>,
+}
+
+/// Picks the protocol from the answer. `distrusted`: the environment names a terminal whose
+/// sixel and kitty images are not trusted (WezTerm, Konsole), as ratatui-image does.
+///
+/// Kitty graphics need unicode placeholders: a kitty older than 0.28.0 gets none, nor does
+/// a terminal that answers the kitty query but not XTVERSION (kitty did not before 0.21.2,
+/// and every terminal known to draw the placeholders does). Other names keep kitty graphics
+/// as before: WezTerm (it draws no placeholders either) is only known from its environment.
+pub fn choose(reply: &Reply, distrusted: bool) -> Choice {
+    if distrusted {
+        return Choice {
+            protocol: None,
+            passed_over: None,
+        };
+    }
+    let mut passed_over = None;
+    if reply.kitty {
+        passed_over = match &reply.xtversion {
+            None => Some("kitty graphics without XTVERSION".to_string()),
+            Some(v) if v.name.eq_ignore_ascii_case("kitty") => match v.numbers() {
+                Some(n) if n < KITTY_PLACEHOLDERS => Some(format!("kitty {} < 0.28", v.version)),
+                _ => None,
+            },
+            Some(_) => None,
+        };
+        if passed_over.is_none() {
+            return Choice {
+                protocol: Some(ProtocolType::Kitty),
+                passed_over,
+            };
+        }
+    }
+    Choice {
+        protocol: reply.sixel.then_some(ProtocolType::Sixel),
+        passed_over,
+    }
+}
+
 /// The query, wrapped for tmux's passthrough when `tmux` (which must then allow it).
 pub fn query(tmux: bool) -> String {
     let (start, esc, end) = if tmux {
@@ -36,7 +133,9 @@ pub fn query(tmux: bool) -> String {
     } else {
         ("", "\x1b", "")
     };
-    format!("{start}{esc}_Gi=31,s=1,v=1,a=q,t=d,f=24;AAAA{esc}\\{esc}[c{esc}[16t{esc}[5n{end}")
+    format!(
+        "{start}{esc}_Gi=31,s=1,v=1,a=q,t=d,f=24;AAAA{esc}\\{esc}[>q{esc}[c{esc}[16t{esc}[5n{end}"
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +202,10 @@ impl Parser {
                     if kind == Str::Apc && body.starts_with(b"Gi=31;OK") {
                         self.reply.kitty = true;
                     }
+                    if let (Str::Dcs, Some(text)) = (kind, body.strip_prefix(b">|")) {
+                        self.reply.xtversion =
+                            Some(XtVersion::parse(&String::from_utf8_lossy(text)));
+                    }
                     State::Ground
                 } else if esc {
                     // ESC that did not start ST: a new sequence begins.
@@ -156,25 +259,31 @@ impl State {
 /// After a query that timed out, the terminal's answers may still come, and the input
 /// thread would read them as keys: crossterm drops the CSI answers, but the kitty answer
 /// `ESC _ G i = 3 1 ; O K ESC \` arrives as Alt+`_`, `G`, `i`, … Alt+`\`, and `G` is a
-/// binding. This drops one such run of keys, within a while of the start.
+/// binding; so does the XTVERSION answer `ESC P > | k i t t y … ESC \` (Alt+`P`, `>`, `|`,
+/// …). This drops such runs of keys, one of each kind at most, within a while of the start.
 #[derive(Debug)]
 pub struct LateAnswer {
     until: Option<Instant>,
-    /// Keys dropped so far inside an answer, once its Alt+`_` came.
-    inside: Option<usize>,
+    /// Inside an answer, once its Alt+`_` or Alt+`P` came: that introducer, the keys the
+    /// answer must go on with, and how many it has had.
+    inside: Option<(char, &'static str, usize)>,
+    /// The introducers of the answers still expected.
+    expected: Vec<char>,
 }
 
 impl LateAnswer {
     /// How long after the start an answer is still expected.
     const WINDOW: Duration = Duration::from_secs(30);
-    /// The most keys one answer can make (`Gi=31;OK` plus margin).
-    const LONGEST: usize = 32;
+    /// The most keys one answer can make (a version such as
+    /// `>|WezTerm 20240203-110809-5046fc22`, plus margin).
+    const LONGEST: usize = 64;
 
     /// `timed_out`: the query went unanswered (else this never drops anything).
     pub fn new(timed_out: bool) -> LateAnswer {
         LateAnswer {
             until: timed_out.then(|| Instant::now() + Self::WINDOW),
             inside: None,
+            expected: vec!['_', 'P'],
         }
     }
 
@@ -184,21 +293,36 @@ impl LateAnswer {
             return false;
         };
         let alt = |c| key.code == KeyCode::Char(c) && key.modifiers.contains(KeyModifiers::ALT);
-        if let Some(n) = self.inside {
-            if alt('\\') || n + 1 >= Self::LONGEST {
-                // one answer only
-                self.until = None;
+        if let Some((intro, start, n)) = self.inside {
+            match start.chars().nth(n) {
+                Some(c) if key.code != KeyCode::Char(c) => {
+                    // not an answer after all (only its introducer is lost): this key is
+                    // the user's, and the answer may still come
+                    self.inside = None;
+                    self.expected.push(intro);
+                }
+                _ => {
+                    self.inside = Some((intro, start, n + 1));
+                    if alt('\\') || n + 1 >= Self::LONGEST {
+                        self.inside = None;
+                        if self.expected.is_empty() {
+                            self.until = None;
+                        }
+                    }
+                    return true;
+                }
             }
-            self.inside = Some(n + 1);
-            return true;
         }
         if Instant::now() > until {
             self.until = None;
             return false;
         }
-        if alt('_') {
-            self.inside = Some(0);
-            return true;
+        for (intro, start) in [('_', "G"), ('P', ">|")] {
+            if alt(intro) && self.expected.contains(&intro) {
+                self.expected.retain(|&e| e != intro);
+                self.inside = Some((intro, start, 0));
+                return true;
+            }
         }
         false
     }
@@ -266,6 +390,7 @@ mod tests {
             r,
             Reply {
                 kitty: false,
+                xtversion: None,
                 sixel: true,
                 cell: Some((9, 15)),
                 complete: true,
@@ -326,8 +451,182 @@ mod tests {
         // an answer cut short ends within a bound
         let mut cut = LateAnswer::new(true);
         assert!(cut.swallow(&alt('_')));
-        let dropped = (0..100).take_while(|_| cut.swallow(&plain('x'))).count();
+        let dropped = std::iter::once(plain('G'))
+            .chain(std::iter::repeat(plain('x')))
+            .take(100)
+            .take_while(|k| cut.swallow(k))
+            .count();
         assert_eq!(dropped, LateAnswer::LONGEST);
+    }
+
+    #[test]
+    fn a_late_xtversion_answer_is_dropped_and_lookalikes_are_not() {
+        let key = |c, m| KeyEvent::new(KeyCode::Char(c), m);
+        let plain = |c| key(c, KeyModifiers::NONE);
+        let alt = |c| key(c, KeyModifiers::ALT | KeyModifiers::SHIFT);
+        let keys = |text: &str| text.chars().map(plain).collect::<Vec<_>>();
+        let answer = |name: &str| -> Vec<KeyEvent> {
+            std::iter::once(alt('P'))
+                .chain(keys(name))
+                .chain([alt('\\')])
+                .collect()
+        };
+        let kitty: Vec<KeyEvent> = std::iter::once(alt('_'))
+            .chain(keys("Gi=31;OK"))
+            .chain([alt('\\')])
+            .collect();
+        // both answers, in the order kitty gives them, and then nothing more
+        let mut late = LateAnswer::new(true);
+        assert!(kitty.iter().all(|k| late.swallow(k)));
+        assert!(answer(">|kitty(0.26.5)").iter().all(|k| late.swallow(k)));
+        assert!(!late.swallow(&plain('k')));
+        assert!(!late.swallow(&alt('P')) && !late.swallow(&alt('_')));
+        // a long version fits
+        let mut late = LateAnswer::new(true);
+        let wez = answer(">|WezTerm 20240203-110809-5046fc22");
+        assert!(wez.iter().all(|k| late.swallow(k)));
+        assert!(!late.swallow(&plain('j')));
+        // a typed Alt+P followed by anything but `>|` loses only itself, and the answer
+        // may still come
+        let mut late = LateAnswer::new(true);
+        assert!(late.swallow(&alt('P')));
+        assert!(!late.swallow(&plain('j')), "the user's key");
+        assert!(!late.swallow(&plain('>')));
+        assert!(answer(">|XTerm(379)").iter().all(|k| late.swallow(k)));
+        assert!(!late.swallow(&plain('j')));
+    }
+
+    #[test]
+    fn xtversion_answers_are_read_among_the_others() {
+        // kitty 0.26.5, as it answered under Xvfb, split anywhere
+        let all = b"\x1b_Gi=31;OK\x1b\\\x1bP>|kitty(0.26.5)\x1b\\\x1b[?62;c\x1b[6;20;9t\x1b[0n";
+        for n in [1, 2, 5, 7] {
+            let mut p = Parser::default();
+            for chunk in all.chunks(n) {
+                for &b in chunk {
+                    p.push(b);
+                }
+            }
+            let r = p.reply;
+            assert!(r.kitty && r.complete && r.stray == 0, "{r:?}");
+            assert_eq!(r.cell, Some((9, 20)));
+            let v = r.xtversion.unwrap();
+            assert_eq!((v.name.as_str(), v.version.as_str()), ("kitty", "0.26.5"));
+            assert_eq!(v.numbers(), Some([0, 26, 5]));
+        }
+        // xterm's, with its DA1 after
+        let r = parse(b"\x1bP>|XTerm(379)\x1b\\\x1b[?63;1;2;4;6;9;15;16;22;28c\x1b[0n");
+        let v = r.xtversion.clone().unwrap();
+        assert_eq!((v.name.as_str(), v.version.as_str()), ("XTerm", "379"));
+        assert!(r.sixel && r.complete);
+        // the space-separated form (WezTerm, tmux, foot's older one)
+        let v = XtVersion::parse("WezTerm 20240203-110809-5046fc22");
+        assert_eq!(v.name, "WezTerm");
+        assert_eq!(v.numbers(), Some([20240203, 0, 0]));
+        assert_eq!(XtVersion::parse("tmux 3.3a").numbers(), Some([3, 3, 0]));
+        assert_eq!(XtVersion::parse("ghostty 1.1").numbers(), Some([1, 1, 0]));
+        // a name alone, an unnumbered version
+        assert_eq!(
+            XtVersion::parse("st"),
+            XtVersion {
+                name: "st".into(),
+                version: "".into()
+            }
+        );
+        assert_eq!(XtVersion::parse("st").numbers(), None);
+        assert_eq!(XtVersion::parse("foo(dev)").numbers(), None);
+        // another DCS answer is none, nor is one cut short by a new sequence
+        assert_eq!(parse(b"\x1bP1$r0m\x1b\\\x1b[0n").xtversion, None);
+        let r = parse(b"\x1bP>|kitty(0.2\x1b[0n");
+        assert!(r.xtversion.is_none() && r.complete, "{r:?}");
+        // a terminal that does not know XTVERSION says nothing to it
+        let r = parse(b"\x1b[?62;4c\x1b[0n");
+        assert!(r.xtversion.is_none() && r.sixel && r.complete);
+    }
+
+    fn kitty_reply(version: Option<&str>) -> Reply {
+        Reply {
+            kitty: true,
+            xtversion: version.map(XtVersion::parse),
+            cell: Some((9, 20)),
+            complete: true,
+            ..Reply::default()
+        }
+    }
+
+    #[test]
+    fn kitty_graphics_only_where_the_placeholders_are_drawn() {
+        let proto = |r: &Reply| choose(r, false).protocol;
+        // placeholders came with kitty 0.28.0
+        for v in ["kitty(0.28.0)", "kitty(0.35.2)", "kitty(1.0)"] {
+            let c = choose(&kitty_reply(Some(v)), false);
+            assert_eq!(c.protocol, Some(ProtocolType::Kitty), "{v}");
+            assert_eq!(c.passed_over, None, "{v}");
+        }
+        // Debian 12 ships 0.26.5, Ubuntu 22.04 0.21.2: half-blocks, and why
+        for (v, why) in [
+            ("kitty(0.26.5)", "kitty 0.26.5 < 0.28"),
+            ("kitty(0.21.2)", "kitty 0.21.2 < 0.28"),
+            ("kitty(0.27.1)", "kitty 0.27.1 < 0.28"),
+        ] {
+            let c = choose(&kitty_reply(Some(v)), false);
+            assert_eq!(c.protocol, None, "{v}");
+            assert_eq!(c.passed_over.as_deref(), Some(why));
+        }
+        // a kitty graphics answer without XTVERSION: kitty before 0.21.2, or unknown
+        let c = choose(&kitty_reply(None), false);
+        assert_eq!(c.protocol, None);
+        assert_eq!(
+            c.passed_over.as_deref(),
+            Some("kitty graphics without XTVERSION")
+        );
+        // a kitty whose version is no number is taken as a new one
+        assert_eq!(
+            proto(&kitty_reply(Some("kitty(dev)"))),
+            Some(ProtocolType::Kitty)
+        );
+        // other terminals that answer the kitty query keep kitty graphics, as before
+        for v in ["ghostty 1.1.3", "WezTerm 20240203-110809-5046fc22"] {
+            assert_eq!(
+                proto(&kitty_reply(Some(v))),
+                Some(ProtocolType::Kitty),
+                "{v}"
+            );
+        }
+        // an old kitty that (hypothetically) said sixel too gets sixel
+        let mut r = kitty_reply(Some("kitty(0.26.5)"));
+        r.sixel = true;
+        let c = choose(&r, false);
+        assert_eq!(c.protocol, Some(ProtocolType::Sixel));
+        assert!(c.passed_over.is_some());
+    }
+
+    #[test]
+    fn other_terminals_choose_as_before() {
+        let xterm = parse(b"\x1bP>|XTerm(379)\x1b\\\x1b[?63;1;2;4;6;9;15;16;22;28c\x1b[0n");
+        assert_eq!(
+            choose(&xterm, false),
+            Choice {
+                protocol: Some(ProtocolType::Sixel),
+                passed_over: None
+            }
+        );
+        // sixel without XTVERSION, as before
+        let old = parse(b"\x1b[?62;4c\x1b[0n");
+        assert_eq!(choose(&old, false).protocol, Some(ProtocolType::Sixel));
+        // nothing offered, no answer at all: none, and nothing passed over
+        let plain = parse(b"\x1bP>|foot(1.16.2)\x1b\\\x1b[?62;22c\x1b[0n");
+        assert_eq!(choose(&plain, false).protocol, None);
+        assert_eq!(choose(&Reply::default(), false).passed_over, None);
+        // WezTerm or Konsole from the environment: neither sixel nor kitty, even a new kitty's
+        assert_eq!(
+            choose(&kitty_reply(Some("kitty(0.35.2)")), true),
+            Choice {
+                protocol: None,
+                passed_over: None
+            }
+        );
+        assert_eq!(choose(&xterm, true).protocol, None);
     }
 
     #[test]
@@ -336,5 +635,11 @@ mod tests {
         assert!(q.starts_with("\x1bPtmux;\x1b\x1b_G") && q.ends_with("\x1b\x1b[5n\x1b\\"));
         let inner = &q[7..q.len() - 2];
         assert!(!inner.replace("\x1b\x1b", "").contains('\x1b'), "{q:?}");
+        // XTVERSION goes with the others, before the closing status report
+        let plain = query(false);
+        assert!(
+            plain.contains("\x1b[>q\x1b[c") && plain.ends_with("\x1b[5n"),
+            "{plain:?}"
+        );
     }
 }
