@@ -278,7 +278,7 @@ pub fn random_weights(spec: &Spec, seed: u64) -> Result<TensorMap> {
                     msg: format!(
                         "random weights up to layer `{}` need {} MB, more than the {} MB of memory available",
                         layer.name,
-                        total as u64 * 4 >> 20,
+                        (total as u64 * 4) >> 20,
                         avail >> 20
                     ),
                 });
