@@ -119,7 +119,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let fc8 = top("fc8")?;
     // a reconstruction runs the forward pass only as far as its root needs (as a PyTorch
     // model truncated at the blob would)
-    let until = |p: &Path| m.net.blobs[m.net.blob_index(&p.last().blob).unwrap()].layer;
+    let until = |p: &Path| {
+        m.net
+            .blob_index(&p.last().blob)
+            .map_or(m.net.layers.len(), |b| m.net.blobs[b].layer)
+    };
     for (name, p) in [("recon_conv5_ms", &conv5), ("recon_fc8_ms", &fc8)] {
         res.insert(
             name,
@@ -171,7 +175,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let rows = recon::overview(&c, &sc, 0, 1)?;
     let r5 = rows.iter().find(|r| r.blob == "conv5").context("conv5")?;
     let p5 = Path::root("conv5", r5.units[0].channel);
-    let until5 = c.net.blobs[c.net.blob_index("conv5").unwrap()].layer;
+    let until5 = c.net.blobs[c.net.blob_index("conv5").context("conv5")?].layer;
     res.insert(
         "caffenet_recon_conv5_ms",
         median_ms(runs, || {

@@ -708,13 +708,9 @@ fn train_demo(
         weight_decay: 5e-4,
     };
     let started = std::time::Instant::now();
-    let bar = indicatif::ProgressBar::new(steps as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+    let bar = crate::progress::bar(
+        steps as u64,
+        "{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}",
     );
     let (mut avg_loss, mut avg_acc) = (0f32, 0f32);
     let weights = train::train(&spec, &opts, |s| {

@@ -38,6 +38,9 @@ pub enum Error {
     Shape(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// A broken invariant: a bug in treevis, reported instead of a panic.
+    #[error("internal error (a bug in treevis): {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -67,6 +70,10 @@ impl Error {
             path: path.as_ref().to_path_buf(),
             msg: msg.into(),
         }
+    }
+
+    pub fn internal(msg: impl Into<String>) -> Error {
+        Error::Internal(msg.into())
     }
 
     pub fn path(path: impl ToString, msg: impl Into<String>) -> Error {

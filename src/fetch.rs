@@ -82,6 +82,10 @@ impl Registry {
         Ok(r)
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "the registry is compiled in, and a unit test parses it"
+    )]
     pub fn builtin() -> Registry {
         Registry::parse(REGISTRY, "models/registry.toml").expect("the shipped registry parses")
     }

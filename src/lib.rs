@@ -5,6 +5,14 @@
 //! * [`data`]: image decoding, preprocessing, `.npy`;
 //! * [`cli`]: the headless commands, thin wrappers over the two above;
 //! * [`bench`]: the benchmark behind `treevis bench`.
+//!
+//! Library code does not panic on anything a user can hand it: `unwrap`, `expect` and
+//! `panic!` are denied outside tests (a broken invariant is an `Error::Internal`), and the
+//! few compiled-in facts that are checked by tests say so where they are allowed.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod args;
 pub mod bench;
@@ -21,6 +29,7 @@ pub mod hex;
 pub mod model;
 pub mod modelscli;
 pub mod onnx;
+pub mod progress;
 pub mod recon;
 pub mod sysmem;
 pub mod train;

@@ -183,13 +183,9 @@ pub fn run(args: ModelsArgs) -> Result<()> {
             let dir = dir.unwrap_or_else(crate::fetch::models_dir);
             for n in &names {
                 let entry = reg.get(n)?;
-                let bar = indicatif::ProgressBar::new(0);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                let bar = crate::progress::bar(
+                    0,
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
                 );
                 let files = crate::fetch::fetch(entry, &dir, mirror.as_deref(), &Bars(bar))?;
                 for f in files {

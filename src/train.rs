@@ -201,7 +201,7 @@ pub fn softmax_xent(logits: &[f32], labels: &[usize], classes: usize) -> (f32, f
         loss -= ((e[y] / s) as f64).ln();
         let arg = (0..classes)
             .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-            .unwrap();
+            .unwrap_or(0);
         correct += (arg == y) as usize;
         for k in 0..classes {
             grad[r * classes + k] = (e[k] / s - (k == y) as u8 as f32) / n as f32;
@@ -249,7 +249,7 @@ pub fn evaluate(net: &Net, seed: u64, indices: std::ops::Range<u64>) -> Result<f
             let row = &logits[r * classes..(r + 1) * classes];
             let arg = (0..classes)
                 .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-                .unwrap();
+                .unwrap_or(0);
             correct += (arg == y) as usize;
         }
         total += labels.len();
@@ -336,9 +336,9 @@ pub fn train(
         let grads = param_grads(&net, &state, top, dtop)?;
         let mut store = Tensor::zeros((), DType::F32, &Device::Cpu)?.backward()?;
         for ((_, var), &(li, is_w)) in vars.iter().zip(&owner) {
-            let (dw, db) = grads[li]
-                .as_ref()
-                .expect("a gradient for every parameter layer");
+            let (dw, db) = grads[li].as_ref().ok_or_else(|| {
+                crate::error::Error::internal("a parameter layer without its gradient")
+            })?;
             let g = if is_w { dw } else { db };
             store.insert(
                 var.as_tensor(),

@@ -84,7 +84,7 @@ fn parse(b: &[u8]) -> std::result::Result<Array, String> {
     } else {
         body[..n * 8]
             .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
             .collect()
     };
     Ok(Array { shape, data })

@@ -15,6 +15,7 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
 use candle_core::Tensor;
 use image::RgbImage;
 
@@ -186,12 +187,14 @@ impl Lru {
             self.bytes -= old.bytes();
         }
         while self.bytes > self.limit && self.map.len() > 1 {
-            let oldest = self
+            let Some(oldest) = self
                 .map
                 .iter()
                 .min_by_key(|(_, (_, t))| *t)
                 .map(|(k, _)| k.clone())
-                .expect("non-empty");
+            else {
+                break;
+            };
             if let Some((o, _)) = self.map.remove(&oldest) {
                 self.bytes -= o.bytes();
             }
@@ -302,7 +305,9 @@ impl Scheduler {
             .collect();
         self.pending.retain(|k| !group.contains(k));
         self.status.running = group.len();
-        let out = match self.run_group(&group) {
+        // a bug in the engine answers the jobs it hit with an error; the worker (and the
+        // UI waiting on it) lives on
+        let out = match catching(|| self.run_group(&group)) {
             Ok(o) => o,
             Err(e) => group
                 .iter()
@@ -320,9 +325,12 @@ impl Scheduler {
         out
     }
 
-    /// Runs an export (one batched pass for all its paths).
+    /// Runs an export (one batched pass for all its paths); a panic inside is an error.
     pub fn export(&mut self, e: &Export) -> anyhow::Result<String> {
-        use anyhow::Context;
+        catching(|| self.export_inner(e))
+    }
+
+    fn export_inner(&mut self, e: &Export) -> anyhow::Result<String> {
         let f = self.forward(&e.image)?;
         std::fs::create_dir_all(&e.dir)
             .with_context(|| format!("cannot create {}", e.dir.display()))?;
@@ -343,9 +351,10 @@ impl Scheduler {
 
     fn forward(&mut self, image: &PathBuf) -> anyhow::Result<Arc<(Tensor, ForwardState)>> {
         if let Some(i) = self.forwards.iter().position(|(p, _)| p == image) {
-            let entry = self.forwards.remove(i).expect("found");
-            self.forwards.push_front(entry.clone());
-            return Ok(entry.1);
+            if let Some(entry) = self.forwards.remove(i) {
+                self.forwards.push_front(entry.clone());
+                return Ok(entry.1);
+            }
         }
         let rgb = crate::data::load_image(image)?;
         let x = crate::data::preprocess(&self.model, &rgb)?;
@@ -357,7 +366,7 @@ impl Scheduler {
     }
 
     fn run_group(&mut self, group: &[JobKey]) -> anyhow::Result<Vec<(JobKey, Output)>> {
-        let first = &group[0];
+        let first = group.first().context("an empty job group")?;
         if let JobKey::Features { blob, channel } = first {
             let c = self.feature_cache().map_err(anyhow::Error::msg)?;
             let grid = c.grid(blob, *channel)?;
@@ -365,7 +374,7 @@ impl Scheduler {
         }
         let image = first
             .image()
-            .expect("every job but a feature grid is about an image")
+            .context("every job but a feature grid is about an image")?
             .clone();
         Ok(match first {
             JobKey::Thumb { .. } => {
@@ -493,6 +502,32 @@ pub struct Engine {
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
+thread_local! {
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is inside an engine call whose panics become errors (a
+/// panic hook then only logs, and leaves the terminal as it is).
+pub fn panic_is_caught() -> bool {
+    CATCHING.with(|c| c.get())
+}
+
+/// Runs `f`, turning a panic inside into an error.
+fn catching<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let before = CATCHING.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(before));
+    r.unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {}", panic_message(&p))))
+}
+
+/// What a caught panic said.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
 /// The memory bound of the engine's result cache (bytes of images and tensors kept).
 pub const RESULT_CACHE_BYTES: usize = 256 << 20;
 
@@ -501,27 +536,26 @@ pub type EventSink = Box<dyn Fn(Event) -> bool + Send>;
 
 impl Engine {
     /// Starts the worker, which owns `model`; its events arrive on the returned channel.
-    pub fn start(model: Model) -> (Engine, Receiver<Event>) {
+    pub fn start(model: Model) -> std::io::Result<(Engine, Receiver<Event>)> {
         let (etx, events) = mpsc::channel::<Event>();
         let engine = Engine::start_with(
             Scheduler::new(model, RESULT_CACHE_BYTES),
             Box::new(move |e| etx.send(e).is_ok()),
-        );
-        (engine, events)
+        )?;
+        Ok((engine, events))
     }
 
     /// Starts the worker, which owns the scheduler (and its model) and hands every event
     /// to `sink`.
-    pub fn start_with(sched: Scheduler, sink: EventSink) -> Engine {
+    pub fn start_with(sched: Scheduler, sink: EventSink) -> std::io::Result<Engine> {
         let (tx, rx) = mpsc::channel::<Msg>();
         let handle = std::thread::Builder::new()
             .name("treevis-engine".into())
-            .spawn(move || worker(sched, rx, sink))
-            .expect("spawn the engine thread");
-        Engine {
+            .spawn(move || worker(sched, rx, sink))?;
+        Ok(Engine {
             tx,
             handle: Some(handle),
-        }
+        })
     }
 
     /// Says what is wanted now, most important first (replaces the previous want).
@@ -770,7 +804,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let img = d.path().join("a.png");
         crate::data::pattern_image(40, 40).save(&img).unwrap();
-        let (e, events) = Engine::start(m);
+        let (e, events) = Engine::start(m).unwrap();
         let keys: Vec<JobKey> = (0..8).map(|c| recon(&img, &format!("conv3:{c}"))).collect();
         e.want(keys.clone());
         let mut got = std::collections::HashSet::new();

@@ -184,15 +184,10 @@ fn progress(quiet: bool, len: u64, what: &str) -> indicatif::ProgressBar {
     if quiet {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{what} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} ETA {{eta}} {{msg}}"
-        ))
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar
+    crate::progress::bar(
+        len,
+        &format!("{what} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} ETA {{eta}} {{msg}}"),
+    )
 }
 
 /// Blob indices of `names` (all blobs when empty).
@@ -306,7 +301,12 @@ fn scan_batch(model: &Model, blobs: &[usize], paths: &[&Path]) -> Result<Vec<Res
     let mut it = maxima?.into_iter();
     Ok(inputs
         .into_iter()
-        .map(|r| r.map(|_| it.next().expect("one result per loaded image")))
+        .map(|r| {
+            r.and_then(|_| {
+                it.next()
+                    .ok_or_else(|| Error::internal("a loaded image without its maxima"))
+            })
+        })
         .collect())
 }
 
@@ -498,7 +498,8 @@ fn u64_value(store: &Store, key: &str) -> Result<Option<u64>> {
 }
 
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("plain data serializes")
+    // plain structs of numbers and strings: serde_json cannot fail on them
+    serde_json::to_vec(v).unwrap_or_default()
 }
 
 fn from_json<T: for<'a> Deserialize<'a>>(store: &Store, key: &str) -> Result<Option<T>> {
@@ -978,7 +979,7 @@ pub fn merge(shards: &[PathBuf], out: &Path) -> Result<Meta> {
                 let owner = caches
                     .iter()
                     .find(|s| u64::from(e.image) % n == s.meta.shard.0)
-                    .expect("every shard is there");
+                    .ok_or_else(|| Error::internal("a merged shard is gone"))?;
                 let theirs = owner
                     .blob(&t.name)
                     .and_then(|b| b.top.get(c)?.iter().position(|x| x.image == e.image))

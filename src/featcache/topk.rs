@@ -53,7 +53,7 @@ impl BlobTop {
     /// Offers an image's entry for channel `c`.
     pub fn offer(&mut self, c: usize, e: Entry, k: usize) {
         let list = &mut self.top[c];
-        if list.len() == k && !e.before(list.last().expect("k > 0")) {
+        if list.len() >= k && list.last().is_none_or(|last| !e.before(last)) {
             return;
         }
         let at = list.iter().position(|x| e.before(x)).unwrap_or(list.len());

@@ -50,8 +50,11 @@ impl WeightsSource {
         match s {
             None => WeightsSource::Default,
             Some("random") => WeightsSource::Random(0),
-            Some(r) if r.starts_with("random:") && r[7..].parse::<u64>().is_ok() => {
-                WeightsSource::Random(r[7..].parse().unwrap())
+            Some(r)
+                if r.strip_prefix("random:")
+                    .is_some_and(|s| s.parse::<u64>().is_ok()) =>
+            {
+                WeightsSource::Random(r[7..].parse().unwrap_or(0))
             }
             Some(p) => WeightsSource::File(PathBuf::from(p)),
         }

@@ -636,7 +636,9 @@ impl Net {
                 LayerKind::Concat => (Layer::Concat, None),
                 LayerKind::Identity => (Layer::Identity, None),
                 kind => (
-                    Layer::Act(activation_of(kind).expect("every other kind is an activation")),
+                    Layer::Act(activation_of(kind).ok_or_else(|| {
+                        Error::internal(format!("layer kind `{}` is not built", kind.type_name()))
+                    })?),
                     None,
                 ),
             };
@@ -1159,7 +1161,9 @@ impl Net {
             Layer::Maxpool(_) => {
                 let c = in_shape.channels();
                 let per = c * out_shape.plane();
-                let sw = &state.switches[i].as_ref().expect("maxpool state")[range(per)];
+                let sw = &state.switches[i]
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("a max-pool without its switches"))?[range(per)];
                 let dx = with_host(g, |gs| {
                     kernels::maxpool_backward(gs, sw, c, in_shape.plane(), out_shape.plane())
                 })?;
@@ -1192,7 +1196,9 @@ impl Net {
                 size, alpha, beta, ..
             } => {
                 let n = in_shape.numel();
-                let scale = &state.lrn_scale[i].as_ref().expect("lrn state")[range(n)];
+                let scale = &state.lrn_scale[i]
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("an LRN without its scales"))?[range(n)];
                 let x = pick(state.tensor(x_id))?;
                 let y = pick(&state.outputs[i])?;
                 let dx = with_host(g, |gs| {
@@ -1247,7 +1253,9 @@ fn bind_blobs(net: &Net, articulation: &[bool]) -> Result<Vec<Blob>> {
     let spec = &net.spec;
     let mut blobs = Vec::new();
     for b in &spec.blobs {
-        let li = spec.layer_index(&b.layer).expect("validated");
+        let li = spec
+            .layer_index(&b.layer)
+            .ok_or_else(|| Error::internal(format!("blob `{}` names no layer", b.name)))?;
         let x = net.inputs[li][0];
         let tap = if net.layers[li].is_activation() && net.consumers[x] == [li] {
             x

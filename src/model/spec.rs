@@ -636,7 +636,9 @@ impl Spec {
                         l.name
                     ));
                 }
-                LayerKind::Softmax if l.name != self.layers.last().unwrap().name => {
+                LayerKind::Softmax
+                    if self.layers.last().is_some_and(|last| last.name != l.name) =>
+                {
                     return Err(format!("softmax `{}` must be the last layer", l.name));
                 }
                 _ => {}

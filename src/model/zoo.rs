@@ -84,6 +84,10 @@ pub fn spec(name: &str) -> Option<Spec> {
 
 /// MobileNetV2 at another width multiplier (torchvision's `width_mult`): which blocks have a
 /// residual connection depends on the rounded widths, so each width is its own topology.
+#[allow(
+    clippy::expect_used,
+    reason = "mobilenet_v2 is compiled into the zoo, and its tests build it"
+)]
 pub fn mobilenet_v2_spec(width_mult: f32) -> Spec {
     let mut s = spec("mobilenet_v2").expect("in the zoo");
     let mut b = Builder::default();

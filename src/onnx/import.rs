@@ -607,7 +607,11 @@ impl Importer<'_> {
                     },
                     vec![1, fout],
                 );
-                let v = self.vals.get(&node.outputs[0]).cloned().expect("pushed");
+                let v = self
+                    .vals
+                    .get(&node.outputs[0])
+                    .cloned()
+                    .ok_or_else(|| Error::internal("an ONNX value that was just pushed is gone"))?;
                 self.vals.insert(out_name, v);
                 Ok(())
             }
@@ -639,7 +643,11 @@ impl Importer<'_> {
                     {
                         skip.insert(j);
                         self.unary(node, LayerKind::Silu)?;
-                        let v = self.vals.get(&node.outputs[0]).cloned().expect("pushed");
+                        let v = self
+                    .vals
+                    .get(&node.outputs[0])
+                    .cloned()
+                    .ok_or_else(|| Error::internal("an ONNX value that was just pushed is gone"))?;
                         self.vals.insert(next.outputs[0].clone(), v);
                         return Ok(());
                     }
@@ -716,7 +724,7 @@ impl Importer<'_> {
                     return self.alias(node);
                 }
                 let name = self.name_for(node, None);
-                self.push(node, name, srcs, LayerKind::Add(Operand::default()), dims0.expect("two inputs"));
+                self.push(node, name, srcs, LayerKind::Add(Operand::default()), dims0.ok_or_else(|| Error::internal("Add with no input dims"))?);
                 Ok(())
             }
             "Add" | "Sub" | "Mul" | "Div" => self.binary(node),
@@ -747,7 +755,7 @@ impl Importer<'_> {
                     return self.alias(node);
                 }
                 let name = self.name_for(node, None);
-                self.push(node, name, srcs, LayerKind::Concat, dims.expect("inputs"));
+                self.push(node, name, srcs, LayerKind::Concat, dims.ok_or_else(|| Error::internal("Concat with no input dims"))?);
                 Ok(())
             }
             "MaxPool" | "AveragePool" => self.pool(node),

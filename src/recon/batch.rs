@@ -347,7 +347,9 @@ impl<'a> Pending<'a> {
                 &self.net.device,
             )?);
         }
-        Ok(self.grads[t].clone().expect("set above"))
+        self.grads[t]
+            .clone()
+            .ok_or_else(|| Error::internal("a pending gradient that was just set is gone"))
     }
 
     /// Rows appended at tensor `t` (`parts`, together `rows - before` rows); every other
@@ -408,7 +410,7 @@ fn cat_rows(prev: Option<Tensor>, mut parts: Vec<Tensor>) -> Result<Tensor> {
         parts.insert(0, p);
     }
     Ok(if parts.len() == 1 {
-        parts.pop().unwrap()
+        parts.remove(0)
     } else {
         Tensor::cat(&parts, 0)?
     })
@@ -466,7 +468,9 @@ fn filter_rows(
         .to_vec2::<f32>()?;
     let mut scale = vec![0f32; forks.len() * c];
     for (k, &(_, ch)) in forks.iter().enumerate() {
-        let (b, chan) = nodes[ch].filter.expect("fork targets are filter nodes");
+        let (b, chan) = nodes[ch]
+            .filter
+            .ok_or_else(|| Error::internal("a fork whose target is not a filter node"))?;
         let blob = &net.blobs[b];
         let parent_note = nodes[ch].parent.and_then(|p| nodes[p].note.clone());
         let total: f32 = sums[k].iter().sum();

@@ -37,6 +37,14 @@ pub struct Options {
 }
 
 /// A path resolved against a net: `(blob index, channel)` per node.
+/// The blob of a resolved path's last node.
+pub(crate) fn last_blob(nodes: &[(usize, usize)]) -> Result<usize> {
+    nodes
+        .last()
+        .map(|n| n.0)
+        .ok_or_else(|| Error::internal("an empty resolved path"))
+}
+
 pub fn resolve_path(net: &Net, path: &Path) -> Result<Vec<(usize, usize)>> {
     if path.is_empty() {
         return Err(Error::path(path, "empty path"));
@@ -187,7 +195,7 @@ fn below_of(net: &Net, path: &Path, last: usize) -> Result<usize> {
 /// Checks that `path` can have children: it resolves, and its last blob has a blob below.
 pub fn check_children_path(net: &Net, path: &Path) -> Result<()> {
     let nodes = resolve_path(net, path)?;
-    below_of(net, path, nodes.last().expect("paths are never empty").0).map(|_| ())
+    below_of(net, path, last_blob(&nodes)?).map(|_| ())
 }
 
 /// Children weights from the gradient `g` at blob `below` and its activation:
@@ -248,7 +256,7 @@ fn children_with_grads(
     let mut belows = Vec::with_capacity(paths.len());
     for p in paths {
         let nodes = resolve_path(net, p)?;
-        let below = below_of(net, p, nodes.last().unwrap().0)?;
+        let below = below_of(net, p, last_blob(&nodes)?)?;
         jobs.push(seed_job(&nodes, Stop::Blob(below)));
         belows.push(below);
     }
@@ -282,7 +290,9 @@ pub fn expand(
     let Some(first) = kids.first() else {
         return Ok(vec![]);
     };
-    let below = net.blob_index(&first.blob).expect("child blob exists");
+    let below = net
+        .blob_index(&first.blob)
+        .ok_or_else(|| Error::internal(format!("child blob `{}` is gone", first.blob)))?;
     let pos = net.blobs[below].tap;
     let jobs: Vec<Job> = kids
         .iter()

@@ -32,6 +32,10 @@ impl Path {
         &self.0
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "a Path is never empty: parsing and `root` make at least one node, and no method removes the last"
+    )]
     pub fn last(&self) -> &Node {
         self.0.last().expect("paths are never empty")
     }

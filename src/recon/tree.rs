@@ -3,8 +3,10 @@
 
 use candle_core::Tensor;
 
-use super::{batch, rank_children, resolve_path, seed_job, Child, Options, Path, Recon, Stop};
-use crate::error::Result;
+use super::{
+    batch, last_blob, rank_children, resolve_path, seed_job, Child, Options, Path, Recon, Stop,
+};
+use crate::error::{Error, Result};
 use crate::model::{ForwardState, Model};
 
 /// A node of a computed tree.
@@ -32,7 +34,7 @@ pub fn level(
     for p in paths {
         let nodes = resolve_path(net, p)?;
         jobs.push(seed_job(&nodes, Stop::Data));
-        let below = k.and(net.blobs[nodes.last().unwrap().0].below);
+        let below = k.and(net.blobs[last_blob(&nodes)?].below);
         if let Some(b) = below {
             jobs.push(seed_job(&nodes, Stop::Blob(b)));
         }
@@ -43,7 +45,9 @@ pub fn level(
         .iter()
         .zip(belows)
         .map(|(p, below)| {
-            let r = out.next().expect("one outcome per job");
+            let r = out
+                .next()
+                .ok_or_else(|| Error::internal("a job without its outcome"))?;
             let recon = Recon {
                 path: p.clone(),
                 grad: r.grad,
@@ -51,7 +55,9 @@ pub fn level(
             };
             let kids = match below {
                 Some(b) => {
-                    let g = out.next().expect("one outcome per job");
+                    let g = out
+                        .next()
+                        .ok_or_else(|| Error::internal("a job without its outcome"))?;
                     Some(rank_children(
                         net,
                         state,

@@ -373,7 +373,9 @@ impl App {
                 let Some(image) = self.current_image() else {
                     return;
                 };
-                let t = self.tree.as_ref().expect("in the tree pane");
+                let Some(t) = self.tree.as_ref() else {
+                    return;
+                };
                 let paths: Vec<Path> = if a == Action::ExportNode {
                     vec![t.nodes[t.sel].path.clone()]
                 } else {

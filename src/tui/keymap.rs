@@ -97,8 +97,13 @@ impl Key {
             "End" => KeyCode::End,
             "Delete" => KeyCode::Delete,
             "Space" => KeyCode::Char(' '),
-            s if s.chars().count() == 1 => KeyCode::Char(s.chars().next().unwrap()),
-            other => return Err(format!("unknown key `{other}`")),
+            other => {
+                let mut chars = other.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) => KeyCode::Char(c),
+                    _ => return Err(format!("unknown key `{other}`")),
+                }
+            }
         };
         Ok(Key { code, ctrl, alt })
     }
@@ -181,6 +186,10 @@ fn parse_tables(text: &str, origin: &str) -> Result<BTreeMap<String, Vec<Binding
 
 impl Keymap {
     /// The built-in keymap.
+    #[allow(
+        clippy::expect_used,
+        reason = "the built-in keymap is compiled in, and a unit test parses it"
+    )]
     pub fn default_map() -> Keymap {
         Keymap {
             panes: parse_tables(DEFAULT, "keymaps/default.toml")

@@ -181,6 +181,11 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
     }
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        if crate::engine::panic_is_caught() {
+            // answered to the UI as an error; the app goes on
+            tracing::error!("{info}");
+            return;
+        }
         restore();
         default_hook(info);
     }));
@@ -205,12 +210,14 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
         if let Some(dir) = opts.feature_cache.clone() {
             sched = sched.with_feature_cache(dir);
         }
-        let engine = Engine::start_with(sched, Box::new(move |e| etx.send(Msg::Engine(e)).is_ok()));
+        let engine = Engine::start_with(sched, Box::new(move |e| etx.send(Msg::Engine(e)).is_ok()))
+            .context("cannot start the engine thread")?;
         let itx = tx.clone();
         let mut images = ui::Images::threaded(picker, move |e| {
             let _ = itx.send(Msg::Image(e));
         });
-        let input = InputThread::start(tx, termquery::LateAnswer::new(!answered));
+        let input = InputThread::start(tx, termquery::LateAnswer::new(!answered))
+            .context("cannot start the input thread")?;
         let mut app = app::App::new(opts.images, format!("{} | {protocol_name}", opts.info));
         if let Some(path) = &opts.session {
             if let Some(s) = session::Session::load(path)? {
@@ -252,7 +259,7 @@ struct InputThread {
 }
 
 impl InputThread {
-    fn start(tx: mpsc::Sender<Msg>, mut late: termquery::LateAnswer) -> InputThread {
+    fn start(tx: mpsc::Sender<Msg>, mut late: termquery::LateAnswer) -> io::Result<InputThread> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         std::thread::Builder::new()
@@ -275,9 +282,8 @@ impl InputThread {
                         return;
                     }
                 }
-            })
-            .expect("cannot start the input thread");
-        InputThread { stop }
+            })?;
+        Ok(InputThread { stop })
     }
 }
 

@@ -75,7 +75,7 @@ impl Images {
     /// should wake the event loop, which hands it to [`Images::encoded`]).
     pub fn threaded(picker: Option<Picker>, done: impl Fn(Encoded) + Send + 'static) -> Images {
         let (tx, rx) = std::sync::mpsc::channel::<EncodeJob>();
-        std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name("treevis-images".into())
             .spawn(move || {
                 for mut job in rx {
@@ -86,8 +86,12 @@ impl Images {
                         proto: job.proto,
                     });
                 }
-            })
-            .expect("cannot start the image thread");
+            });
+        if let Err(e) = started {
+            // encoded on the UI thread then, slower but the same pictures
+            tracing::error!("cannot start the image thread: {e}");
+            return Images::new(picker);
+        }
         Images {
             worker: Some(tx),
             ..Images::new(picker)
@@ -139,7 +143,9 @@ impl Images {
                 },
             );
         }
-        let entry = self.entries.get_mut(key).expect("inserted above");
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
         let needs = entry
             .proto
             .as_ref()
@@ -156,11 +162,11 @@ impl Images {
             );
         }
         if let (Some(worker), Some(size)) = (&self.worker, needs) {
-            {
+            if let Some(proto) = entry.proto.take() {
                 let job = EncodeJob {
                     key: key.clone(),
                     generation: entry.generation,
-                    proto: entry.proto.take().expect("checked"),
+                    proto,
                     size,
                 };
                 if let Err(back) = worker.send(job) {
