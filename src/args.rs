@@ -47,3 +47,12 @@ impl ModelArgs {
         Ok(model)
     }
 }
+
+/// A count that must be at least 1 (a batch, a k, a number of steps).
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}

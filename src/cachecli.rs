@@ -67,7 +67,7 @@ pub struct BuildArgs {
     #[arg(long, value_delimiter = ',')]
     pub layers: Vec<String>,
     /// Images kept per neuron.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::args::positive)]
     pub top_k: usize,
     /// ReLU backward rule of the reconstructions.
     #[arg(long, value_enum, default_value_t = Rule::Guided)]
@@ -75,7 +75,7 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t)]
     pub mult: MultMode,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::args::positive)]
     pub batch: usize,
     /// The cache folder (an LMDB environment); an unfinished build there is resumed.
     #[arg(long)]
@@ -86,7 +86,7 @@ pub struct BuildArgs {
     pub shard: (u64, u64),
     /// Images between checkpoints (and at most 60 s; a killed build resumes from the last).
     /// Each checkpoint rewrites the lists and quantile samples (about 45 MB for AlexNet).
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = crate::args::positive)]
     pub checkpoint: usize,
     /// No progress bars (batch jobs).
     #[arg(long)]
@@ -142,6 +142,14 @@ pub fn run(args: CacheArgs) -> Result<()> {
                 quiet: b.quiet,
             };
             let r = featcache::build(&models, &opts)?;
+            if r.scanned == 0 && r.skipped > 0 {
+                anyhow::bail!(
+                    "{}: none of the {} images of this build could be read (`treevis cache info {}` lists why)",
+                    b.out.display(),
+                    r.skipped,
+                    b.out.display()
+                );
+            }
             if b.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else if !b.quiet {

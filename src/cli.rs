@@ -64,7 +64,7 @@ pub enum Command {
         #[command(flatten)]
         input: InputArgs,
         /// Neurons per blob.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = crate::args::positive)]
         top: usize,
         /// Print JSON: [{blob, units: [{channel, activation, rank?}]}].
         #[arg(long)]
@@ -106,7 +106,7 @@ pub enum Command {
         #[arg(long)]
         path: Path,
         /// How many children.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = crate::args::positive)]
         k: usize,
         /// Print JSON: [{blob, channel, weight, path}].
         #[arg(long)]
@@ -124,7 +124,7 @@ pub enum Command {
         /// Levels below the root.
         #[arg(long, default_value_t = 2)]
         depth: usize,
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = crate::args::positive)]
         k: usize,
         #[arg(long, value_enum, default_value_t)]
         display: Display,
@@ -148,9 +148,9 @@ pub enum Command {
         /// Seed of the initial weights, the training images and dropout.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        #[arg(long, default_value_t = 3000)]
+        #[arg(long, default_value_t = 3000, value_parser = crate::args::positive)]
         steps: usize,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = crate::args::positive)]
         batch: usize,
         /// Peak learning rate of AdamW (cosine decay).
         #[arg(long, default_value_t = 2e-3)]

@@ -97,6 +97,26 @@ impl ImageDb {
         datum::decode(bytes, &what)
     }
 
+    /// Refuses a database whose first record is not a Caffe `Datum` (a treevis feature
+    /// cache, or some other LMDB): its records would be read as junk images.
+    pub fn check_holds_images(&self) -> Result<()> {
+        let txn = self.env.begin_ro_txn().map_err(|e| self.err(e))?;
+        let mut cur = txn.open_ro_cursor(self.db).map_err(|e| self.err(e))?;
+        let first = cur.iter_start().next();
+        match first {
+            None => Ok(()),
+            Some(Err(e)) => Err(self.err(e)),
+            Some(Ok((k, v))) => datum::decode(v, &key_to_str(k))
+                .map(|_| ())
+                .map_err(|_| {
+                    self.err(format!(
+                        "not an image database: its first record `{}` is not a Caffe Datum (a treevis feature cache?)",
+                        key_to_str(k)
+                    ))
+                }),
+        }
+    }
+
     /// The number of records.
     pub fn len(&self) -> Result<usize> {
         Ok(self.env.stat().map_err(|e| self.err(e))?.entries())

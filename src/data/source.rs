@@ -26,9 +26,13 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if imagedb::is_lmdb(p) {
-            out.extend(imagedb::open(p)?.paths()?);
+            let db = imagedb::open(p)?;
+            db.check_holds_images()?;
+            out.extend(db.paths()?);
         } else if p.is_dir() {
-            walk(p, &mut out)?;
+            // a folder given by name must be readable (its subfolders are skipped if not)
+            std::fs::read_dir(p).map_err(|e| Error::io(p, e))?;
+            walk(p, &mut out, &mut Default::default())?;
         } else if p.is_file() && has_ext(p, &LIST_EXTENSIONS) {
             out.extend(read_list(p)?);
         } else if p.is_file() || imagedb::split_virtual(p).is_some() {
@@ -48,17 +52,47 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+/// Walks `dir` recursively. A folder reached twice (a symlink loop, or two links to one
+/// folder) is read once; a subfolder that cannot be read, or an LMDB inside that holds no
+/// images (a feature cache written into its own dataset), is skipped with a warning.
+fn walk(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> Result<()> {
+    let real = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+    if !seen.insert(real.clone()) {
+        tracing::warn!(
+            "{}: skipped, it is {} again (a symlink loop?)",
+            dir.display(),
+            real.display()
+        );
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => {
+            tracing::warn!(
+                "{}: skipped, cannot read the folder: {}",
+                dir.display(),
+                Error::io(dir, e)
+            );
+            return Ok(());
+        }
+    };
     entries.sort();
     for e in entries {
         if imagedb::is_lmdb(&e) {
-            out.extend(imagedb::open(&e)?.paths()?);
+            let db = match imagedb::open(&e).and_then(|db| db.check_holds_images().map(|_| db)) {
+                Ok(db) => db,
+                Err(err) => {
+                    tracing::warn!("{}: skipped: {err}", e.display());
+                    continue;
+                }
+            };
+            out.extend(db.paths()?);
         } else if e.is_dir() {
-            walk(&e, out)?;
+            walk(&e, out, seen)?;
         } else if has_ext(&e, &IMAGE_EXTENSIONS) {
             out.push(e);
         }

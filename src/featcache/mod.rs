@@ -68,7 +68,7 @@ impl Meta {
             ("top-k", self.top_k == other.top_k),
             ("layers", self.layers == other.layers),
             (
-                "dataset",
+                "dataset (other images, or images changed since: sizes or modification times differ)",
                 self.dataset_sha256 == other.dataset_sha256 && self.images == other.images,
             ),
         ];
@@ -135,10 +135,23 @@ pub fn weights_sha256(model: &Model) -> Result<String> {
 }
 
 /// SHA-256 of a dataset listing.
+/// SHA-256 of the dataset's listing: every name, with each file's size and modification
+/// time, so that a build resumed after images were replaced is refused instead of cropping
+/// the new files beside the old activations. (Records of an LMDB are named only: their
+/// database cannot change under a build without failing its own checks.)
 pub fn dataset_sha256(paths: &[PathBuf]) -> String {
     let mut h = Sha256::new();
     for p in paths {
         h.update(p.to_string_lossy().as_bytes());
+        if let Ok(m) = std::fs::metadata(p) {
+            h.update(m.len().to_le_bytes());
+            if let Ok(t) = m.modified().and_then(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_err(std::io::Error::other)
+            }) {
+                h.update(t.as_nanos().to_le_bytes());
+            }
+        }
         h.update(b"\n");
     }
     hex(h.finalize())
@@ -195,6 +208,17 @@ fn blob_indices(model: &Model, names: &[String]) -> Result<Vec<usize>> {
     let net = &model.net;
     if names.is_empty() {
         return Ok((0..net.blobs.len()).collect());
+    }
+    if let Some((i, n)) = names
+        .iter()
+        .enumerate()
+        .find(|(i, n)| names[..*i].contains(n))
+    {
+        return Err(Error::Input(format!(
+            "--layers names `{n}` twice (at {} and {})",
+            names[..i].iter().position(|m| m == n).map_or(0, |j| j + 1),
+            i + 1
+        )));
     }
     names
         .iter()
@@ -497,9 +521,8 @@ fn u64_value(store: &Store, key: &str) -> Result<Option<u64>> {
         .and_then(|v| String::from_utf8(v).ok()?.parse().ok()))
 }
 
-fn json<T: Serialize>(v: &T) -> Vec<u8> {
-    // plain structs of numbers and strings: serde_json cannot fail on them
-    serde_json::to_vec(v).unwrap_or_default()
+fn json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::internal(format!("a cache record: {e}")))
 }
 
 fn from_json<T: for<'a> Deserialize<'a>>(store: &Store, key: &str) -> Result<Option<T>> {
@@ -528,7 +551,7 @@ fn checkpoint_scan(
         .map(|t| (format!("top/{}", t.name), t.encode()))
         .collect();
     puts.push(("scan/next".into(), pos.to_string().into_bytes()));
-    puts.push(("scan/skipped".into(), json(&skipped)));
+    puts.push(("scan/skipped".into(), json(&skipped)?));
     if last {
         puts.push(("scan/done".into(), b"1".to_vec()));
     }
@@ -549,6 +572,12 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
     if sn == 0 || si >= sn {
         return Err(Error::Input(format!(
             "shard {si}/{sn}: expected i/N with i < N"
+        )));
+    }
+    if let Some(p) = o.images.iter().find(|p| p.to_str().is_none()) {
+        return Err(Error::Input(format!(
+            "{}: the file name is not UTF-8, which a cache cannot record; rename it (or list the others)",
+            p.display()
         )));
     }
     let blobs = blob_indices(model, &o.layers)?;
@@ -581,8 +610,8 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
             }
         }
         None => store.write(&[
-            ("meta".into(), json(&meta)),
-            ("dataset".into(), json(&o.images)),
+            ("meta".into(), json(&meta)?),
+            ("dataset".into(), json(&o.images)?),
         ])?,
     }
     let mut report = Report::default();
@@ -962,9 +991,9 @@ pub fn merge(shards: &[PathBuf], out: &Path) -> Result<Meta> {
         .get("dataset")?
         .unwrap_or_else(|| b"[]".to_vec());
     let mut puts = vec![
-        ("meta".to_string(), json(&meta)),
+        ("meta".to_string(), json(&meta)?),
         ("dataset".to_string(), dataset),
-        ("scan/skipped".to_string(), json(&skipped)),
+        ("scan/skipped".to_string(), json(&skipped)?),
         ("scan/next".to_string(), b"0".to_vec()),
         ("scan/done".to_string(), b"1".to_vec()),
     ];
