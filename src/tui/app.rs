@@ -65,6 +65,48 @@ impl Tree {
         }
     }
 
+    /// Checks that the nodes form one tree under node 0: every index in range, each
+    /// child's parent its parent, every node reached once from the root (no cycle), the
+    /// root not removed and the selection a node.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.nodes.len();
+        let root = self.nodes.first().ok_or("has no root")?;
+        if root.parent.is_some() || root.removed {
+            return Err("has a root with a parent, or a removed root".into());
+        }
+        if self.sel >= n {
+            return Err(format!(
+                "selection {} is not one of its {n} nodes",
+                self.sel
+            ));
+        }
+        let mut seen = vec![false; n];
+        let mut stack = vec![0usize];
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(format!("reaches node {i} twice (a cycle)"));
+            }
+            for &c in &self.nodes[i].children {
+                let child = self
+                    .nodes
+                    .get(c)
+                    .ok_or_else(|| format!("node {i} has child {c}, out of range"))?;
+                if child.parent != Some(i) {
+                    return Err(format!(
+                        "node {c} is a child of {i} but names another parent"
+                    ));
+                }
+                stack.push(c);
+            }
+        }
+        match seen.iter().position(|s| !s) {
+            Some(i) => Err(format!(
+                "node {i} is not under the root (its parent does not list it)"
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Visible nodes in outline order with their depth.
     pub fn outline(&self) -> Vec<(usize, usize)> {
         let mut out = Vec::new();

@@ -220,8 +220,13 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
             .context("cannot start the input thread")?;
         let mut app = app::App::new(opts.images, format!("{} | {protocol_name}", opts.info));
         if let Some(path) = &opts.session {
-            if let Some(s) = session::Session::load(path)? {
+            let (s, report) = session::Session::load_or_set_aside(path)?;
+            if let Some(s) = s {
                 s.restore(&mut app);
+            }
+            if let Some(r) = report {
+                tracing::warn!("{r}");
+                app.message = Some(r);
             }
         }
         let r = event_loop(
@@ -385,6 +390,7 @@ fn event_loop(
             if saved.as_ref() != Some(&now) {
                 if let Err(e) = now.save(path) {
                     tracing::warn!("cannot save the session: {e:#}");
+                    app.message = Some(format!("cannot save the session: {e:#}"));
                 }
                 saved = Some(now);
             }
