@@ -771,3 +771,38 @@ fn run_tui(args: TuiArgs) -> Result<()> {
         },
     )
 }
+
+/// An error message as one line of at most [`MAX_ERROR_CHARS`] characters: a message that
+/// echoes a huge input (a path of 10,000 nodes) keeps its start and end.
+pub fn one_line(msg: &str) -> String {
+    let flat = msg.replace(['\n', '\r'], " ");
+    let n = flat.chars().count();
+    if n <= MAX_ERROR_CHARS {
+        return flat;
+    }
+    let head: String = flat.chars().take(MAX_ERROR_CHARS / 2).collect();
+    let tail: String = flat.chars().skip(n - MAX_ERROR_CHARS / 4).collect();
+    format!(
+        "{head} [... {} characters ...] {tail}",
+        n - head.chars().count() - tail.chars().count()
+    )
+}
+
+/// The longest error line the binary prints.
+pub const MAX_ERROR_CHARS: usize = 400;
+
+#[cfg(test)]
+mod one_line_tests {
+    #[test]
+    fn long_messages_keep_their_ends_on_one_line() {
+        let long = format!("bad path `{}`: no blob x", "conv5:1/".repeat(10_000));
+        let l = super::one_line(&long);
+        assert!(
+            l.chars().count() < super::MAX_ERROR_CHARS + 40,
+            "{}",
+            l.len()
+        );
+        assert!(l.starts_with("bad path `conv5:1/") && l.ends_with("no blob x"));
+        assert_eq!(super::one_line("a\nb"), "a b");
+    }
+}

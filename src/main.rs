@@ -15,12 +15,31 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 fn main() -> std::process::ExitCode {
     // SAFETY: setting an option of the allocator this binary uses; no allocation races it.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    // a closed pipe (`treevis ... | head -1`) ends the process quietly, as it ends every
+    // Unix tool, instead of a panic in `println!` (Rust ignores SIGPIPE by default)
+    // SAFETY: restoring the default disposition of a signal before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // a panic caught by the engine (answered as an error) is logged, not printed twice
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if treevis::engine::panic_is_caught() {
+            tracing::error!("{info}");
+        } else {
+            default_hook(info);
+        }
+    }));
     let cli = treevis::cli::Cli::parse();
     treevis::cli::init_logging(cli.verbose, treevis::cli::opens_tui(&cli));
     match treevis::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("treevis: error: {e:#}");
+            if let Some(treevis::tui::Interrupted(sig)) = e.downcast_ref() {
+                return std::process::ExitCode::from(128u8.saturating_add(*sig as u8));
+            }
+            eprintln!(
+                "treevis: error: {}",
+                treevis::cli::one_line(&format!("{e:#}"))
+            );
             std::process::ExitCode::FAILURE
         }
     }

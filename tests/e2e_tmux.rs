@@ -236,3 +236,68 @@ fn a_hang_up_ends_the_app() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The treevis process of a test, found by its session file's name.
+fn app_pid(session: &std::path::Path) -> u32 {
+    let needle = session.display().to_string();
+    let running: Vec<u32> = pids_with(&needle)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "treevis")
+        })
+        .collect();
+    assert_eq!(running.len(), 1, "{running:?}");
+    running[0]
+}
+
+/// A signal ends the app with the terminal restored and the shell's convention for a
+/// killed command (128 + the signal), SIGQUIT and SIGUSR1 included; and a session file
+/// that is not a tree (a child cycle) is set aside, reported, and the app starts fresh.
+#[test]
+fn signals_exit_128_plus_n_and_a_corrupt_session_is_set_aside() {
+    for (sig, num) in [("TERM", 15), ("QUIT", 3), ("USR1", 10), ("INT", 2)] {
+        let sock = format!("treevis-e2e-sig{sig}-{}", std::process::id());
+        let _server = Server(sock.clone());
+        let cache = tempfile::tempdir().unwrap();
+        let session = cache.path().join(format!("session-{sig}.json"));
+        if sig == "TERM" {
+            // a cycle: node 1's child is node 1
+            let node = |parent: &str, children: &str| {
+                format!(
+                    r#"{{"path":"conv5:1","weight":null,"parent":{parent},"children":[{children}],"expanding":false,"removed":false}}"#
+                )
+            };
+            let text = format!(
+                r#"{{"image":"x.png","pane":"tree","opts":{{"rule":"guided","mult":"auto"}},"display":"norm","ov_top":5,"ov_row":0,"ov_col":0,"tree":{{"nodes":[{},{}],"sel":0,"show_input":false}}}}"#,
+                node("null", "1"),
+                node("0", "1"),
+            );
+            std::fs::write(&session, text).unwrap();
+        }
+        launch(&sock, cache.path(), &session);
+        let s = wait_for(&sock, "stripes 100%", 60);
+        if sig == "TERM" {
+            assert!(
+                s.contains("the tree node 1 is a child of 1") && s.contains("set aside"),
+                "{s}"
+            );
+            let mut aside = session.as_os_str().to_owned();
+            aside.push(".bad");
+            assert!(std::path::Path::new(&aside).is_file());
+        }
+        let pid = app_pid(&session);
+        Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        let s = wait_for(&sock, "TREEVIS-EXITED", 20);
+        assert!(
+            s.contains(&format!("TREEVIS-EXITED {}", 128 + num)),
+            "SIG{sig}: {s}"
+        );
+        assert!(
+            !s.contains("gallery |") && !s.contains("-icanon"),
+            "SIG{sig}: terminal not restored:\n{s}"
+        );
+    }
+}

@@ -36,7 +36,6 @@ pub struct Options {
     pub mult: MultMode,
 }
 
-/// A path resolved against a net: `(blob index, channel)` per node.
 /// The blob of a resolved path's last node.
 pub(crate) fn last_blob(nodes: &[(usize, usize)]) -> Result<usize> {
     nodes
@@ -45,6 +44,7 @@ pub(crate) fn last_blob(nodes: &[(usize, usize)]) -> Result<usize> {
         .ok_or_else(|| Error::internal("an empty resolved path"))
 }
 
+/// A path resolved against a net: `(blob index, channel)` per node.
 pub fn resolve_path(net: &Net, path: &Path) -> Result<Vec<(usize, usize)>> {
     if path.is_empty() {
         return Err(Error::path(path, "empty path"));

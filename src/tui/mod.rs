@@ -168,17 +168,74 @@ fn cell_from_winsize() -> Option<(u16, u16)> {
     Some((ws.ws_xpixel / ws.ws_col, ws.ws_ypixel / ws.ws_row))
 }
 
-/// Runs the app until the user quits (or a signal arrives).
-pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
+/// The app ended because of a signal: the process should exit with 128 + the signal's
+/// number, as a shell reports a killed command, so a script can tell it from a quit.
+#[derive(Debug)]
+pub struct Interrupted(pub i32);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = signal_hook::low_level::signal_name(self.0).unwrap_or("a signal");
+        write!(f, "stopped by {name}")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// The signals that end the app cleanly (terminal restored, session saved).
+const STOP_SIGNALS: [i32; 6] = [
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGQUIT,
+    signal_hook::consts::SIGUSR1,
+    signal_hook::consts::SIGUSR2,
+];
+
+/// The terminal's settings before raw mode, for the fatal-signal handler.
+static COOKED: std::sync::OnceLock<rustix::termios::Termios> = std::sync::OnceLock::new();
+
+/// On a fatal signal (a bus error from a file changed under a memory map, a segfault, an
+/// abort), puts the terminal back before the process dies: only async-signal-safe calls
+/// (tcsetattr, write), then the signal's default action.
+fn install_fatal_restore() {
+    if let Ok(t) = rustix::termios::tcgetattr(io::stdin()) {
+        let _ = COOKED.set(t);
+    }
     for sig in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGBUS,
+        signal_hook::consts::SIGSEGV,
+        signal_hook::consts::SIGABRT,
+        signal_hook::consts::SIGFPE,
+        signal_hook::consts::SIGILL,
     ] {
-        signal_hook::flag::register(sig, stop.clone())
+        // SAFETY: the handler only calls tcsetattr and write (async-signal-safe) and then
+        // re-raises the signal with its default action.
+        let _ = unsafe {
+            signal_hook_registry::register_unchecked(sig, move |_| {
+                if let Some(t) = COOKED.get() {
+                    let _ = rustix::termios::tcsetattr(
+                        io::stdin(),
+                        rustix::termios::OptionalActions::Now,
+                        t,
+                    );
+                }
+                let _ = rustix::io::write(io::stdout(), b"\x1b[?1049l\x1b[?25h\r\n");
+                let _ = signal_hook::low_level::emulate_default_handler(sig);
+            })
+        };
+    }
+}
+
+/// Runs the app until the user quits (or a signal arrives: then the error is
+/// [`Interrupted`]).
+pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
+    let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for sig in STOP_SIGNALS {
+        signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)
             .context("cannot install a signal handler")?;
     }
+    install_fatal_restore();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if crate::engine::panic_is_caught() {
@@ -236,7 +293,7 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
             &mut app,
             &mut images,
             &opts.keymap,
-            &stop,
+            &signal,
             opts.session.as_deref(),
         );
         drop(input);
@@ -244,7 +301,11 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
     })();
     restore();
     let _ = io::stdout().flush();
-    result
+    result?;
+    match signal.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        sig => Err(Interrupted(sig as i32).into()),
+    }
 }
 
 /// What wakes the event loop.
@@ -311,7 +372,7 @@ fn event_loop(
     app: &mut app::App,
     images: &mut ui::Images,
     keymap: &keymap::Keymap,
-    stop: &AtomicBool,
+    stop: &std::sync::atomic::AtomicUsize,
     session: Option<&std::path::Path>,
 ) -> Result<()> {
     let mut saved: Option<session::Session> = None;
@@ -321,7 +382,7 @@ fn event_loop(
     let mut waiting_since: Option<(String, Instant)> = Some(("launch".into(), Instant::now()));
     let started = Instant::now();
     let mut first_frame = true;
-    while !app.quit && !stop.load(Ordering::Relaxed) {
+    while !app.quit && stop.load(Ordering::Relaxed) == 0 {
         let t0 = Instant::now();
         let mut layout_ms = 0.0;
         term.draw(|f| {
