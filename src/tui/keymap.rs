@@ -47,6 +47,7 @@ pub enum Action {
 pub const PANES: [&str; 4] = ["global", "gallery", "overview", "tree"];
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawBinding {
     on: Vec<String>,
     run: Action,
@@ -55,6 +56,7 @@ struct RawBinding {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawTable {
     #[serde(default)]
     keys: Vec<RawBinding>,
@@ -149,6 +151,13 @@ pub struct Keymap {
     pub panes: BTreeMap<String, Vec<Binding>>,
 }
 
+/// An action as a keymap file names it (`cycle_method`).
+fn action_name(a: Action) -> String {
+    serde_json::to_string(&a)
+        .map(|s| s.trim_matches('"').to_string())
+        .unwrap_or_else(|_| format!("{a:?}"))
+}
+
 fn parse_tables(text: &str, origin: &str) -> Result<BTreeMap<String, Vec<Binding>>> {
     let raw: BTreeMap<String, RawTable> = toml::from_str(text).map_err(|e| {
         Error::Input(format!(
@@ -164,8 +173,14 @@ fn parse_tables(text: &str, origin: &str) -> Result<BTreeMap<String, Vec<Binding
                 PANES.join(", ")
             )));
         }
-        let mut bs = Vec::new();
+        let mut bs: Vec<Binding> = Vec::new();
         for b in table.keys {
+            if b.on.is_empty() {
+                return Err(Error::Input(format!(
+                    "keymap {origin}, [{pane}]: the binding of `{}` has no keys (`on = []`)",
+                    action_name(b.run)
+                )));
+            }
             let keys =
                 b.on.iter()
                     .map(|k| {
@@ -173,6 +188,19 @@ fn parse_tables(text: &str, origin: &str) -> Result<BTreeMap<String, Vec<Binding
                             .map_err(|m| Error::Input(format!("keymap {origin}, [{pane}]: {m}")))
                     })
                     .collect::<Result<Vec<_>>>()?;
+            // one file binds a key once per table: a second binding would silently win
+            if let Some((k, other)) = keys.iter().find_map(|k| {
+                bs.iter()
+                    .find(|o| o.keys.contains(k))
+                    .map(|o| (k, o.action))
+                    .or_else(|| (keys.iter().filter(|x| *x == k).count() > 1).then_some((k, b.run)))
+            }) {
+                return Err(Error::Input(format!(
+                    "keymap {origin}, [{pane}]: key `{k}` is bound twice (to `{}` and `{}`)",
+                    action_name(other),
+                    action_name(b.run)
+                )));
+            }
             bs.push(Binding {
                 keys,
                 action: b.run,
