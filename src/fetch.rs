@@ -315,12 +315,23 @@ pub fn fetch_file(
         progress.start(&f.name, length.map(|l| l + start).or(f.size), start);
         let mut body = resp.into_body().into_reader();
         let mut buf = vec![0u8; 1 << 16];
+        let mut written = start;
         loop {
             let k = body.read(&mut buf).map_err(|e| {
                 Error::Input(format!("downloading {url}: {e} (run again to resume)"))
             })?;
             if k == 0 {
                 break;
+            }
+            written += k as u64;
+            // a server that sends more than the registry's size is not sending this file
+            // (and an endless one would fill the disk)
+            if let Some(size) = f.size.filter(|&s| written > s) {
+                drop(out);
+                let _ = std::fs::remove_file(&part);
+                return Err(Error::Input(format!(
+                    "downloading {url}: the server sent more than the file's {size} bytes; stopped and deleted the part file"
+                )));
             }
             out.write_all(&buf[..k]).map_err(|e| Error::io(&part, e))?;
             progress.advance(k as u64);

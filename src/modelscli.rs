@@ -145,20 +145,30 @@ pub fn run(args: ModelsArgs) -> Result<()> {
         ModelsCommand::ImportOnnx { onnx, labels, out } => {
             let im = crate::catalog::import_onnx(&onnx)?;
             let mut spec = im.spec;
+            let existed = out.exists();
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
-            if let Some(l) = &labels {
-                std::fs::copy(l, out.join("labels.txt"))
-                    .with_context(|| format!("cannot copy {}", l.display()))?;
-                spec.labels = Some("labels.txt".into());
+            let written = (|| -> anyhow::Result<()> {
+                if let Some(l) = &labels {
+                    std::fs::copy(l, out.join("labels.txt"))
+                        .with_context(|| format!("cannot copy {}", l.display()))?;
+                    spec.labels = Some("labels.txt".into());
+                }
+                spec.weights = Some("weights.safetensors".into());
+                crate::model::weights::write_safetensors(
+                    &im.tensors,
+                    &out.join("weights.safetensors"),
+                )?;
+                std::fs::write(out.join("model.toml"), spec.to_toml()?).with_context(|| {
+                    format!("cannot write {}", out.join("model.toml").display())
+                })?;
+                Ok(())
+            })();
+            if written.is_err() && !existed {
+                // no half-written model folder is left behind
+                let _ = std::fs::remove_dir_all(&out);
             }
-            spec.weights = Some("weights.safetensors".into());
-            crate::model::weights::write_safetensors(
-                &im.tensors,
-                &out.join("weights.safetensors"),
-            )?;
-            std::fs::write(out.join("model.toml"), spec.to_toml()?)
-                .with_context(|| format!("cannot write {}", out.join("model.toml").display()))?;
+            written?;
             for n in &im.notes {
                 println!("note: {n}");
             }

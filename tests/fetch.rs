@@ -171,3 +171,53 @@ fn an_interrupted_download_resumes() {
     // the second request asked only for the rest
     assert_eq!(*srv.ranges.lock().unwrap(), vec![None, Some(have)]);
 }
+
+/// A server that never stops sending (no Content-Length): the download stops at the
+/// registry's size, says so, and leaves no part file.
+#[test]
+fn an_endless_server_is_stopped_at_the_registry_size() {
+    let d = tempfile::tempdir().unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            let chunk = vec![7u8; 1 << 16];
+            // 64 MB at most, so a broken client cannot make the test run forever
+            for _ in 0..1024 {
+                if s.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let reg = registry(d.path(), &"0".repeat(64), 100_000);
+    let out = fetch(&reg, port, &d.path().join("models"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("more than the file's 100000 bytes"),
+        "{err}"
+    );
+    let left: Vec<_> = walk(&d.path().join("models"));
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}

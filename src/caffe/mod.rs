@@ -899,7 +899,7 @@ pub fn import(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "imported".into());
-    let (mut spec, merged) = to_graph_spec(&d, &origin, &name, mean.map(|_| "mean.npy"))?;
+    let (spec, merged) = to_graph_spec(&d, &origin, &name, mean.map(|_| "mean.npy"))?;
     let blobs = read_caffemodel(&read(caffemodel)?, &caffemodel.display().to_string())?;
     let tensors = weights_for(&spec, &merged, blobs, &caffemodel.display().to_string())?;
     // the weights must fit the layers before anything is written
@@ -910,7 +910,28 @@ pub fn import(
                 deploy.display()
             ))
         })?;
+    // a failure from here on leaves no half-written model folder behind
+    let existed = out.exists();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let written = write_model(deploy, caffemodel, mean, labels, out, spec, &tensors, &read);
+    if written.is_err() && !existed {
+        let _ = std::fs::remove_dir_all(out);
+    }
+    written
+}
+
+/// The files of an imported model, into `out`.
+#[allow(clippy::too_many_arguments)]
+fn write_model(
+    deploy: &Path,
+    caffemodel: &Path,
+    mean: Option<&Path>,
+    labels: Option<&Path>,
+    out: &Path,
+    mut spec: Spec,
+    tensors: &crate::model::weights::TensorMap,
+    read: &dyn Fn(&Path) -> Result<Vec<u8>>,
+) -> Result<Imported> {
     if let Some(m) = mean {
         let (dims, v) = read_mean(&read(m)?, &m.display().to_string())?;
         let [h, w] = spec.input.size;
@@ -959,7 +980,7 @@ pub fn import(
     );
     let spec_path = out.join("model.toml");
     std::fs::write(&spec_path, header + &toml_text).map_err(|e| Error::io(&spec_path, e))?;
-    crate::model::weights::write_safetensors(&tensors, &out.join("weights.safetensors"))?;
+    crate::model::weights::write_safetensors(tensors, &out.join("weights.safetensors"))?;
     // what was written must load
     Spec::from_toml(
         &std::fs::read_to_string(&spec_path).map_err(|e| Error::io(&spec_path, e))?,

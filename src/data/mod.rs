@@ -126,6 +126,12 @@ pub fn preprocess_vec(
 /// Reads an already preprocessed float32 `[3, H, W]` input.
 pub fn load_input_npy(path: &Path) -> Result<Tensor> {
     let a = npy::read_f32(path)?;
+    if let Some(bad) = a.data.iter().find(|v| !v.is_finite()) {
+        return Err(Error::Npy {
+            path: path.to_path_buf(),
+            msg: format!("the input holds {bad}: every value must be a finite number"),
+        });
+    }
     if a.shape.len() != 3 || a.shape[0] != 3 {
         return Err(Error::Npy {
             path: path.to_path_buf(),

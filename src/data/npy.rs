@@ -58,7 +58,9 @@ fn parse(b: &[u8]) -> std::result::Result<Array, String> {
         );
     }
     let sh = field("shape")?;
-    let sh = &sh[sh.find('(').ok_or("bad shape")? + 1..sh.find(')').ok_or("bad shape")?];
+    let open = sh.find('(').ok_or("bad shape")?;
+    let close = sh.find(')').ok_or("bad shape")?;
+    let sh = sh.get(open + 1..close).ok_or("bad shape")?;
     let shape: Vec<usize> = sh
         .split(',')
         .map(str::trim)
@@ -68,7 +70,11 @@ fn parse(b: &[u8]) -> std::result::Result<Array, String> {
                 .map_err(|_| format!("bad shape entry `{s}`"))
         })
         .collect::<std::result::Result<_, _>>()?;
-    let n: usize = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|n| n.checked_mul(elem).is_some())
+        .ok_or_else(|| format!("shape {shape:?} has more elements than can exist"))?;
     let body = &b[hstart + hlen..];
     if body.len() < n * elem {
         return Err(format!(
