@@ -142,14 +142,6 @@ pub fn run(args: CacheArgs) -> Result<()> {
                 quiet: b.quiet,
             };
             let r = featcache::build(&models, &opts)?;
-            if r.scanned == 0 && r.skipped > 0 {
-                anyhow::bail!(
-                    "{}: none of the {} images of this build could be read (`treevis cache info {}` lists why)",
-                    b.out.display(),
-                    r.skipped,
-                    b.out.display()
-                );
-            }
             if b.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else if !b.quiet {

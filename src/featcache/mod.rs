@@ -622,9 +622,15 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
     let mut tops: Vec<BlobTop> = Vec::new();
     for &b in &blobs {
         let name = &model.net.blobs[b].name;
+        let channels = model.net.blobs[b].shape.channels();
         tops.push(match store.get(&format!("top/{name}"))? {
-            Some(bytes) => BlobTop::decode(name, &bytes)?,
-            None => BlobTop::new(name, model.net.blobs[b].shape.channels()),
+            Some(bytes) => {
+                let t = BlobTop::decode(name, &bytes)?;
+                t.check(Some(channels), o.images.len() as u64)
+                    .map_err(|m| Error::db(&o.out, format!("damaged: {m}")))?;
+                t
+            }
+            None => BlobTop::new(name, channels),
         });
     }
     let mut skipped: Vec<(u64, String)> = from_json(&store, "scan/skipped")?.unwrap_or_default();
@@ -701,6 +707,14 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
         report.scan_seconds = t0.elapsed().as_secs_f64();
     }
     report.skipped = skipped.len() as u64;
+    if !mine.is_empty() && skipped.len() >= mine.len() {
+        return Err(Error::Input(format!(
+            "{}: none of the {} images of this build could be read (`treevis cache info {}` lists why)",
+            o.out.display(),
+            mine.len(),
+            o.out.display()
+        )));
+    }
     // ---- pass 2: reconstructions and crops
     let mut per_image: std::collections::BTreeMap<u32, Vec<Want>> = Default::default();
     for (t, &b) in tops.iter().zip(&blobs) {
@@ -807,7 +821,10 @@ impl FeatureCache {
                 let bytes = store
                     .get(&format!("top/{l}"))?
                     .ok_or_else(|| Error::db(dir, format!("no lists for blob `{l}`")))?;
-                BlobTop::decode(l, &bytes)
+                let t = BlobTop::decode(l, &bytes)?;
+                t.check(None, meta.images)
+                    .map_err(|m| Error::db(dir, format!("damaged: {m}")))?;
+                Ok(t)
             })
             .collect::<Result<Vec<_>>>()?;
         let skipped = from_json(&store, "scan/skipped")?.unwrap_or_default();
@@ -920,6 +937,13 @@ pub fn merge(shards: &[PathBuf], out: &Path) -> Result<Meta> {
         .first()
         .ok_or_else(|| Error::Input("no shards to merge".into()))?;
     let n = first.meta.shard.1;
+    // more shards than were given means one is missing (and a crafted count must not size
+    // an allocation): name the first absent one
+    if n > caches.len() as u64 {
+        let have: std::collections::HashSet<u64> = caches.iter().map(|c| c.meta.shard.0).collect();
+        let i = (0..n).find(|i| !have.contains(i)).unwrap_or(0);
+        return Err(Error::Input(format!("shard {i}/{n} is missing")));
+    }
     let mut seen = vec![None; n as usize];
     for c in &caches {
         if let Some(what) = first.meta.mismatch(&c.meta) {

@@ -113,6 +113,30 @@ impl BlobTop {
         Ok(t)
     }
 
+    /// Checks a decoded record against what it must fit: `channels` lists (when known),
+    /// each entry naming one of the dataset's `images`.
+    pub fn check(&self, channels: Option<usize>, images: u64) -> std::result::Result<(), String> {
+        if let Some(c) = channels.filter(|&c| c != self.top.len()) {
+            return Err(format!(
+                "top/{}: {} channel lists, the blob has {c}",
+                self.name,
+                self.top.len()
+            ));
+        }
+        match self
+            .top
+            .iter()
+            .flatten()
+            .find(|e| u64::from(e.image) >= images)
+        {
+            Some(e) => Err(format!(
+                "top/{}: an entry names image {}, the dataset has {images}",
+                self.name, e.image
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Folds another shard's lists into these (the shards hold disjoint images).
     pub fn merge(&mut self, other: &BlobTop, k: usize) {
         for (c, list) in other.top.iter().enumerate() {
