@@ -15,7 +15,7 @@ use crate::recon::{self, MultMode, Options, Path, Rule};
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Runs per measurement (the median is reported).
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 15, value_parser = crate::args::positive)]
     pub runs: usize,
     /// JSON written by bench/pytorch_bench.py, to show PyTorch's numbers beside ours.
     #[arg(long)]
@@ -98,15 +98,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         for _ in 0..runs.min(3) {
             m.net.forward_timed(&x32, usize::MAX, Some(&mut t32))?;
         }
-        println!("| layer | forward b1 ms | forward b32 ms |\n|---|---:|---:|");
+        crate::outln!("| layer | forward b1 ms | forward b32 ms |\n|---|---:|---:|")?;
         for ((l, a), b) in m.spec().layers.iter().zip(&t1).zip(&t32) {
-            println!(
+            crate::outln!(
                 "| {} ({}) | {:.2} | {:.1} |",
                 l.name,
                 l.kind.type_name(),
                 a / runs as f64,
                 b / runs.min(3) as f64
-            );
+            )?;
         }
     }
     let state = m.net.forward(&x1)?;
@@ -197,15 +197,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .with_context(|| format!("{} is not the JSON of bench/pytorch_bench.py", p.display()))?,
         None => BTreeMap::new(),
     };
-    println!("| measurement | treevis | pytorch | pytorch / treevis |");
-    println!("|---|---:|---:|---:|");
+    crate::outln!("| measurement | treevis | pytorch | pytorch / treevis |")?;
+    crate::outln!("|---|---:|---:|---:|")?;
     for (k, v) in &res {
         let t = theirs.get(*k).and_then(|x| x.as_f64());
         let (ts, ratio) = match t {
             Some(t) => (format!("{t:.1}"), format!("{:.2}x", t / v)),
             None => ("-".into(), "-".into()),
         };
-        println!("| {k} | {v:.1} | {ts} | {ratio} |");
+        crate::outln!("| {k} | {v:.1} | {ts} | {ratio} |")?;
     }
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_string_pretty(&res)?)?;

@@ -143,9 +143,9 @@ pub fn run(args: CacheArgs) -> Result<()> {
             };
             let r = featcache::build(&models, &opts)?;
             if b.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&r)?)?;
             } else if !b.quiet {
-                println!(
+                crate::outln!(
                     "{}: scanned {} images ({:.1}/s, {} skipped), {} reconstructions ({:.1}/s), {} on disk",
                     b.out.display(),
                     r.scanned,
@@ -154,7 +154,7 @@ pub fn run(args: CacheArgs) -> Result<()> {
                     r.reconstructions,
                     r.recons_per_second(),
                     mb(r.disk_bytes)
-                );
+                )?;
             }
         }
         CacheCommand::Info { cache, json } => {
@@ -170,23 +170,23 @@ pub fn run(args: CacheArgs) -> Result<()> {
                         "samples_per_channel": t.samples.first().map(Vec::len).unwrap_or(0),
                     })).collect::<Vec<_>>(),
                 });
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&v)?)?;
                 return Ok(());
             }
-            println!("feature cache {} (complete)", cache.display());
-            println!(
+            crate::outln!("feature cache {} (complete)", cache.display())?;
+            crate::outln!(
                 "model {}: spec sha256 {}…, weights sha256 {}…",
                 m.model,
                 featcache::short(&m.spec_sha256),
                 featcache::short(&m.weights_sha256)
-            );
-            println!(
+            )?;
+            crate::outln!(
                 "method {}, multiplier {:?}, top {} per neuron",
                 m.opts.rule.name(),
                 m.opts.mult,
                 m.top_k
-            );
-            println!(
+            )?;
+            crate::outln!(
                 "dataset: {} images (listing sha256 {}…), {} skipped{}",
                 m.images,
                 featcache::short(&m.dataset_sha256),
@@ -196,19 +196,19 @@ pub fn run(args: CacheArgs) -> Result<()> {
                 } else {
                     String::new()
                 }
-            );
+            )?;
             for (i, msg) in c.skipped.iter().take(5) {
-                println!("  skipped #{i}: {msg}");
+                crate::outln!("  skipped #{i}: {msg}")?;
             }
             for t in &c.tops {
-                println!(
+                crate::outln!(
                     "  {:>8}: {} neurons, {} quantile samples each",
                     t.name,
                     t.top.len(),
                     t.samples.first().map(Vec::len).unwrap_or(0)
-                );
+                )?;
             }
-            println!("{} on disk", mb(c.disk_bytes()));
+            crate::outln!("{} on disk", mb(c.disk_bytes()))?;
         }
         CacheCommand::Show {
             cache,
@@ -237,24 +237,24 @@ pub fn run(args: CacheArgs) -> Result<()> {
                 .save(&out)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             let dataset = c.dataset()?;
-            println!("{neuron}: top {} of {} images", crops.len(), c.meta.images);
+            crate::outln!("{neuron}: top {} of {} images", crops.len(), c.meta.images)?;
             for (r, cr) in crops.iter().enumerate() {
                 let name = dataset
                     .get(cr.entry.image as usize)
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| format!("#{}", cr.entry.image));
-                println!("  {:2}. {:9.3}  {name}", r + 1, cr.entry.act);
+                crate::outln!("  {:2}. {:9.3}  {name}", r + 1, cr.entry.act)?;
             }
-            println!("wrote {}", out.display());
+            crate::outln!("wrote {}", out.display())?;
         }
         CacheCommand::Merge { shards, out } => {
             let m = featcache::merge(&shards, &out)?;
-            println!(
+            crate::outln!(
                 "merged {} shards ({} images) into {}",
                 shards.len(),
                 m.images,
                 out.display()
-            );
+            )?;
         }
     }
     Ok(())

@@ -398,13 +398,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 return print_json(&labels);
             }
             for (i, lab) in labels.iter().enumerate() {
-                println!(
+                crate::outln!(
                     "{}. {:6.2}%  {} ({})",
                     i + 1,
                     lab.prob * 100.0,
                     lab.name,
                     lab.index
-                );
+                )?;
             }
         }
         Command::Overview {
@@ -440,14 +440,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 return print_json(&rows);
             }
             for r in &rows {
-                println!("{:>8}  {}", r.blob, units_line(r, 3));
+                crate::outln!("{:>8}  {}", r.blob, units_line(r, 3))?;
             }
             if let Some(dir) = &out {
-                println!(
+                crate::outln!(
                     "wrote {} tiles to {}",
                     rows.iter().map(|r| r.units.len()).sum::<usize>(),
                     dir.display()
-                );
+                )?;
             }
         }
         Command::Render {
@@ -470,7 +470,7 @@ pub fn run(cli: Cli) -> Result<()> {
             if let Some(raw) = raw {
                 data::npy::write_f32(&raw, r.grad.dims(), &crate::model::net::host_vec(&r.grad)?)?;
             }
-            println!("{}", out.display());
+            crate::outln!("{}", out.display())?;
         }
         Command::Children {
             engine,
@@ -493,7 +493,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 return print_json(&kids);
             }
             for c in &kids {
-                println!("{:12.6}  {}", c.weight, c.path);
+                crate::outln!("{:12.6}  {}", c.weight, c.path)?;
             }
         }
         Command::Tree {
@@ -525,7 +525,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let f = out.join("tree.json");
             std::fs::write(&f, serde_json::to_string_pretty(&json)?)
                 .with_context(|| format!("cannot write {}", f.display()))?;
-            println!("wrote {} ({count} nodes)", f.display());
+            crate::outln!("wrote {} ({count} nodes)", f.display())?;
         }
         Command::Forward { engine, input, out } => {
             let l = Loaded::new(&engine, &input)?;
@@ -544,11 +544,11 @@ pub fn run(cli: Cli) -> Result<()> {
                     &crate::model::net::host_vec(&t)?,
                 )?;
             }
-            println!(
+            crate::outln!(
                 "wrote {} blobs to {}",
                 l.model.net.blobs.len() + 1,
                 out.display()
-            );
+            )?;
         }
         Command::Bench(args) => crate::bench::run(&args)?,
         Command::Cache(args) => crate::cachecli::run(args)?,
@@ -566,20 +566,20 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::DemoGallery { out, n, seed } => {
             let files = write_demo_gallery(&out, n, seed)?;
-            println!("wrote {} images to {}", files.len(), out.display());
+            crate::outln!("wrote {} images to {}", files.len(), out.display())?;
         }
         Command::Keys { keymap } => {
             let path = keymap.or_else(crate::tui::keymap::user_keymap_path);
-            print!(
+            crate::out!(
                 "{}",
                 crate::tui::keymap::Keymap::load(path.as_deref())?.describe()
-            );
+            )?;
         }
         Command::RandomWeights { model, seed, out } => {
             let spec = crate::model::LoadedSpec::resolve(&model)?;
             let map = crate::model::weights::random_weights(&spec.spec, seed)?;
             crate::model::weights::write_safetensors(&map, &out)?;
-            println!("wrote {} tensors to {}", map.len(), out.display());
+            crate::outln!("wrote {} tensors to {}", map.len(), out.display())?;
         }
     }
     Ok(())
@@ -633,20 +633,20 @@ fn run_default() -> Result<()> {
         dump_input: None,
     };
     let l = Loaded::new(&engine, &input)?;
-    println!(
+    crate::outln!(
         "treevis {}: the demo network ({}) on {}",
         env!("CARGO_PKG_VERSION"),
         l.model.weights_origin,
         image.display()
-    );
-    println!("top labels:");
+    )?;
+    crate::outln!("top labels:")?;
     for lab in recon::labels(&l.model, &l.state, 0, 5)? {
-        println!("  {:6.2}%  {}", lab.prob * 100.0, lab.name);
+        crate::outln!("  {:6.2}%  {}", lab.prob * 100.0, lab.name)?;
     }
     let rows = recon::overview(&l.model, &l.state, 0, 3)?;
-    println!("most active neurons:");
+    crate::outln!("most active neurons:")?;
     for r in &rows {
-        println!("  {:>6}  {}", r.blob, units_line(r, 2));
+        crate::outln!("  {:>6}  {}", r.blob, units_line(r, 2))?;
     }
     let conv5 = rows.iter().find(|r| r.blob == "conv5").unwrap_or(&rows[0]);
     let path = Path::root(&conv5.blob, conv5.units[0].channel);
@@ -661,18 +661,18 @@ fn run_default() -> Result<()> {
         )?,
         &out.join(format!("{}.png", path.file_stem())),
     )?;
-    println!(
+    crate::outln!(
         "children of {path} (guided backprop), reconstructions in {}:",
         out.display()
-    );
+    )?;
     for (c, r) in recon::expand(&l.model, &l.state, 0, &l.opts, &path, 5)? {
         save_png(
             &display::render(&l.model, &r.grad, Display::Norm)?,
             &out.join(format!("{}.png", c.path.file_stem())),
         )?;
-        println!("  {:10.5}  {}", c.weight, c.path);
+        crate::outln!("  {:10.5}  {}", c.weight, c.path)?;
     }
-    println!("\nThe gallery is in {}; try `treevis tree IMAGE --model demo --root {path} --out DIR`, or `treevis --help`.", gallery[0].parent().unwrap_or(&gallery[0]).display());
+    crate::outln!("\nThe gallery is in {}; try `treevis tree IMAGE --model demo --root {path} --out DIR`, or `treevis --help`.", gallery[0].parent().unwrap_or(&gallery[0]).display())?;
     Ok(())
 }
 
@@ -731,11 +731,11 @@ fn train_demo(
     let net = crate::model::Net::build(spec, weights, &candle_core::Device::Cpu, out)?;
     let held_out = data::synth::HELD_OUT_SEED;
     let acc = train::evaluate(&net, held_out, 0..eval)?;
-    println!(
+    crate::outln!(
         "trained {steps} steps of {batch} in {train_s:.0} s; held-out accuracy {:.2}% on {eval} fresh images (seed {held_out:#x}); wrote {}",
         acc * 100.0,
         out.display()
-    );
+    )?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The cause is part of the message, not a `source`: a chain printer (`{:#}`) would
     /// say it twice.
-    #[error("{}: {}", path.display(), io_message(cause))]
+    #[error("{}: {}", path.display(), io_text(cause))]
     Io {
         path: PathBuf,
         cause: std::io::Error,
@@ -86,7 +86,7 @@ impl Error {
 
 /// An IO error as a user reads it: what went wrong, without the raw `os error N` where the
 /// kind says more (a full disk is "no space left on device", not "Input/output error").
-fn io_message(e: &std::io::Error) -> String {
+pub fn io_text(e: &std::io::Error) -> String {
     use std::io::ErrorKind as K;
     let plain = match e.kind() {
         K::StorageFull => Some("no space left on device"),

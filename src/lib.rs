@@ -29,6 +29,7 @@ pub mod hex;
 pub mod model;
 pub mod modelscli;
 pub mod onnx;
+pub mod out;
 pub mod progress;
 pub mod recon;
 pub mod sysmem;

@@ -28,7 +28,24 @@ fn main() -> std::process::ExitCode {
             default_hook(info);
         }
     }));
-    let cli = treevis::cli::Cli::parse();
+    let cli = match treevis::cli::Cli::try_parse() {
+        Ok(c) => c,
+        // help and version are output; a usage error is one line, like every other error
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ");
+            eprintln!(
+                "treevis: error: {} (see --help)",
+                treevis::cli::one_line(first)
+            );
+            return std::process::ExitCode::from(2);
+        }
+    };
     treevis::cli::init_logging(cli.verbose, treevis::cli::opens_tui(&cli));
     match treevis::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

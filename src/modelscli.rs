@@ -133,14 +133,14 @@ pub fn run(args: ModelsArgs) -> Result<()> {
                 .iter()
                 .map(|b| format!("{} (x{})", b.name, b.mult))
                 .collect();
-            println!(
+            crate::outln!(
                 "imported {} layers and {} tensors into {}; tree blobs {}; use it with --model {}",
                 im.spec.layers.len(),
                 im.tensors,
                 im.dir.display(),
                 blobs.join(", "),
                 im.dir.display()
-            );
+            )?;
         }
         ModelsCommand::ImportOnnx { onnx, labels, out } => {
             let im = crate::catalog::import_onnx(&onnx)?;
@@ -170,17 +170,17 @@ pub fn run(args: ModelsArgs) -> Result<()> {
             }
             written?;
             for n in &im.notes {
-                println!("note: {n}");
+                crate::outln!("note: {n}")?;
             }
             let blobs: Vec<&str> = spec.blobs.iter().map(|b| b.name.as_str()).collect();
-            println!(
+            crate::outln!(
                 "imported {} layers and {} tensors into {}; tree blobs {}; use it with --model {}",
                 spec.layers.len(),
                 im.tensors.len(),
                 out.display(),
                 blobs.join(", "),
                 out.display()
-            );
+            )?;
         }
         ModelsCommand::Info { model } => info(&model)?,
         ModelsCommand::Fetch {
@@ -199,7 +199,7 @@ pub fn run(args: ModelsArgs) -> Result<()> {
                 );
                 let files = crate::fetch::fetch(entry, &dir, mirror.as_deref(), &Bars(bar))?;
                 for f in files {
-                    println!("{n}: {} (verified)", f.display());
+                    crate::outln!("{n}: {} (verified)", f.display())?;
                 }
             }
         }
@@ -212,18 +212,18 @@ pub fn run(args: ModelsArgs) -> Result<()> {
                 let here = m.files.iter().all(|f| {
                     crate::fetch::verify(&dir.join(&m.name).join(&f.name), f).unwrap_or(false)
                 });
-                println!(
+                crate::outln!(
                     "{:wn$} {:8} spec {:ws$} {}",
                     m.name,
                     if here { "present" } else { "absent" },
                     m.spec,
                     m.description
-                );
+                )?;
                 for f in &m.files {
-                    println!("{:wn$}  {}  {}", "", f.name, f.url);
+                    crate::outln!("{:wn$}  {}  {}", "", f.name, f.url)?;
                 }
             }
-            println!("(folder: {})", dir.display());
+            crate::outln!("(folder: {})", dir.display())?;
         }
     }
     Ok(())
@@ -246,13 +246,13 @@ fn info(model: &str) -> Result<()> {
         };
     let net = &m.net;
     let spec = m.spec();
-    println!("{}: {}", spec.name, spec.description);
+    crate::outln!("{}: {}", spec.name, spec.description)?;
     let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
     for l in &spec.layers {
         *kinds.entry(l.kind.type_name()).or_default() += 1;
     }
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    println!(
+    crate::outln!(
         "graph: {} layers ({}), {}",
         spec.layers.len(),
         kinds.join(", "),
@@ -261,7 +261,7 @@ fn info(model: &str) -> Result<()> {
         } else {
             "a graph with branches"
         }
-    );
+    )?;
     let mut acts: Vec<String> = vec![];
     for l in &net.layers {
         let row = match l {
@@ -286,16 +286,16 @@ fn info(model: &str) -> Result<()> {
             acts.push(row);
         }
     }
-    println!(
+    crate::outln!(
         "activations: {}",
         if acts.is_empty() {
             "none".into()
         } else {
             acts.join("; ")
         }
-    );
+    )?;
     let i = &spec.input;
-    println!(
+    crate::outln!(
         "input: {}x{} {:?}, values 0..{}, mean {:?}, std {:?}, {}",
         i.size[0],
         i.size[1],
@@ -307,24 +307,24 @@ fn info(model: &str) -> Result<()> {
             Some(r) => format!("resize {r} then centre crop"),
             None => "resized to the input size".into(),
         }
-    );
-    println!(
+    )?;
+    crate::outln!(
         "weights: {} (widths {widths}); {} classes",
         m.weights_origin,
         m.labels.len()
-    );
-    println!("tree blobs (top first), each with its children's blob:");
+    )?;
+    crate::outln!("tree blobs (top first), each with its children's blob:")?;
     for b in &net.blobs {
-        println!(
+        crate::outln!(
             "  {:24} {:16} layer {:28} children in {}",
             b.name,
             b.shape.to_string(),
             spec.layers[b.layer].name,
             b.below.map(|j| net.blobs[j].name.as_str()).unwrap_or("-")
-        );
+        )?;
     }
     for n in notes {
-        println!("note: {n}");
+        crate::outln!("note: {n}")?;
     }
     Ok(())
 }

@@ -114,6 +114,31 @@ pub fn check(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// An LMDB error as a user reads it. LMDB reports a full disk as "Input/output error" (a
+/// short write): when the file system holding `dir` has (almost) no room left, it is named
+/// for what it is.
+pub fn explain(dir: &Path, e: lmdb::Error) -> String {
+    const EIO: i32 = 5;
+    const ENOSPC: i32 = 28;
+    match e {
+        lmdb::Error::MapFull => "the database reached its map size".into(),
+        lmdb::Error::Other(EIO | ENOSPC) => match free_bytes(dir) {
+            Some(free) if free < 64 << 20 => format!(
+                "no space left on device ({} MB free on the disk that holds it)",
+                free >> 20
+            ),
+            _ => e.to_string(),
+        },
+        e => e.to_string(),
+    }
+}
+
+/// Bytes free to an unprivileged user on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    s.f_bavail.checked_mul(s.f_frsize)
+}
+
 /// Opens the LMDB environment in `dir` for reading (with a memory map of `map_size` when
 /// given), after [`check`]ing its file. A read-only or shared folder cannot take a lock
 /// file: it is read without one then.

@@ -58,12 +58,13 @@ impl Store {
 
     /// Writes all `puts` atomically: after a crash, either all or none are there.
     pub fn write(&self, puts: &[(String, Vec<u8>)]) -> Result<()> {
-        let mut txn = self.env.begin_rw_txn().map_err(|e| self.err(e))?;
+        let explain = |e| crate::data::lmdbfile::explain(&self.path, e);
+        let mut txn = self.env.begin_rw_txn().map_err(|e| self.err(explain(e)))?;
         for (k, v) in puts {
             txn.put(self.db, k, v, lmdb::WriteFlags::empty())
-                .map_err(|e| self.err(format!("writing `{k}`: {e}")))?;
+                .map_err(|e| self.err(format!("writing `{k}`: {}", explain(e))))?;
         }
-        txn.commit().map_err(|e| self.err(e))
+        txn.commit().map_err(|e| self.err(explain(e)))
     }
 
     /// Every key starting with `prefix`, in order, with its value.
