@@ -789,7 +789,7 @@ pub fn one_line(msg: &str) -> String {
 }
 
 /// The longest error line the binary prints.
-pub const MAX_ERROR_CHARS: usize = 400;
+pub const MAX_ERROR_CHARS: usize = 360;
 
 #[cfg(test)]
 mod one_line_tests {

@@ -30,6 +30,7 @@ pub mod model;
 pub mod modelscli;
 pub mod onnx;
 pub mod out;
+pub mod panics;
 pub mod progress;
 pub mod recon;
 pub mod sysmem;

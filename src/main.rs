@@ -23,7 +23,8 @@ fn main() -> std::process::ExitCode {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if treevis::engine::panic_is_caught() {
-            tracing::error!("{info}");
+            // the error it becomes says what went wrong; where it happened is for -vv
+            tracing::debug!("{info}");
         } else {
             default_hook(info);
         }

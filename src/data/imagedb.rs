@@ -20,6 +20,7 @@ pub struct ImageDb {
     path: PathBuf,
     env: lmdb::Environment,
     db: lmdb::Database,
+    bounds: super::lmdbfile::MapBounds,
 }
 
 /// True when `dir` is an LMDB environment folder (it holds `data.mdb`).
@@ -52,10 +53,12 @@ impl ImageDb {
         let db = env
             .open_db(None)
             .map_err(|e| Error::db(dir, format!("cannot open the main database: {e}")))?;
+        let bounds = super::lmdbfile::MapBounds::of(dir)?;
         Ok(ImageDb {
             path: dir.to_path_buf(),
             env,
             db,
+            bounds,
         })
     }
 
@@ -67,12 +70,24 @@ impl ImageDb {
         Error::db(&self.path, msg.to_string())
     }
 
+    /// `s`, a key or record LMDB returned, when it lies in the file.
+    fn checked<'a>(&self, s: &'a [u8]) -> Result<&'a [u8]> {
+        if self.bounds.holds(s) {
+            Ok(s)
+        } else {
+            Err(self.err("damaged: a record runs past the end of data.mdb"))
+        }
+    }
+
     /// Every key, in the database's (byte-sorted) order.
     pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
         let txn = self.env.begin_ro_txn().map_err(|e| self.err(e))?;
         let mut cur = txn.open_ro_cursor(self.db).map_err(|e| self.err(e))?;
         cur.iter_start()
-            .map(|kv| kv.map(|(k, _)| k.to_vec()).map_err(|e| self.err(e)))
+            .map(|kv| {
+                let (k, _) = kv.map_err(|e| self.err(e))?;
+                Ok(self.checked(k)?.to_vec())
+            })
             .collect()
     }
 
@@ -90,7 +105,7 @@ impl ImageDb {
         let txn = self.env.begin_ro_txn().map_err(|e| self.err(e))?;
         let what = format!("{}: record `{}`", self.path.display(), key_to_str(key));
         let bytes = match txn.get(self.db, &key) {
-            Ok(b) => b,
+            Ok(b) => self.checked(b)?,
             Err(lmdb::Error::NotFound) => return Err(Error::Input(format!("{what}: no such key"))),
             Err(e) => return Err(self.err(e)),
         };
@@ -106,7 +121,7 @@ impl ImageDb {
         match first {
             None => Ok(()),
             Some(Err(e)) => Err(self.err(e)),
-            Some(Ok((k, v))) => datum::decode(v, &key_to_str(k))
+            Some(Ok((k, v))) => datum::decode(self.checked(v)?, &key_to_str(self.checked(k)?))
                 .map(|_| ())
                 .map_err(|_| {
                     self.err(format!(

@@ -114,6 +114,88 @@ pub fn check(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where an environment's committed records can lie: the process's memory maps of its
+/// `data.mdb` (from `/proc/self/maps`), cut at the end of the file. LMDB hands out records as
+/// slices of the map and trusts the lengths written in the pages; a damaged page can name a
+/// record that runs past the end of the file, and touching it is a SIGBUS. Every record
+/// read is checked against these bounds first, without touching its bytes. (Where
+/// `/proc/self/maps` cannot be read, nothing is checked.)
+pub struct MapBounds {
+    file: std::path::PathBuf,
+    /// `(start, end of the mapping, end of the file in it)` of each mapping of the file.
+    maps: std::sync::Mutex<Vec<(usize, usize, usize)>>,
+}
+
+impl MapBounds {
+    pub fn of(dir: &Path) -> Result<MapBounds> {
+        let file = dir
+            .join("data.mdb")
+            .canonicalize()
+            .map_err(|e| Error::io(dir.join("data.mdb"), e))?;
+        let b = MapBounds {
+            file,
+            maps: std::sync::Mutex::new(Vec::new()),
+        };
+        b.refresh();
+        Ok(b)
+    }
+
+    /// Re-reads the mappings and the file's length (a store being written grows).
+    fn refresh(&self) {
+        let len = std::fs::metadata(&self.file).map_or(0, |m| m.len()) as usize;
+        let maps = std::fs::read_to_string("/proc/self/maps")
+            .map(|t| mappings_of(&t, &self.file, len))
+            .unwrap_or_default();
+        *self.maps.lock().unwrap_or_else(|p| p.into_inner()) = maps;
+    }
+
+    /// `Some(fits)` for a slice that starts in a mapping of the file; `None` for one that
+    /// does not (memory LMDB allocated itself: a write transaction's pages).
+    fn fits(&self, s: &[u8]) -> Option<bool> {
+        let p = s.as_ptr() as usize;
+        let maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        let &(_, _, file_end) = maps
+            .iter()
+            .find(|&&(start, end, _)| p >= start && p < end)?;
+        Some(p.checked_add(s.len()).is_some_and(|e| e <= file_end))
+    }
+
+    /// Whether `s` (a key or value LMDB returned) lies wholly in the file, checked without
+    /// touching its bytes.
+    pub fn holds(&self, s: &[u8]) -> bool {
+        if s.is_empty() || self.fits(s) != Some(false) {
+            return true;
+        }
+        self.refresh();
+        self.fits(s) != Some(false)
+    }
+}
+
+/// The mappings of `file` at offset 0 in a `/proc/self/maps` text, with where the file's
+/// `len` bytes end in each.
+fn mappings_of(maps: &str, file: &Path, len: usize) -> Vec<(usize, usize, usize)> {
+    let name = file.to_string_lossy();
+    maps.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let range = f.next()?;
+            let _perms = f.next()?;
+            let offset = f.next()?;
+            let (_dev, _inode) = (f.next()?, f.next()?);
+            let path = f.collect::<Vec<_>>().join(" ");
+            if path != name || usize::from_str_radix(offset, 16).ok()? != 0 {
+                return None;
+            }
+            let (a, b) = range.split_once('-')?;
+            let (start, end) = (
+                usize::from_str_radix(a, 16).ok()?,
+                usize::from_str_radix(b, 16).ok()?,
+            );
+            Some((start, end, end.min(start.saturating_add(len))))
+        })
+        .collect()
+}
+
 /// An LMDB error as a user reads it. LMDB reports a full disk as "Input/output error" (a
 /// short write): when the file system holding `dir` has (almost) no room left, it is named
 /// for what it is.

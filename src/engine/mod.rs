@@ -502,30 +502,15 @@ pub struct Engine {
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
-thread_local! {
-    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// Whether the current thread is inside an engine call whose panics become errors (a
 /// panic hook then only logs, and leaves the terminal as it is).
 pub fn panic_is_caught() -> bool {
-    CATCHING.with(|c| c.get())
+    crate::panics::is_caught()
 }
 
 /// Runs `f`, turning a panic inside into an error.
 fn catching<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    let before = CATCHING.with(|c| c.replace(true));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    CATCHING.with(|c| c.set(before));
-    r.unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {}", panic_message(&p))))
-}
-
-/// What a caught panic said.
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
+    crate::panics::catching(f).unwrap_or_else(|m| Err(anyhow::anyhow!("internal error: {m}")))
 }
 
 /// The memory bound of the engine's result cache (bytes of images and tensors kept).

@@ -14,6 +14,7 @@ pub struct Store {
     path: PathBuf,
     env: lmdb::Environment,
     db: lmdb::Database,
+    bounds: crate::data::lmdbfile::MapBounds,
 }
 
 impl Store {
@@ -32,10 +33,12 @@ impl Store {
         let db = env
             .open_db(None)
             .map_err(|e| Error::db(dir, format!("cannot open the database: {e}")))?;
+        let bounds = crate::data::lmdbfile::MapBounds::of(dir)?;
         Ok(Store {
             path: dir.to_path_buf(),
             env,
             db,
+            bounds,
         })
     }
 
@@ -47,10 +50,21 @@ impl Store {
         Error::db(&self.path, e.to_string())
     }
 
+    /// `s`, a record LMDB returned, when it lies in the file (else the file is damaged).
+    fn checked<'a>(&self, s: &'a [u8], what: &str) -> Result<&'a [u8]> {
+        if self.bounds.holds(s) {
+            Ok(s)
+        } else {
+            Err(self.err(format!(
+                "damaged: record `{what}` runs past the end of data.mdb"
+            )))
+        }
+    }
+
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let txn = self.env.begin_ro_txn().map_err(|e| self.err(e))?;
         match txn.get(self.db, &key) {
-            Ok(v) => Ok(Some(v.to_vec())),
+            Ok(v) => Ok(Some(self.checked(v, key)?.to_vec())),
             Err(lmdb::Error::NotFound) => Ok(None),
             Err(e) => Err(self.err(e)),
         }
@@ -79,10 +93,13 @@ impl Store {
         };
         for kv in iter {
             let (k, v) = kv.map_err(|e| self.err(e))?;
+            let k = self.checked(k, prefix)?;
             if !k.starts_with(prefix.as_bytes()) {
                 break;
             }
-            out.push((String::from_utf8_lossy(k).into_owned(), v.to_vec()));
+            let name = String::from_utf8_lossy(k).into_owned();
+            let v = self.checked(v, &name)?;
+            out.push((name, v.to_vec()));
         }
         Ok(out)
     }

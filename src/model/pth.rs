@@ -55,10 +55,10 @@ fn ints(o: Object, what: &str) -> std::result::Result<Vec<usize>, Fail> {
             .map(|x| match x {
                 Object::Int(i) if i >= 0 => Ok(i as usize),
                 Object::Long(i) if i >= 0 => Ok(i as usize),
-                other => Err(format!("{what}: {other:?} is not a size")),
+                other => Err(format!("{what}: {} is not a size", short_debug(&other))),
             })
             .collect(),
-        other => Err(format!("{what}: {other:?} is not a tuple")),
+        other => Err(format!("{what}: {} is not a tuple", short_debug(&other))),
     }
 }
 
@@ -106,7 +106,7 @@ fn tensor_ref(o: Object, name: &str) -> std::result::Result<Option<TensorRef>, F
                 (Some(Object::Class { class_name, .. }), Some(Object::Unicode(k))) => {
                     (class_name.clone(), k.clone())
                 }
-                _ => return Err(format!("{name}: bad storage id {id:?}")),
+                _ => return Err(format!("{name}: bad storage id ({} items)", id.len())),
             };
             Ok(Some(TensorRef {
                 key,
@@ -184,12 +184,23 @@ fn tensor_refs(mut obj: Object) -> std::result::Result<Vec<(String, TensorRef)>,
     Ok(refs)
 }
 
-/// At most 200 characters of an object's debug form, for error messages.
+/// An object's kind for error messages (its debug form could be as deep and as long as the
+/// file).
 fn short_debug(o: &Object) -> String {
-    let s = format!("{o:?}");
-    match s.char_indices().nth(200) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s,
+    match o {
+        Object::Dict(v) => format!("a dict of {} items", v.len()),
+        Object::List(v) => format!("a list of {} items", v.len()),
+        Object::Tuple(v) => format!("a tuple of {} items", v.len()),
+        Object::Unicode(s) => format!("the string {:?}", s.chars().take(60).collect::<String>()),
+        Object::Int(i) => format!("the integer {i}"),
+        Object::Long(i) => format!("the integer {i}"),
+        Object::Class {
+            module_name,
+            class_name,
+        } => format!("the class {module_name}.{class_name}"),
+        Object::Reduce { .. } => "a call".into(),
+        Object::Build { .. } => "a built object".into(),
+        _ => "another value".into(),
     }
 }
 
@@ -378,14 +389,28 @@ pub fn read_zip<R: Read + Seek>(mut reader: R) -> std::result::Result<Vec<(Strin
     Ok(out)
 }
 
+/// The stack the pickle is read on: a crafted pickle nests as deep as it is long, and
+/// building, describing and dropping its value tree recurse that deep.
+const PICKLE_STACK: usize = 1 << 30;
+
+/// `f` on a big stack, a panic in the unpickler (an integer op code with more than 8
+/// bytes) an error.
+fn guarded<T: Send>(
+    f: impl FnOnce() -> std::result::Result<T, Fail> + Send,
+) -> std::result::Result<T, Fail> {
+    crate::panics::on_big_stack(PICKLE_STACK, f)
+        .unwrap_or_else(|m| Err(format!("the pickle is malformed ({m})")))
+}
+
 /// For the weights reader: either format as [`crate::error::Error`]s.
 pub fn read_file(path: &std::path::Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
-    read(bytes).map_err(|m| crate::error::Error::weights(path, format!("legacy PyTorch .pth: {m}")))
+    guarded(|| read(bytes))
+        .map_err(|m| crate::error::Error::weights(path, format!("legacy PyTorch .pth: {m}")))
 }
 
 /// A zip-format `.pth` file as [`crate::error::Error`]s.
 pub fn read_zip_file(path: &std::path::Path) -> Result<Vec<(String, Tensor)>> {
     let f = std::fs::File::open(path).map_err(|e| crate::error::Error::io(path, e))?;
-    read_zip(std::io::BufReader::new(f))
+    guarded(|| read_zip(std::io::BufReader::new(f)))
         .map_err(|m| crate::error::Error::weights(path, format!("PyTorch .pth: {m}")))
 }
