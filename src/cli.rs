@@ -313,13 +313,17 @@ impl Loaded {
             }
             (None, Some(npy)) => data::load_input_npy(npy)?,
             (None, None) => bail!("no input: give an IMAGE file or --input-npy FILE"),
-            (Some(_), Some(_)) => unreachable!("clap rejects both"),
+            (Some(_), Some(_)) => bail!("give an IMAGE file or --input-npy FILE, not both"),
         };
         let (h, w) = (x.dims()[1], x.dims()[2]);
         if [h, w] != model.spec().input.size {
             model.net = model.net.resized(h, w)?;
             model.mean_image = None;
-            tracing::info!("input is {h}x{w}, not the spec's size; the net adapts where it can");
+            tracing::warn!(
+                "the input is {h}x{w}, not the spec's {}x{}: the net is run at that size where it can be",
+                model.spec().input.size[0],
+                model.spec().input.size[1]
+            );
         }
         if let Some(p) = &input.dump_input {
             let v = crate::model::net::host_vec(&x)?;

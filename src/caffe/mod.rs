@@ -750,13 +750,27 @@ pub fn weights_for(
                 }
             }
         };
-        if shape.iter().product::<usize>() != values.len() {
+        if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(values.len()) {
             return Err(Error::weights(
                 origin,
                 format!("`{}`: {} values for shape {shape:?}", l.name, values.len()),
             ));
         }
         let outc = shape[0];
+        // the deploy file and the caffemodel must describe one net
+        if let LayerKind::Conv { out: Some(o), .. } | LayerKind::Linear { out: Some(o), .. } =
+            l.kind
+        {
+            if o != outc {
+                return Err(Error::weights(
+                    origin,
+                    format!(
+                        "`{}`: the deploy file says num_output {o}, the caffemodel has {outc} outputs",
+                        l.name
+                    ),
+                ));
+            }
+        }
         let bias = match bl.next() {
             Some(b) => {
                 let v = b.into_values();

@@ -526,6 +526,47 @@ pub struct LoadedSpec {
     pub dir: Option<PathBuf>,
 }
 
+/// Layers of a type without fields (`relu`, `flatten`, ...) take only `name`, `type` and
+/// `inputs`: serde lets an internally tagged unit variant ignore anything else, so a
+/// misplaced `inplace = true` or `kernel = 3` would pass in silence.
+fn unit_layers_take_no_fields(text: &str) -> std::result::Result<(), String> {
+    const UNIT: [&str; 11] = [
+        "relu",
+        "sigmoid",
+        "tanh",
+        "hardswish",
+        "silu",
+        "gelu",
+        "prelu",
+        "concat",
+        "identity",
+        "flatten",
+        "softmax",
+    ];
+    let Ok(v) = toml::from_str::<toml::Value>(text) else {
+        return Ok(());
+    };
+    let layers = v.get("layers").and_then(|l| l.as_array());
+    for l in layers.into_iter().flatten().filter_map(|l| l.as_table()) {
+        let Some(ty) = l.get("type").and_then(|t| t.as_str()) else {
+            continue;
+        };
+        if !UNIT.contains(&ty) {
+            continue;
+        }
+        if let Some(k) = l
+            .keys()
+            .find(|k| !["name", "type", "inputs"].contains(&k.as_str()))
+        {
+            let name = l.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+            return Err(format!(
+                "{ty} layer `{name}`: unknown field `{k}` (a {ty} layer takes only name, type and inputs)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A layer's numbers that NaN, infinity or a value out of range would turn into a silent
 /// all-NaN or all-zero output.
 fn check_numbers(l: &LayerSpec) -> std::result::Result<(), String> {
@@ -564,6 +605,10 @@ impl Spec {
         let spec: Spec = toml::from_str(text).map_err(|e| Error::Spec {
             origin: origin.to_string(),
             msg: e.to_string().trim().replace('\n', " "),
+        })?;
+        unit_layers_take_no_fields(text).map_err(|msg| Error::Spec {
+            origin: origin.to_string(),
+            msg,
         })?;
         spec.validate().map_err(|msg| Error::Spec {
             origin: origin.to_string(),
@@ -648,6 +693,9 @@ impl Spec {
             return Err("input.size must be positive".into());
         }
         let inp = &self.input;
+        if inp.resize == Some(0) {
+            return Err("input.resize must be at least 1 (or absent)".into());
+        }
         if !(inp.scale.is_finite() && inp.scale > 0.0) {
             return Err(format!(
                 "input.scale = {} must be a positive number",

@@ -19,6 +19,42 @@ pub struct TreeNode {
     pub children: Vec<TreeNode>,
 }
 
+/// The most nodes one tree may have (each holds a reconstruction of the input's size).
+pub const MAX_TREE_NODES: usize = 10_000;
+
+/// Refuses a tree deeper than the blobs below its root, or of more than
+/// [`MAX_TREE_NODES`] nodes, before anything is computed.
+fn check_size(model: &Model, root: &Path, depth: usize, k: usize) -> Result<()> {
+    let net = &model.net;
+    let mut b = last_blob(&resolve_path(net, root)?)?;
+    let (mut nodes, mut level) = (1usize, 1usize);
+    for d in 0..depth {
+        let Some(below) = net.blobs[b].below else {
+            return Err(Error::path(
+                root,
+                format!(
+                    "depth {depth}: below `{}` there {} only {d} blob{}",
+                    net.blobs[b].name,
+                    if d == 1 { "is" } else { "are" },
+                    if d == 1 { "" } else { "s" }
+                ),
+            ));
+        };
+        b = below;
+        level = level.saturating_mul(k.min(net.blobs[b].shape.channels()));
+        nodes = nodes.saturating_add(level);
+        if nodes > MAX_TREE_NODES {
+            return Err(Error::path(
+                root,
+                format!(
+                    "a tree of depth {depth} with {k} children per node has more than {MAX_TREE_NODES} nodes; use a smaller --depth or --k"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reconstructions of `paths` and, with `k`, their top-`k` children, in one pass.
 pub fn level(
     model: &Model,
@@ -85,6 +121,7 @@ pub fn build(
     depth: usize,
     k: usize,
 ) -> Result<TreeNode> {
+    check_size(model, root, depth, k)?;
     // levels of (path, weight, parent index in the previous level)
     let mut levels: Vec<Vec<(Path, Option<f32>, usize)>> = vec![vec![(root.clone(), None, 0)]];
     let mut computed: Vec<Vec<(Recon, Option<Vec<Child>>)>> = Vec::new();
