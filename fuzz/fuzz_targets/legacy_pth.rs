@@ -3,7 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut bytes = treevis::model::legacy_pth::MAGIC.to_vec();
+    let mut bytes = treevis::model::pth::MAGIC.to_vec();
     bytes.extend_from_slice(data);
-    let _ = treevis::model::legacy_pth::read(&bytes);
+    let _ = treevis::model::pth::read(&bytes);
 });

@@ -21,7 +21,8 @@ pub fn read_f32(path: &Path) -> Result<Array> {
     })
 }
 
-fn parse(b: &[u8]) -> std::result::Result<Array, String> {
+/// Parses the bytes of a `.npy` file.
+pub fn parse(b: &[u8]) -> std::result::Result<Array, String> {
     if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (bad magic)".into());
     }

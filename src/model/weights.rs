@@ -78,7 +78,7 @@ pub fn check_finite(path: &Path, map: &TensorMap) -> Result<()> {
 }
 
 /// The tensors of a safetensors file's bytes.
-fn safetensors_tensors(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
+pub fn safetensors_tensors(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
         Error::weights(
             path,

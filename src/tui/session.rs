@@ -73,15 +73,20 @@ impl Session {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(anyhow::anyhow!("session {}: {e}", path.display())),
         };
-        let mut s: Session = serde_json::from_slice(&text)
-            .map_err(|e| anyhow::anyhow!("session {}: {e}", path.display()))?;
+        Session::parse(&text)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("session {}: {e}", path.display()))
+    }
+
+    /// A session from a file's bytes, validated as a whole.
+    pub fn parse(text: &[u8]) -> Result<Session, String> {
+        let mut s: Session = serde_json::from_slice(text).map_err(|e| e.to_string())?;
         // a tree never expanded is no tree
         s.tree = s.tree.filter(|t| !t.nodes.is_empty());
         if let Some(t) = &s.tree {
-            t.validate()
-                .map_err(|e| anyhow::anyhow!("session {}: the tree {e}", path.display()))?;
+            t.validate().map_err(|e| format!("the tree {e}"))?;
         }
-        Ok(Some(s))
+        Ok(s)
     }
 
     /// [`Session::load`], but an invalid file is moved aside to `FILE.bad` and reported
