@@ -292,6 +292,39 @@ mod tests {
     }
 
     #[test]
+    fn records_are_checked_against_the_file_in_the_map() {
+        let maps = "7f00-7f40 r--s 00000000 08:01 42 /data/c/data.mdb\n\
+                    7f40-7f80 r--p 00000000 08:01 43 /other\n\
+                    7f80-7fc0 r--s 00001000 08:01 42 /data/c/data.mdb\n";
+        let got = mappings_of(maps, Path::new("/data/c/data.mdb"), 0x20);
+        assert_eq!(got, vec![(0x7f00, 0x7f40, 0x7f20)]);
+        // a buffer standing for the map: the file ends half way
+        let buf = vec![0u8; 64];
+        let start = buf.as_ptr() as usize;
+        let b = MapBounds {
+            file: "/nonexistent/data.mdb".into(),
+            maps: std::sync::Mutex::new(vec![(start, start + 64, start + 32)]),
+        };
+        assert_eq!(b.fits(&buf[..32]), Some(true));
+        assert_eq!(
+            b.fits(&buf[30..40]),
+            Some(false),
+            "runs past the end of the file"
+        );
+        assert_eq!(
+            b.fits(&buf[40..48]),
+            Some(false),
+            "starts past the end of the file"
+        );
+        let elsewhere = vec![0u8; 8];
+        assert_eq!(
+            b.fits(&elsewhere),
+            None,
+            "LMDB's own memory is not the file's"
+        );
+    }
+
+    #[test]
     fn a_file_that_is_not_lmdb_is_named_so() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("data.mdb"), vec![1u8; 10000]).unwrap();
