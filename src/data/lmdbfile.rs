@@ -299,7 +299,7 @@ mod tests {
         let got = mappings_of(maps, Path::new("/data/c/data.mdb"), 0x20);
         assert_eq!(got, vec![(0x7f00, 0x7f40, 0x7f20)]);
         // a buffer standing for the map: the file ends half way
-        let buf = vec![0u8; 64];
+        let buf = [0u8; 64];
         let start = buf.as_ptr() as usize;
         let b = MapBounds {
             file: "/nonexistent/data.mdb".into(),
@@ -316,7 +316,7 @@ mod tests {
             Some(false),
             "starts past the end of the file"
         );
-        let elsewhere = vec![0u8; 8];
+        let elsewhere = [0u8; 8];
         assert_eq!(
             b.fits(&elsewhere),
             None,
