@@ -24,12 +24,20 @@ const OFF_LAST_PG: usize = PAGE_HEADER + 24 + 2 * 48;
 const OFF_TXNID: usize = OFF_LAST_PG + 8;
 const META_LEN: usize = OFF_TXNID + 8;
 
+/// The roots of the two databases in a meta page (`mm_dbs[i].md_root`, 40 bytes into
+/// each 48-byte `MDB_db`): the free-page database and the main one.
+const OFF_FREE_ROOT: usize = PAGE_HEADER + 24 + 40;
+const OFF_MAIN_ROOT: usize = PAGE_HEADER + 24 + 48 + 40;
+/// `P_INVALID`: an empty database has no root page.
+const NO_PAGE: u64 = u64::MAX;
+
 /// What one meta page says.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Meta {
     page_size: u64,
     last_page: u64,
     txnid: u64,
+    roots: [u64; 2],
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
@@ -62,6 +70,10 @@ fn meta(page: &[u8]) -> std::result::Result<Meta, String> {
         page_size,
         last_page: u64_at(page, OFF_LAST_PG).unwrap_or(u64::MAX),
         txnid: u64_at(page, OFF_TXNID).unwrap_or(0),
+        roots: [
+            u64_at(page, OFF_FREE_ROOT).unwrap_or(NO_PAGE),
+            u64_at(page, OFF_MAIN_ROOT).unwrap_or(NO_PAGE),
+        ],
     })
 }
 
@@ -110,6 +122,114 @@ pub fn check(dir: &Path) -> Result<()> {
             "the file has {len} bytes but its last transaction uses {need} \
              (truncated? copy it again)"
         )));
+    }
+    for root in newest.roots {
+        walk_tree(&f, &newest, root).map_err(damaged)?;
+    }
+    Ok(())
+}
+
+// The B-tree page layout of LMDB 0.9 on 64-bit builds (`mdb.c`): a 16-byte header
+// (`mp_pgno` u64, `mp_pad` u16, `mp_flags` u16, `mp_lower` u16, `mp_upper` u16; an
+// overflow page keeps its page count in the last four), then `mp_ptrs`, the u16 offsets of
+// its nodes. A node: `mn_lo`, `mn_hi`, `mn_flags`, `mn_ksize` (u16 each), the key, the data.
+const P_BRANCH: u16 = 0x01;
+const P_LEAF: u16 = 0x02;
+const P_OVERFLOW: u16 = 0x04;
+const P_LEAF2: u16 = 0x20;
+const F_BIGDATA: u16 = 0x01;
+const NODE_HEADER: usize = 8;
+
+/// Walks a database's B-tree from `root` (reading pages with `pread`, never through a
+/// map), checking that every page it reaches is a branch or leaf page inside the file,
+/// that every node lies in its page, and that every overflow record lies in the file. LMDB
+/// trusts all of these, and a damaged one makes it read past the end of its map (SIGBUS).
+/// Leaves and branches are a small part of a database of images or crops (the records
+/// live in overflow pages, which are not read), so this costs little.
+fn walk_tree(f: &std::fs::File, m: &Meta, root: u64) -> std::result::Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    if root == NO_PAGE {
+        return Ok(());
+    }
+    let ps = m.page_size as usize;
+    let pages = m.last_page.saturating_add(1);
+    let mut page = vec![0u8; ps];
+    let mut stack = vec![(root, 0usize)];
+    let mut seen = std::collections::HashSet::new();
+    let read = |pgno: u64, buf: &mut [u8]| -> std::result::Result<(), String> {
+        if pgno < 2 || pgno >= pages {
+            return Err(format!(
+                "a page number {pgno} outside the file's {pages} pages"
+            ));
+        }
+        f.read_exact_at(buf, pgno * m.page_size)
+            .map_err(|e| format!("page {pgno}: {e}"))
+    };
+    while let Some((pgno, depth)) = stack.pop() {
+        if depth > 64 || !seen.insert(pgno) {
+            return Err(format!("page {pgno} is reached twice (a cycle)"));
+        }
+        read(pgno, &mut page)?;
+        let u16_at = |o: usize| u16::from_le_bytes([page[o], page[o + 1]]);
+        let (flags, lower, upper) = (u16_at(10), usize::from(u16_at(12)), usize::from(u16_at(14)));
+        let bad = |what: &str| format!("page {pgno}: {what}");
+        if flags & (P_BRANCH | P_LEAF) == 0 || flags & (P_OVERFLOW | P_LEAF2) != 0 {
+            return Err(bad(&format!(
+                "not a branch or leaf page (flags {flags:#x})"
+            )));
+        }
+        if lower < PAGE_HEADER || lower > upper || upper > ps || (lower - PAGE_HEADER) % 2 != 0 {
+            return Err(bad("its node table is out of the page"));
+        }
+        for i in 0..(lower - PAGE_HEADER) / 2 {
+            let at = usize::from(u16_at(PAGE_HEADER + 2 * i));
+            if at < upper || at + NODE_HEADER > ps {
+                return Err(bad("a node outside the page"));
+            }
+            let (lo, hi, nflags, ksize) = (
+                u64::from(u16_at(at)),
+                u64::from(u16_at(at + 2)),
+                u16_at(at + 4),
+                usize::from(u16_at(at + 6)),
+            );
+            let data = at + NODE_HEADER + ksize;
+            if data > ps {
+                return Err(bad("a key runs past the page"));
+            }
+            if flags & P_BRANCH != 0 {
+                // a branch node's child: 48 bits in lo, hi and flags
+                let child = lo | (hi << 16) | (u64::from(nflags) << 32);
+                stack.push((child, depth + 1));
+                continue;
+            }
+            let size = (lo | (hi << 16)) as usize;
+            if nflags & F_BIGDATA == 0 {
+                if data + size > ps {
+                    return Err(bad("a record runs past the page"));
+                }
+                continue;
+            }
+            // a record in overflow pages: its first page number in the node, its page
+            // count in that page's header
+            if data + 8 > ps {
+                return Err(bad("an overflow reference runs past the page"));
+            }
+            let first = u64::from_le_bytes(page[data..data + 8].try_into().unwrap_or([0; 8]));
+            let mut head = [0u8; PAGE_HEADER];
+            read(first, &mut head)?;
+            let oflags = u16::from_le_bytes([head[10], head[11]]);
+            let count = u64::from(u32::from_le_bytes([head[12], head[13], head[14], head[15]]));
+            let fits = first.checked_add(count).is_some_and(|end| end <= pages)
+                && (size as u64)
+                    <= count
+                        .saturating_mul(m.page_size)
+                        .saturating_sub(PAGE_HEADER as u64);
+            if oflags & P_OVERFLOW == 0 || !fits {
+                return Err(format!(
+                    "page {first}: a record of {size} bytes does not fit its overflow pages"
+                ));
+            }
+        }
     }
     Ok(())
 }
