@@ -412,6 +412,31 @@ mod tests {
     }
 
     #[test]
+    fn junk_over_a_tree_page_is_found_before_lmdb_maps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write_env(dir.path());
+        let file = dir.path().join("data.mdb");
+        let whole = std::fs::read(&file).unwrap();
+        // every page after the two meta pages, in turn: junk over a branch or leaf page is
+        // refused by name; LMDB itself would follow it out of its map
+        let mut refused = 0;
+        for pgno in 2..whole.len() / 4096 {
+            let mut bytes = whole.clone();
+            for (i, b) in bytes[pgno * 4096..(pgno + 1) * 4096].iter_mut().enumerate() {
+                *b = (i as u8).wrapping_mul(151).wrapping_add(7);
+            }
+            std::fs::write(&file, &bytes).unwrap();
+            if let Err(e) = check(dir.path()) {
+                assert!(e.to_string().contains("damaged: page"), "{e}");
+                refused += 1;
+            }
+        }
+        assert!(refused >= 10, "{refused} pages refused");
+        std::fs::write(&file, &whole).unwrap();
+        check(dir.path()).unwrap();
+    }
+
+    #[test]
     fn records_are_checked_against_the_file_in_the_map() {
         let maps = "7f00-7f40 r--s 00000000 08:01 42 /data/c/data.mdb\n\
                     7f40-7f80 r--p 00000000 08:01 43 /other\n\
