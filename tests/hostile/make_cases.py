@@ -1330,6 +1330,24 @@ def dir_family():
         "error",
         f"{gal} && {B} labels {T}/g",
     )
+    # an image replaced between two runs of one build (another size and time): refused
+    case(
+        "dir-image-replaced-before-resume",
+        "error",
+        f"{gal} && {build} --data {T}/g --out {T}/C && sleep 0.05 && cp {T}/g/0001_checkerboard.png {T}/g/0000_stripes.png && touch {T}/g/0000_stripes.png && {build} --data {T}/g --out {T}/C",
+    )
+    # a file name that is not UTF-8: refused before the cache folder is created
+    case(
+        "dir-non-utf8-name",
+        "error",
+        f"{gal} && cp {T}/g/0000_stripes.png \"$(printf '%s/g/caf\\351.png' {T})\" && {{ {build} --data {T}/g --out {T}/C; rc=$?; if [ -e {T}/C ]; then echo left a folder behind >&2; exit 0; fi; exit $rc; }}",
+    )
+    # a failed import leaves no half-written model folder
+    case(
+        "dir-failed-import-leaves-nothing",
+        "error",
+        f"{{ {B} models import-caffe {F}/../../caffe/deploy.prototxt {F}/../../caffe/net.caffemodel --mean {F}/img/random.png --out {T}/m; rc=$?; if [ -e {T}/m ]; then echo left a folder behind >&2; exit 0; fi; exit $rc; }}",
+    )
 
 
 def keys_family():
