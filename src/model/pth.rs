@@ -13,7 +13,7 @@
 //! storage it reads, so a crafted file is an error and never a panic or a huge allocation.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Cursor, Read, Seek};
+use std::io::{Cursor, Read, Seek};
 
 use candle_core::pickle::{Object, Stack};
 use candle_core::{Device, Tensor};
@@ -32,7 +32,62 @@ pub fn is_legacy(head: &[u8]) -> bool {
 
 type Fail = String;
 
-fn pickle<R: BufRead>(r: &mut R, what: &str) -> std::result::Result<Object, Fail> {
+/// Walks one pickle's op codes (those candle's unpickler reads) up to its STOP, checking
+/// that every argument, and every length-prefixed string, lies in `b`. An op code it does
+/// not know ends the walk (the unpickler refuses it too).
+fn check_lengths(b: &[u8]) -> std::result::Result<(), Fail> {
+    let mut i = 0usize;
+    let short = |what: &str, need: usize, at: usize| {
+        format!(
+            "a {what} of {need} bytes at byte {at} runs past the pickle's {} bytes",
+            b.len()
+        )
+    };
+    while let Some(&op) = b.get(i) {
+        i += 1;
+        let fixed = match op {
+            b'.' => return Ok(()),
+            0x80 | b'q' | b'K' | b'h' => 1,
+            b'M' => 2,
+            b'r' | b'J' | b'j' => 4,
+            b'G' => 8,
+            b')' | b'R' | b'(' | b't' | b'Q' | 0x85 | 0x86 | 0x87 | 0x88 | 0x89 | b'N' | b's'
+            | b'u' | b'}' | b'd' | b'b' | 0x81 | b']' | b'a' | b'e' => 0,
+            b'c' => {
+                // two lines: module and class names
+                for _ in 0..2 {
+                    let nl = b
+                        .get(i..)
+                        .and_then(|r| r.iter().position(|&c| c == b'\n'))
+                        .ok_or_else(|| short("name", 1, i))?;
+                    i += nl + 1;
+                }
+                continue;
+            }
+            b'X' => {
+                let len = b
+                    .get(i..i + 4)
+                    .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)
+                    .ok_or_else(|| short("string length", 4, i))?;
+                4 + len
+            }
+            0x8a => 1 + usize::from(*b.get(i).ok_or_else(|| short("integer length", 1, i))?),
+            _ => return Ok(()),
+        };
+        if i.checked_add(fixed).is_none_or(|end| end > b.len()) {
+            return Err(short("argument", fixed, i));
+        }
+        i += fixed;
+    }
+    Ok(())
+}
+
+/// Reads one pickle at the cursor's position, after [`check_lengths`] says its
+/// length-prefixed arguments fit in the bytes there (candle's unpickler allocates a string's
+/// declared length before it reads it: four crafted bytes would ask for 4 GB).
+fn pickle(r: &mut Cursor<&[u8]>, what: &str) -> std::result::Result<Object, Fail> {
+    let rest = r.get_ref().get(r.position() as usize..).unwrap_or(&[]);
+    check_lengths(rest).map_err(|e| format!("{what}: {e}"))?;
     let mut s = Stack::empty();
     s.read_loop(r)
         .map_err(|e| format!("{what}: not a readable pickle ({e})"))?;
@@ -344,8 +399,17 @@ pub fn read_zip<R: Read + Seek>(mut reader: R) -> std::result::Result<Vec<(Strin
         .ok_or("no data.pkl in the archive: not a PyTorch file")?;
     let root = pkl.trim_end_matches("data.pkl").to_string();
     let obj = {
-        let entry = zip.by_name(&pkl).map_err(|e| format!("{pkl}: {e}"))?;
-        pickle(&mut std::io::BufReader::new(entry), &pkl)?
+        let mut entry = zip.by_name(&pkl).map_err(|e| format!("{pkl}: {e}"))?;
+        let declared = entry.size();
+        if declared > archive_len {
+            return Err(format!("{pkl} says {declared} bytes, more than the file"));
+        }
+        let mut bytes = Vec::new();
+        (&mut entry)
+            .take(declared)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("{pkl}: {e} (truncated?)"))?;
+        pickle(&mut Cursor::new(&bytes[..]), &pkl)?
     };
     let refs = tensor_refs(obj)?;
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
