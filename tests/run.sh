@@ -13,7 +13,7 @@ for t in tmux:tmux Xvfb:xvfb xterm:xterm kitty:kitty import:imagemagick xdotool:
     munged:munge slurmctld:slurm-wlm slurmd:slurm-wlm sbatch:slurm-wlm; do
     command -v "${t%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${t%%:*}" ] || NEED="$NEED ${t#*:}"
 done
-[ -d /usr/share/fonts/X11/misc ] && ls /usr/share/fonts/X11/misc | grep -q '^9x15' || NEED="$NEED xfonts-base"
+ls /usr/share/fonts/X11/misc/9x15* >/dev/null 2>&1 || NEED="$NEED xfonts-base"
 if [ -n "$NEED" ]; then
     command -v apt-get >/dev/null 2>&1 || {
         echo "tests/run.sh: missing:$NEED; install them with your package manager" >&2

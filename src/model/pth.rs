@@ -478,3 +478,35 @@ pub fn read_zip_file(path: &std::path::Path) -> Result<Vec<(String, Tensor)>> {
     guarded(|| read_zip(std::io::BufReader::new(f)))
         .map_err(|m| crate::error::Error::weights(path, format!("PyTorch .pth: {m}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pickle of one string whose 4-byte length prefix says `len`, and `have` bytes.
+    fn string_pickle(len: u32, have: usize) -> Vec<u8> {
+        let mut p = vec![0x80, 2, b'X'];
+        p.extend_from_slice(&len.to_le_bytes());
+        p.extend(std::iter::repeat_n(b'a', have));
+        p.push(b'.');
+        p
+    }
+
+    #[test]
+    fn a_string_longer_than_its_pickle_is_refused_before_anything_is_allocated() {
+        assert!(check_lengths(&string_pickle(3, 3)).is_ok());
+        let e = check_lengths(&string_pickle(0xC000_0000, 3)).unwrap_err();
+        assert!(e.contains("runs past the pickle"), "{e}");
+        // the legacy reader says so for its first pickle (found by fuzzing: 3 GB asked for)
+        let mut file = MAGIC.to_vec();
+        file.extend(string_pickle(0xC000_0000, 3));
+        let e = read(&file).unwrap_err();
+        assert!(
+            e.contains("protocol version") && e.contains("runs past"),
+            "{e}"
+        );
+        // a GLOBAL without its newlines, a BININT cut short
+        assert!(check_lengths(b"cx").is_err());
+        assert!(check_lengths(&[b'J', 1, 2]).is_err());
+    }
+}
