@@ -22,7 +22,7 @@ fn main() -> std::process::ExitCode {
     // a panic caught by the engine (answered as an error) is logged, not printed twice
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if treevis::engine::panic_is_caught() {
+        if treevis::panics::is_caught() {
             // the error it becomes says what went wrong; where it happened is for -vv
             tracing::debug!("{info}");
         } else {

@@ -216,13 +216,7 @@ fn a_hang_up_ends_the_app() {
     launch(&sock, cache.path(), &session);
     wait_for(&sock, "stripes 100%", 60);
     let needle = session.display().to_string();
-    let running: Vec<u32> = pids_with(&needle)
-        .into_iter()
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "treevis")
-        })
-        .collect();
-    assert_eq!(running.len(), 1, "{running:?}");
+    let running = [app_pid(&session)];
     // the SSH connection drops: the terminal goes away under the app
     tmux(&["-L", &sock, "kill-server"]);
     let start = Instant::now();

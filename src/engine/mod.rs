@@ -502,12 +502,6 @@ pub struct Engine {
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Whether the current thread is inside an engine call whose panics become errors (a
-/// panic hook then only logs, and leaves the terminal as it is).
-pub fn panic_is_caught() -> bool {
-    crate::panics::is_caught()
-}
-
 /// Runs `f`, turning a panic inside into an error.
 fn catching<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     crate::panics::catching(f).unwrap_or_else(|m| Err(anyhow::anyhow!("internal error: {m}")))

@@ -238,7 +238,7 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
     install_fatal_restore();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if crate::engine::panic_is_caught() {
+        if crate::panics::is_caught() {
             // answered to the UI as an error; the app goes on
             tracing::error!("{info}");
             return;

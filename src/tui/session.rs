@@ -92,12 +92,15 @@ impl Session {
     /// [`Session::load`], but an invalid file is moved aside to `FILE.bad` and reported
     /// in the second value, so the app starts fresh and nothing is lost.
     pub fn load_or_set_aside(path: &Path) -> anyhow::Result<(Option<Session>, Option<String>)> {
-        if std::fs::metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
-            return Ok((None, None));
-        }
-        match Session::load(path) {
-            Ok(s) => Ok((s, None)),
-            Err(e) if std::fs::read(path).is_ok() => {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, None)),
+            Err(e) => return Err(anyhow::anyhow!("session {}: {e}", path.display())),
+        };
+        match Session::parse(&text) {
+            Ok(s) => Ok((Some(s), None)),
+            Err(e) => {
+                let e = anyhow::anyhow!("session {}: {e}", path.display());
                 let mut aside = path.as_os_str().to_owned();
                 aside.push(".bad");
                 let aside = PathBuf::from(aside);
@@ -111,7 +114,6 @@ impl Session {
                     )),
                 ))
             }
-            Err(e) => Err(e),
         }
     }
 
