@@ -15,7 +15,7 @@ pub fn encode(bytes: impl AsRef<[u8]>) -> String {
 /// The bytes of an even-length hex string (either case); `None` for anything else.
 pub fn decode(hex: &str) -> Option<Vec<u8>> {
     // (`from_str_radix` alone would take a sign: "+1")
-    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..hex.len() / 2)

@@ -178,7 +178,11 @@ fn walk_tree(f: &std::fs::File, m: &Meta, root: u64) -> std::result::Result<(), 
                 "not a branch or leaf page (flags {flags:#x})"
             )));
         }
-        if lower < PAGE_HEADER || lower > upper || upper > ps || (lower - PAGE_HEADER) % 2 != 0 {
+        if lower < PAGE_HEADER
+            || lower > upper
+            || upper > ps
+            || !(lower - PAGE_HEADER).is_multiple_of(2)
+        {
             return Err(bad("its node table is out of the page"));
         }
         for i in 0..(lower - PAGE_HEADER) / 2 {

@@ -158,7 +158,7 @@ impl BlobTop {
 /// Whether image `index` of `n` gives quantile samples.
 pub fn is_sample(index: u64, n: u64) -> bool {
     let stride = n.div_ceil(QUANTILE_SAMPLES).max(1);
-    index % stride == 0
+    index.is_multiple_of(stride)
 }
 
 #[cfg(test)]

@@ -519,8 +519,29 @@ impl<'a> MatRef<'a> {
     }
 }
 
+/// How a matrix product uses threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// The calling thread only.
+    One,
+    /// The `gemm` crate's own parallel loop on this many rayon threads.
+    Crate(usize),
+    /// The product cut into this many blocks of columns (or of rows, when there are more
+    /// rows), each a single-threaded product on its own rayon thread. On 2 cores this
+    /// scales 1.6-2x where the crate's loop often gains nothing (`treevis bench
+    /// --kernels` prints both).
+    Split(usize),
+}
+
+/// Products below this many multiply-adds run on one thread (a rayon hand-off costs more).
+const SPLIT_MIN_WORK: usize = 1 << 20;
+
+/// Columns or rows of one block of a split product: a multiple of the microkernel's
+/// 16-float vectors.
+const SPLIT_ALIGN: usize = 16;
+
 /// `dst[m x n] (row-major) = (accumulate ? dst : 0) + lhs[m x k] . rhs[k x n]`, on all
-/// rayon threads (the `gemm` crate, as candle's CPU matmul).
+/// rayon threads (the `gemm` crate's kernels, split by [`Threads::Split`]).
 pub fn sgemm(
     dst: &mut [f32],
     m: usize,
@@ -530,26 +551,65 @@ pub fn sgemm(
     rhs: MatRef,
     accumulate: bool,
 ) {
+    sgemm_threads(
+        dst,
+        (m, n, k),
+        lhs,
+        rhs,
+        accumulate,
+        Threads::Split(rayon::current_num_threads()),
+    )
+}
+
+/// A pointer that may cross to another rayon thread: the blocks of a split product write
+/// disjoint parts of one destination.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: each thread writes only its own block of the destination (see `sgemm_threads`).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above; the pointer itself is only copied.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so that closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// [`sgemm`] with the threading chosen.
+pub fn sgemm_threads(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: MatRef,
+    rhs: MatRef,
+    accumulate: bool,
+    threads: Threads,
+) {
     assert!(dst.len() >= m * n, "dst too small");
     lhs.check(m, k);
     rhs.check(k, n);
     if m == 0 || n == 0 {
         return;
     }
-    // SAFETY: every index the product touches was bounds-checked above; `dst` is exclusive.
-    unsafe {
+    let d = SendPtr(dst.as_mut_ptr());
+    // SAFETY (every call below): `block` reads `lhs` rows `r0..r0+rows` and `rhs` columns
+    // `c0..c0+cols`, all inside the views checked above, and writes `dst` rows
+    // `r0..r0+rows`, columns `c0..c0+cols` of a row-major `m x n` matrix that `dst` (of at
+    // least `m * n` elements, borrowed exclusively) holds.
+    let block = |r0: usize, rows: usize, c0: usize, cols: usize, par: gemm::Parallelism| unsafe {
         gemm::gemm(
-            m,
-            n,
+            rows,
+            cols,
             k,
-            dst.as_mut_ptr(),
+            d.get().add(r0 * n + c0),
             1,
             n as isize,
             accumulate,
-            lhs.data.as_ptr(),
+            lhs.data.as_ptr().add(r0 * lhs.rs),
             lhs.cs as isize,
             lhs.rs as isize,
-            rhs.data.as_ptr(),
+            rhs.data.as_ptr().add(c0 * rhs.cs),
             rhs.cs as isize,
             rhs.rs as isize,
             1.0,
@@ -557,8 +617,26 @@ pub fn sgemm(
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            par,
         )
+    };
+    match threads {
+        Threads::Crate(t) if t > 1 => block(0, m, 0, n, gemm::Parallelism::Rayon(t)),
+        Threads::Split(t) if t > 1 && m * n * k >= SPLIT_MIN_WORK => {
+            // cut the longer side into `t` aligned blocks (fewer when it is short)
+            let (long, by_cols) = if n >= m { (n, true) } else { (m, false) };
+            let per = long.div_ceil(t).next_multiple_of(SPLIT_ALIGN).min(long);
+            let parts = long.div_ceil(per);
+            (0..parts).into_par_iter().for_each(|i| {
+                let (s, len) = (i * per, per.min(long - i * per));
+                if by_cols {
+                    block(0, m, s, len, gemm::Parallelism::None)
+                } else {
+                    block(s, len, 0, n, gemm::Parallelism::None)
+                }
+            });
+        }
+        _ => block(0, m, 0, n, gemm::Parallelism::None),
     }
 }
 
@@ -721,7 +799,7 @@ pub fn for_rows_of(g: &mut [f32], y: &[f32], f: impl Fn(&mut f32, f32) + Sync) {
     }
     let chunk = (1..=64)
         .map(|d| n / d)
-        .find(|c| *c > 0 && n % c == 0 && *c <= 1 << 15)
+        .find(|c| *c > 0 && n.is_multiple_of(*c) && *c <= 1 << 15)
         .unwrap_or(n);
     g.par_chunks_mut(chunk).enumerate().for_each(|(ci, row)| {
         let off = (ci * chunk) % n;
@@ -984,6 +1062,48 @@ mod tests {
             true,
         );
         assert_eq!(d, [10.0, 14.0, 18.0]);
+    }
+
+    #[test]
+    fn split_products_match_a_plain_product() {
+        // long n (split by columns), long m (split by rows), blocks that do not divide
+        // evenly, transposed views on either side, accumulation; small integers are exact
+        for (m, n, k, a_t, b_t) in [
+            (5, 301, 700, false, false),
+            (300, 7, 600, true, false),
+            (40, 170, 333, false, true),
+            (129, 130, 131, true, true),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 3) % 7) as f32 - 3.0).collect();
+            let lhs = if a_t {
+                MatRef::transposed(&a, m)
+            } else {
+                MatRef::rows(&a, k)
+            };
+            let rhs = if b_t {
+                MatRef::transposed(&b, k)
+            } else {
+                MatRef::rows(&b, n)
+            };
+            let at = |r: usize, c: usize, v: &MatRef| v.data[r * v.rs + c * v.cs];
+            let mut want = vec![1f32; m * n];
+            for r in 0..m {
+                for c in 0..n {
+                    want[r * n + c] += (0..k).map(|i| at(r, i, &lhs) * at(i, c, &rhs)).sum::<f32>();
+                }
+            }
+            for t in [
+                Threads::One,
+                Threads::Crate(2),
+                Threads::Split(2),
+                Threads::Split(3),
+            ] {
+                let mut d = vec![1f32; m * n];
+                sgemm_threads(&mut d, (m, n, k), lhs, rhs, true, t);
+                assert_eq!(d, want, "{m}x{n}x{k} {t:?}");
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod graph;
 pub mod kernels;
 pub mod net;
 pub mod ops;
+pub mod profile;
 pub mod pth;
 pub mod rule;
 pub mod shape;

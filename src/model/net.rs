@@ -438,7 +438,7 @@ impl Net {
                     let groups = &if *depthwise { cin } else { *groups };
                     let d = w.dims().to_vec();
                     let ok = d.len() == 4
-                        && cin % groups == 0
+                        && cin.is_multiple_of(*groups)
                         && d[1] * groups == cin
                         && d[0] % groups == 0
                         && d[2] == kernel.h()

@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use crate::error::Result;
 use crate::model::kernels::{self, ConvGeom, MatRef};
 use crate::model::net::{host_vec, with_host};
+use crate::model::profile::{self, Phase};
 use crate::model::shape::Shape;
 use crate::model::spec::{Hw, Pads};
 
@@ -105,7 +106,10 @@ pub(crate) fn conv_forward(
                 let m = chunk.min(n - i0);
                 for grp in 0..c.groups {
                     let xg = &xs[(i0 * cin + grp * cin_g) * h * w..];
-                    let cols = kernels::im2col(xg, m, cin * h * w, cin_g, &g);
+                    let cols = profile::timed(Phase::Im2col, 0, || {
+                        kernels::im2col(xg, m, cin * h * w, cin_g, &g)
+                    });
+                    let flops = 2 * (cout_g * m * ohw * kk) as u64;
                     let wg = &ws[grp * cout_g * kk..][..cout_g * kk];
                     let bias_g = &bias[grp * cout_g..(grp + 1) * cout_g];
                     if m == 1 {
@@ -113,26 +117,30 @@ pub(crate) fn conv_forward(
                         for (row, b) in dst.chunks_mut(ohw).zip(bias_g) {
                             row.fill(*b);
                         }
-                        kernels::sgemm(
-                            dst,
-                            cout_g,
-                            ohw,
-                            kk,
-                            MatRef::rows(wg, kk),
-                            MatRef::rows(&cols, ohw),
-                            true,
-                        );
+                        profile::timed(Phase::ConvGemm, flops, || {
+                            kernels::sgemm(
+                                dst,
+                                cout_g,
+                                ohw,
+                                kk,
+                                MatRef::rows(wg, kk),
+                                MatRef::rows(&cols, ohw),
+                                true,
+                            )
+                        });
                     } else {
                         let mut tmp = vec![0f32; cout_g * m * ohw];
-                        kernels::sgemm(
-                            &mut tmp,
-                            cout_g,
-                            m * ohw,
-                            kk,
-                            MatRef::rows(wg, kk),
-                            MatRef::rows(&cols, m * ohw),
-                            false,
-                        );
+                        profile::timed(Phase::ConvGemm, flops, || {
+                            kernels::sgemm(
+                                &mut tmp,
+                                cout_g,
+                                m * ohw,
+                                kk,
+                                MatRef::rows(wg, kk),
+                                MatRef::rows(&cols, m * ohw),
+                                false,
+                            )
+                        });
                         for (o, b) in bias_g.iter().enumerate() {
                             for j in 0..m {
                                 let src = &tmp[(o * m + j) * ohw..][..ohw];
@@ -242,24 +250,29 @@ pub(crate) fn conv_backward(
                         );
                         (wg, &rhs_buf[..], cout_g)
                     };
-                    kernels::sgemm(
-                        dst,
-                        kk,
-                        m * ohw,
-                        k_act,
-                        MatRef::transposed(w_act, kk),
-                        MatRef::rows(rhs, m * ohw),
-                        false,
-                    );
+                    let flops = 2 * (kk * m * ohw * k_act) as u64;
+                    profile::timed(Phase::ConvGemmBackward, flops, || {
+                        kernels::sgemm(
+                            dst,
+                            kk,
+                            m * ohw,
+                            k_act,
+                            MatRef::transposed(w_act, kk),
+                            MatRef::rows(rhs, m * ohw),
+                            false,
+                        )
+                    });
                 }
-                kernels::col2im(
-                    &cols,
-                    m,
-                    c.groups,
-                    cin_g,
-                    &geo,
-                    &mut dx[r0 * plane_in..(r0 + m) * plane_in],
-                );
+                profile::timed(Phase::Col2im, 0, || {
+                    kernels::col2im(
+                        &cols,
+                        m,
+                        c.groups,
+                        cin_g,
+                        &geo,
+                        &mut dx[r0 * plane_in..(r0 + m) * plane_in],
+                    )
+                });
             }
         })
     })??;

@@ -6,6 +6,7 @@ use candle_core::{Device, Tensor};
 use crate::error::Result;
 use crate::model::kernels;
 use crate::model::net::{host_vec, with_host};
+use crate::model::profile::{self, Phase};
 
 #[derive(Clone)]
 pub struct Linear {
@@ -15,7 +16,16 @@ pub struct Linear {
     pub b: Tensor,
 }
 
+/// Operations of a product of `rows` rows with the weights.
+fn flops(rows: usize, l: &Linear) -> u64 {
+    2 * (rows * l.w.elem_count()) as u64
+}
+
 pub(crate) fn linear_forward(x: &Tensor, l: &Linear) -> Result<Tensor> {
+    profile::timed(Phase::Linear, flops(x.dims()[0], l), || forward(x, l))
+}
+
+fn forward(x: &Tensor, l: &Linear) -> Result<Tensor> {
     let rows = x.dims()[0];
     if x.device().is_cpu() && rows <= kernels::SMALL_ROWS {
         let out = l.w.dims()[0];
@@ -29,6 +39,10 @@ pub(crate) fn linear_forward(x: &Tensor, l: &Linear) -> Result<Tensor> {
 }
 
 pub(crate) fn linear_backward(g: &Tensor, l: &Linear) -> Result<Tensor> {
+    profile::timed(Phase::Linear, flops(g.dims()[0], l), || backward(g, l))
+}
+
+fn backward(g: &Tensor, l: &Linear) -> Result<Tensor> {
     let rows = g.dims()[0];
     if g.device().is_cpu() && rows <= kernels::SMALL_ROWS {
         let fin = l.w.dims()[1];

@@ -1,6 +1,10 @@
 //! `treevis bench`: times the engine on full-size networks with random weights and prints a
 //! table; with `--compare` it adds the numbers of `bench/pytorch_bench.py` (PyTorch +
-//! Captum on the same machine) and their ratio.
+//! Captum on the same machine) and their ratio. `--kernels` times the matrix products
+//! instead ([`gemm`]).
+
+pub mod gemm;
+pub mod peak;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,6 +36,10 @@ pub struct BenchArgs {
     /// Leave out the ResNet-50 rows (they take most of the time).
     #[arg(long)]
     pub no_resnet: bool,
+    /// Time the matrix products of the convolutions of AlexNet, VGG16 and ResNet-50 against
+    /// the measured FMA peak instead (with `--compare`: the JSON of bench/gemm_bench.py).
+    #[arg(long)]
+    pub kernels: bool,
 }
 
 fn median_ms(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -60,6 +68,9 @@ fn sync(d: &Device) -> Result<()> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.kernels {
+        return gemm::run(args);
+    }
     let device = crate::model::parse_device(&args.device)?;
     let runs = args.runs;
     let mut res: BTreeMap<&'static str, f64> = BTreeMap::new();
