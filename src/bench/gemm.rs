@@ -1,5 +1,5 @@
-//! `treevis bench --kernels`: the matrix products the convolutions of AlexNet, VGG16 and
-//! ResNet-50 hand to the CPU kernels (forward at batch 1 and 32, the data gradient and the
+//! `treevis bench --kernels`: the matrix products the convolutions and fully connected
+//! layers of AlexNet, VGG16 and ResNet-50 (or `--models`) hand to the CPU kernels (forward at batch 1 and 32, the data gradient and the
 //! weight gradient), timed on their own on all threads and on one, beside the machine's
 //! measured peak; and where whole passes spend their time (the [`profile`] phases).
 //!
@@ -34,6 +34,10 @@ pub enum Product {
     BwdData,
     /// `dW[cout_g, K] = dY . cols^T`: the weight gradient (its rhs is a transposed view).
     BwdWeight,
+    /// A fully connected layer at batch 32: `Y^T[out, 32] = W . X^T` (a transposed view).
+    LinearB32,
+    /// Its data gradient at batch 32: `dX[32, in] = dY . W`.
+    LinearBwdB32,
 }
 
 impl Product {
@@ -43,6 +47,8 @@ impl Product {
             Product::FwdB32 => "fwd b32",
             Product::BwdData => "bwd data",
             Product::BwdWeight => "bwd weight",
+            Product::LinearB32 => "linear b32",
+            Product::LinearBwdB32 => "linear bwd b32",
         }
     }
 }
@@ -82,6 +88,16 @@ pub fn cases(name: &str, m: &Model) -> Vec<Case> {
     let net = &m.net;
     let mut by_shape: BTreeMap<(Product, usize, usize, usize), Vec<String>> = BTreeMap::new();
     for (i, layer) in net.layers.iter().enumerate() {
+        let name = || net.spec.layers[i].name.clone();
+        if let Layer::Linear(l) = layer {
+            let (out, fin) = (l.w.dims()[0], l.w.dims()[1]);
+            for key in [
+                (Product::LinearB32, out, 32, fin),
+                (Product::LinearBwdB32, 32, fin, out),
+            ] {
+                by_shape.entry(key).or_default().push(name());
+            }
+        }
         let Layer::Conv(c) = layer else { continue };
         let (in_shape, out_shape) = (net.shape_at(net.inputs[i][0]), net.shapes[i]);
         let g = geom(c, in_shape, out_shape);
@@ -98,10 +114,7 @@ pub fn cases(name: &str, m: &Model) -> Vec<Case> {
             (Product::BwdData, kk, ohw, cout_g),
             (Product::BwdWeight, cout_g, kk, ohw),
         ] {
-            by_shape
-                .entry(key)
-                .or_default()
-                .push(net.spec.layers[i].name.clone());
+            by_shape.entry(key).or_default().push(name());
         }
     }
     by_shape
@@ -115,7 +128,7 @@ pub fn cases(name: &str, m: &Model) -> Vec<Case> {
             n,
             k,
             a_t: product == Product::BwdData,
-            b_t: product == Product::BwdWeight,
+            b_t: matches!(product, Product::BwdWeight | Product::LinearB32),
             gflops: 0.0,
             gflops_1t: 0.0,
             gflops_crate: 0.0,
@@ -180,8 +193,6 @@ struct Report<'a> {
     cases: &'a [Case],
 }
 
-const MODELS: [&str; 3] = ["alexnet", "vgg16", "resnet50"];
-
 pub fn run(args: &super::BenchArgs) -> Result<()> {
     let device = Device::Cpu;
     let samples = args.runs.min(7);
@@ -206,8 +217,10 @@ pub fn run(args: &super::BenchArgs) -> Result<()> {
     }
     let mut all = Vec::new();
     let mut passes = Vec::new();
-    let models: Vec<&str> = MODELS
-        .into_iter()
+    let models: Vec<&str> = args
+        .models
+        .iter()
+        .map(String::as_str)
         .filter(|m| !(args.no_resnet && *m == "resnet50"))
         .collect();
     for &name in &models {
@@ -262,11 +275,16 @@ pub fn run(args: &super::BenchArgs) -> Result<()> {
             Product::FwdB32,
             Product::BwdData,
             Product::BwdWeight,
+            Product::LinearB32,
+            Product::LinearBwdB32,
         ] {
             let cs: Vec<&Case> = all
                 .iter()
                 .filter(|c| c.model == name && c.product == p)
                 .collect();
+            if cs.is_empty() {
+                continue;
+            }
             let flops: f64 = cs.iter().map(|c| c.flops() * c.layers.len() as f64).sum();
             let rate = |g: &dyn Fn(&Case) -> Option<f64>| -> Option<f64> {
                 let mut secs = 0.0;

@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// the measured FMA peak instead (with `--compare`: the JSON of bench/gemm_bench.py).
     #[arg(long)]
     pub kernels: bool,
+    /// The models whose products `--kernels` times (built-in names, comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "alexnet,vgg16,resnet50")]
+    pub models: Vec<String>,
 }
 
 fn median_ms(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {

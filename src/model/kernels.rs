@@ -57,9 +57,23 @@ pub fn conv_out(
         .map(|s| s / stride + 1)
 }
 
+/// Rows (or columns) `start..end` of the input that output row (column) `o` of a pooling
+/// sweep covers along `axis`, clipped to the input.
+fn max_window(o: usize, p: &PoolSpec, size: usize, axis: usize) -> (usize, usize) {
+    let o0 = (o * p.stride.0[axis]) as isize - p.pad.begin(axis) as isize;
+    let start = (o0.max(0) as usize).min(size);
+    let end = ((o0 + p.kernel.0[axis] as isize).max(0) as usize).min(size);
+    (start, end.max(start))
+}
+
 /// Max pooling of `planes` planes of `h x w`; returns the pooled values and, per output
 /// element, the index in its input plane of the maximum (the first one in row-major window
-/// order on ties, as PyTorch and Caffe).
+/// order on ties, as PyTorch and Caffe; a NaN wins, the last one when there are several).
+///
+/// Separable: for each output row the maxima of its window's input rows are taken column
+/// by column (with the first row reaching each), a loop over contiguous rows that the
+/// compiler vectorises; then each output takes the best of its window's columns, a tie
+/// going to the column whose maximum sits in the earlier row.
 pub fn maxpool_forward(
     x: &[f32],
     planes: usize,
@@ -69,32 +83,43 @@ pub fn maxpool_forward(
 ) -> (Vec<f32>, Vec<u32>) {
     let mut out = vec![0f32; planes * oh * ow];
     let mut sw = vec![0u32; planes * oh * ow];
+    let cols: Vec<(usize, usize)> = (0..ow).map(|ox| max_window(ox, p, w, 1)).collect();
     out.par_chunks_mut(oh * ow)
         .zip(sw.par_chunks_mut(oh * ow))
         .enumerate()
         .for_each(|(pl, (o, s))| {
             let xp = &x[pl * h * w..(pl + 1) * h * w];
+            let mut cmax = vec![0f32; w];
+            let mut crow = vec![0u32; w];
             for oy in 0..oh {
-                let y0 = (oy * p.stride.h()) as isize - p.pad.begin(0) as isize;
-                let ys = y0.max(0) as usize;
-                let ye = ((y0 + p.kernel.h() as isize).max(0) as usize).min(h);
-                for ox in 0..ow {
-                    let x0 = (ox * p.stride.w()) as isize - p.pad.begin(1) as isize;
-                    let xs = x0.max(0) as usize;
-                    let xe = ((x0 + p.kernel.w() as isize).max(0) as usize).min(w);
-                    let mut best = f32::NEG_INFINITY;
-                    let mut arg = ys * w + xs;
-                    for yy in ys..ye {
-                        for xx in xs..xe {
-                            let v = xp[yy * w + xx];
-                            if v > best || v.is_nan() {
-                                best = v;
-                                arg = yy * w + xx;
-                            }
+                let (ys, ye) = max_window(oy, p, h, 0);
+                cmax.fill(f32::NEG_INFINITY);
+                crow.fill(ys as u32);
+                for yy in ys..ye {
+                    let row = &xp[yy * w..(yy + 1) * w];
+                    for ((m, r), &v) in cmax.iter_mut().zip(crow.iter_mut()).zip(row) {
+                        let take = v > *m || v.is_nan();
+                        *m = if take { v } else { *m };
+                        *r = if take { yy as u32 } else { *r };
+                    }
+                }
+                let orow = &mut o[oy * ow..(oy + 1) * ow];
+                let srow = &mut s[oy * ow..(oy + 1) * ow];
+                for ((ov, sv), &(xs, xe)) in orow.iter_mut().zip(srow.iter_mut()).zip(&cols) {
+                    let (mut best, mut by, mut bx) = (f32::NEG_INFINITY, ys as u32, xs);
+                    for xx in xs..xe {
+                        let (v, r) = (cmax[xx], crow[xx]);
+                        let take = if v.is_nan() {
+                            !best.is_nan() || r >= by
+                        } else {
+                            !best.is_nan() && (v > best || (v == best && r < by))
+                        };
+                        if take {
+                            (best, by, bx) = (v, r, xx);
                         }
                     }
-                    o[oy * ow + ox] = best;
-                    s[oy * ow + ox] = arg as u32;
+                    *ov = best;
+                    *sv = by * w as u32 + bx as u32;
                 }
             }
         });
@@ -854,6 +879,72 @@ mod tests {
         assert_eq!(sw, vec![1, 1]);
         let dx = maxpool_backward(&[1.0, 2.0], &sw, 1, 6, 2);
         assert_eq!(dx, vec![0.0, 3.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    /// The direct definition: every window scanned in row-major order.
+    fn maxpool_naive(
+        x: &[f32],
+        (h, w): (usize, usize),
+        p: &PoolSpec,
+        (oh, ow): (usize, usize),
+    ) -> (Vec<f32>, Vec<u32>) {
+        let (mut out, mut sw) = (Vec::new(), Vec::new());
+        for oy in 0..oh {
+            let (ys, ye) = max_window(oy, p, h, 0);
+            for ox in 0..ow {
+                let (xs, xe) = max_window(ox, p, w, 1);
+                let (mut best, mut arg) = (f32::NEG_INFINITY, ys * w + xs);
+                for yy in ys..ye {
+                    for xx in xs..xe {
+                        let v = x[yy * w + xx];
+                        if v > best || v.is_nan() {
+                            (best, arg) = (v, yy * w + xx);
+                        }
+                    }
+                }
+                out.push(best);
+                sw.push(arg as u32);
+            }
+        }
+        (out, sw)
+    }
+
+    #[test]
+    fn separable_maxpool_matches_the_direct_scan() {
+        // few distinct values (many ties), NaNs, padding, ceil windows, uneven strides
+        for (seed, (k, st, pad, ceil)) in [
+            (3, 2, 0, true),
+            (3, 2, 1, false),
+            (2, 2, 0, false),
+            (3, 1, 1, true),
+            (5, 3, 2, true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (h, w) = (11, 13);
+            let mut x: Vec<f32> = pseudo(h * w, seed as u32 + 5)
+                .iter()
+                .map(|v| (v * 3.0).round())
+                .collect();
+            if seed % 2 == 1 {
+                x[17] = f32::NAN;
+                x[20] = f32::NAN;
+            }
+            let p = pool(k, st, pad, ceil);
+            let (oh, ow) = (
+                pool_out_axis(h, &p, 0).unwrap(),
+                pool_out_axis(w, &p, 1).unwrap(),
+            );
+            let (got, gsw) = maxpool_forward(&x, 1, (h, w), &p, (oh, ow));
+            let (want, wsw) = maxpool_naive(&x, (h, w), &p, (oh, ow));
+            assert_eq!(gsw, wsw, "switches, case {seed}");
+            let same = |a: f32, b: f32| a == b || (a.is_nan() && b.is_nan());
+            assert!(
+                got.iter().zip(&want).all(|(a, b)| same(*a, *b)),
+                "case {seed}"
+            );
+        }
     }
 
     #[test]

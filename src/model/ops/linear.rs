@@ -1,10 +1,10 @@
 //! Fully connected layers: weights, forward, and the data gradient (small row counts by
-//! the dot kernels, larger ones by a matrix product).
+//! the dot kernels, larger ones by a matrix product on the CPU, candle's elsewhere).
 
 use candle_core::{Device, Tensor};
 
 use crate::error::Result;
-use crate::model::kernels;
+use crate::model::kernels::{self, MatRef};
 use crate::model::net::{host_vec, with_host};
 use crate::model::profile::{self, Phase};
 
@@ -27,15 +27,42 @@ pub(crate) fn linear_forward(x: &Tensor, l: &Linear) -> Result<Tensor> {
 
 fn forward(x: &Tensor, l: &Linear) -> Result<Tensor> {
     let rows = x.dims()[0];
-    if x.device().is_cpu() && rows <= kernels::SMALL_ROWS {
-        let out = l.w.dims()[0];
-        let b = host_vec(&l.b)?;
-        let y = with_host(x, |xs| {
-            with_host(&l.w, |ws| kernels::linear_forward_small(xs, rows, ws, &b))
-        })??;
-        return Ok(Tensor::from_vec(y, (rows, out), &Device::Cpu)?);
+    if !x.device().is_cpu() {
+        return Ok(x.matmul(&l.w.t()?)?.broadcast_add(&l.b)?);
     }
-    Ok(x.matmul(&l.w.t()?)?.broadcast_add(&l.b)?)
+    let (out, fin) = (l.w.dims()[0], l.w.dims()[1]);
+    let b = host_vec(&l.b)?;
+    let y = with_host(x, |xs| {
+        with_host(&l.w, |ws| {
+            if rows <= kernels::SMALL_ROWS {
+                return kernels::linear_forward_small(xs, rows, ws, &b);
+            }
+            // Y^T = W . X^T on the bias columns, then transposed: with the weights as the
+            // row-major lhs this runs 4.7x faster than Y = X . W^T with a transposed view
+            // of the weights (164 against 35 GFLOP/s for fc6 at 32 rows, `bench --kernels`)
+            let mut yt: Vec<f32> = b
+                .iter()
+                .flat_map(|&v| std::iter::repeat_n(v, rows))
+                .collect();
+            kernels::sgemm(
+                &mut yt,
+                out,
+                rows,
+                fin,
+                MatRef::rows(ws, fin),
+                MatRef::transposed(xs, fin),
+                true,
+            );
+            let mut y = vec![0f32; rows * out];
+            for (o, col) in yt.chunks_exact(rows).enumerate() {
+                for (r, v) in col.iter().enumerate() {
+                    y[r * out + o] = *v;
+                }
+            }
+            y
+        })
+    })??;
+    Ok(Tensor::from_vec(y, (rows, out), &Device::Cpu)?)
 }
 
 pub(crate) fn linear_backward(g: &Tensor, l: &Linear) -> Result<Tensor> {
@@ -44,12 +71,72 @@ pub(crate) fn linear_backward(g: &Tensor, l: &Linear) -> Result<Tensor> {
 
 fn backward(g: &Tensor, l: &Linear) -> Result<Tensor> {
     let rows = g.dims()[0];
-    if g.device().is_cpu() && rows <= kernels::SMALL_ROWS {
-        let fin = l.w.dims()[1];
-        let dx = with_host(g, |gs| {
-            with_host(&l.w, |ws| kernels::linear_backward_small(gs, rows, ws, fin))
-        })??;
-        return Ok(Tensor::from_vec(dx, (rows, fin), &Device::Cpu)?);
+    if !g.device().is_cpu() {
+        return Ok(g.matmul(&l.w)?);
     }
-    Ok(g.matmul(&l.w)?)
+    let (out, fin) = (l.w.dims()[0], l.w.dims()[1]);
+    let dx = with_host(g, |gs| {
+        with_host(&l.w, |ws| {
+            if rows <= kernels::SMALL_ROWS {
+                return kernels::linear_backward_small(gs, rows, ws, fin);
+            }
+            // dX = dY . W
+            let mut dx = vec![0f32; rows * fin];
+            kernels::sgemm(
+                &mut dx,
+                rows,
+                fin,
+                out,
+                MatRef::rows(gs, out),
+                MatRef::rows(ws, fin),
+                false,
+            );
+            dx
+        })
+    })??;
+    Ok(Tensor::from_vec(dx, (rows, fin), &Device::Cpu)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_row_count_matches_candle() {
+        let dev = Device::Cpu;
+        let (out, fin) = (37, 300);
+        let l = Linear {
+            w: Tensor::randn(0f32, 1.0, (out, fin), &dev).unwrap(),
+            b: Tensor::randn(0f32, 1.0, (1, out), &dev).unwrap(),
+        };
+        // the dot kernels (up to SMALL_ROWS) and the matrix products above them
+        for rows in [1, kernels::SMALL_ROWS, kernels::SMALL_ROWS + 1, 33] {
+            let x = Tensor::randn(0f32, 1.0, (rows, fin), &dev).unwrap();
+            let want = x
+                .matmul(&l.w.t().unwrap())
+                .unwrap()
+                .broadcast_add(&l.b)
+                .unwrap();
+            let got = linear_forward(&x, &l).unwrap();
+            assert_eq!(got.dims(), [rows, out]);
+            assert!(max_diff(&got, &want) < 1e-3, "forward, {rows} rows");
+            let g = Tensor::randn(0f32, 1.0, (rows, out), &dev).unwrap();
+            let got = linear_backward(&g, &l).unwrap();
+            assert!(
+                max_diff(&got, &g.matmul(&l.w).unwrap()) < 1e-3,
+                "backward, {rows} rows"
+            );
+        }
+    }
 }
