@@ -391,6 +391,21 @@ fn where_time_goes(name: &str, m: &Model, runs: usize) -> Result<Vec<Pass>> {
     };
     let x1 = super::input(h, w, 1, &dev)?;
     let x32 = super::input(h, w, 32, &dev)?;
+    // the forward at batch 32 by layer type, for what the phases leave as "other"
+    let mut times = Vec::new();
+    m.net.forward_timed(&x32, usize::MAX, None)?;
+    m.net.forward_timed(&x32, usize::MAX, Some(&mut times))?;
+    let mut by_type: BTreeMap<&str, f64> = BTreeMap::new();
+    for (l, t) in m.spec().layers.iter().zip(&times) {
+        *by_type.entry(l.kind.type_name()).or_default() += t;
+    }
+    let mut v: Vec<_> = by_type.into_iter().filter(|x| x.1 >= 0.05).collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let list: Vec<String> = v.iter().map(|(k, t)| format!("{k} {t:.1}")).collect();
+    crate::outln!(
+        "{name} forward b32 by layer type (ms, with backward state kept): {}",
+        list.join(", ")
+    )?;
     let mut out = vec![
         profiled(format!("{name} forward b1"), runs, || {
             m.net.forward_blobs(&x1)?;

@@ -66,6 +66,36 @@ fn max_window(o: usize, p: &PoolSpec, size: usize, axis: usize) -> (usize, usize
     (start, end.max(start))
 }
 
+/// `m = max(m, row)` element by element, `r = yy` where `row` won (a NaN always wins):
+/// one input row of a max-pooling window. Compiled for AVX2 when the CPU has it (8 lanes
+/// and blends; the SSE2 baseline leaves it scalar), chosen at run time.
+fn column_max(m: &mut [f32], r: &mut [u32], row: &[f32], yy: u32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was detected on this CPU.
+            return unsafe { column_max_avx2(m, r, row, yy) };
+        }
+    }
+    column_max_plain(m, r, row, yy)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn column_max_avx2(m: &mut [f32], r: &mut [u32], row: &[f32], yy: u32) {
+    column_max_plain(m, r, row, yy)
+}
+
+#[inline(always)]
+fn column_max_plain(m: &mut [f32], r: &mut [u32], row: &[f32], yy: u32) {
+    for ((m, r), &v) in m.iter_mut().zip(r.iter_mut()).zip(row) {
+        #[allow(clippy::eq_op)]
+        let take = (v > *m) | (v != v);
+        *m = if take { v } else { *m };
+        *r = if take { yy } else { *r };
+    }
+}
+
 /// Max pooling of `planes` planes of `h x w`; returns the pooled values and, per output
 /// element, the index in its input plane of the maximum (the first one in row-major window
 /// order on ties, as PyTorch and Caffe; a NaN wins, the last one when there are several).
@@ -96,30 +126,29 @@ pub fn maxpool_forward(
                 cmax.fill(f32::NEG_INFINITY);
                 crow.fill(ys as u32);
                 for yy in ys..ye {
-                    let row = &xp[yy * w..(yy + 1) * w];
-                    for ((m, r), &v) in cmax.iter_mut().zip(crow.iter_mut()).zip(row) {
-                        let take = v > *m || v.is_nan();
-                        *m = if take { v } else { *m };
-                        *r = if take { yy as u32 } else { *r };
-                    }
+                    column_max(&mut cmax, &mut crow, &xp[yy * w..(yy + 1) * w], yy as u32);
                 }
                 let orow = &mut o[oy * ow..(oy + 1) * ow];
                 let srow = &mut s[oy * ow..(oy + 1) * ow];
+                let nan = cmax.iter().any(|v| v.is_nan());
                 for ((ov, sv), &(xs, xe)) in orow.iter_mut().zip(srow.iter_mut()).zip(&cols) {
-                    let (mut best, mut by, mut bx) = (f32::NEG_INFINITY, ys as u32, xs);
+                    // a switch compares as `row * w + column`: the smaller wins a tie, the
+                    // larger a NaN tie (the last NaN, as the direct scan)
+                    let (mut best, mut at) = (f32::NEG_INFINITY, (ys * w + xs) as u32);
                     for xx in xs..xe {
-                        let (v, r) = (cmax[xx], crow[xx]);
-                        let take = if v.is_nan() {
-                            !best.is_nan() || r >= by
+                        let (v, idx) = (cmax[xx], crow[xx] * w as u32 + xx as u32);
+                        let take = if nan {
+                            let (vn, bn) = (v.is_nan(), best.is_nan());
+                            (vn & (!bn | (idx > at)))
+                                | (!vn & !bn & ((v > best) | ((v == best) & (idx < at))))
                         } else {
-                            !best.is_nan() && (v > best || (v == best && r < by))
+                            (v > best) | ((v == best) & (idx < at))
                         };
-                        if take {
-                            (best, by, bx) = (v, r, xx);
-                        }
+                        best = if take { v } else { best };
+                        at = if take { idx } else { at };
                     }
                     *ov = best;
-                    *sv = by * w as u32 + bx as u32;
+                    *sv = at;
                 }
             }
         });
@@ -679,19 +708,30 @@ pub fn im2col(x: &[f32], n: usize, image_stride: usize, cin_g: usize, g: &ConvGe
             let (c, kyx) = (row / (kh * kw), row % (kh * kw));
             let (ky, kx) = (kyx / kw, kyx % kw);
             let (dy, dx) = g.offsets(ky, kx);
+            // the output columns whose input column `ox * stride + dx` is inside the row
+            let sx = g.stride[1];
+            let first = (if dx < 0 { (-dx) as usize } else { 0 }).div_ceil(sx);
+            let last = if (w as isize) > dx {
+                ((w as isize - dx - 1) as usize / sx + 1).min(ow)
+            } else {
+                0
+            };
             for (img, dst) in dst_row.chunks_mut(ohw).enumerate() {
                 let plane = &x[img * image_stride + c * h * w..][..h * w];
                 for oy in 0..oh {
                     let iy = (oy * g.stride[0]) as isize + dy;
-                    if iy < 0 || iy >= h as isize {
+                    if iy < 0 || iy >= h as isize || first >= last {
                         continue;
                     }
                     let prow = &plane[iy as usize * w..(iy as usize + 1) * w];
-                    let drow = &mut dst[oy * ow..(oy + 1) * ow];
-                    for (ox, d) in drow.iter_mut().enumerate() {
-                        let ix = (ox * g.stride[1]) as isize + dx;
-                        if ix >= 0 && ix < w as isize {
-                            *d = prow[ix as usize];
+                    let drow = &mut dst[oy * ow + first..oy * ow + last];
+                    let start = (first * sx) as isize + dx;
+                    let src = &prow[start as usize..];
+                    if sx == 1 {
+                        drow.copy_from_slice(&src[..drow.len()]);
+                    } else {
+                        for (d, v) in drow.iter_mut().zip(src.iter().step_by(sx)) {
+                            *d = *v;
                         }
                     }
                 }
@@ -812,6 +852,43 @@ pub fn linear_backward_small(g: &[f32], rows: usize, w: &[f32], fin: usize) -> V
         }
     }
     dx
+}
+
+/// Elements per task of the elementwise kernels below (64 KB: large enough that a rayon
+/// hand-off is noise, small enough to balance 2-64 threads).
+const ELEMENTWISE_CHUNK: usize = 1 << 14;
+
+/// `max(x, 0)` of every element, in parallel (candle's CPU ReLU runs on one thread).
+pub fn relu_forward(x: &[f32]) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(x.par_chunks(ELEMENTWISE_CHUNK))
+        .for_each(|(y, x)| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                // `x > 0` keeps a NaN out and passes -0.0 as 0, as `Tensor::relu`
+                *y = if x > 0.0 { x } else { 0.0 };
+            }
+        });
+    y
+}
+
+/// `acc += b` element by element, in parallel; an error when the lengths differ.
+pub fn add_assign(acc: &mut [f32], b: &[f32]) -> crate::error::Result<()> {
+    if acc.len() != b.len() {
+        return Err(crate::error::Error::Internal(format!(
+            "adding tensors of {} and {} elements",
+            acc.len(),
+            b.len()
+        )));
+    }
+    acc.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(b.par_chunks(ELEMENTWISE_CHUNK))
+        .for_each(|(a, b)| {
+            for (a, b) in a.iter_mut().zip(b) {
+                *a += b;
+            }
+        });
+    Ok(())
 }
 
 /// Calls `f(g, y)` for every element of the gradient rows `g` with the matching element of
@@ -943,6 +1020,61 @@ mod tests {
             assert!(
                 got.iter().zip(&want).all(|(a, b)| same(*a, *b)),
                 "case {seed}"
+            );
+        }
+    }
+
+    #[test]
+    fn im2col_matches_the_definition() {
+        // padding wider than the stride, strides 1-3, dilation, non-square everything
+        for (k, stride, pad, dil) in [
+            ([3, 3], [1, 1], [1, 1], [1, 1]),
+            ([3, 2], [2, 3], [2, 1], [1, 1]),
+            ([5, 5], [3, 2], [4, 2], [1, 2]),
+            ([2, 3], [1, 2], [0, 3], [2, 1]),
+        ] {
+            let (h, w, cin, n) = (9, 11, 2, 2);
+            let oh = conv_out(h, k[0], stride[0], 2 * pad[0], dil[0]).unwrap();
+            let ow = conv_out(w, k[1], stride[1], 2 * pad[1], dil[1]).unwrap();
+            let g = ConvGeom {
+                h,
+                w,
+                oh,
+                ow,
+                k,
+                stride,
+                pad,
+                dil,
+            };
+            let x = pseudo(n * cin * h * w, 9);
+            let cols = im2col(&x, n, cin * h * w, cin, &g);
+            let mut want = vec![0f32; cols.len()];
+            for c in 0..cin {
+                for ky in 0..k[0] {
+                    for kx in 0..k[1] {
+                        let row = (c * k[0] + ky) * k[1] + kx;
+                        for img in 0..n {
+                            for oy in 0..oh {
+                                for ox in 0..ow {
+                                    let iy =
+                                        (oy * stride[0] + ky * dil[0]) as isize - pad[0] as isize;
+                                    let ix =
+                                        (ox * stride[1] + kx * dil[1]) as isize - pad[1] as isize;
+                                    if (0..h as isize).contains(&iy)
+                                        && (0..w as isize).contains(&ix)
+                                    {
+                                        want[(row * n + img) * oh * ow + oy * ow + ox] = x
+                                            [((img * cin + c) * h + iy as usize) * w + ix as usize];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            assert_eq!(
+                cols, want,
+                "k {k:?} stride {stride:?} pad {pad:?} dil {dil:?}"
             );
         }
     }

@@ -908,6 +908,10 @@ impl Net {
             let t0 = std::time::Instant::now();
             let y = match layer {
                 Layer::Conv(c) => conv_forward(x, c, in_shape, out_shape)?,
+                Layer::Relu if x.device().is_cpu() => {
+                    let y = with_host(x, kernels::relu_forward)?;
+                    self.tensor(y, out_shape.dims(batch))?
+                }
                 Layer::Relu => x.relu()?,
                 Layer::Act(a) => {
                     let y = with_host(x, |xs| act::forward(xs, *a))?;
@@ -921,6 +925,13 @@ impl Net {
                 Layer::Prelu(slopes) => {
                     let y = with_host(x, |xs| act::prelu_forward(xs, slopes, in_shape.plane()))?;
                     self.tensor(y, out_shape.dims(batch))?
+                }
+                Layer::Add if x.device().is_cpu() => {
+                    let mut sum = host_vec(x)?;
+                    for &t in &self.inputs[i][1..] {
+                        with_host(at(t), |b| kernels::add_assign(&mut sum, b))??;
+                    }
+                    self.tensor(sum, out_shape.dims(batch))?
                 }
                 Layer::Add => {
                     let mut sum = x.clone();

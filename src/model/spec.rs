@@ -350,7 +350,7 @@ impl Pads {
     pub fn is_uniform(&self) -> bool {
         self.0.iter().all(|&p| p == self.0[0])
     }
-    fn is_zero(&self) -> bool {
+    pub fn is_zero(&self) -> bool {
         self.0 == [0; 4]
     }
 }

@@ -34,6 +34,12 @@ impl Conv {
             && self.pad.is_uniform()
     }
 
+    /// Whether it is a 1x1 convolution with stride 1 and no padding: its `im2col` would be
+    /// a copy of the input.
+    fn is_pointwise(&self) -> bool {
+        self.kernel.0 == [1, 1] && self.stride.0 == [1, 1] && self.pad.is_zero()
+    }
+
     /// The same convolution with its weights in host memory.
     fn on_host(&self) -> Result<Conv> {
         Ok(Conv {
@@ -100,6 +106,12 @@ pub(crate) fn conv_forward(
     let chunk = (COLS_BUDGET / (kk * ohw)).clamp(1, n);
     let bias = host_vec(&c.b)?;
     let mut out = vec![0f32; n * cout * ohw];
+    if c.is_pointwise() {
+        with_host(x, |xs| {
+            with_host(&c.w, |ws| pointwise(xs, ws, &bias, c.groups, ohw, &mut out))
+        })??;
+        return Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?);
+    }
     with_host(x, |xs| {
         with_host(&c.w, |ws| {
             for i0 in (0..n).step_by(chunk) {
@@ -157,6 +169,34 @@ pub(crate) fn conv_forward(
         })
     })??;
     Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?)
+}
+
+/// A pointwise convolution (1x1, stride 1, no padding) of the images in `xs`, whose
+/// columns are the images' planes themselves: one product per image and group straight
+/// from the input into `out` (`[n, cout, hw]`), on the bias.
+fn pointwise(xs: &[f32], ws: &[f32], bias: &[f32], groups: usize, hw: usize, out: &mut [f32]) {
+    let cout = bias.len();
+    let (cout_g, cin_g) = (cout / groups, ws.len() / cout);
+    for (img, y) in out.chunks_mut(cout * hw).enumerate() {
+        for (grp, yg) in y.chunks_mut(cout_g * hw).enumerate() {
+            for (row, b) in yg.chunks_mut(hw).zip(&bias[grp * cout_g..]) {
+                row.fill(*b);
+            }
+            let xg = &xs[(img * groups + grp) * cin_g * hw..][..cin_g * hw];
+            let wg = &ws[grp * cout_g * cin_g..][..cout_g * cin_g];
+            profile::timed(Phase::ConvGemm, 2 * (cout_g * hw * cin_g) as u64, || {
+                kernels::sgemm(
+                    yg,
+                    cout_g,
+                    hw,
+                    cin_g,
+                    MatRef::rows(wg, cin_g),
+                    MatRef::rows(xg, hw),
+                    true,
+                )
+            });
+        }
+    }
 }
 
 /// Data gradient of a convolution: on the CPU, for a chunk of rows per group one product
@@ -291,21 +331,33 @@ mod tests {
     #[test]
     fn grouped_conv_matches_candle() {
         let dev = Device::Cpu;
-        for (cin, cout, groups, stride) in
-            [(8, 8, 8, 1), (8, 8, 8, 2), (4, 8, 2, 1), (48, 48, 48, 2)]
-        {
-            let x = Tensor::randn(0f32, 1.0, (1, cin, 9, 9), &dev).unwrap();
-            let w = Tensor::randn(0f32, 1.0, (cout, cin / groups, 3, 3), &dev).unwrap();
+        // (cin, cout, groups, stride, kernel, pad, batch): depthwise, grouped, pointwise
+        for (cin, cout, groups, stride, k, pad, n) in [
+            (8, 8, 8, 1, 3, 1, 1),
+            (8, 8, 8, 2, 3, 1, 2),
+            (4, 8, 2, 1, 3, 1, 3),
+            (48, 48, 48, 2, 3, 1, 1),
+            (6, 10, 1, 1, 1, 0, 3),
+            (6, 10, 2, 1, 1, 0, 2),
+            (6, 10, 1, 2, 1, 0, 2),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (n, cin, 9, 9), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (cout, cin / groups, k, k), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, (1, cout, 1, 1), &dev).unwrap();
             let c = Conv {
                 w: w.clone(),
-                b: Tensor::zeros((1, cout, 1, 1), candle_core::DType::F32, &dev).unwrap(),
-                kernel: 3.into(),
+                b: b.clone(),
+                kernel: k.into(),
                 stride: stride.into(),
-                pad: 1.into(),
+                pad: pad.into(),
                 dilation: 1.into(),
                 groups,
             };
-            let want = x.conv2d(&w, 1, stride, 1, groups).unwrap();
+            let want = x
+                .conv2d(&w, pad, stride, 1, groups)
+                .unwrap()
+                .broadcast_add(&b)
+                .unwrap();
             let oh = want.dims()[2];
             let got = conv_forward(
                 &x,
@@ -326,7 +378,7 @@ mod tests {
                 .unwrap()
                 .to_scalar::<f32>()
                 .unwrap();
-            assert!(d < 1e-4, "{cin} {cout} {groups} {stride}: {d}");
+            assert!(d < 1e-4, "{cin} {cout} {groups} {stride} k{k} n{n}: {d}");
         }
     }
 }
