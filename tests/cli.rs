@@ -419,3 +419,68 @@ fn headless_commands_on_the_demo_network() {
         3
     );
 }
+
+#[test]
+fn bench_kernels_prints_the_gemm_table_and_the_compared_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours.json");
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--kernels",
+        "--runs",
+        "1",
+        "--models",
+        "demo",
+        "--json",
+    ])
+    .arg(&ours);
+    let o = cmd.output().expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(table.starts_with("peak ("), "{table}");
+    // the demo net's conv1: 3 input channels, 5x5 kernel, 32 filters, 32x32 output
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ours).unwrap()).unwrap();
+    let cases = json["cases"].as_array().unwrap();
+    assert!(cases.len() >= 4, "{cases:?}");
+    assert!(
+        cases
+            .iter()
+            .any(|c| c["m"] == 32 && c["n"] == 1024 && c["k"] == 75 && c["product"] == "fwd"),
+        "{cases:?}"
+    );
+    assert!(cases.iter().all(|c| c["gflops"].as_f64().unwrap() > 0.0));
+    assert!(json["peak"]["all_threads"].as_f64().unwrap() > 0.0);
+    for pass in ["demo forward b1", "demo forward b32", "demo backward from"] {
+        assert!(table.contains(pass), "{pass} missing:\n{table}");
+    }
+    // a compared file's numbers land in the row of their case id
+    let id = cases[0]["id"].as_str().unwrap().to_string();
+    let theirs = dir.path().join("theirs.json");
+    std::fs::write(
+        &theirs,
+        serde_json::json!({"torch": {&id: 123.4}, "onnxruntime": {&id: 56.7}, "meta": {}})
+            .to_string(),
+    )
+    .unwrap();
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--kernels",
+        "--runs",
+        "1",
+        "--models",
+        "demo",
+        "--compare",
+    ])
+    .arg(&theirs);
+    let o = cmd.output().expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8(o.stdout).unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.contains("| demo |") && l.contains("| 123.4 | 56.7 |"))
+        .unwrap_or_else(|| panic!("no compared row for {id}:\n{table}"));
+    assert!(row.ends_with("x |"), "{row}");
+}

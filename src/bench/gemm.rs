@@ -205,7 +205,7 @@ pub fn run(args: &super::BenchArgs) -> Result<()> {
         peak.all_threads,
         peak.threads
     )?;
-    let theirs: Theirs = match &args.compare {
+    let theirs: Theirs = match args.compare.first() {
         Some(p) => serde_json::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
         )

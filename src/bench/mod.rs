@@ -21,9 +21,10 @@ pub struct BenchArgs {
     /// Runs per measurement (the median is reported).
     #[arg(long, default_value_t = 15, value_parser = crate::args::positive)]
     pub runs: usize,
-    /// JSON written by bench/pytorch_bench.py, to show PyTorch's numbers beside ours.
+    /// JSON written by bench/pytorch_bench.py or bench/onnxruntime_bench.py (repeatable),
+    /// to show their numbers beside ours; with `--kernels`, that of bench/gemm_bench.py.
     #[arg(long)]
-    pub compare: Option<PathBuf>,
+    pub compare: Vec<PathBuf>,
     /// `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -204,22 +205,38 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     res.insert("peak_rss_mb", peak_rss_mb());
 
-    let theirs: BTreeMap<String, serde_json::Value> = match &args.compare {
-        Some(p) => serde_json::from_str(
+    // one column pair per compared file, named by its `meta.library` (PyTorch's has none)
+    let mut theirs: Vec<(String, BTreeMap<String, serde_json::Value>)> = Vec::new();
+    for p in &args.compare {
+        let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
         )
-        .with_context(|| format!("{} is not the JSON of bench/pytorch_bench.py", p.display()))?,
-        None => BTreeMap::new(),
-    };
-    crate::outln!("| measurement | treevis | pytorch | pytorch / treevis |")?;
-    crate::outln!("|---|---:|---:|---:|")?;
+        .with_context(|| format!("{} is not the JSON of a bench/ script", p.display()))?;
+        let label = map
+            .get("meta")
+            .and_then(|m| m.get("library"))
+            .and_then(|l| l.as_str())
+            .unwrap_or("pytorch")
+            .to_string();
+        theirs.push((label, map));
+    }
+    let mut head = String::from("| measurement | treevis |");
+    let mut rule = String::from("|---|---:|");
+    for (label, _) in &theirs {
+        head.push_str(&format!(" {label} | {label} / treevis |"));
+        rule.push_str("---:|---:|");
+    }
+    crate::outln!("{head}")?;
+    crate::outln!("{rule}")?;
     for (k, v) in &res {
-        let t = theirs.get(*k).and_then(|x| x.as_f64());
-        let (ts, ratio) = match t {
-            Some(t) => (format!("{t:.1}"), format!("{:.2}x", t / v)),
-            None => ("-".into(), "-".into()),
-        };
-        crate::outln!("| {k} | {v:.1} | {ts} | {ratio} |")?;
+        let mut line = format!("| {k} | {v:.1} |");
+        for (_, map) in &theirs {
+            match map.get(*k).and_then(|x| x.as_f64()) {
+                Some(t) => line.push_str(&format!(" {t:.1} | {:.2}x |", t / v)),
+                None => line.push_str(" - | - |"),
+            }
+        }
+        crate::outln!("{line}")?;
     }
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_string_pretty(&res)?)?;

@@ -858,37 +858,30 @@ pub fn linear_backward_small(g: &[f32], rows: usize, w: &[f32], fin: usize) -> V
 /// hand-off is noise, small enough to balance 2-64 threads).
 const ELEMENTWISE_CHUNK: usize = 1 << 14;
 
-/// `max(x, 0)` of every element, in parallel (candle's CPU ReLU runs on one thread).
+/// `max(x, 0)` of every element, in parallel (candle's CPU ReLU runs on one thread). The
+/// result is collected straight into uninitialised memory (no zeroing pass first).
 pub fn relu_forward(x: &[f32]) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(ELEMENTWISE_CHUNK)
-        .zip(x.par_chunks(ELEMENTWISE_CHUNK))
-        .for_each(|(y, x)| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                // `x > 0` keeps a NaN out and passes -0.0 as 0, as `Tensor::relu`
-                *y = if x > 0.0 { x } else { 0.0 };
-            }
-        });
-    y
+    x.par_iter()
+        .with_min_len(ELEMENTWISE_CHUNK)
+        // `x > 0` keeps a NaN out and passes -0.0 as 0, as `Tensor::relu`
+        .map(|&x| if x > 0.0 { x } else { 0.0 })
+        .collect()
 }
 
-/// `acc += b` element by element, in parallel; an error when the lengths differ.
-pub fn add_assign(acc: &mut [f32], b: &[f32]) -> crate::error::Result<()> {
-    if acc.len() != b.len() {
+/// `a + b` element by element, in parallel; an error when the lengths differ.
+pub fn add(a: &[f32], b: &[f32]) -> crate::error::Result<Vec<f32>> {
+    if a.len() != b.len() {
         return Err(crate::error::Error::Internal(format!(
             "adding tensors of {} and {} elements",
-            acc.len(),
+            a.len(),
             b.len()
         )));
     }
-    acc.par_chunks_mut(ELEMENTWISE_CHUNK)
-        .zip(b.par_chunks(ELEMENTWISE_CHUNK))
-        .for_each(|(a, b)| {
-            for (a, b) in a.iter_mut().zip(b) {
-                *a += b;
-            }
-        });
-    Ok(())
+    Ok(a.par_iter()
+        .with_min_len(ELEMENTWISE_CHUNK)
+        .zip(b)
+        .map(|(a, b)| a + b)
+        .collect())
 }
 
 /// Calls `f(g, y)` for every element of the gradient rows `g` with the matching element of

@@ -927,11 +927,18 @@ impl Net {
                     self.tensor(y, out_shape.dims(batch))?
                 }
                 Layer::Add if x.device().is_cpu() => {
-                    let mut sum = host_vec(x)?;
+                    let mut sum: Option<Vec<f32>> = None;
                     for &t in &self.inputs[i][1..] {
-                        with_host(at(t), |b| kernels::add_assign(&mut sum, b))??;
+                        let acc = match &sum {
+                            Some(s) => with_host(at(t), |b| kernels::add(s, b))??,
+                            None => with_host(x, |a| with_host(at(t), |b| kernels::add(a, b)))???,
+                        };
+                        sum = Some(acc);
                     }
-                    self.tensor(sum, out_shape.dims(batch))?
+                    match sum {
+                        Some(s) => self.tensor(s, out_shape.dims(batch))?,
+                        None => x.clone(),
+                    }
                 }
                 Layer::Add => {
                     let mut sum = x.clone();

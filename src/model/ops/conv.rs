@@ -71,8 +71,13 @@ pub(crate) fn geom(c: &Conv, in_shape: Shape, out_shape: Shape) -> ConvGeom {
     }
 }
 
-/// Floats of `im2col` columns worth batching into one matrix product (32 MB).
-pub(crate) const COLS_BUDGET: usize = 8 << 20;
+/// Floats of `im2col` columns worth batching into one matrix product of a forward pass
+/// (8 MB: the columns are still in the last-level cache when the product reads them; 32 MB
+/// made AlexNet's batch-32 forward 15% slower, `bench --kernels`).
+pub(crate) const COLS_BUDGET: usize = 2 << 20;
+
+/// The same for the data gradient's columns (32 MB: its rows are few and sparse).
+const COLS_BUDGET_BACKWARD: usize = 8 << 20;
 
 /// Convolution: on the CPU, `im2col` of a chunk of images per group, then one matrix
 /// product per chunk and group (bias added as the product's initial value); elsewhere
@@ -232,7 +237,7 @@ pub(crate) fn conv_backward(
     let geo = geom(c, in_shape, out_shape);
     let ohw = geo.oh * geo.ow;
     let kk = cin_g * geo.window();
-    let chunk = (COLS_BUDGET / (kk * ohw)).clamp(1, rows);
+    let chunk = (COLS_BUDGET_BACKWARD / (kk * ohw)).clamp(1, rows);
     let plane_in = cin * geo.h * geo.w;
     let mut dx = vec![0f32; rows * plane_in];
     with_host(g, |gs| {
