@@ -420,24 +420,30 @@ fn headless_commands_on_the_demo_network() {
     );
 }
 
+/// `treevis bench --kernels --runs 1 --models demo FLAG FILE`: its table.
+fn bench_kernels(flag: &str, file: &Path) -> String {
+    let o = bin()
+        .args([
+            "bench",
+            "--kernels",
+            "--runs",
+            "1",
+            "--models",
+            "demo",
+            flag,
+        ])
+        .arg(file)
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
 #[test]
 fn bench_kernels_prints_the_gemm_table_and_the_compared_columns() {
     let dir = tempfile::tempdir().unwrap();
     let ours = dir.path().join("ours.json");
-    let mut cmd = bin();
-    cmd.args([
-        "bench",
-        "--kernels",
-        "--runs",
-        "1",
-        "--models",
-        "demo",
-        "--json",
-    ])
-    .arg(&ours);
-    let o = cmd.output().expect("runs");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let table = String::from_utf8(o.stdout).unwrap();
+    let table = bench_kernels("--json", &ours);
     assert!(table.starts_with("peak ("), "{table}");
     // the demo net's conv1: 3 input channels, 5x5 kernel, 32 filters, 32x32 output
     let json: serde_json::Value =
@@ -464,20 +470,7 @@ fn bench_kernels_prints_the_gemm_table_and_the_compared_columns() {
             .to_string(),
     )
     .unwrap();
-    let mut cmd = bin();
-    cmd.args([
-        "bench",
-        "--kernels",
-        "--runs",
-        "1",
-        "--models",
-        "demo",
-        "--compare",
-    ])
-    .arg(&theirs);
-    let o = cmd.output().expect("runs");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let table = String::from_utf8(o.stdout).unwrap();
+    let table = bench_kernels("--compare", &theirs);
     let row = table
         .lines()
         .find(|l| l.contains("| demo |") && l.contains("| 123.4 | 56.7 |"))
