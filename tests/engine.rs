@@ -457,9 +457,18 @@ fn an_inference_forward_keeps_the_blobs_only() {
     let (x, _) = treevis::train::demo_batch(m.spec(), 5, 0..3).unwrap();
     let full = m.net.forward(&x).unwrap();
     let lean = m.net.forward_blobs(&x).unwrap();
+    // `forward_full` keeps every output, so no ReLU is fused into its producer there
+    let all = m.net.forward_full(&x).unwrap();
     for b in &m.net.blobs {
+        let want = vec(all.output(b.layer, &b.name).unwrap());
         assert_eq!(
+            want,
             vec(full.output(b.layer, &b.name).unwrap()),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            want,
             vec(lean.output(b.layer, &b.name).unwrap()),
             "{}",
             b.name

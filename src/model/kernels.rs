@@ -858,18 +858,37 @@ pub fn linear_backward_small(g: &[f32], rows: usize, w: &[f32], fin: usize) -> V
 /// hand-off is noise, small enough to balance 2-64 threads).
 const ELEMENTWISE_CHUNK: usize = 1 << 14;
 
+/// ReLU of one value: `x > 0` keeps a NaN out and passes -0.0 as 0, as `Tensor::relu`.
+#[inline(always)]
+pub fn relu(x: f32) -> f32 {
+    if x > 0.0 {
+        x
+    } else {
+        0.0
+    }
+}
+
 /// `max(x, 0)` of every element, in parallel (candle's CPU ReLU runs on one thread). The
 /// result is collected straight into uninitialised memory (no zeroing pass first).
 pub fn relu_forward(x: &[f32]) -> Vec<f32> {
     x.par_iter()
         .with_min_len(ELEMENTWISE_CHUNK)
-        // `x > 0` keeps a NaN out and passes -0.0 as 0, as `Tensor::relu`
-        .map(|&x| if x > 0.0 { x } else { 0.0 })
+        .map(|&x| relu(x))
         .collect()
 }
 
-/// `a + b` element by element, in parallel; an error when the lengths differ.
-pub fn add(a: &[f32], b: &[f32]) -> crate::error::Result<Vec<f32>> {
+/// [`relu`] of every element in place, in parallel.
+pub fn relu_in_place(x: &mut [f32]) {
+    x.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(|c| {
+        for v in c {
+            *v = relu(*v);
+        }
+    });
+}
+
+/// `a + b` element by element, in parallel, with the ReLU that alone consumes the sum
+/// when `fused_relu`; an error when the lengths differ.
+pub fn add(a: &[f32], b: &[f32], fused_relu: bool) -> crate::error::Result<Vec<f32>> {
     if a.len() != b.len() {
         return Err(crate::error::Error::Internal(format!(
             "adding tensors of {} and {} elements",
@@ -880,7 +899,7 @@ pub fn add(a: &[f32], b: &[f32]) -> crate::error::Result<Vec<f32>> {
     Ok(a.par_iter()
         .with_min_len(ELEMENTWISE_CHUNK)
         .zip(b)
-        .map(|(a, b)| a + b)
+        .map(|(a, b)| if fused_relu { relu(a + b) } else { a + b })
         .collect())
 }
 

@@ -269,6 +269,16 @@ impl Layer {
     }
 }
 
+/// A layer's part in a ReLU applied by the layer before it ([`Net::fused_relus`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fused {
+    No,
+    /// Applies the ReLU that alone takes its output.
+    Producer,
+    /// A ReLU whose input already is its output.
+    Relu,
+}
+
 /// A blob of the tree, bound to the net.
 #[derive(Debug, Clone)]
 pub struct Blob {
@@ -847,6 +857,32 @@ impl Net {
         keep
     }
 
+    /// Which ReLUs their producer applies (CPU only): a convolution or a residual Add of
+    /// two or more inputs whose output is not kept and is taken by one ReLU alone, which
+    /// runs (is before `upto`). The
+    /// producer then writes the ReLU's output in its own pass (the convolution while its
+    /// rows are in cache) and the ReLU passes it on.
+    fn fused_relus(&self, keep: &[bool], upto: usize) -> Vec<Fused> {
+        let mut fused = vec![Fused::No; self.layers.len()];
+        if !self.device.is_cpu() {
+            return fused;
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            let producer = match l {
+                Layer::Conv(_) => true,
+                Layer::Add => self.inputs[i].len() >= 2,
+                _ => false,
+            };
+            if let ([j], true, false) = (self.consumers[i + 1].as_slice(), producer, keep[i + 1]) {
+                if *j < upto && matches!(self.layers[*j], Layer::Relu) {
+                    fused[i] = Fused::Producer;
+                    fused[*j] = Fused::Relu;
+                }
+            }
+        }
+        fused
+    }
+
     /// The forward pass in training mode: dropout layers drop units (deterministically for
     /// `seed`) and the state keeps their masks for the backward pass.
     pub fn forward_train(&self, input: &Tensor, seed: u64) -> Result<ForwardState> {
@@ -898,6 +934,7 @@ impl Net {
         let mut switches = Vec::with_capacity(self.layers.len());
         let mut lrn_scale = Vec::with_capacity(self.layers.len());
         let mut dropout = Vec::new();
+        let fused = self.fused_relus(&keep, upto);
         for (i, layer) in self.layers.iter().enumerate().take(upto) {
             let at = |t: usize| if t == 0 { &input } else { &outputs[t - 1] };
             let x = at(self.inputs[i][0]);
@@ -907,7 +944,11 @@ impl Net {
             let mut sc = None;
             let t0 = std::time::Instant::now();
             let y = match layer {
-                Layer::Conv(c) => conv_forward(x, c, in_shape, out_shape)?,
+                Layer::Conv(c) => {
+                    conv_forward(x, c, in_shape, out_shape, fused[i] == Fused::Producer)?
+                }
+                // its producer applied it
+                Layer::Relu if fused[i] == Fused::Relu => x.clone(),
                 Layer::Relu if x.device().is_cpu() => {
                     let y = with_host(x, kernels::relu_forward)?;
                     self.tensor(y, out_shape.dims(batch))?
@@ -928,10 +969,14 @@ impl Net {
                 }
                 Layer::Add if x.device().is_cpu() => {
                     let mut sum: Option<Vec<f32>> = None;
-                    for &t in &self.inputs[i][1..] {
+                    let last = self.inputs[i].len() - 1;
+                    for (n, &t) in self.inputs[i].iter().enumerate().skip(1) {
+                        let relu = n == last && fused[i] == Fused::Producer;
                         let acc = match &sum {
-                            Some(s) => with_host(at(t), |b| kernels::add(s, b))??,
-                            None => with_host(x, |a| with_host(at(t), |b| kernels::add(a, b)))???,
+                            Some(s) => with_host(at(t), |b| kernels::add(s, b, relu))??,
+                            None => {
+                                with_host(x, |a| with_host(at(t), |b| kernels::add(a, b, relu)))???
+                            }
                         };
                         sum = Some(acc);
                     }
@@ -1342,4 +1387,48 @@ pub fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
 /// The tensor's data as an owned host vector.
 pub fn host_vec(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relus_fuse_into_convolutions_and_residual_adds_that_nothing_else_reads() {
+        let m = crate::catalog::load(
+            "demo-resnet",
+            &crate::model::WeightsSource::Default,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let net = &m.net;
+        let n = net.layers.len();
+        let lean = net.fused_relus(&net.kept(false), n);
+        let kind = |f: Fused, pick: fn(&Layer) -> bool| {
+            (0..n)
+                .filter(|&i| lean[i] == f && pick(&net.layers[i]))
+                .count()
+        };
+        assert!(kind(Fused::Producer, |l| matches!(l, Layer::Conv(_))) > 0);
+        assert!(kind(Fused::Producer, |l| matches!(l, Layer::Add)) > 0);
+        // every fused ReLU has exactly its producer, and the producer's output is not kept
+        for (i, f) in lean.iter().enumerate() {
+            if *f == Fused::Producer {
+                assert_eq!(net.consumers[i + 1].len(), 1);
+                assert_eq!(lean[net.consumers[i + 1][0]], Fused::Relu);
+            }
+        }
+        // keeping everything (training) fuses nothing; a pass that stops before a ReLU
+        // leaves its producer alone
+        assert!(net
+            .fused_relus(&vec![true; n + 1], n)
+            .iter()
+            .all(|f| *f == Fused::No));
+        let j = (0..n).find(|&j| lean[j] == Fused::Relu).unwrap();
+        assert!(net
+            .fused_relus(&net.kept(false), j)
+            .iter()
+            .take(j)
+            .all(|f| *f == Fused::No));
+    }
 }

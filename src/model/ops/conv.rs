@@ -87,11 +87,13 @@ pub(crate) fn conv_forward(
     c: &Conv,
     in_shape: Shape,
     out_shape: Shape,
+    relu: bool,
 ) -> Result<Tensor> {
     if !x.device().is_cpu() {
         if c.is_square() {
             let y = x.conv2d(&c.w, c.pad.begin(0), c.stride.h(), c.dilation.h(), c.groups)?;
-            return Ok(y.broadcast_add(&c.b)?);
+            let y = y.broadcast_add(&c.b)?;
+            return Ok(if relu { y.relu()? } else { y });
         }
         // candle's conv2d takes one size for both axes: run this one on the host
         let y = conv_forward(
@@ -99,6 +101,7 @@ pub(crate) fn conv_forward(
             &c.on_host()?,
             in_shape,
             out_shape,
+            relu,
         )?;
         return Ok(y.to_device(x.device())?);
     }
@@ -113,7 +116,9 @@ pub(crate) fn conv_forward(
     let mut out = vec![0f32; n * cout * ohw];
     if c.is_pointwise() {
         with_host(x, |xs| {
-            with_host(&c.w, |ws| pointwise(xs, ws, &bias, c.groups, ohw, &mut out))
+            with_host(&c.w, |ws| {
+                pointwise(xs, ws, &bias, c.groups, ohw, relu, &mut out)
+            })
         })??;
         return Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?);
     }
@@ -145,6 +150,9 @@ pub(crate) fn conv_forward(
                                 true,
                             )
                         });
+                        if relu {
+                            kernels::relu_in_place(dst);
+                        }
                     } else {
                         let mut tmp = vec![0f32; cout_g * m * ohw];
                         profile::timed(Phase::ConvGemm, flops, || {
@@ -163,8 +171,14 @@ pub(crate) fn conv_forward(
                                 let src = &tmp[(o * m + j) * ohw..][..ohw];
                                 let dst =
                                     &mut out[((i0 + j) * cout + grp * cout_g + o) * ohw..][..ohw];
-                                for (d, s) in dst.iter_mut().zip(src) {
-                                    *d = s + b;
+                                if relu {
+                                    for (d, s) in dst.iter_mut().zip(src) {
+                                        *d = kernels::relu(s + b);
+                                    }
+                                } else {
+                                    for (d, s) in dst.iter_mut().zip(src) {
+                                        *d = s + b;
+                                    }
                                 }
                             }
                         }
@@ -179,7 +193,15 @@ pub(crate) fn conv_forward(
 /// A pointwise convolution (1x1, stride 1, no padding) of the images in `xs`, whose
 /// columns are the images' planes themselves: one product per image and group straight
 /// from the input into `out` (`[n, cout, hw]`), on the bias.
-fn pointwise(xs: &[f32], ws: &[f32], bias: &[f32], groups: usize, hw: usize, out: &mut [f32]) {
+fn pointwise(
+    xs: &[f32],
+    ws: &[f32],
+    bias: &[f32],
+    groups: usize,
+    hw: usize,
+    relu: bool,
+    out: &mut [f32],
+) {
     let cout = bias.len();
     let (cout_g, cin_g) = (cout / groups, ws.len() / cout);
     for (img, y) in out.chunks_mut(cout * hw).enumerate() {
@@ -200,6 +222,9 @@ fn pointwise(xs: &[f32], ws: &[f32], bias: &[f32], groups: usize, hw: usize, out
                     true,
                 )
             });
+            if relu {
+                kernels::relu_in_place(yg);
+            }
         }
     }
 }
@@ -364,17 +389,26 @@ mod tests {
                 .broadcast_add(&b)
                 .unwrap();
             let oh = want.dims()[2];
-            let got = conv_forward(
-                &x,
-                &c,
+            let (in_shape, out_shape) = (
                 Shape::Spatial { c: cin, h: 9, w: 9 },
                 Shape::Spatial {
                     c: cout,
                     h: oh,
                     w: oh,
                 },
-            )
-            .unwrap();
+            );
+            let got = conv_forward(&x, &c, in_shape, out_shape, false).unwrap();
+            // the fused ReLU epilogue gives the ReLU of the output
+            let fused = conv_forward(&x, &c, in_shape, out_shape, true).unwrap();
+            let d_relu = (fused - want.relu().unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d_relu < 1e-4, "fused relu: {d_relu}");
             let d = (got - &want)
                 .unwrap()
                 .abs()
