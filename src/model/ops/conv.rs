@@ -400,23 +400,9 @@ mod tests {
             let got = conv_forward(&x, &c, in_shape, out_shape, false).unwrap();
             // the fused ReLU epilogue gives the ReLU of the output
             let fused = conv_forward(&x, &c, in_shape, out_shape, true).unwrap();
-            let d_relu = (fused - want.relu().unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d_relu = super::super::max_abs_diff(&fused, &want.relu().unwrap());
             assert!(d_relu < 1e-4, "fused relu: {d_relu}");
-            let d = (got - &want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = super::super::max_abs_diff(&got, &want);
             assert!(d < 1e-4, "{cin} {cout} {groups} {stride} k{k} n{n}: {d}");
         }
     }

@@ -100,17 +100,7 @@ fn backward(g: &Tensor, l: &Linear) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use crate::model::ops::max_abs_diff as max_diff;
 
     #[test]
     fn every_row_count_matches_candle() {
