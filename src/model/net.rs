@@ -1395,13 +1395,11 @@ mod tests {
 
     #[test]
     fn relus_fuse_into_convolutions_and_residual_adds_that_nothing_else_reads() {
-        let m = crate::catalog::load(
-            "demo-resnet",
-            &crate::model::WeightsSource::Default,
-            &Device::Cpu,
-        )
-        .unwrap();
-        let net = &m.net;
+        let spec = super::super::LoadedSpec::resolve("demo-resnet")
+            .unwrap()
+            .spec;
+        let tensors = super::super::weights::random_weights(&spec, 1).unwrap();
+        let net = &Net::build(spec, tensors, &Device::Cpu, std::path::Path::new("random")).unwrap();
         let n = net.layers.len();
         let lean = net.fused_relus(&net.kept(false), n);
         let kind = |f: Fused, pick: fn(&Layer) -> bool| {
