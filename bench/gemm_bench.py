@@ -64,7 +64,6 @@ def torch_case(c, a, b, samples):
 
 
 def ort_case(c, a, b, samples, threads):
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 

@@ -17,10 +17,10 @@ Run:  /work/venv/bin/python bench/onnxruntime_bench.py [--runs 15] [--threads N]
 
 import argparse
 import io
+import json
 import os
 import platform
-import statistics
-import time
+import sys
 import warnings
 
 import numpy as np
@@ -31,14 +31,8 @@ import torchvision
 warnings.filterwarnings("ignore")
 
 
-def timeit(fn, runs):
-    fn()
-    ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(ts)
+sys.dont_write_bytecode = True  # no __pycache__ in bench/
+from timing import timeit  # noqa: E402  (bench/, the script's folder)
 
 
 def session(model, threads):
@@ -100,8 +94,6 @@ def main():
         "statistic": "median after 1 warm-up",
         "loadavg_after": os.getloadavg()[0],
     }
-    import json
-
     with open(args.out, "w") as f:
         json.dump(R, f, indent=1)
     print(f"wrote {args.out}")

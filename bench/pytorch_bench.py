@@ -52,9 +52,7 @@ import json
 import os
 import platform
 import resource
-import statistics
 import sys
-import time
 import warnings
 
 import torch
@@ -85,14 +83,7 @@ ALEX_BLOBS = [
 ]
 
 
-def timeit(fn, runs):
-    fn()  # warm-up
-    ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(ts)
+from timing import timeit  # noqa: E402  (bench/, the script's folder)
 
 
 class AlexTrunc(nn.Module):

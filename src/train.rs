@@ -142,7 +142,7 @@ fn conv_grads(
     let ohw = oh * ow;
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     let kk = cin_g * geo.window();
-    let chunk = (crate::model::net::COLS_BUDGET / (kk * ohw)).clamp(1, n);
+    let chunk = crate::model::net::images_per_product(kk, ohw, n);
     let mut dw = vec![0f32; cout * kk];
     let gv = host_vec(g)?;
     with_host(x, |xs| {

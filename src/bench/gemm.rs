@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::kernels::{self, MatRef, Threads};
 use crate::model::net::Layer;
-use crate::model::ops::conv::{geom, COLS_BUDGET};
+use crate::model::ops::conv::{geom, images_per_product};
 use crate::model::profile::{self, Phase};
 use crate::model::{Model, WeightsSource};
 
@@ -107,7 +107,7 @@ pub fn cases(name: &str, m: &Model) -> Vec<Case> {
             in_shape.channels() / c.groups,
         );
         let kk = kk * g.window();
-        let chunk = (COLS_BUDGET / (kk * ohw)).clamp(1, 32);
+        let chunk = images_per_product(kk, ohw, 32);
         for key in [
             (Product::Fwd, cout_g, ohw, kk),
             (Product::FwdB32, cout_g, chunk * ohw, kk),

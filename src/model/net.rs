@@ -13,7 +13,7 @@ use super::ops::act::{self, Act};
 use super::ops::binary::{self, BinOp, Binary};
 pub use super::ops::conv::Conv;
 use super::ops::conv::{conv_backward, conv_forward};
-pub(crate) use super::ops::conv::{geom, COLS_BUDGET};
+pub(crate) use super::ops::conv::{geom, images_per_product};
 pub use super::ops::linear::Linear;
 use super::ops::linear::{linear_backward, linear_forward};
 use super::rule::Rule;
@@ -967,23 +967,17 @@ impl Net {
                     let y = with_host(x, |xs| act::prelu_forward(xs, slopes, in_shape.plane()))?;
                     self.tensor(y, out_shape.dims(batch))?
                 }
-                Layer::Add if x.device().is_cpu() => {
-                    let mut sum: Option<Vec<f32>> = None;
-                    let last = self.inputs[i].len() - 1;
-                    for (n, &t) in self.inputs[i].iter().enumerate().skip(1) {
-                        let relu = n == last && fused[i] == Fused::Producer;
-                        let acc = match &sum {
-                            Some(s) => with_host(at(t), |b| kernels::add(s, b, relu))??,
-                            None => {
-                                with_host(x, |a| with_host(at(t), |b| kernels::add(a, b, relu)))???
-                            }
-                        };
-                        sum = Some(acc);
+                Layer::Add if x.device().is_cpu() && self.inputs[i].len() >= 2 => {
+                    let ins = &self.inputs[i];
+                    // a fused ReLU goes with the last term
+                    let relu = |n: usize| n + 1 == ins.len() && fused[i] == Fused::Producer;
+                    let mut sum = with_host(x, |a| {
+                        with_host(at(ins[1]), |b| kernels::add(a, b, relu(1)))
+                    })???;
+                    for (n, &t) in ins.iter().enumerate().skip(2) {
+                        sum = with_host(at(t), |b| kernels::add(&sum, b, relu(n)))??;
                     }
-                    match sum {
-                        Some(s) => self.tensor(s, out_shape.dims(batch))?,
-                        None => x.clone(),
-                    }
+                    self.tensor(sum, out_shape.dims(batch))?
                 }
                 Layer::Add => {
                     let mut sum = x.clone();

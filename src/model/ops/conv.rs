@@ -74,10 +74,15 @@ pub(crate) fn geom(c: &Conv, in_shape: Shape, out_shape: Shape) -> ConvGeom {
 /// Floats of `im2col` columns worth batching into one matrix product of a forward pass
 /// (8 MB: the columns are still in the last-level cache when the product reads them; 32 MB
 /// made AlexNet's batch-32 forward 15% slower, `bench --kernels`).
-pub(crate) const COLS_BUDGET: usize = 2 << 20;
+const COLS_BUDGET: usize = 2 << 20;
 
 /// The same for the data gradient's columns (32 MB: its rows are few and sparse).
 const COLS_BUDGET_BACKWARD: usize = 8 << 20;
+
+/// Images (of `n`) whose `im2col` columns (`kk` rows of `ohw`) one forward product covers.
+pub(crate) fn images_per_product(kk: usize, ohw: usize, n: usize) -> usize {
+    (COLS_BUDGET / (kk * ohw).max(1)).clamp(1, n.max(1))
+}
 
 /// Convolution: on the CPU, `im2col` of a chunk of images per group, then one matrix
 /// product per chunk and group (bias added as the product's initial value); elsewhere
@@ -111,7 +116,7 @@ pub(crate) fn conv_forward(
     let ohw = g.oh * g.ow;
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     let kk = cin_g * g.window();
-    let chunk = (COLS_BUDGET / (kk * ohw)).clamp(1, n);
+    let chunk = images_per_product(kk, ohw, n);
     let bias = host_vec(&c.b)?;
     let mut out = vec![0f32; n * cout * ohw];
     if c.is_pointwise() {

@@ -25,6 +25,19 @@ pub(crate) fn linear_forward(x: &Tensor, l: &Linear) -> Result<Tensor> {
     profile::timed(Phase::Linear, flops(x.dims()[0], l), || forward(x, l))
 }
 
+/// `f(t, w)` on the host slices of `t` (`[rows, _]`) and the weights, its result a
+/// `[rows, cols]` tensor.
+fn on_host(
+    t: &Tensor,
+    l: &Linear,
+    cols: usize,
+    f: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
+) -> Result<Tensor> {
+    let rows = t.dims()[0];
+    let v = with_host(t, |ts| with_host(&l.w, |ws| f(ts, ws)))??;
+    Ok(Tensor::from_vec(v, (rows, cols), &Device::Cpu)?)
+}
+
 fn forward(x: &Tensor, l: &Linear) -> Result<Tensor> {
     let rows = x.dims()[0];
     if !x.device().is_cpu() {
@@ -32,37 +45,27 @@ fn forward(x: &Tensor, l: &Linear) -> Result<Tensor> {
     }
     let (out, fin) = (l.w.dims()[0], l.w.dims()[1]);
     let b = host_vec(&l.b)?;
-    let y = with_host(x, |xs| {
-        with_host(&l.w, |ws| {
-            if rows <= kernels::SMALL_ROWS {
-                return kernels::linear_forward_small(xs, rows, ws, &b);
+    on_host(x, l, out, |xs, ws| {
+        if rows <= kernels::SMALL_ROWS {
+            return kernels::linear_forward_small(xs, rows, ws, &b);
+        }
+        // Y^T = W . X^T on the bias columns, then transposed: with the weights as the
+        // row-major lhs this runs 4.7x faster than Y = X . W^T with a transposed view
+        // of the weights (164 against 35 GFLOP/s for fc6 at 32 rows, `bench --kernels`)
+        let mut yt: Vec<f32> = b
+            .iter()
+            .flat_map(|&v| std::iter::repeat_n(v, rows))
+            .collect();
+        let (w, xt) = (MatRef::rows(ws, fin), MatRef::transposed(xs, fin));
+        kernels::sgemm(&mut yt, out, rows, fin, w, xt, true);
+        let mut y = vec![0f32; rows * out];
+        for (o, col) in yt.chunks_exact(rows).enumerate() {
+            for (r, v) in col.iter().enumerate() {
+                y[r * out + o] = *v;
             }
-            // Y^T = W . X^T on the bias columns, then transposed: with the weights as the
-            // row-major lhs this runs 4.7x faster than Y = X . W^T with a transposed view
-            // of the weights (164 against 35 GFLOP/s for fc6 at 32 rows, `bench --kernels`)
-            let mut yt: Vec<f32> = b
-                .iter()
-                .flat_map(|&v| std::iter::repeat_n(v, rows))
-                .collect();
-            kernels::sgemm(
-                &mut yt,
-                out,
-                rows,
-                fin,
-                MatRef::rows(ws, fin),
-                MatRef::transposed(xs, fin),
-                true,
-            );
-            let mut y = vec![0f32; rows * out];
-            for (o, col) in yt.chunks_exact(rows).enumerate() {
-                for (r, v) in col.iter().enumerate() {
-                    y[r * out + o] = *v;
-                }
-            }
-            y
-        })
-    })??;
-    Ok(Tensor::from_vec(y, (rows, out), &Device::Cpu)?)
+        }
+        y
+    })
 }
 
 pub(crate) fn linear_backward(g: &Tensor, l: &Linear) -> Result<Tensor> {
@@ -75,26 +78,16 @@ fn backward(g: &Tensor, l: &Linear) -> Result<Tensor> {
         return Ok(g.matmul(&l.w)?);
     }
     let (out, fin) = (l.w.dims()[0], l.w.dims()[1]);
-    let dx = with_host(g, |gs| {
-        with_host(&l.w, |ws| {
-            if rows <= kernels::SMALL_ROWS {
-                return kernels::linear_backward_small(gs, rows, ws, fin);
-            }
-            // dX = dY . W
-            let mut dx = vec![0f32; rows * fin];
-            kernels::sgemm(
-                &mut dx,
-                rows,
-                fin,
-                out,
-                MatRef::rows(gs, out),
-                MatRef::rows(ws, fin),
-                false,
-            );
-            dx
-        })
-    })??;
-    Ok(Tensor::from_vec(dx, (rows, fin), &Device::Cpu)?)
+    on_host(g, l, fin, |gs, ws| {
+        if rows <= kernels::SMALL_ROWS {
+            return kernels::linear_backward_small(gs, rows, ws, fin);
+        }
+        // dX = dY . W
+        let mut dx = vec![0f32; rows * fin];
+        let (dy, w) = (MatRef::rows(gs, out), MatRef::rows(ws, fin));
+        kernels::sgemm(&mut dx, rows, fin, out, dy, w, false);
+        dx
+    })
 }
 
 #[cfg(test)]
