@@ -371,3 +371,151 @@ fn imported_caffe_resnet_matches_pytorch() {
     assert_eq!(blobs, want_blobs(&meta), "tree blobs");
     check_fixture("resnet18", load("resnet18", Some(model)));
 }
+
+/// `tests/golden/hierarchy.ref.json` (make_golden_hierarchy.py): signed children, shares,
+/// parents, per-edge terms and ablation of one fixture against PyTorch.
+fn check_hierarchy(net: &str, f: Fixture) {
+    let all: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(golden("hierarchy.ref.json")).unwrap())
+            .unwrap();
+    let cases = &all["nets"][net];
+    let state = f
+        .model
+        .net
+        .forward(&f.refs["input"].unsqueeze(0).unwrap())
+        .unwrap();
+    let close = |ours: f32, want: f64, scale: f64, what: &str| {
+        assert!(
+            (ours as f64 - want).abs() <= 1e-4 * scale.max(1e-9),
+            "{net}: {what}: {ours} vs {want}"
+        );
+    };
+    let mut checked = (0, 0, 0, 0);
+    for c in cases["children"].as_array().unwrap() {
+        let p: Path = c["path"].as_str().unwrap().parse().unwrap();
+        for sign in recon::Sign::ALL {
+            let want = c[sign.name()].as_array().unwrap();
+            let r = recon::Ranking {
+                k: 5,
+                sign,
+                via: true,
+            };
+            let ours =
+                recon::children_ranked(&f.model, &state, 0, &opts(c), std::slice::from_ref(&p), &r)
+                    .unwrap()
+                    .remove(0);
+            assert_eq!(ours.len(), want.len(), "{net}: {sign} children of {p}");
+            let scale = want
+                .iter()
+                .map(|w| w["value"].as_f64().unwrap().abs())
+                .fold(0.0, f64::max);
+            for (o, w) in ours.iter().zip(want) {
+                assert_eq!(o.blob, c["blob"].as_str().unwrap());
+                assert_eq!(
+                    o.channel as u64,
+                    w["channel"].as_u64().unwrap(),
+                    "{net}: {sign} order of the children of {p}"
+                );
+                close(
+                    o.value,
+                    w["value"].as_f64().unwrap(),
+                    scale,
+                    "signed weight",
+                );
+                close(o.share, w["share"].as_f64().unwrap(), 1.0, "share");
+                assert_eq!(o.weight, o.value.abs());
+                match w.get("via") {
+                    // a residual block: its first convolution is the branch, the other
+                    // consumer (the Add, or the downsampling convolution) the skip
+                    Some(via) => {
+                        assert_eq!(o.via.len(), 2, "{net}: edges of {}: {:?}", o.path, o.via);
+                        for e in &o.via {
+                            let kind = if e.edge.ends_with("conv1") {
+                                "branch"
+                            } else {
+                                "skip"
+                            };
+                            close(e.value, via[kind].as_f64().unwrap(), scale, &e.edge);
+                        }
+                        let sum: f32 = o.via.iter().map(|e| e.value).sum();
+                        close(sum, o.value as f64, scale, "the edges' sum");
+                        checked.2 += 1;
+                    }
+                    None => assert!(o.via.is_empty(), "{net}: a chain has one edge"),
+                }
+            }
+            checked.0 += 1;
+        }
+    }
+    for c in cases["parents"].as_array().unwrap() {
+        let p: Path = c["path"].as_str().unwrap().parse().unwrap();
+        let ours = recon::parents(&f.model, &state, 0, &opts(c), &p, 5).unwrap();
+        let want = c["parents"].as_array().unwrap();
+        assert_eq!(ours.len(), want.len(), "{net}: parents of {p}");
+        let scale = want[0]["weight"].as_f64().unwrap();
+        for (o, w) in ours.iter().zip(want) {
+            assert_eq!(o.blob, c["blob"].as_str().unwrap());
+            assert_eq!(
+                o.channel as u64,
+                w["channel"].as_u64().unwrap(),
+                "{net}: parents order of {p}"
+            );
+            close(
+                o.weight,
+                w["weight"].as_f64().unwrap(),
+                scale,
+                "parent weight",
+            );
+            close(o.share, w["share"].as_f64().unwrap(), 1.0, "parent share");
+        }
+        checked.1 += 1;
+    }
+    for c in cases["ablate"].as_array().unwrap() {
+        let p: Path = c["path"].as_str().unwrap().parse().unwrap();
+        let want = c["children"].as_array().unwrap();
+        let blob = c["blob"].as_str().unwrap();
+        let mut kids: Vec<recon::Child> = want
+            .iter()
+            .map(|w| {
+                let j = w["channel"].as_u64().unwrap() as usize;
+                recon::Child {
+                    blob: blob.into(),
+                    channel: j,
+                    weight: 0.0,
+                    path: p.child(blob, j),
+                    value: 0.0,
+                    share: 0.0,
+                    via: vec![],
+                    drop: None,
+                }
+            })
+            .collect();
+        recon::ablate(&f.model, &state, 0, &p, &mut kids).unwrap();
+        let scale = want
+            .iter()
+            .map(|w| w["drop"].as_f64().unwrap().abs())
+            .fold(0.0, f64::max);
+        for (o, w) in kids.iter().zip(want) {
+            close(o.drop.unwrap(), w["drop"].as_f64().unwrap(), scale, "drop");
+        }
+        checked.3 += 1;
+    }
+    assert!(
+        checked.0 >= 6 && checked.1 >= 2 && checked.3 >= 1,
+        "{checked:?}"
+    );
+    eprintln!(
+        "{net}: {} rankings, {} parent lists, {} children with edges, {} ablations agree",
+        checked.0, checked.1, checked.2, checked.3
+    );
+}
+
+#[test]
+fn hierarchy_alexnet_matches_pytorch() {
+    check_hierarchy("alexnet", load("alexnet", None));
+}
+
+#[test]
+fn hierarchy_resnet18_matches_pytorch() {
+    check_hierarchy("resnet18", load_graph_pth("resnet18", None));
+}

@@ -787,6 +787,66 @@ impl Net {
         Ok(net)
     }
 
+    /// The layers that hold weights (convolutions, linear layers, unfolded BatchNorms), in
+    /// topological order.
+    pub fn parametric(&self) -> Vec<usize> {
+        (0..self.layers.len())
+            .filter(|&i| !self.layers[i].params().is_empty())
+            .collect()
+    }
+
+    /// A copy of the net whose layers `which` have their weights re-drawn from PyTorch's
+    /// default initialisation (deterministic for `seed`): convolution and linear weights
+    /// and biases uniform in `+-1/sqrt(fan_in)`, a BatchNorm's affine map the identity.
+    /// A convolution with a folded BatchNorm is re-drawn as a plain one (the BatchNorm
+    /// reset with it). The sanity check's cascading randomization.
+    pub fn randomized(&self, which: &[usize], seed: u64) -> Result<Net> {
+        let mut layers = self.layers.clone();
+        for &i in which {
+            let mut rng = super::weights::SplitMix::new(
+                seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            let mut draw = |like: &Tensor, fan_in: usize| -> Result<Tensor> {
+                let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+                let v: Vec<f32> = (0..like.elem_count())
+                    .map(|_| rng.next_sym() * bound)
+                    .collect();
+                Ok(Tensor::from_vec(v, like.dims(), &Device::Cpu)?.to_device(like.device())?)
+            };
+            match layers.get_mut(i) {
+                Some(Layer::Conv(c)) => {
+                    let fan_in = c.w.dims()[1..].iter().product();
+                    c.w = draw(&c.w, fan_in)?;
+                    c.b = draw(&c.b, fan_in)?;
+                }
+                Some(Layer::Linear(l)) => {
+                    let fan_in = l.w.dims().get(1).copied().unwrap_or(1);
+                    l.w = draw(&l.w, fan_in)?;
+                    l.b = draw(&l.b, fan_in)?;
+                }
+                Some(Layer::Affine { scale, shift }) => {
+                    *scale = scale.ones_like()?;
+                    *shift = shift.zeros_like()?;
+                }
+                _ => {
+                    return Err(Error::internal(format!(
+                        "layer {i} holds no weights to randomize"
+                    )))
+                }
+            }
+        }
+        Ok(Net {
+            spec: self.spec.clone(),
+            layers,
+            inputs: self.inputs.clone(),
+            consumers: self.consumers.clone(),
+            input: self.input,
+            shapes: self.shapes.clone(),
+            blobs: self.blobs.clone(),
+            device: self.device.clone(),
+        })
+    }
+
     pub fn blob_index(&self, name: &str) -> Option<usize> {
         self.blobs.iter().position(|b| b.name == name)
     }
@@ -810,14 +870,14 @@ impl Net {
 
     /// The forward pass keeping every layer's output.
     pub fn forward_full(&self, input: &Tensor) -> Result<ForwardState> {
-        self.forward_impl(input, self.layers.len(), None, None, Keep::All)
+        self.forward_impl(input, 0, self.layers.len(), None, None, Keep::All)
     }
 
     /// An inference forward pass (a feature-cache scan, labels): it keeps the blobs and the
     /// last layer's output only, no backward state, so a batch needs a fraction of the
     /// memory of [`Net::forward`]'s.
     pub fn forward_blobs(&self, input: &Tensor) -> Result<ForwardState> {
-        self.forward_impl(input, self.layers.len(), None, None, Keep::Blobs)
+        self.forward_impl(input, 0, self.layers.len(), None, None, Keep::Blobs)
     }
 
     /// Per tensor: whether a forward state keeps it (see [`Net::forward`]); with
@@ -886,7 +946,7 @@ impl Net {
     /// The forward pass in training mode: dropout layers drop units (deterministically for
     /// `seed`) and the state keeps their masks for the backward pass.
     pub fn forward_train(&self, input: &Tensor, seed: u64) -> Result<ForwardState> {
-        self.forward_impl(input, self.layers.len(), None, Some(seed), Keep::All)
+        self.forward_impl(input, 0, self.layers.len(), None, Some(seed), Keep::All)
     }
 
     /// The forward pass through layer `last` only: enough for reconstructions seeded at
@@ -903,12 +963,29 @@ impl Net {
         upto: usize,
         times: Option<&mut Vec<f64>>,
     ) -> Result<ForwardState> {
-        self.forward_impl(input, upto, times, None, Keep::Backward)
+        self.forward_impl(input, 0, upto, times, None, Keep::Backward)
     }
 
+    /// An inference pass that starts at tensor `from` (`x`: `[batch, ..its shape]`, e.g. a
+    /// blob with a channel zeroed) and runs layers `from..=last`: what an ablation needs.
+    /// The tensors before `from` are not computed, so every layer that runs must take
+    /// tensors at or after `from` (true above a tree blob, an articulation point).
+    pub fn forward_from(&self, from: usize, x: &Tensor, last: usize) -> Result<ForwardState> {
+        if from > self.layers.len() || last >= self.layers.len() || last + 1 < from {
+            return Err(Error::internal(format!(
+                "forward from tensor {from} to layer {last} of {}",
+                self.layers.len()
+            )));
+        }
+        self.forward_impl(x, from, last + 1, None, None, Keep::Blobs)
+    }
+
+    /// The pass over layers `from..upto` of `input`, the tensor at position `from` (`0`:
+    /// the network input).
     fn forward_impl(
         &self,
         input: &Tensor,
+        from: usize,
         upto: usize,
         mut times: Option<&mut Vec<f64>>,
         dropout_seed: Option<u64>,
@@ -921,21 +998,56 @@ impl Net {
             Keep::Blobs => self.kept(false),
         };
         let dims = input.dims();
-        let want = self.input.dims(dims.first().copied().unwrap_or(0));
-        if dims.len() != 4 || dims[1..] != want[1..] {
-            return Err(Error::Input(format!(
-                "input has shape {dims:?}, the model `{}` takes [batch, {}, {}, {}]",
-                self.spec.name, want[1], want[2], want[3]
+        let batch = dims.first().copied().unwrap_or(0);
+        if from == 0 {
+            let want = self.input.dims(batch);
+            if dims.len() != 4 || dims[1..] != want[1..] {
+                return Err(Error::Input(format!(
+                    "input has shape {dims:?}, the model `{}` takes [batch, {}, {}, {}]",
+                    self.spec.name, want[1], want[2], want[3]
+                )));
+            }
+        } else if dims != self.shape_at(from).dims(batch).as_slice() {
+            return Err(Error::Shape(format!(
+                "a pass from tensor {from} takes {:?}, not {dims:?}",
+                self.shape_at(from).dims(batch)
             )));
         }
-        let batch = dims[0];
-        let input = input.to_device(&self.device)?.contiguous()?;
-        let mut outputs: Vec<Tensor> = Vec::with_capacity(self.layers.len());
-        let mut switches = Vec::with_capacity(self.layers.len());
-        let mut lrn_scale = Vec::with_capacity(self.layers.len());
+        let none = || Tensor::zeros(0, candle_core::DType::F32, &self.device);
+        let (input, mut outputs) = if from == 0 {
+            (
+                input.to_device(&self.device)?.contiguous()?,
+                Vec::with_capacity(self.layers.len()),
+            )
+        } else {
+            let mut outs = Vec::with_capacity(self.layers.len());
+            for _ in 1..from {
+                outs.push(none()?);
+            }
+            outs.push(input.to_device(&self.device)?.contiguous()?);
+            (none()?, outs)
+        };
+        let mut switches: Vec<Option<Vec<u32>>> = vec![None; from.saturating_sub(1)];
+        let mut lrn_scale: Vec<Option<Vec<f32>>> = vec![None; from.saturating_sub(1)];
+        if from > 0 {
+            switches.push(None);
+            lrn_scale.push(None);
+        }
         let mut dropout = Vec::new();
-        let fused = self.fused_relus(&keep, upto);
-        for (i, layer) in self.layers.iter().enumerate().take(upto) {
+        let mut fused = self.fused_relus(&keep, upto);
+        if from > 0 && fused[from - 1] == Fused::Producer {
+            // the given tensor is the one to pass on, whatever made it
+            for &j in &self.consumers[from] {
+                fused[j] = Fused::No;
+            }
+        }
+        for (i, layer) in self.layers.iter().enumerate().take(upto).skip(from) {
+            if let Some(&t) = self.inputs[i].iter().find(|&&t| t < from) {
+                return Err(Error::internal(format!(
+                    "layer `{}` takes tensor {t}, before the pass's start {from}",
+                    self.spec.layers[i].name
+                )));
+            }
             let at = |t: usize| if t == 0 { &input } else { &outputs[t - 1] };
             let x = at(self.inputs[i][0]);
             let in_shape = self.shape_at(self.inputs[i][0]);

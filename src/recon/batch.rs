@@ -30,6 +30,8 @@ pub enum Stop {
     Data,
     /// The gradient at blob `i` (its ReLU rule applied).
     Blob(usize),
+    /// The gradient at backward position (tensor) `t`, all its users' sum.
+    Tensor(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +188,7 @@ fn run_group(
         let stop_pos = match job.stop {
             Stop::Data => 0,
             Stop::Blob(b) => net.blobs[b].tap,
+            Stop::Tensor(t) => t,
         };
         if stop_pos > nodes[cur].pos
             || (stop_pos == nodes[cur].pos

@@ -74,3 +74,103 @@ fn to_rgb(h: usize, w: usize, order: ColorOrder, value: impl Fn(usize, usize) ->
     }
     img
 }
+
+/// Pixels between the tiles of a strip, and around them.
+const GAP: u32 = 6;
+
+/// Text drawn into `img` at `(x, y)` in the 8x8 font (printable ASCII; other characters as
+/// `?`), cut at the image's edge.
+fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, color: [u8; 3]) {
+    for (n, ch) in text.chars().enumerate() {
+        let code = if ch.is_ascii() && !ch.is_ascii_control() {
+            ch as usize
+        } else {
+            b'?' as usize
+        };
+        let glyph = font8x8::legacy::BASIC_LEGACY[code];
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8u32 {
+                if bits >> col & 1 == 1 {
+                    let (px, py) = (x + n as u32 * 8 + col, y + row as u32);
+                    if px < img.width() && py < img.height() {
+                        img.put_pixel(px, py, image::Rgb(color));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Words of `text` in lines of at most `width` characters (a longer word is cut).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let mut cur = String::new();
+        for word in line.split_whitespace() {
+            let word: String = word.chars().take(width).collect();
+            if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+                lines.push(std::mem::take(&mut cur));
+            }
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(&word);
+        }
+        lines.push(cur);
+    }
+    lines
+}
+
+/// Images side by side, each with its caption (wrapped to the tile's width) under it, on
+/// a dark background: the picture `render --method all` and the sanity check write.
+pub fn strip(tiles: &[(RgbImage, String)]) -> RgbImage {
+    let th = tiles.iter().map(|(i, _)| i.height()).max().unwrap_or(0);
+    let wrapped: Vec<Vec<String>> = tiles
+        .iter()
+        .map(|(i, c)| wrap(c, (i.width().max(8) / 8) as usize))
+        .collect();
+    let lines = wrapped.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    let width = GAP + tiles.iter().map(|(i, _)| i.width() + GAP).sum::<u32>();
+    let height = GAP + th + GAP / 2 + lines * 10 + GAP;
+    let mut out = RgbImage::from_pixel(width.max(1), height, image::Rgb([24, 24, 24]));
+    let mut x = GAP;
+    for ((img, _), text) in tiles.iter().zip(&wrapped) {
+        image::imageops::replace(&mut out, img, x as i64, GAP as i64);
+        for (n, line) in text.iter().enumerate() {
+            draw_text(
+                &mut out,
+                x,
+                GAP + th + GAP / 2 + n as u32 * 10,
+                line,
+                [230, 230, 230],
+            );
+        }
+        x += img.width() + GAP;
+    }
+    out
+}
+
+#[cfg(test)]
+mod strip_tests {
+    use super::*;
+
+    #[test]
+    fn a_strip_holds_every_tile_and_its_caption() {
+        let a = RgbImage::from_pixel(40, 30, image::Rgb([255, 0, 0]));
+        let b = RgbImage::from_pixel(50, 20, image::Rgb([0, 0, 255]));
+        let s = strip(&[(a, "guided auto".into()), (b, "gradient manual".into())]);
+        assert_eq!(s.width(), GAP + 40 + GAP + 50 + GAP);
+        // 40 px hold 5 characters: "guided auto" wraps into 2 lines, "gradient manual" too
+        assert_eq!(wrap("guided auto", 5), ["guide", "auto"]);
+        assert_eq!(s.height(), GAP + 30 + GAP / 2 + 2 * 10 + GAP);
+        assert_eq!(s.get_pixel(GAP, GAP).0, [255, 0, 0]);
+        assert_eq!(s.get_pixel(GAP + 40 + GAP, GAP).0, [0, 0, 255]);
+        // caption pixels are drawn under the tiles
+        let text = (GAP + 30..s.height())
+            .flat_map(|y| (0..s.width()).map(move |x| (x, y)))
+            .filter(|&(x, y)| s.get_pixel(x, y).0 == [230, 230, 230])
+            .count();
+        assert!(text > 50, "{text} caption pixels");
+    }
+}

@@ -2,14 +2,22 @@
 //! labels of one image's forward state: the API every front end calls. Pure numerics.
 
 pub mod batch;
+pub mod children;
 pub mod display;
+pub mod parents;
 pub mod path;
+pub mod sanity;
+pub mod similarity;
 pub mod tree;
 
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use batch::{Job, Outcome, Start, Stop};
+pub use children::{
+    ablate, check_children_path, children, children_ranked, expand, Child, EdgeTerm, Ranking, Sign,
+};
+pub use parents::{parents, Parent};
 pub use path::{Node, Path};
 
 use crate::error::{Error, Result};
@@ -134,15 +142,6 @@ pub struct Recon {
     pub note: Option<String>,
 }
 
-/// One child of a node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Child {
-    pub blob: String,
-    pub channel: usize,
-    pub weight: f32,
-    pub path: Path,
-}
-
 pub(crate) fn seed_job(nodes: &[(usize, usize)], stop: Stop) -> Job {
     Job {
         start: Start::Seed {
@@ -179,146 +178,34 @@ pub fn reconstruct(
         .collect())
 }
 
-/// The blob holding the children of a path's last node.
-fn below_of(net: &Net, path: &Path, last: usize) -> Result<usize> {
-    net.blobs[last].below.ok_or_else(|| {
-        Error::path(
-            path,
-            format!(
-                "blob `{}` is the lowest of the tree: no children",
-                net.blobs[last].name
-            ),
-        )
-    })
-}
-
-/// Checks that `path` can have children: it resolves, and its last blob has a blob below.
-pub fn check_children_path(net: &Net, path: &Path) -> Result<()> {
-    let nodes = resolve_path(net, path)?;
-    below_of(net, path, last_blob(&nodes)?).map(|_| ())
-}
-
-/// Children weights from the gradient `g` at blob `below` and its activation:
-/// `w_j = |mean_(y,x) a_j g_j|`, top `k`, ties to the lower channel.
-fn rank_children(
-    net: &Net,
-    state: &ForwardState,
-    img: usize,
-    path: &Path,
-    below: usize,
-    g: &Tensor,
-    k: usize,
-) -> Result<Vec<Child>> {
-    let b = &net.blobs[below];
-    let a = state.output(b.layer, &b.name)?.get(img)?;
-    let plane = b.shape.plane();
-    let prod = (a.flatten_all()? * g.flatten_all()?)?.reshape((b.shape.channels(), plane))?;
-    let w = (prod.sum(1)? / plane as f64)?
-        .abs()?
-        .to_device(&Device::Cpu)?
-        .to_vec1::<f32>()?;
-    Ok(top_k(&w, k)
+/// Every backward rule and multiplier mode, in the order a comparison shows them.
+pub fn all_options() -> Vec<Options> {
+    Rule::ALL
         .into_iter()
-        .map(|j| Child {
-            blob: b.name.clone(),
-            channel: j,
-            weight: w[j],
-            path: path.child(&b.name, j),
-        })
-        .collect())
-}
-
-/// Children (top `k`) of each of `paths`, in one batched pass.
-pub fn children(
-    model: &Model,
-    state: &ForwardState,
-    img: usize,
-    opts: &Options,
-    paths: &[Path],
-    k: usize,
-) -> Result<Vec<Vec<Child>>> {
-    Ok(children_with_grads(model, state, img, opts, paths, k)?
-        .into_iter()
-        .map(|(c, _)| c)
-        .collect())
-}
-
-fn children_with_grads(
-    model: &Model,
-    state: &ForwardState,
-    img: usize,
-    opts: &Options,
-    paths: &[Path],
-    k: usize,
-) -> Result<Vec<(Vec<Child>, Tensor)>> {
-    let net = &model.net;
-    let mut jobs = Vec::with_capacity(paths.len());
-    let mut belows = Vec::with_capacity(paths.len());
-    for p in paths {
-        let nodes = resolve_path(net, p)?;
-        let below = below_of(net, p, last_blob(&nodes)?)?;
-        jobs.push(seed_job(&nodes, Stop::Blob(below)));
-        belows.push(below);
-    }
-    let out = batch::run(net, state, img, opts, &jobs)?;
-    paths
-        .iter()
-        .zip(belows)
-        .zip(out)
-        .map(|((p, below), o)| {
-            Ok((
-                rank_children(net, state, img, p, below, &o.grad, k)?,
-                o.grad,
-            ))
+        .flat_map(|rule| {
+            [MultMode::Auto, MultMode::Manual]
+                .into_iter()
+                .map(move |mult| Options { rule, mult })
         })
         .collect()
 }
 
-/// Children of `path` and their reconstructions: the path's gradient at the blob below is
-/// computed once and each child's reconstruction continues from it.
-pub fn expand(
+/// Reconstructions of `path` under each of `options`: one batched pass per rule and
+/// mode (a comparison of the rules on one node).
+pub fn compare(
     model: &Model,
     state: &ForwardState,
     img: usize,
-    opts: &Options,
+    options: &[Options],
     path: &Path,
-    k: usize,
-) -> Result<Vec<(Child, Recon)>> {
-    let net = &model.net;
-    let (kids, g) =
-        children_with_grads(model, state, img, opts, std::slice::from_ref(path), k)?.remove(0);
-    let Some(first) = kids.first() else {
-        return Ok(vec![]);
-    };
-    let below = net
-        .blob_index(&first.blob)
-        .ok_or_else(|| Error::internal(format!("child blob `{}` is gone", first.blob)))?;
-    let pos = net.blobs[below].tap;
-    let jobs: Vec<Job> = kids
+) -> Result<Vec<(Options, Recon)>> {
+    options
         .iter()
-        .map(|c| Job {
-            start: Start::Given {
-                pos,
-                grad: g.clone(),
-                key: 0,
-            },
-            filters: vec![(below, c.channel)],
-            stop: Stop::Data,
+        .map(|o| {
+            let r = reconstruct(model, state, img, o, std::slice::from_ref(path))?.remove(0);
+            Ok((*o, r))
         })
-        .collect();
-    let out = batch::run(net, state, img, opts, &jobs)?;
-    Ok(kids
-        .into_iter()
-        .zip(out)
-        .map(|(c, o)| {
-            let r = Recon {
-                path: c.path.clone(),
-                grad: o.grad,
-                note: o.note,
-            };
-            (c, r)
-        })
-        .collect())
+        .collect()
 }
 
 /// One unit of an overview row.

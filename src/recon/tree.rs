@@ -4,7 +4,8 @@
 use candle_core::Tensor;
 
 use super::{
-    batch, last_blob, rank_children, resolve_path, seed_job, Child, Options, Path, Recon, Stop,
+    batch, children::rank_children, last_blob, resolve_path, seed_job, Child, Options, Path, Recon,
+    Stop,
 };
 use crate::error::{Error, Result};
 use crate::model::{ForwardState, Model};

@@ -1,0 +1,98 @@
+//! Parents of a neuron (reference section 9): the units of the blob above whose
+//! reconstructions reach it most, for drilling up the hierarchy.
+
+use serde::{Deserialize, Serialize};
+
+use super::batch::{self, Job, Start, Stop};
+use super::{last_blob, resolve_path, top_k, Options, Path};
+use crate::error::{Error, Result};
+use crate::model::net::host_vec;
+use crate::model::{ForwardState, Model, Net};
+
+/// One parent of a neuron.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parent {
+    pub blob: String,
+    pub channel: usize,
+    /// `w_p = |mean_(y,x) a_c g_c|`, `g` the gradient of unit `p` seeded alone.
+    pub weight: f32,
+    /// `w_p / sum_q w_q` over every unit of the blob above.
+    pub share: f32,
+    /// The parent as a root path.
+    pub path: Path,
+}
+
+/// Seeds per batched pass: each job keeps a gradient of the child blob's size.
+const PARENTS_BATCH: usize = 128;
+
+/// The blob whose children live in blob `b`, if any.
+pub fn above(net: &Net, b: usize) -> Option<usize> {
+    net.blobs.iter().position(|x| x.below == Some(b))
+}
+
+/// The top `k` parents of `path`'s last node `(b, c)`: every unit `p` of the blob above is
+/// seeded alone and backpropagated to the gradient `g` at `b` (in batches that share the
+/// sweep), weighted `|mean a_c g_c|`; units of weight 0 are not parents.
+pub fn parents(
+    model: &Model,
+    state: &ForwardState,
+    img: usize,
+    opts: &Options,
+    path: &Path,
+    k: usize,
+) -> Result<Vec<Parent>> {
+    let net = &model.net;
+    let nodes = resolve_path(net, path)?;
+    let b = last_blob(&nodes)?;
+    let c = nodes[nodes.len() - 1].1;
+    let u = above(net, b).ok_or_else(|| {
+        Error::path(
+            path,
+            format!(
+                "blob `{}` is the top of the tree: no blob above it has parents to show",
+                net.blobs[b].name
+            ),
+        )
+    })?;
+    let blob = &net.blobs[b];
+    let plane = blob.shape.plane();
+    let a = host_vec(&state.output(blob.layer, &blob.name)?.get(img)?)?;
+    let a_c = &a[c * plane..(c + 1) * plane];
+    let units = net.blobs[u].shape.channels();
+    let mut w = Vec::with_capacity(units);
+    for first in (0..units).step_by(PARENTS_BATCH) {
+        let jobs: Vec<Job> = (first..(first + PARENTS_BATCH).min(units))
+            .map(|p| Job {
+                start: Start::Seed {
+                    blob: u,
+                    channel: p,
+                },
+                filters: vec![],
+                stop: Stop::Blob(b),
+            })
+            .collect();
+        for o in batch::run(net, state, img, opts, &jobs)? {
+            let g = o.grad.flatten_all()?.narrow(0, c * plane, plane)?;
+            let g = host_vec(&g)?;
+            let dot: f64 = a_c.iter().zip(&g).map(|(&x, &y)| x as f64 * y as f64).sum();
+            w.push((dot / plane as f64).abs() as f32);
+        }
+    }
+    let total: f64 = w.iter().map(|&v| v as f64).sum();
+    let name = &net.blobs[u].name;
+    Ok(top_k(&w, k)
+        .into_iter()
+        .filter(|&p| w[p] > 0.0)
+        .map(|p| Parent {
+            blob: name.clone(),
+            channel: p,
+            weight: w[p],
+            share: if total > 0.0 {
+                (w[p] as f64 / total) as f32
+            } else {
+                0.0
+            },
+            path: Path::root(name, p),
+        })
+        .collect())
+}
