@@ -519,3 +519,30 @@ fn hierarchy_alexnet_matches_pytorch() {
 fn hierarchy_resnet18_matches_pytorch() {
     check_hierarchy("resnet18", load_graph_pth("resnet18", None));
 }
+
+/// The sanity check's similarities against scikit-image's SSIM and SciPy's Spearman
+/// (tests/golden/make_golden_similarity.py).
+#[test]
+fn similarities_match_scikit_image_and_scipy() {
+    let want = meta("similarity").clone();
+    let img = |n: &str| image::open(golden(n)).unwrap().to_rgb8();
+    let (a, b) = (img("similarity_a.png"), img("similarity_b.png"));
+    let ssim = recon::similarity::ssim(&a, &b);
+    assert!(
+        (ssim as f64 - want["ssim"].as_f64().unwrap()).abs() < 1e-5,
+        "ssim {ssim} vs {}",
+        want["ssim"]
+    );
+    assert!((recon::similarity::ssim(&a, &a) - 1.0).abs() < 1e-6);
+    let sums = |i: &image::RgbImage| -> Vec<f32> {
+        i.pixels()
+            .map(|p| p.0.iter().map(|&v| v as f32).sum())
+            .collect()
+    };
+    let rho = recon::similarity::spearman(&sums(&a), &sums(&b));
+    assert!(
+        (rho as f64 - want["spearman"].as_f64().unwrap()).abs() < 1e-5,
+        "spearman {rho} vs {}",
+        want["spearman"]
+    );
+}
