@@ -174,13 +174,13 @@ footer { margin-top: 2rem; color: var(--muted); font-size: 12px; }
 "#;
 
 /// Expand / collapse all: optional, the page is complete without it (no buttons then).
+/// It holds no `<` or `&`, so even a parser that does not know `<script>` reads it as text.
 const SCRIPT: &str = r#"
 (function () {
   var t = document.getElementById("tools");
   if (!t) return;
   function all(open) {
-    var d = document.querySelectorAll("details.node");
-    for (var i = 0; i < d.length; i++) d[i].open = open;
+    document.querySelectorAll("details.node").forEach(function (d) { d.open = open; });
   }
   [["expand all", true], ["collapse all", false]].forEach(function (b) {
     var e = document.createElement("button");
@@ -314,8 +314,8 @@ fn node(out: &mut String, n: &PageNode, root: bool, id: &mut usize) {
     }
     out.push_str("</span>");
     out.push_str(&format!(
-        "<span class=\"bc\">blob <code>{}</code> channel <code>{}</code> \
-         (<code class=\"blobch\">{}:{}</code>)</span>",
+        "<span class=\"bc\">neuron <code class=\"blobch\">{}:{}</code> \
+         (blob {}, channel {})</span>",
         escape(&n.blob),
         n.channel,
         escape(&n.blob),
@@ -431,6 +431,15 @@ mod tests {
         assert_eq!(bar_width(1.5), "100.00%");
         assert_eq!(bar_width(-0.1), "0.00%");
         assert_eq!(bar_width(f32::NAN), "0.00%");
+    }
+
+    #[test]
+    fn inline_css_and_script_fetch_nothing_and_hold_no_markup() {
+        for text in [CSS, SCRIPT] {
+            assert!(!text.contains('<') && !text.contains('&'));
+            assert!(!text.contains("url(") && !text.contains("@import"));
+            assert!(!text.contains("http:") && !text.contains("https:"));
+        }
     }
 
     #[test]
