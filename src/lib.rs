@@ -33,6 +33,7 @@ pub mod out;
 pub mod panics;
 pub mod progress;
 pub mod recon;
+pub mod report;
 pub mod sysmem;
 pub mod train;
 pub mod tui;

@@ -5,7 +5,8 @@
 #
 # tmux drives the real binary; Xvfb runs xterm (sixel) and kitty, typed into with xdotool
 # and photographed with ImageMagick; tests/slurm.rs starts a one-node Slurm (munged,
-# slurmctld, slurmd: in /usr/sbin, which a user's PATH may lack).
+# slurmctld, slurmd: in /usr/sbin, which a user's PATH may lack); headless Chromium opens
+# the HTML report (tests/report_html.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NEED=""
@@ -14,6 +15,9 @@ for t in tmux:tmux Xvfb:xvfb xterm:xterm kitty:kitty import:imagemagick xdotool:
     command -v "${t%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${t%%:*}" ] || NEED="$NEED ${t#*:}"
 done
 ls /usr/share/fonts/X11/misc/9x15* >/dev/null 2>&1 || NEED="$NEED xfonts-base"
+# tests/report_html.rs opens the HTML report in headless Chromium ($TREEVIS_CHROMIUM if set)
+[ -n "${TREEVIS_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1 ||
+    command -v chromium-browser >/dev/null 2>&1 || NEED="$NEED chromium"
 if [ -n "$NEED" ]; then
     command -v apt-get >/dev/null 2>&1 || {
         echo "tests/run.sh: missing:$NEED; install them with your package manager" >&2
