@@ -511,7 +511,15 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let l = Loaded::new(&engine, &input)?;
             create_dir(&out)?;
-            let tree = recon::tree::build(&l.model, &l.state, 0, &l.opts, &root, depth, k)?;
+            let tree = recon::tree::build(
+                &l.model,
+                &l.state,
+                0,
+                &l.opts,
+                &root,
+                depth,
+                &recon::Ranking::abs(k),
+            )?;
             save_png(
                 &display::render_input(&l.model, &l.input)?,
                 &out.join("input.png"),

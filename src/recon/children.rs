@@ -184,20 +184,6 @@ pub(crate) fn ranked(net: &Net, path: &Path, below: usize, s: &[f32], r: &Rankin
         .collect()
 }
 
-/// Children weights from the gradient `g` at blob `below`: top `k` by `|s_j|`.
-pub(crate) fn rank_children(
-    net: &Net,
-    state: &ForwardState,
-    img: usize,
-    path: &Path,
-    below: usize,
-    g: &Tensor,
-    k: usize,
-) -> Result<Vec<Child>> {
-    let s = signed_means(net, state, img, below, g)?;
-    Ok(ranked(net, path, below, &s, &Ranking::abs(k)))
-}
-
 /// Children (top `k` by `|s_j|`) of each of `paths`, in one batched pass.
 pub fn children(
     model: &Model,

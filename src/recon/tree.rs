@@ -3,10 +3,8 @@
 
 use candle_core::Tensor;
 
-use super::{
-    batch, children::rank_children, last_blob, resolve_path, seed_job, Child, Options, Path, Recon,
-    Stop,
-};
+use super::children::{ranked, signed_means};
+use super::{batch, last_blob, resolve_path, seed_job, Child, Options, Path, Ranking, Recon, Stop};
 use crate::error::{Error, Result};
 use crate::model::{ForwardState, Model};
 
@@ -15,6 +13,8 @@ pub struct TreeNode {
     pub path: Path,
     /// Weight as a child of its parent (`None` at the root).
     pub weight: Option<f32>,
+    /// The node as a child of its parent: signed weight, share, edges (`None` at the root).
+    pub child: Option<Child>,
     pub grad: Tensor,
     pub note: Option<String>,
     pub children: Vec<TreeNode>,
@@ -56,14 +56,14 @@ fn check_size(model: &Model, root: &Path, depth: usize, k: usize) -> Result<()> 
     Ok(())
 }
 
-/// Reconstructions of `paths` and, with `k`, their top-`k` children, in one pass.
+/// Reconstructions of `paths` and, with a ranking, their children, in one pass.
 pub fn level(
     model: &Model,
     state: &ForwardState,
     img: usize,
     opts: &Options,
     paths: &[Path],
-    k: Option<usize>,
+    rank: Option<&Ranking>,
 ) -> Result<Vec<(Recon, Option<Vec<Child>>)>> {
     let net = &model.net;
     let mut jobs = Vec::new();
@@ -71,45 +71,44 @@ pub fn level(
     for p in paths {
         let nodes = resolve_path(net, p)?;
         jobs.push(seed_job(&nodes, Stop::Data));
-        let below = k.and(net.blobs[last_blob(&nodes)?].below);
-        if let Some(b) = below {
+        let below = match rank {
+            Some(_) => net.blobs[last_blob(&nodes)?].below,
+            None => None,
+        };
+        // per-edge terms need captures of their own: those children run apart
+        if let (Some(b), Some(false)) = (below, rank.map(|r| r.via)) {
             jobs.push(seed_job(&nodes, Stop::Blob(b)));
         }
         belows.push(below);
     }
     let mut out = batch::run(net, state, img, opts, &jobs)?.into_iter();
-    paths
-        .iter()
-        .zip(belows)
-        .map(|(p, below)| {
-            let r = out
-                .next()
-                .ok_or_else(|| Error::internal("a job without its outcome"))?;
-            let recon = Recon {
-                path: p.clone(),
-                grad: r.grad,
-                note: r.note,
-            };
-            let kids = match below {
-                Some(b) => {
-                    let g = out
-                        .next()
-                        .ok_or_else(|| Error::internal("a job without its outcome"))?;
-                    Some(rank_children(
-                        net,
-                        state,
-                        img,
-                        p,
-                        b,
-                        &g.grad,
-                        k.unwrap_or(0),
-                    )?)
-                }
-                None => None,
-            };
-            Ok((recon, kids))
-        })
-        .collect()
+    let mut next = || {
+        out.next()
+            .ok_or_else(|| Error::internal("a job without its outcome"))
+    };
+    let mut res = Vec::with_capacity(paths.len());
+    for (p, below) in paths.iter().zip(belows) {
+        let r = next()?;
+        let recon = Recon {
+            path: p.clone(),
+            grad: r.grad,
+            note: r.note,
+        };
+        let kids = match (below, rank) {
+            (Some(_), Some(rank)) if rank.via => Some(
+                super::children_ranked(model, state, img, opts, std::slice::from_ref(p), rank)?
+                    .remove(0),
+            ),
+            (Some(b), Some(rank)) => {
+                let g = next()?;
+                let s = signed_means(net, state, img, b, &g.grad)?;
+                Some(ranked(net, p, b, &s, rank))
+            }
+            _ => None,
+        };
+        res.push((recon, kids));
+    }
+    Ok(res)
 }
 
 /// The tree below `root`, `depth` levels deep, `k` children per node.
@@ -120,22 +119,22 @@ pub fn build(
     opts: &Options,
     root: &Path,
     depth: usize,
-    k: usize,
+    rank: &Ranking,
 ) -> Result<TreeNode> {
-    check_size(model, root, depth, k)?;
-    // levels of (path, weight, parent index in the previous level)
-    let mut levels: Vec<Vec<(Path, Option<f32>, usize)>> = vec![vec![(root.clone(), None, 0)]];
+    check_size(model, root, depth, rank.k)?;
+    // levels of (path, as a child, parent index in the previous level)
+    let mut levels: Vec<Vec<(Path, Option<Child>, usize)>> = vec![vec![(root.clone(), None, 0)]];
     let mut computed: Vec<Vec<(Recon, Option<Vec<Child>>)>> = Vec::new();
     for d in 0..=depth {
         let paths: Vec<Path> = levels[d].iter().map(|(p, _, _)| p.clone()).collect();
-        let res = level(model, state, img, opts, &paths, (d < depth).then_some(k))?;
-        let next: Vec<(Path, Option<f32>, usize)> = res
+        let res = level(model, state, img, opts, &paths, (d < depth).then_some(rank))?;
+        let next: Vec<(Path, Option<Child>, usize)> = res
             .iter()
             .enumerate()
             .flat_map(|(i, (_, kids))| {
                 kids.iter()
                     .flatten()
-                    .map(move |c| (c.path.clone(), Some(c.weight), i))
+                    .map(move |c| (c.path.clone(), Some(c.clone()), i))
             })
             .collect();
         computed.push(res);
@@ -150,9 +149,10 @@ pub fn build(
         let mut nodes: Vec<TreeNode> = levels[d]
             .iter()
             .zip(computed[d].drain(..))
-            .map(|((p, w, _), (r, _))| TreeNode {
+            .map(|((p, c, _), (r, _))| TreeNode {
                 path: p.clone(),
-                weight: *w,
+                weight: c.as_ref().map(|c| c.weight),
+                child: c.clone(),
                 grad: r.grad,
                 note: r.note,
                 children: Vec::new(),
@@ -187,6 +187,9 @@ impl TreeNode {
             "blob": last.blob,
             "channel": last.channel,
             "weight": self.weight,
+            "value": self.child.as_ref().map(|c| c.value),
+            "share": self.child.as_ref().map(|c| c.share),
+            "via": self.child.as_ref().map(|c| &c.via).filter(|v| !v.is_empty()),
             "image": file,
             "note": self.note,
             "children": children,

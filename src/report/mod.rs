@@ -7,11 +7,12 @@
 //! without JavaScript (a tiny optional inline script only adds "expand all / collapse all"
 //! buttons). The output is deterministic (no timestamps), so it can be compared in tests.
 //!
-//! This module takes plain data and depends on no other treevis module but
-//! [`crate::error`], so the engine, the CLI and the TUI can all use it.
+//! The page itself takes plain data; [`tree`] builds it from a computed tree of the
+//! engine, so the engine (the terminal app's export) and the CLI write the same page.
 
 mod base64;
 mod html;
+pub mod tree;
 
 use std::path::{Path, PathBuf};
 
