@@ -11,8 +11,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -21,7 +22,8 @@ use image::RgbImage;
 
 use crate::model::{ForwardState, Model};
 use crate::recon::display::{self, Display};
-use crate::recon::{self, BlobUnits, Child, Label, Options, Path};
+use crate::recon::sanity::Sanity;
+use crate::recon::{self, BlobUnits, Child, Label, Options, Parent, Path, Ranking};
 
 /// What can be asked of the engine.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -47,11 +49,29 @@ pub enum JobKey {
         opts: Options,
         display: Display,
     },
+    /// Children by `rank`; with `ablate`, each child's ablation `drop` too.
     Children {
         image: PathBuf,
         path: Path,
         opts: Options,
+        rank: Ranking,
+        ablate: bool,
+    },
+    /// The top `k` parents of the path's last node.
+    Parents {
+        image: PathBuf,
+        path: Path,
+        opts: Options,
         k: usize,
+    },
+    /// The sanity check's cascade for a path (long: it reports `Event::Progress` and is
+    /// cancelled when a want leaves it out).
+    Sanity {
+        image: PathBuf,
+        path: Path,
+        opts: Options,
+        display: Display,
+        seed: u64,
     },
     /// A neuron's top dataset patches from the feature cache (the same for every image).
     Features {
@@ -71,6 +91,8 @@ impl JobKey {
             JobKey::Overview { .. } => "overview".into(),
             JobKey::Recon { path, .. } => format!("recon {path}"),
             JobKey::Children { path, .. } => format!("children {path}"),
+            JobKey::Parents { path, .. } => format!("parents {path}"),
+            JobKey::Sanity { path, .. } => format!("sanity {path}"),
             JobKey::Features { blob, channel, .. } => format!("features {blob}:{channel}"),
         }
     }
@@ -83,7 +105,9 @@ impl JobKey {
             | JobKey::Labels { image }
             | JobKey::Overview { image, .. }
             | JobKey::Recon { image, .. }
-            | JobKey::Children { image, .. } => Some(image),
+            | JobKey::Children { image, .. }
+            | JobKey::Parents { image, .. }
+            | JobKey::Sanity { image, .. } => Some(image),
             JobKey::Features { .. } => None,
         }
     }
@@ -96,6 +120,9 @@ pub enum Output {
     Labels(Vec<Label>),
     Overview(Vec<BlobUnits>),
     Children(Vec<Child>),
+    Parents(Vec<Parent>),
+    /// The sanity check's numbers (no gradients) and its captioned strip.
+    Sanity(Arc<(Sanity, RgbImage)>),
     /// The job failed (a corrupt image, say); the message says why.
     Failed(String),
 }
@@ -107,6 +134,8 @@ impl Output {
             Output::Labels(l) => l.len() * 64,
             Output::Overview(o) => o.iter().map(|r| r.units.len() * 16 + 32).sum(),
             Output::Children(c) => c.len() * 96,
+            Output::Parents(p) => p.len() * 64,
+            Output::Sanity(s) => s.1.as_raw().len() + s.0.steps.len() * 64,
             Output::Failed(m) => m.len(),
         }
     }
@@ -122,6 +151,17 @@ pub struct Export {
     pub display: Display,
     pub dir: PathBuf,
     pub tree_json: Option<String>,
+    /// The explored tree, for `index.html` (its paths are among `paths`).
+    pub tree: Option<ExportNode>,
+}
+
+/// A node of an explored tree to export: its path, what it is as a child of its parent
+/// (`None` at the root), its children.
+#[derive(Debug, Clone)]
+pub struct ExportNode {
+    pub path: Path,
+    pub child: Option<Child>,
+    pub children: Vec<ExportNode>,
 }
 
 /// Messages from the engine.
@@ -135,6 +175,12 @@ pub enum Event {
     Exported(Result<String, String>),
     /// Queue state after each batch.
     Status(Status),
+    /// A long job's progress: `done` of `total` steps.
+    Progress {
+        key: JobKey,
+        done: usize,
+        total: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -292,6 +338,12 @@ impl Scheduler {
     /// Runs the first pending job, batched with every pending job of the same kind, image
     /// and options; returns the results.
     pub fn step(&mut self) -> Vec<(JobKey, Output)> {
+        self.step_with(&mut |_, _, _| true)
+    }
+
+    /// [`Scheduler::step`], telling `progress(key, done, total)` how a long job goes; a
+    /// long job stops (and answers nothing) when it returns false.
+    pub fn step_with(&mut self, progress: Progress) -> Vec<(JobKey, Output)> {
         let Some(first) = self.pending.front().cloned() else {
             return vec![];
         };
@@ -307,7 +359,7 @@ impl Scheduler {
         self.status.running = group.len();
         // a bug in the engine answers the jobs it hit with an error; the worker (and the
         // UI waiting on it) lives on
-        let out = match catching(|| self.run_group(&group)) {
+        let out = match catching(|| self.run_group(&group, progress)) {
             Ok(o) => o,
             Err(e) => group
                 .iter()
@@ -335,7 +387,17 @@ impl Scheduler {
         std::fs::create_dir_all(&e.dir)
             .with_context(|| format!("cannot create {}", e.dir.display()))?;
         display::render_input(&self.model, &f.0)?.save(e.dir.join("input.png"))?;
-        let rs = recon::reconstruct(&self.model, &f.1, 0, &e.opts, &e.paths)?;
+        let mut paths = e.paths.clone();
+        if let Some(t) = &e.tree {
+            let mut stack = vec![t];
+            while let Some(n) = stack.pop() {
+                if !paths.contains(&n.path) {
+                    paths.push(n.path.clone());
+                }
+                stack.extend(&n.children);
+            }
+        }
+        let rs = recon::reconstruct(&self.model, &f.1, 0, &e.opts, &paths)?;
         for r in &rs {
             let stem = r.path.file_stem();
             display::render(&self.model, &r.grad, e.display)?
@@ -345,6 +407,29 @@ impl Scheduler {
         }
         if let Some(j) = &e.tree_json {
             std::fs::write(e.dir.join("tree.json"), j)?;
+        }
+        if let Some(t) = &e.tree {
+            let root = computed_tree(t, &rs)?;
+            let run = crate::report::tree::Run {
+                model: &self.model,
+                image: e
+                    .image
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                input: &f.0,
+                state: &f.1,
+                opts: e.opts,
+                display: e.display,
+            };
+            let page = crate::report::tree::page(&run, &root)?;
+            let file = crate::report::write_html(&page, &e.dir)?;
+            return Ok(format!(
+                "wrote {} node(s) and {} to {}",
+                rs.len(),
+                file.file_name().unwrap_or_default().to_string_lossy(),
+                e.dir.display()
+            ));
         }
         Ok(format!("wrote {} node(s) to {}", rs.len(), e.dir.display()))
     }
@@ -365,7 +450,11 @@ impl Scheduler {
         Ok(entry)
     }
 
-    fn run_group(&mut self, group: &[JobKey]) -> anyhow::Result<Vec<(JobKey, Output)>> {
+    fn run_group(
+        &mut self,
+        group: &[JobKey],
+        progress: Progress,
+    ) -> anyhow::Result<Vec<(JobKey, Output)>> {
         let first = group.first().context("an empty job group")?;
         if let JobKey::Features { blob, channel } = first {
             let c = self.feature_cache().map_err(anyhow::Error::msg)?;
@@ -420,29 +509,86 @@ impl Scheduler {
                 }
                 out
             }
-            JobKey::Children { opts, k, .. } => {
+            JobKey::Children {
+                opts, rank, ablate, ..
+            } => {
                 let f = self.forward(&image)?;
                 let net = &self.model.net;
                 let (ok, mut out) = split_bad(group, |p| recon::check_children_path(net, p));
                 let paths: Vec<Path> = ok.iter().map(|k| job_path(k).clone()).collect();
                 if !paths.is_empty() {
-                    let kids = recon::children(&self.model, &f.1, 0, opts, &paths, *k)?;
-                    out.extend(
-                        ok.into_iter()
-                            .zip(kids)
-                            .map(|(key, c)| (key.clone(), Output::Children(c))),
-                    );
+                    let kids = recon::children_ranked(&self.model, &f.1, 0, opts, &paths, rank)?;
+                    for ((key, mut c), p) in ok.into_iter().zip(kids).zip(&paths) {
+                        if *ablate {
+                            recon::ablate(&self.model, &f.1, 0, p, &mut c)?;
+                        }
+                        out.push((key.clone(), Output::Children(c)));
+                    }
                 }
                 out
+            }
+            JobKey::Parents { opts, k, path, .. } => {
+                let f = self.forward(&image)?;
+                let p = recon::parents(&self.model, &f.1, 0, opts, path, *k)?;
+                vec![(first.clone(), Output::Parents(p))]
+            }
+            JobKey::Sanity {
+                opts,
+                display: d,
+                seed,
+                path,
+                ..
+            } => {
+                let f = self.forward(&image)?;
+                let total = recon::sanity::cascade_layers(&self.model, path)?.len();
+                let x = f.0.unsqueeze(0)?;
+                let s =
+                    recon::sanity::sanity(&self.model, &x, opts, path, *d, *seed, &mut |n, t| {
+                        progress(first, n, t)
+                    })?;
+                if s.steps.len() < total {
+                    return Ok(vec![]); // cancelled: nobody wants it any more
+                }
+                let strip = s.strip(&self.model)?;
+                vec![(
+                    first.clone(),
+                    Output::Sanity(Arc::new((s.numbers(), strip))),
+                )]
             }
         })
     }
 }
 
+/// An explored tree with the reconstructions of its paths.
+fn computed_tree(t: &ExportNode, rs: &[recon::Recon]) -> anyhow::Result<recon::tree::TreeNode> {
+    let r = rs
+        .iter()
+        .find(|r| r.path == t.path)
+        .with_context(|| format!("no reconstruction of {}", t.path))?;
+    Ok(recon::tree::TreeNode {
+        path: t.path.clone(),
+        weight: t.child.as_ref().map(|c| c.weight),
+        child: t.child.clone(),
+        grad: r.grad.clone(),
+        note: r.note.clone(),
+        children: t
+            .children
+            .iter()
+            .map(|c| computed_tree(c, rs))
+            .collect::<anyhow::Result<_>>()?,
+    })
+}
+
+/// A long job's progress report: `(key, done, total)`, false to stop it.
+pub type Progress<'a> = &'a mut dyn FnMut(&JobKey, usize, usize) -> bool;
+
 /// The path of a reconstruction or children job.
 fn job_path(k: &JobKey) -> &Path {
     match k {
-        JobKey::Recon { path, .. } | JobKey::Children { path, .. } => path,
+        JobKey::Recon { path, .. }
+        | JobKey::Children { path, .. }
+        | JobKey::Parents { path, .. }
+        | JobKey::Sanity { path, .. } => path,
         _ => unreachable!("only path jobs have paths"),
     }
 }
@@ -482,16 +628,18 @@ fn same_batch(a: &JobKey, b: &JobKey) -> bool {
             JobKey::Children {
                 image: i1,
                 opts: o1,
-                k: k1,
+                rank: r1,
+                ablate: a1,
                 ..
             },
             JobKey::Children {
                 image: i2,
                 opts: o2,
-                k: k2,
+                rank: r2,
+                ablate: a2,
                 ..
             },
-        ) => i1 == i2 && o1 == o2 && k1 == k2,
+        ) => i1 == i2 && o1 == o2 && r1 == r2 && a1 == a2,
         _ => a == b,
     }
 }
@@ -500,6 +648,18 @@ fn same_batch(a: &JobKey, b: &JobKey) -> bool {
 pub struct Engine {
     tx: Sender<Msg>,
     handle: Option<std::thread::JoinHandle<()>>,
+    long: Arc<LongJob>,
+}
+
+/// The long job running on the worker, and whether a want has left it out.
+#[derive(Default)]
+struct LongJob {
+    key: Mutex<Option<JobKey>>,
+    cancel: AtomicBool,
+}
+
+fn is_long(k: &JobKey) -> bool {
+    matches!(k, JobKey::Sanity { .. })
 }
 
 /// Runs `f`, turning a panic inside into an error.
@@ -528,17 +688,26 @@ impl Engine {
     /// to `sink`.
     pub fn start_with(sched: Scheduler, sink: EventSink) -> std::io::Result<Engine> {
         let (tx, rx) = mpsc::channel::<Msg>();
+        let long = Arc::new(LongJob::default());
+        let l = long.clone();
         let handle = std::thread::Builder::new()
             .name("treevis-engine".into())
-            .spawn(move || worker(sched, rx, sink))?;
+            .spawn(move || worker(sched, rx, sink, l))?;
         Ok(Engine {
             tx,
             handle: Some(handle),
+            long,
         })
     }
 
-    /// Says what is wanted now, most important first (replaces the previous want).
+    /// Says what is wanted now, most important first (replaces the previous want). A long
+    /// job running that is not wanted any more stops at its next step.
     pub fn want(&self, keys: Vec<JobKey>) {
+        if let Ok(k) = self.long.key.lock() {
+            if k.as_ref().is_some_and(|k| !keys.contains(k)) {
+                self.long.cancel.store(true, Ordering::Relaxed);
+            }
+        }
         let _ = self.tx.send(Msg::Want(keys));
     }
 
@@ -557,7 +726,7 @@ impl Drop for Engine {
     }
 }
 
-fn worker(mut s: Scheduler, rx: Receiver<Msg>, sink: EventSink) {
+fn worker(mut s: Scheduler, rx: Receiver<Msg>, sink: EventSink, long: Arc<LongJob>) {
     let send_all = |out: Vec<(JobKey, Output)>| {
         out.into_iter()
             .all(|(key, output)| sink(Event::Done { key, output }))
@@ -600,7 +769,22 @@ fn worker(mut s: Scheduler, rx: Receiver<Msg>, sink: EventSink) {
                 running: s.pending.len().min(s.max_batch),
                 ..s.status
             }));
-            let out = s.step();
+            let next = s.pending.front().filter(|k| is_long(k)).cloned();
+            if let Ok(mut k) = long.key.lock() {
+                long.cancel.store(false, Ordering::Relaxed);
+                *k = next;
+            }
+            let out = s.step_with(&mut |key, done, total| {
+                sink(Event::Progress {
+                    key: key.clone(),
+                    done,
+                    total,
+                });
+                !long.cancel.load(Ordering::Relaxed)
+            });
+            if let Ok(mut k) = long.key.lock() {
+                *k = None;
+            }
             if !send_all(out) || !sink(Event::Status(s.status)) {
                 return;
             }
@@ -659,7 +843,8 @@ mod tests {
             image: img.clone(),
             path: p.parse().unwrap(),
             opts: Options::default(),
-            k: 3,
+            rank: Ranking::abs(3),
+            ablate: false,
         };
         let keys = vec![
             kids("conv4:1"),

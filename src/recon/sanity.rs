@@ -60,6 +60,34 @@ impl Sanity {
     }
 }
 
+impl Sanity {
+    /// The strip of the trained reconstruction and every step's, each captioned with the
+    /// layer randomized down to and the two similarities.
+    pub fn strip(&self, model: &Model) -> Result<RgbImage> {
+        let captions = std::iter::once("trained".to_string()).chain(
+            self.steps
+                .iter()
+                .map(|s| format!("to {} rho {:.2} ssim {:.2}", s.down_to, s.spearman, s.ssim)),
+        );
+        Ok(display::strip(
+            &self
+                .images(model)?
+                .into_iter()
+                .zip(captions)
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// The numbers alone (the gradients dropped).
+    pub fn numbers(mut self) -> Sanity {
+        self.trained = None;
+        for s in &mut self.steps {
+            s.grad = None;
+        }
+        self
+    }
+}
+
 /// The layers a path's reconstruction depends on that hold weights, top first: those of
 /// the net up to the root blob.
 pub fn cascade_layers(model: &Model, path: &Path) -> Result<Vec<usize>> {

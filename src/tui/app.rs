@@ -227,7 +227,8 @@ impl App {
             image: image.to_path_buf(),
             path: path.clone(),
             opts: self.opts,
-            k: CHILDREN,
+            rank: crate::recon::Ranking::abs(CHILDREN),
+            ablate: false,
         }
     }
 
@@ -438,6 +439,7 @@ impl App {
                     display: self.display,
                     dir: PathBuf::from("treevis-export").join(stem),
                     tree_json,
+                    tree: None,
                 });
                 self.message = Some("exporting...".into());
             }
@@ -450,6 +452,7 @@ impl App {
         match e {
             Event::Status(s) => self.status = s,
             Event::Exported(r) => self.message = Some(r.unwrap_or_else(|e| e)),
+            Event::Progress { .. } => {}
             Event::Done { key, output } => {
                 if let (JobKey::Children { path, opts, .. }, Output::Children(kids)) =
                     (&key, &output)
