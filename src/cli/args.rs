@@ -121,7 +121,10 @@ pub struct DeviceList(pub Vec<DeviceArg>);
 impl FromStr for DeviceList {
     type Err = String;
     fn from_str(s: &str) -> Result<DeviceList, String> {
-        s.split(',').map(|d| d.trim().parse()).collect::<Result<_, _>>().map(DeviceList)
+        s.split(',')
+            .map(|d| d.trim().parse())
+            .collect::<Result<_, _>>()
+            .map(DeviceList)
     }
 }
 
@@ -349,9 +352,9 @@ mod tests {
 
     #[test]
     fn value_names_are_the_library_names() {
-        same_names(Rule::from);
-        same_names(MultMode::from);
-        same_names(Display::from);
+        same_names::<Method, Rule>(Rule::from);
+        same_names::<Mult, MultMode>(MultMode::from);
+        same_names::<DisplayArg, Display>(Display::from);
         assert_eq!(Method::value_variants().len(), Rule::ALL.len());
         for r in Rule::ALL {
             assert!(Method::from_str(r.name(), false).is_ok(), "{}", r.name());
@@ -366,12 +369,18 @@ mod tests {
         for s in ["cpu", "cuda", "cuda:0", "cuda:3"] {
             assert_eq!(s.parse::<DeviceArg>().unwrap().to_string(), s);
         }
-        assert!("gpu".parse::<DeviceArg>().unwrap_err().contains("unknown device"));
-        assert!("cuda:x".parse::<DeviceArg>().unwrap_err().contains("cuda:N"));
+        assert!("gpu"
+            .parse::<DeviceArg>()
+            .unwrap_err()
+            .contains("unknown device"));
+        assert!("cuda:x"
+            .parse::<DeviceArg>()
+            .unwrap_err()
+            .contains("cuda:N"));
         let l: DeviceList = "cuda:0, cuda:1".parse().unwrap();
         assert_eq!(l.to_string(), "cuda:0,cuda:1");
         assert!("cpu,tpu".parse::<DeviceList>().is_err());
-        assert_eq!(DeviceArg::Cpu.open().unwrap().is_cpu(), true);
+        assert!(DeviceArg::Cpu.open().unwrap().is_cpu());
     }
 
     #[test]

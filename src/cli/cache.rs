@@ -123,7 +123,8 @@ pub fn run(args: CacheArgs) -> Result<()> {
     match args.command {
         CacheCommand::Build(b) => {
             let images = crate::data::source::collect(&b.data)?;
-            let models = featcache::load_models(&b.net.model, &b.net.weights(), &b.device.to_string())?;
+            let models =
+                featcache::load_models(&b.net.model, &b.net.weights(), &b.device.to_string())?;
             let opts = BuildOptions {
                 images,
                 layers: b.layers,

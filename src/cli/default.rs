@@ -88,8 +88,7 @@ pub fn run() -> Result<()> {
     save_png(
         &display::render(
             &l.model,
-            &recon::reconstruct(&l.model, &l.state, 0, &opts, std::slice::from_ref(&path))?[0]
-                .grad,
+            &recon::reconstruct(&l.model, &l.state, 0, &opts, std::slice::from_ref(&path))?[0].grad,
             Display::Norm,
         )?,
         &out.join(format!("{}.png", path.file_stem())),

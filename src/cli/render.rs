@@ -35,8 +35,8 @@ pub fn run(args: RenderArgs) -> Result<()> {
     let l = Loaded::new(&args.engine, &args.input)?;
     let opts = args.method.options();
     let path = args.path;
-    let r = recon::reconstruct(&l.model, &l.state, 0, &opts, std::slice::from_ref(&path))?
-        .remove(0);
+    let r =
+        recon::reconstruct(&l.model, &l.state, 0, &opts, std::slice::from_ref(&path))?.remove(0);
     if let Some(note) = &r.note {
         eprintln!("treevis: note: {note}");
     }
