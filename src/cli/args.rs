@@ -6,6 +6,8 @@
 //! A command that studies one image flattens [`EngineArgs`] (model, weights, labels,
 //! device), [`MethodArgs`] (rule, multiplier) and [`InputArgs`] (the image), in that order
 //! (the order of `--help`), then calls [`Loaded::new`] and [`MethodArgs::options`].
+//! A command whose `--method` takes more than one rule's name (`render --method all`)
+//! declares its own `--method` beside a [`Mult`] instead of flattening [`MethodArgs`].
 
 use std::fmt;
 use std::path::PathBuf;
