@@ -3,7 +3,9 @@
 //! * [`model`]: specs, weights, the network and its forward state (pure numerics);
 //! * [`recon`]: ReLU rules, paths, batched reconstructions, children, overviews, labels;
 //! * [`data`]: image decoding, preprocessing, `.npy`;
-//! * [`cli`]: the headless commands, thin wrappers over the two above;
+//! * [`cli`]: the command line, one file per command (`cli/render.rs`, ...), thin wrappers
+//!   over the above; its arguments become library values in `cli/args.rs`, and no module
+//!   below it sees clap;
 //! * [`bench`]: the benchmark behind `treevis bench`.
 //!
 //! Library code does not panic on anything a user can hand it: `unwrap`, `expect` and
@@ -14,9 +16,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod args;
 pub mod bench;
-pub mod cachecli;
 pub mod caffe;
 pub mod catalog;
 pub mod cli;
@@ -27,7 +27,6 @@ pub mod featcache;
 pub mod fetch;
 pub mod hex;
 pub mod model;
-pub mod modelscli;
 pub mod onnx;
 pub mod out;
 pub mod panics;

@@ -306,6 +306,30 @@ fn bad_input_gives_one_line_errors() {
     fails(&["render", img, "--path", "conv2:1/conv3:1"], "not below");
     fails(&["children", img, "--path", "conv1:0"], "no children");
     fails(&["labels", img, "--device", "cuda:0"], "without CUDA");
+    // a misspelt device is a usage error (exit 2), found before any model is loaded
+    fails(&["labels", img, "--device", "gpu"], "unknown device `gpu`");
+    fails(
+        &[
+            "cache",
+            "build",
+            "--data",
+            img,
+            "--out",
+            "x",
+            "--device",
+            "cpu,cuda:x",
+        ],
+        "cuda:N",
+    );
+    for args in [
+        &["labels", img, "--device", "gpu"][..],
+        &["bench", "--device", "tpu"],
+    ] {
+        let o = bin().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("unknown device"), "{args:?}: {err}");
+    }
     fails(
         &["labels", img, "--model", "nonet"],
         "unknown model `nonet`",

@@ -193,7 +193,7 @@ struct Report<'a> {
     cases: &'a [Case],
 }
 
-pub fn run(args: &super::BenchArgs) -> Result<()> {
+pub fn run(args: &super::BenchOptions) -> Result<()> {
     let device = Device::Cpu;
     let samples = args.runs.min(7);
     let peak = peak::measure();

@@ -16,33 +16,25 @@ use candle_core::{Device, Tensor};
 use crate::model::WeightsSource;
 use crate::recon::{self, MultMode, Options, Path, Rule};
 
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {
+/// What `treevis bench` measures (the command line's `bench` arguments, parsed).
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
     /// Runs per measurement (the median is reported).
-    #[arg(long, default_value_t = 15, value_parser = crate::args::positive)]
     pub runs: usize,
-    /// JSON written by bench/pytorch_bench.py or bench/onnxruntime_bench.py (repeatable),
-    /// to show their numbers beside ours; with `--kernels`, that of bench/gemm_bench.py.
-    #[arg(long)]
+    /// JSON of bench/pytorch_bench.py or bench/onnxruntime_bench.py (with `kernels`, of
+    /// bench/gemm_bench.py), shown beside ours.
     pub compare: Vec<PathBuf>,
-    /// `cpu` or `cuda:N`.
-    #[arg(long, default_value = "cpu")]
+    /// `cpu` or `cuda:N` (opened only by the network benchmark).
     pub device: String,
-    /// Write our numbers as JSON here.
-    #[arg(long)]
+    /// Where to write our numbers as JSON.
     pub json: Option<PathBuf>,
-    /// Also print the mean forward time of each layer (batch 1).
-    #[arg(long)]
+    /// Also the mean forward time of each layer (batch 1).
     pub layers: bool,
-    /// Leave out the ResNet-50 rows (they take most of the time).
-    #[arg(long)]
+    /// Leave out the ResNet-50 rows.
     pub no_resnet: bool,
-    /// Time the matrix products of the convolutions of AlexNet, VGG16 and ResNet-50 against
-    /// the measured FMA peak instead (with `--compare`: the JSON of bench/gemm_bench.py).
-    #[arg(long)]
+    /// Time the matrix products against the FMA peak instead ([`gemm`]).
     pub kernels: bool,
-    /// The models whose products `--kernels` times (built-in names, comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "alexnet,vgg16,resnet50")]
+    /// The models whose products `kernels` times (built-in names).
     pub models: Vec<String>,
 }
 
@@ -71,7 +63,7 @@ fn sync(d: &Device) -> Result<()> {
     Ok(())
 }
 
-pub fn run(args: &BenchArgs) -> Result<()> {
+pub fn run(args: &BenchOptions) -> Result<()> {
     if args.kernels {
         return gemm::run(args);
     }

@@ -10,9 +10,7 @@ use crate::model::spec::ColorOrder;
 use crate::model::Model;
 
 /// How a gradient is shown.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Display {
     /// cnn_treevis: `clip(mean + gradient)`, de-preprocessed: a grey (mean) background, no

@@ -25,9 +25,7 @@ pub use crate::model::rule::Rule;
 use crate::model::{ForwardState, Model, Net, Shape};
 
 /// How a filtered gradient is rescaled.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum MultMode {
     /// `sum|g| / sum|g[c]|`: the filtered gradient keeps the unfiltered one's magnitude.

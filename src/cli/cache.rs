@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
+use super::args::{positive, weights_source, DeviceList, Method, ModelArgs, Mult};
 use crate::featcache::{self, BuildOptions, FeatureCache};
 use crate::model::WeightsSource;
-use crate::recon::{MultMode, Options, Path, Rule};
+use crate::recon::{Options, Path};
 
 #[derive(Args, Debug)]
 pub struct CacheArgs {
@@ -38,8 +39,8 @@ pub enum CacheCommand {
         /// Also check that the cache belongs to this model (and `--weights`).
         #[arg(long)]
         model: Option<String>,
-        #[arg(long)]
-        weights: Option<String>,
+        #[arg(long, value_parser = weights_source)]
+        weights: Option<WeightsSource>,
     },
     /// Merge the caches of shards `0/N .. N-1/N` into one, equal to a single build.
     Merge {
@@ -58,24 +59,24 @@ pub struct BuildArgs {
     #[arg(long, required = true, num_args = 1..)]
     pub data: Vec<PathBuf>,
     #[command(flatten)]
-    pub net: crate::args::ModelArgs,
+    pub net: ModelArgs,
     /// Devices, comma-separated: one worker (and one copy of the model) each, e.g.
     /// `cuda:0,cuda:1`.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceList,
     /// Blobs to cache, comma-separated (default: every blob of the tree).
     #[arg(long, value_delimiter = ',')]
     pub layers: Vec<String>,
     /// Images kept per neuron.
-    #[arg(long, default_value_t = 16, value_parser = crate::args::positive)]
+    #[arg(long, default_value_t = 16, value_parser = positive)]
     pub top_k: usize,
     /// ReLU backward rule of the reconstructions.
-    #[arg(long, value_enum, default_value_t = Rule::Guided)]
-    pub method: Rule,
+    #[arg(long, value_enum, default_value_t = Method::Guided)]
+    pub method: Method,
     #[arg(long, value_enum, default_value_t)]
-    pub mult: MultMode,
+    pub mult: Mult,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 16, value_parser = crate::args::positive)]
+    #[arg(long, default_value_t = 16, value_parser = positive)]
     pub batch: usize,
     /// The cache folder (an LMDB environment); an unfinished build there is resumed.
     #[arg(long)]
@@ -86,7 +87,7 @@ pub struct BuildArgs {
     pub shard: (u64, u64),
     /// Images between checkpoints (and at most 60 s; a killed build resumes from the last).
     /// Each checkpoint rewrites the lists and quantile samples (about 45 MB for AlexNet).
-    #[arg(long, default_value_t = 2048, value_parser = crate::args::positive)]
+    #[arg(long, default_value_t = 2048, value_parser = positive)]
     pub checkpoint: usize,
     /// No progress bars (batch jobs).
     #[arg(long)]
@@ -122,18 +123,15 @@ pub fn run(args: CacheArgs) -> Result<()> {
     match args.command {
         CacheCommand::Build(b) => {
             let images = crate::data::source::collect(&b.data)?;
-            let models = featcache::load_models(
-                &b.net.model,
-                &WeightsSource::parse(b.net.weights.as_deref()),
-                &b.device,
-            )?;
+            let models =
+                featcache::load_models(&b.net.model, &b.net.weights(), &b.device.to_string())?;
             let opts = BuildOptions {
                 images,
                 layers: b.layers,
                 top_k: b.top_k,
                 opts: Options {
-                    rule: b.method,
-                    mult: b.mult,
+                    rule: b.method.into(),
+                    mult: b.mult.into(),
                 },
                 batch: b.batch,
                 out: b.out.clone(),
@@ -221,7 +219,7 @@ pub fn run(args: CacheArgs) -> Result<()> {
             if let Some(m) = model {
                 let model = crate::catalog::load(
                     &m,
-                    &WeightsSource::parse(weights.as_deref()),
+                    &weights.unwrap_or(WeightsSource::Default),
                     &candle_core::Device::Cpu,
                 )?;
                 c.meta.check_model(&model, &cache)?;

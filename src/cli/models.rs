@@ -1,4 +1,5 @@
-//! `treevis models ...`: importing networks from other frameworks' files.
+//! `treevis models import-caffe|import-onnx|info|fetch|list`: importing networks from other
+//! frameworks' files, what treevis makes of a model, and fetching pretrained weights.
 
 use std::path::PathBuf;
 
