@@ -107,7 +107,7 @@ impl Shared {
     }
 }
 
-/// The three panes, each owning its own state.
+/// The three panes, each owning its own state (the tree pane its explored tree).
 pub struct Panes {
     pub gallery: Gallery,
     pub overview: Overview,
@@ -136,6 +136,7 @@ impl Panes {
     }
 }
 
+/// The root: the shared state, the keymap, the panes and the overlays open above the pane.
 pub struct App {
     pub shared: Shared,
     pub keymap: Keymap,
