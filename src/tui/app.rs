@@ -387,3 +387,101 @@ impl App {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::panes::tree::TreeNode;
+
+    fn app_in_tree() -> App {
+        let mut app = App::new(vec![PathBuf::from("a.png")], String::new());
+        let node = |parent, children| TreeNode {
+            path: "conv5:1".parse().unwrap(),
+            weight: None,
+            parent,
+            children,
+            expanding: false,
+            removed: false,
+        };
+        app.panes.tree.tree = Some(Tree {
+            nodes: vec![node(None, vec![1]), node(Some(0), vec![])],
+            sel: 0,
+            show_input: false,
+        });
+        app.pane = Pane::Tree;
+        app
+    }
+
+    fn key(s: &str) -> Key {
+        Key::parse(s).unwrap()
+    }
+
+    #[test]
+    fn overlays_take_their_keys_first_and_pass_the_rest() {
+        let mut app = app_in_tree();
+        // the feature grid follows the cursor: the pane's keys go through it
+        app.apply(Action::Features);
+        assert!(app.has_overlay(Layer::Features));
+        assert_eq!(app.layers(), [Layer::Features, Layer::Tree]);
+        assert_eq!(app.action(key("j")), Some(Action::Down));
+        app.apply(Action::Down);
+        assert_eq!(app.tree().unwrap().sel, 1);
+        // back closes the grid only
+        app.apply(Action::Back);
+        assert!(!app.has_overlay(Layer::Features));
+        assert_eq!(app.pane, Pane::Tree);
+        // help: `?` closes it; back closes it and goes back a pane, as before
+        app.apply(Action::Help);
+        app.apply(Action::Help);
+        assert!(!app.has_overlay(Layer::Help));
+        app.apply(Action::Help);
+        app.apply(Action::Back);
+        assert!(!app.has_overlay(Layer::Help));
+        assert_eq!(app.pane, Pane::Overview);
+    }
+
+    /// An overlay that keeps the pane's keys from the pane.
+    struct Modal;
+
+    impl View for Modal {
+        fn layer(&self) -> Layer {
+            Layer::Help
+        }
+        fn modal(&self) -> bool {
+            true
+        }
+        fn wants(&self, _ctx: &Ctx) -> Vec<JobKey> {
+            vec![]
+        }
+        fn handle(&mut self, a: Action, _shared: &mut Shared) -> Effect {
+            match a {
+                Action::Back => Effect::Close,
+                _ => Effect::Pass,
+            }
+        }
+        fn draw(&mut self, _f: &mut Frame, _area: Rect, _ctx: &Ctx, _images: &mut Images) {}
+    }
+
+    #[test]
+    fn a_modal_overlay_keeps_the_panes_keys_from_the_pane() {
+        let mut app = app_in_tree();
+        app.effect(Effect::Open(Box::new(Modal)));
+        assert_eq!(app.layers(), [Layer::Help]);
+        assert_eq!(
+            app.action(key("j")),
+            None,
+            "the tree's keys are not in effect"
+        );
+        assert_eq!(
+            app.action(key("m")),
+            Some(Action::CycleMethod),
+            "global ones are"
+        );
+        app.apply(Action::Down);
+        assert_eq!(app.tree().unwrap().sel, 0);
+        app.apply(Action::CycleMethod);
+        assert_ne!(app.shared.opts, Options::default());
+        app.apply(Action::Back);
+        assert_eq!((app.layers(), app.pane), (vec![Layer::Tree], Pane::Tree));
+    }
+}
