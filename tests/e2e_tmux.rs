@@ -110,6 +110,47 @@ fn gallery_overview_tree_expand_quit() {
     tmux(&["-L", &sock, "kill-server"]);
 }
 
+/// A user keymap (`--keymap FILE`) rebinds the tree's expansion: the tree's title names the
+/// new key, which expands, and the old one does what it is bound to now.
+#[test]
+fn a_rebound_key_is_named_in_the_title_and_works() {
+    let sock = format!("treevis-e2e-keys-{}", std::process::id());
+    let _server = Server(sock.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let session = cache.path().join("session-keys.json");
+    let keymap = cache.path().join("keymap.toml");
+    std::fs::write(
+        &keymap,
+        r#"[tree]
+keys = [
+  { on = ["o"], run = "expand", desc = "expand" },
+  { on = ["Enter"], run = "toggle_input", desc = "input" },
+]
+"#,
+    )
+    .unwrap();
+    launch_with(
+        &sock,
+        cache.path(),
+        &session,
+        &format!("--keymap {}", keymap.display()),
+    );
+    wait_for(&sock, "stripes 100%", 60);
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
+    wait_for(&sock, ">fc8:", 60);
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
+    wait_for(&sock, "tree: o expands, h collapses", 10);
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "o"]);
+    let s = wait_for(&sock, "· fc7:", 60);
+    assert_eq!(s.lines().filter(|l| l.contains("· fc7:")).count(), 5, "{s}");
+    // Enter shows the input image and its labels now
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
+    wait_for(&sock, "% stripes", 30);
+    tmux(&["-L", &sock, "send-keys", "-t", "e2e", "q"]);
+    let s = wait_for(&sock, "TREEVIS-EXITED", 10);
+    assert!(s.contains("TREEVIS-EXITED 0"), "{s}");
+}
+
 /// A graph network from an ONNX file (ResNet-18 as PyTorch's dynamo exporter wrote it,
 /// weights in `.onnx.data`): the overview scrolls through all ten tree blobs down to the
 /// stem, and a residual block's tree expands into the block below.

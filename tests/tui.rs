@@ -9,7 +9,7 @@ use ratatui::Terminal;
 use treevis::engine::{Output, Scheduler};
 use treevis::model::WeightsSource;
 use treevis::tui::app::{App, Pane};
-use treevis::tui::keymap::{Action, Keymap};
+use treevis::tui::keymap::{Action, Keymap, Layer};
 use treevis::tui::ui;
 
 struct Rig {
@@ -17,7 +17,6 @@ struct Rig {
     sched: Scheduler,
     term: Terminal<TestBackend>,
     images: ui::Images,
-    keymap: Keymap,
     _dir: tempfile::TempDir,
 }
 
@@ -33,7 +32,6 @@ impl Rig {
             sched: Scheduler::new(model, 64 << 20),
             term: Terminal::new(TestBackend::new(w, h)).unwrap(),
             images: ui::Images::new(None),
-            keymap: Keymap::default_map(),
             _dir: dir,
         }
     }
@@ -59,10 +57,8 @@ impl Rig {
     }
 
     fn draw(&mut self) {
-        let (app, images, keymap) = (&mut self.app, &mut self.images, &self.keymap);
-        self.term
-            .draw(|f| ui::draw(f, app, images, keymap))
-            .unwrap();
+        let (app, images) = (&mut self.app, &mut self.images);
+        self.term.draw(|f| ui::draw(f, app, images)).unwrap();
     }
 
     fn press(&mut self, a: Action) {
@@ -98,16 +94,16 @@ fn gallery_overview_and_tree_panes() {
     r.press(Action::Open);
     assert_eq!(r.app.pane, Pane::Tree);
     r.press(Action::Expand);
-    let t = r.app.tree.as_ref().unwrap();
+    let t = r.app.tree().unwrap();
     assert_eq!(t.nodes[0].children.len(), 5, "five children");
     insta::assert_snapshot!("tree", r.screen());
 
     // into the first child, expand it too, remove it, back up
     r.press(Action::Expand);
     r.press(Action::Expand);
-    assert_eq!(r.app.tree.as_ref().unwrap().outline().len(), 1 + 5 + 5);
+    assert_eq!(r.app.tree().unwrap().outline().len(), 1 + 5 + 5);
     r.press(Action::Remove);
-    assert_eq!(r.app.tree.as_ref().unwrap().outline().len(), 1 + 4);
+    assert_eq!(r.app.tree().unwrap().outline().len(), 1 + 4);
     r.press(Action::Help);
     assert!(r.screen().contains("expand: compute the node's children"));
     r.press(Action::Help);
@@ -146,10 +142,11 @@ fn a_small_terminal_says_what_it_needs_and_bad_images_show_errors() {
     let mut r = Rig::new(100, 32);
     let bad = r._dir.path().join("0005_broken.png");
     std::fs::write(&bad, b"not an image").unwrap();
-    r.app.images.insert(5, bad);
+    r.app.shared.images.insert(5, bad);
     r.settle();
     assert!(r
         .app
+        .shared
         .results
         .values()
         .any(|o| matches!(o, Output::Failed(m) if m.contains("0005_broken.png"))));
@@ -166,11 +163,11 @@ fn filtering_the_gallery_by_name() {
     r.settle();
     r.press(Action::Filter);
     for c in "star".chars() {
-        r.app.filter_input(crossterm::event::KeyCode::Char(c));
+        r.app.input(crossterm::event::KeyCode::Char(c));
     }
-    r.app.filter_input(crossterm::event::KeyCode::Enter);
+    r.app.input(crossterm::event::KeyCode::Enter);
     r.settle();
-    assert_eq!(r.app.visible_images().len(), 2);
+    assert_eq!(r.app.shared.visible_images().len(), 2);
     assert!(
         r.screen().contains("/star")
             && r.screen().contains("0009_star.png")
@@ -193,7 +190,10 @@ fn halfblocks_draw_the_thumbnails_in_colour() {
         })
         .count();
     // 10 thumbnails (5 columns, 2 rows) of 17x8 cells: most cells carry colour
-    assert_eq!((r.app.gallery_cols, r.app.gallery_visible.len()), (5, 10));
+    assert_eq!(
+        (r.app.panes.gallery.cols, r.app.panes.gallery.visible.len()),
+        (5, 10)
+    );
     assert!(
         coloured > 10 * 60,
         "only {coloured} coloured half-block cells"
@@ -256,10 +256,10 @@ fn feature_cache_ranks_tiles_and_shows_a_neurons_patches() {
     treevis::featcache::build(
         std::slice::from_ref(&model),
         &treevis::featcache::BuildOptions {
-            images: r.app.images.clone(),
+            images: r.app.shared.images.clone(),
             layers: vec!["conv5".into(), "conv4".into()],
             top_k: 4,
-            opts: r.app.opts,
+            opts: r.app.shared.opts,
             batch: 8,
             out: cache.clone(),
             shard: (0, 1),
@@ -281,7 +281,7 @@ fn feature_cache_ranks_tiles_and_shows_a_neurons_patches() {
     r.press(Action::Features);
     assert!(r.screen().contains("no blob `fc8`"), "{}", r.screen());
     r.press(Action::Back);
-    assert!(!r.app.features && r.app.pane == Pane::Overview);
+    assert!(!r.app.has_overlay(Layer::Features) && r.app.pane == Pane::Overview);
     for _ in 0..3 {
         r.press(Action::Down);
     }
@@ -302,4 +302,59 @@ fn feature_cache_ranks_tiles_and_shows_a_neurons_patches() {
     assert!(r
         .screen()
         .contains(&format!("conv5:{ch}: top dataset patches")));
+}
+
+#[test]
+fn titles_and_hints_follow_a_rebinding() {
+    let mut r = Rig::new(100, 32);
+    let file = r._dir.path().join("keymap.toml");
+    std::fs::write(
+        &file,
+        r#"
+[global]
+keys = [{ on = ["H"], run = "help", desc = "help" }]
+[overview]
+keys = [
+  { on = ["t"], run = "open", desc = "open a tree" },
+  { on = ["]"], run = "more", desc = "more" },
+]
+[tree]
+keys = [
+  { on = ["Enter"], run = "toggle_input", desc = "input" },
+  { on = ["d"], run = "remove", desc = "remove" },
+]
+"#,
+    )
+    .unwrap();
+    r.app.keymap = Keymap::load(Some(&file)).unwrap();
+    r.settle();
+    assert!(r.screen().contains("| H help"), "{}", r.screen());
+    r.press(Action::Open);
+    assert!(
+        r.screen()
+            .contains(" overview: top 5 per blob (]/-), t opens a tree "),
+        "{}",
+        r.screen()
+    );
+    for _ in 0..3 {
+        r.press(Action::Down);
+    }
+    // the key itself, through the keymap: `t` opens the tree
+    let t = treevis::tui::keymap::Key::parse("t").unwrap();
+    r.press(r.app.action(t).unwrap());
+    assert_eq!(r.app.pane, Pane::Tree);
+    // Enter no longer expands: the first key left of that binding is named
+    assert!(
+        r.screen().contains(" tree: l expands, h collapses, d rem"),
+        "{}",
+        r.screen()
+    );
+    let enter = treevis::tui::keymap::Key::parse("Enter").unwrap();
+    assert_eq!(r.app.action(enter), Some(Action::ToggleInput));
+    // the overlays' hints too: the feature grid's closing keys
+    r.press(Action::Features);
+    assert!(r.app.has_overlay(Layer::Features));
+    assert!(r.screen().contains("(f or Esc closes)"), "{}", r.screen());
+    r.press(Action::Back);
+    assert!(!r.app.has_overlay(Layer::Features));
 }

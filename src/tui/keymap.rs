@@ -1,5 +1,7 @@
 //! Key bindings: `keymaps/default.toml` (built in), overridden entry by entry by a user
-//! file; one table per pane plus `global`. Help and `treevis keys` are generated from it.
+//! file; one table per [`Layer`] (a pane or an overlay) plus `global`. Help, `treevis keys`
+//! and the keys that titles and the status bar name ([`Keymap::hint`]) are generated from
+//! it, so they follow a user's rebinding.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,8 +45,56 @@ pub enum Action {
     Features,
 }
 
-/// The panes (tables of the keymap).
-pub const PANES: [&str; 4] = ["global", "gallery", "overview", "tree"];
+/// A table of the keymap: the keys of one pane or overlay. A key is looked up in the
+/// layers in effect, top first, then in `Global`. The names are the tables' names in a
+/// keymap file (`[tree]`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    Global,
+    Gallery,
+    Overview,
+    Tree,
+    /// The help overlay (no keys of its own by default).
+    Help,
+    /// The feature-cache grid overlay (no keys of its own by default: those of the pane
+    /// below it apply).
+    Features,
+}
+
+impl Layer {
+    pub const ALL: [Layer; 6] = [
+        Layer::Global,
+        Layer::Gallery,
+        Layer::Overview,
+        Layer::Tree,
+        Layer::Help,
+        Layer::Features,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::Global => "global",
+            Layer::Gallery => "gallery",
+            Layer::Overview => "overview",
+            Layer::Tree => "tree",
+            Layer::Help => "help",
+            Layer::Features => "features",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Layer> {
+        Layer::ALL.into_iter().find(|l| l.name() == s)
+    }
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,10 +195,10 @@ pub struct Binding {
     pub desc: String,
 }
 
-/// The effective keymap: per pane, its bindings.
+/// The effective keymap: per layer, its bindings.
 #[derive(Debug, Clone)]
 pub struct Keymap {
-    pub panes: BTreeMap<String, Vec<Binding>>,
+    pub layers: BTreeMap<Layer, Vec<Binding>>,
 }
 
 /// An action as a keymap file names it (`cycle_method`).
@@ -158,7 +208,7 @@ fn action_name(a: Action) -> String {
         .unwrap_or_else(|_| format!("{a:?}"))
 }
 
-fn parse_tables(text: &str, origin: &str) -> Result<BTreeMap<String, Vec<Binding>>> {
+fn parse_tables(text: &str, origin: &str) -> Result<BTreeMap<Layer, Vec<Binding>>> {
     let raw: BTreeMap<String, RawTable> = toml::from_str(text).map_err(|e| {
         Error::Input(format!(
             "keymap {origin}: {}",
@@ -167,12 +217,12 @@ fn parse_tables(text: &str, origin: &str) -> Result<BTreeMap<String, Vec<Binding
     })?;
     let mut out = BTreeMap::new();
     for (pane, table) in raw {
-        if !PANES.contains(&pane.as_str()) {
+        let Some(layer) = Layer::from_name(&pane) else {
             return Err(Error::Input(format!(
                 "keymap {origin}: unknown table `[{pane}]` (tables: {})",
-                PANES.join(", ")
+                Layer::ALL.map(Layer::name).join(", ")
             )));
-        }
+        };
         let mut bs: Vec<Binding> = Vec::new();
         for b in table.keys {
             if b.on.is_empty() {
@@ -207,7 +257,7 @@ fn parse_tables(text: &str, origin: &str) -> Result<BTreeMap<String, Vec<Binding
                 desc: b.desc,
             });
         }
-        out.insert(pane, bs);
+        out.insert(layer, bs);
     }
     Ok(out)
 }
@@ -220,7 +270,7 @@ impl Keymap {
     )]
     pub fn default_map() -> Keymap {
         Keymap {
-            panes: parse_tables(DEFAULT, "keymaps/default.toml")
+            layers: parse_tables(DEFAULT, "keymaps/default.toml")
                 .expect("the built-in keymap parses"),
         }
     }
@@ -235,40 +285,75 @@ impl Keymap {
         Ok(map)
     }
 
-    /// User bindings replace the built-in binding of each key they name.
-    fn merge(&mut self, user: BTreeMap<String, Vec<Binding>>) {
-        for (pane, bindings) in user {
-            let table = self.panes.entry(pane).or_default();
-            for b in bindings {
-                for t in table.iter_mut() {
-                    t.keys.retain(|k| !b.keys.contains(k));
-                }
-                table.retain(|t| !t.keys.is_empty());
-                table.push(b);
+    /// User bindings replace the built-in binding of each key they name, and come first
+    /// in their table: help lists them first and a hint names the user's key.
+    fn merge(&mut self, user: BTreeMap<Layer, Vec<Binding>>) {
+        for (layer, bindings) in user {
+            let table = self.layers.entry(layer).or_default();
+            for t in table.iter_mut() {
+                t.keys
+                    .retain(|k| !bindings.iter().any(|b| b.keys.contains(k)));
             }
+            table.retain(|t| !t.keys.is_empty());
+            table.splice(0..0, bindings);
         }
     }
 
-    /// The action of a key in `pane` (its own table first, then `global`).
-    pub fn action(&self, pane: &str, key: Key) -> Option<Action> {
-        let find = |p: &str| {
-            self.panes
-                .get(p)
-                .and_then(|bs| {
-                    bs.iter()
-                        .find(|b| b.keys.iter().any(|k| *k == key || loose_eq(k, &key)))
-                })
-                .map(|b| b.action)
-        };
-        find(pane).or_else(|| find("global"))
+    /// The bindings of `layers` (top first) and then of `global`, each table once.
+    fn tables<'a>(&'a self, layers: &[Layer]) -> impl Iterator<Item = &'a Binding> + 'a {
+        let mut order: Vec<Layer> = Vec::new();
+        for l in layers.iter().copied().chain([Layer::Global]) {
+            if !order.contains(&l) {
+                order.push(l);
+            }
+        }
+        order
+            .into_iter()
+            .filter_map(move |l| self.layers.get(&l))
+            .flatten()
     }
 
-    /// Help lines for `pane` and the global table: `(keys, description)`.
-    pub fn help(&self, pane: &str) -> Vec<(String, String)> {
-        [pane, "global"]
-            .iter()
-            .filter_map(|p| self.panes.get(*p))
-            .flatten()
+    /// The action of a key in `layer` (its own table first, then `global`).
+    pub fn action(&self, layer: Layer, key: Key) -> Option<Action> {
+        self.action_in(&[layer], key)
+    }
+
+    /// The action of a key where `layers` are in effect (top first, then `global`).
+    pub fn action_in(&self, layers: &[Layer], key: Key) -> Option<Action> {
+        self.tables(layers)
+            .find(|b| b.keys.iter().any(|k| *k == key || loose_eq(k, &key)))
+            .map(|b| b.action)
+    }
+
+    /// The key that runs `action` where `layers` are in effect: the first key of its first
+    /// binding in the first table that has one.
+    pub fn key_for(&self, layers: &[Layer], action: Action) -> Option<Key> {
+        self.tables(layers)
+            .find(|b| b.action == action)
+            .and_then(|b| b.keys.first().copied())
+    }
+
+    /// The key to name for `action` in `layer` in a title or a hint (`Enter`, `h`), or
+    /// `unbound`.
+    pub fn hint(&self, layer: Layer, action: Action) -> String {
+        self.hint_in(&[layer], action)
+    }
+
+    /// [`Keymap::hint`] where `layers` are in effect (top first).
+    pub fn hint_in(&self, layers: &[Layer], action: Action) -> String {
+        self.key_for(layers, action)
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "unbound".into())
+    }
+
+    /// Help lines for `layer` and the global table: `(keys, description)`.
+    pub fn help(&self, layer: Layer) -> Vec<(String, String)> {
+        self.help_in(&[layer])
+    }
+
+    /// Help lines for `layers` (top first) and the global table.
+    pub fn help_in(&self, layers: &[Layer]) -> Vec<(String, String)> {
+        self.tables(layers)
             .map(|b| {
                 (
                     b.keys
@@ -285,22 +370,20 @@ impl Keymap {
     /// The whole effective keymap as text (`treevis keys`).
     pub fn describe(&self) -> String {
         let mut s = String::new();
-        for pane in PANES {
-            if let Some(bs) = self.panes.get(pane) {
-                s.push_str(&format!("[{pane}]\n"));
-                for b in bs {
-                    let keys = b
-                        .keys
-                        .iter()
-                        .map(Key::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    s.push_str(&format!(
-                        "  {keys:<20} {:<14} {}\n",
-                        format!("{:?}", b.action),
-                        b.desc
-                    ));
-                }
+        for (layer, bs) in &self.layers {
+            s.push_str(&format!("[{layer}]\n"));
+            for b in bs {
+                let keys = b
+                    .keys
+                    .iter()
+                    .map(Key::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                s.push_str(&format!(
+                    "  {keys:<20} {:<14} {}\n",
+                    format!("{:?}", b.action),
+                    b.desc
+                ));
             }
         }
         s
@@ -341,16 +424,16 @@ mod tests {
             ("Up", "k", Action::Up),
             ("Right", "l", Action::Right),
         ] {
-            assert_eq!(m.action("gallery", key(a)), Some(act));
-            assert_eq!(m.action("gallery", key(b)), Some(act));
+            assert_eq!(m.action(Layer::Gallery, key(a)), Some(act));
+            assert_eq!(m.action(Layer::Gallery, key(b)), Some(act));
         }
         assert_eq!(
-            m.action("tree", key("q")),
+            m.action(Layer::Tree, key("q")),
             Some(Action::Quit),
             "global fallback"
         );
-        assert_eq!(m.action("tree", key("Enter")), Some(Action::Expand));
-        assert_eq!(m.action("gallery", key("z")), None);
+        assert_eq!(m.action(Layer::Tree, key("Enter")), Some(Action::Expand));
+        assert_eq!(m.action(Layer::Gallery, key("z")), None);
     }
 
     #[test]
@@ -363,17 +446,59 @@ mod tests {
             )
             .unwrap(),
         );
-        assert_eq!(m.action("gallery", key("h")), Some(Action::First));
+        assert_eq!(m.action(Layer::Gallery, key("h")), Some(Action::First));
         assert_eq!(
-            m.action("gallery", key("Left")),
+            m.action(Layer::Gallery, key("Left")),
             Some(Action::Left),
             "other keys of the old binding stay"
         );
         assert!(m
-            .help("gallery")
+            .help(Layer::Gallery)
             .iter()
             .any(|(k, d)| k == "h" && d == "jump home"));
         assert!(m.describe().contains("jump home"));
+    }
+
+    #[test]
+    fn hints_name_the_first_key_and_follow_a_rebinding() {
+        let mut m = Keymap::default_map();
+        assert_eq!(m.hint(Layer::Tree, Action::Expand), "Enter");
+        assert_eq!(m.hint(Layer::Tree, Action::Collapse), "h");
+        assert_eq!(m.hint(Layer::Tree, Action::Help), "?", "global fallback");
+        assert_eq!(m.hint(Layer::Gallery, Action::Expand), "unbound");
+        // an overlay's (empty) table on top: the pane's keys still apply
+        assert_eq!(
+            m.hint_in(&[Layer::Features, Layer::Overview], Action::Features),
+            "f"
+        );
+        assert_eq!(
+            m.action_in(&[Layer::Features, Layer::Tree], key("x")),
+            Some(Action::Remove)
+        );
+        m.merge(
+            parse_tables(
+                "[tree]\nkeys = [{ on = [\"o\"], run = \"expand\" }, \
+                 { on = [\"Enter\"], run = \"toggle_input\" }]\n\
+                 [help]\nkeys = [{ on = [\"j\"], run = \"down\" }]\n",
+                "user",
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            m.hint(Layer::Tree, Action::Expand),
+            "o",
+            "the user's key first"
+        );
+        assert_eq!(
+            m.action(Layer::Tree, key("Enter")),
+            Some(Action::ToggleInput)
+        );
+        assert_eq!(m.action(Layer::Tree, key("l")), Some(Action::Expand));
+        assert_eq!(
+            m.action_in(&[Layer::Help, Layer::Tree], key("j")),
+            Some(Action::Down)
+        );
+        assert!(m.describe().contains("[help]"));
     }
 
     #[test]

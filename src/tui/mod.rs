@@ -1,9 +1,11 @@
 //! The terminal app: gallery -> overview -> tree. One event loop draws, reads keys and
 //! engine messages; all numeric work happens on the engine thread ([`crate::engine`]).
+//! The panes and overlays are components ([`panes`]) under one root ([`app::App`]).
 //! The terminal is restored on every exit path: quit, error, panic, SIGTERM, SIGHUP.
 
 pub mod app;
 pub mod keymap;
+pub mod panes;
 pub mod session;
 pub mod termquery;
 pub mod ui;
@@ -276,6 +278,7 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
         let input = InputThread::start(tx, termquery::LateAnswer::new(!answered))
             .context("cannot start the input thread")?;
         let mut app = app::App::new(opts.images, format!("{} | {protocol_name}", opts.info));
+        app.keymap = opts.keymap;
         if let Some(path) = &opts.session {
             let (s, report) = session::Session::load_or_set_aside(path)?;
             if let Some(s) = s {
@@ -283,7 +286,7 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
             }
             if let Some(r) = report {
                 tracing::warn!("{r}");
-                app.message = Some(r);
+                app.shared.message = Some(r);
             }
         }
         let r = event_loop(
@@ -292,7 +295,6 @@ pub fn run(model: Model, opts: TuiOptions) -> Result<()> {
             &rx,
             &mut app,
             &mut images,
-            &opts.keymap,
             &signal,
             opts.session.as_deref(),
         );
@@ -364,14 +366,12 @@ impl Drop for InputThread {
 /// How often the screen is redrawn with nothing happening (spinners, signals).
 const TICK: Duration = Duration::from_millis(100);
 
-#[allow(clippy::too_many_arguments)]
 fn event_loop(
     term: &mut Terminal<CrosstermBackend<io::Stdout>>,
     engine: &Engine,
     rx: &mpsc::Receiver<Msg>,
     app: &mut app::App,
     images: &mut ui::Images,
-    keymap: &keymap::Keymap,
     stop: &std::sync::atomic::AtomicUsize,
     session: Option<&std::path::Path>,
 ) -> Result<()> {
@@ -386,7 +386,7 @@ fn event_loop(
         let t0 = Instant::now();
         let mut layout_ms = 0.0;
         term.draw(|f| {
-            ui::draw(f, app, images, keymap);
+            ui::draw(f, app, images);
             layout_ms = t0.elapsed().as_secs_f64() * 1e3;
         })?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -401,13 +401,13 @@ fn event_loop(
         }
         let want = app.wants();
         if let Some((what, since)) = &waiting_since {
-            if images.pending() == 0 && want.iter().all(|k| app.results.contains_key(k)) {
+            if images.pending() == 0 && want.iter().all(|k| app.shared.results.contains_key(k)) {
                 tracing::info!(screen = %what, ms = since.elapsed().as_secs_f64() * 1e3, "screen complete");
                 waiting_since = None;
             }
         }
         if want != last_want {
-            if want.iter().any(|k| !app.results.contains_key(k)) && waiting_since.is_none() {
+            if want.iter().any(|k| !app.shared.results.contains_key(k)) && waiting_since.is_none() {
                 waiting_since = Some((app.pane.name().to_string(), Instant::now()));
             }
             engine.want(want.clone());
@@ -426,10 +426,10 @@ fn event_loop(
         {
             match msg {
                 Msg::Term(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => {
-                    if app.pane == app::Pane::Gallery && app.filter_input(k.code) {
+                    if app.input(k.code) {
                         continue;
                     }
-                    if let Some(a) = keymap.action(app.pane.name(), keymap::Key::from_event(&k)) {
+                    if let Some(a) = app.action(keymap::Key::from_event(&k)) {
                         tracing::debug!(?a, "action");
                         app.apply(a);
                         if let Some(e) = app.export.take() {
@@ -451,12 +451,12 @@ fn event_loop(
             if saved.as_ref() != Some(&now) {
                 if let Err(e) = now.save(path) {
                     tracing::warn!("cannot save the session: {e:#}");
-                    app.message = Some(format!("cannot save the session: {e:#}"));
+                    app.shared.message = Some(format!("cannot save the session: {e:#}"));
                 }
                 saved = Some(now);
             }
         }
-        app.tick = app.tick.wrapping_add(1);
+        app.shared.tick = app.shared.tick.wrapping_add(1);
     }
     tracing::info!(
         worst_frame_ms = worst_frame,

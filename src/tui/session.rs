@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::app::{App, Pane};
+use super::panes::tree::Tree;
 #[cfg(test)]
-use super::app::TreeNode;
-use super::app::{App, Pane, Tree};
+use super::panes::tree::TreeNode;
 use crate::recon::display::Display;
 use crate::recon::Options;
 
@@ -31,38 +32,46 @@ pub struct Session {
 
 impl Session {
     pub fn capture(app: &App) -> Session {
+        let ov = &app.panes.overview;
         Session {
-            image: app.current_image(),
+            image: app.shared.current_image(),
             pane: app.pane,
-            opts: app.opts,
-            display: app.display,
-            ov_top: app.ov_top,
-            ov_row: app.ov_row,
-            ov_col: app.ov_col,
-            tree: app.tree.clone(),
+            opts: app.shared.opts,
+            display: app.shared.display,
+            ov_top: ov.top,
+            ov_row: ov.row,
+            ov_col: ov.col,
+            tree: app.panes.tree.tree.clone(),
         }
     }
 
     /// Puts the session into `app`; an image that is no longer in the gallery leaves the
     /// app in the gallery.
     pub fn restore(self, app: &mut App) {
-        app.opts = self.opts;
-        app.display = self.display;
-        app.ov_top = self.ov_top.clamp(1, 12);
+        app.shared.opts = self.opts;
+        app.shared.display = self.display;
+        let ov = &mut app.panes.overview;
+        ov.top = self.ov_top.clamp(1, 12);
         let Some(image) = self.image else { return };
-        let Some(i) = app.visible_images().iter().position(|p| **p == image) else {
+        let Some(i) = app
+            .shared
+            .visible_images()
+            .iter()
+            .position(|p| **p == image)
+        else {
             return;
         };
-        app.sel = i;
-        app.ov_row = self.ov_row;
-        app.ov_col = self.ov_col.min(app.ov_top - 1);
-        app.tree = self
+        app.shared.sel = i;
+        ov.row = self.ov_row;
+        ov.col = self.ov_col.min(ov.top - 1);
+        let tree = self
             .tree
             .filter(|t| t.sel < t.nodes.len() && !t.nodes.is_empty());
         app.pane = match self.pane {
-            Pane::Tree if app.tree.is_none() => Pane::Overview,
+            Pane::Tree if tree.is_none() => Pane::Overview,
             p => p,
         };
+        app.panes.tree.tree = tree;
     }
 
     /// Reads a session: `Ok(None)` when there is none yet. A file that cannot be read is
@@ -202,7 +211,7 @@ mod tests {
         app.apply(Action::Right);
         app.apply(Action::Open);
         app.apply(Action::CycleMethod);
-        app.tree = Some(Tree {
+        app.panes.tree.tree = Some(Tree {
             nodes: vec![],
             sel: 0,
             show_input: true,
@@ -212,10 +221,10 @@ mod tests {
         Session::capture(&app).save(&f).unwrap();
         let mut fresh = App::new(imgs, String::new());
         Session::load(&f).unwrap().unwrap().restore(&mut fresh);
-        assert_eq!(fresh.current_image(), Some(PathBuf::from("b.png")));
+        assert_eq!(fresh.shared.current_image(), Some(PathBuf::from("b.png")));
         assert_eq!(fresh.pane, Pane::Overview);
-        assert_eq!(fresh.opts, app.opts);
-        assert!(fresh.tree.is_none(), "an empty tree is dropped");
+        assert_eq!(fresh.shared.opts, app.shared.opts);
+        assert!(fresh.tree().is_none(), "an empty tree is dropped");
         assert!(Session::load(&dir.path().join("none.json"))
             .unwrap()
             .is_none());

@@ -1,5 +1,6 @@
-//! Drawing the panes: gallery grid, overview rows, tree outline with the selected node's
-//! reconstruction and its children, the status bar and the help overlay.
+//! Drawing: the frame (the views, see [`panes`](super::panes), and the status bar), the
+//! pieces the views draw with (a job's tile, labels, popups), and terminal images
+//! ([`Images`]: one encoded protocol per result).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,20 +9,20 @@ use image::RgbImage;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::StatefulProtocol;
 use ratatui_image::{Resize, ResizeEncodeRender, StatefulImage};
 
-use super::app::{App, Pane};
-use super::keymap::Keymap;
+use super::app::{App, Shared};
+use super::keymap::Action;
 use crate::engine::{JobKey, Output};
 
 /// Smallest terminal treevis draws in.
 pub const MIN_SIZE: (u16, u16) = (60, 18);
 
-const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
+pub const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
 
 /// How tiles are resized: the whole image, scaled to fit its cells.
 const RESIZE: Resize = Resize::Scale(Some(image::imageops::FilterType::Nearest));
@@ -211,8 +212,8 @@ pub fn tmux_sixel_terminated(data: &str) -> Option<String> {
 }
 
 /// Draws a job's image, its error, or a spinner while it computes.
-fn tile(f: &mut Frame, images: &mut Images, app: &App, area: Rect, key: &JobKey) {
-    match app.results.get(key) {
+pub fn tile(f: &mut Frame, images: &mut Images, s: &Shared, area: Rect, key: &JobKey) {
+    match s.results.get(key) {
         Some(Output::Image(img)) => images.draw(f, area, key, img),
         Some(Output::Failed(msg)) => f.render_widget(
             Paragraph::new(msg.as_str())
@@ -221,14 +222,14 @@ fn tile(f: &mut Frame, images: &mut Images, app: &App, area: Rect, key: &JobKey)
             area,
         ),
         _ => f.render_widget(
-            Paragraph::new(format!("{} computing", SPINNER[app.tick % 4]))
+            Paragraph::new(format!("{} computing", SPINNER[s.tick % 4]))
                 .style(Style::default().fg(Color::DarkGray)),
             area,
         ),
     }
 }
 
-pub fn draw(f: &mut Frame, app: &mut App, images: &mut Images, keymap: &Keymap) {
+pub fn draw(f: &mut Frame, app: &mut App, images: &mut Images) {
     let area = f.area();
     if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
         let msg = format!(
@@ -239,22 +240,12 @@ pub fn draw(f: &mut Frame, app: &mut App, images: &mut Images, keymap: &Keymap) 
         return;
     }
     let [main, bar] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
-    match app.pane {
-        Pane::Gallery => gallery(f, app, images, main),
-        Pane::Overview => overview(f, app, images, main),
-        Pane::Tree => tree(f, app, images, main),
-    }
+    app.draw(f, main, images);
     status_bar(f, app, bar);
-    if let Some(key) = app.features_key() {
-        features(f, app, images, main, &key);
-    }
-    if app.help {
-        help(f, app, keymap, main);
-    }
 }
 
 /// A `w`x`h` box (at most `area`) in the middle of `area`, for a popup.
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let (w, h) = (w.min(area.width), h.min(area.height));
     Rect::new(
         area.x + (area.width - w) / 2,
@@ -264,46 +255,29 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
-/// The selected neuron's top dataset patches (left) and their reconstructions (right).
-fn features(f: &mut Frame, app: &App, images: &mut Images, area: Rect, key: &JobKey) {
-    let JobKey::Features { blob, channel, .. } = key else {
-        return;
-    };
-    let r = centered(
-        area,
-        (area.width * 9 / 10).max(40),
-        (area.height * 9 / 10).max(10),
-    );
-    f.render_widget(Clear, r);
-    let block = Block::default().borders(Borders::ALL).title(format!(
-        " {blob}:{channel}: top dataset patches | their reconstructions (f or Esc closes) "
-    ));
-    let inner = block.inner(r);
-    f.render_widget(block, r);
-    tile(f, images, app, inner, key);
-}
-
 fn status_bar(f: &mut Frame, app: &App, area: Rect) {
-    let s = &app.status;
+    let sh = &app.shared;
+    let s = &sh.status;
     let text = format!(
-        " {} | {} | {} {} {} | jobs {} running, {} waiting | last {:.0} ms | ? help",
+        " {} | {} | {} {} {} | jobs {} running, {} waiting | last {:.0} ms | {} help",
         app.pane.name(),
-        app.info,
-        app.opts.rule.name(),
-        match app.opts.mult {
+        sh.info,
+        sh.opts.rule.name(),
+        match sh.opts.mult {
             crate::recon::MultMode::Auto => "auto",
             crate::recon::MultMode::Manual => "manual",
         },
-        match app.display {
+        match sh.display {
             crate::recon::display::Display::Norm => "norm",
             crate::recon::display::Display::Mean => "mean",
         },
         s.running,
         s.pending,
-        s.last_ms
+        s.last_ms,
+        app.keymap.hint_in(&app.layers(), Action::Help),
     );
     // the message first: a narrow terminal cuts the line's end
-    let text = match &app.message {
+    let text = match &sh.message {
         Some(m) => format!(" {m} |{text}"),
         None => text,
     };
@@ -313,7 +287,7 @@ fn status_bar(f: &mut Frame, app: &App, area: Rect) {
     );
 }
 
-fn selected_style(selected: bool) -> Style {
+pub fn selected_style(selected: bool) -> Style {
     if selected {
         Style::default()
             .fg(Color::Yellow)
@@ -323,89 +297,21 @@ fn selected_style(selected: bool) -> Style {
     }
 }
 
-fn top_label(app: &App, image: &std::path::Path) -> String {
-    match app.results.get(&JobKey::Labels {
-        image: image.to_path_buf(),
-    }) {
+/// An image's top label (`star 100%`) from its labels' job.
+pub fn top_label(s: &Shared, labels: &JobKey) -> String {
+    match s.results.get(labels) {
         Some(Output::Labels(l)) => l
             .first()
             .map(|l| format!("{} {:.0}%", l.name, l.prob * 100.0))
             .unwrap_or_default(),
         Some(Output::Failed(_)) => "error".into(),
-        _ => format!("{}", SPINNER[app.tick % 4]),
+        _ => format!("{}", SPINNER[s.tick % 4]),
     }
 }
 
-fn gallery(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
-    let title = if app.filtering || !app.filter.is_empty() {
-        format!(
-            " gallery: /{}{} ",
-            app.filter,
-            if app.filtering { "_" } else { "" }
-        )
-    } else {
-        format!(" gallery: {} images ", app.images.len())
-    };
-    let block = Block::default().borders(Borders::ALL).title(title);
-    let inner = block.inner(area);
-    f.render_widget(block, area);
-    let (cw, ch) = (18u16, 10u16);
-    let cols = (inner.width / cw).max(1) as usize;
-    let rows = (inner.height / ch).max(1) as usize;
-    let imgs: Vec<std::path::PathBuf> = app.visible_images().into_iter().cloned().collect();
-    if imgs.is_empty() {
-        f.render_widget(Paragraph::new("no images match"), inner);
-        app.gallery_visible = 0..0;
-        return;
-    }
-    let sel_row = app.sel / cols;
-    let first_row = sel_row.saturating_sub(rows - 1);
-    let start = first_row * cols;
-    let end = (start + rows * cols).min(imgs.len());
-    app.gallery_cols = cols;
-    app.gallery_visible = start..end;
-    for (i, p) in imgs[start..end].iter().enumerate() {
-        let (r, c) = (i / cols, i % cols);
-        let cell = Rect::new(inner.x + c as u16 * cw, inner.y + r as u16 * ch, cw, ch);
-        let selected = start + i == app.sel;
-        let style = selected_style(selected);
-        let [img_area, name_area, label_area] = Layout::vertical([
-            Constraint::Min(1),
-            Constraint::Length(1),
-            Constraint::Length(1),
-        ])
-        .areas(cell);
-        tile(
-            f,
-            images,
-            app,
-            Rect {
-                width: img_area.width.saturating_sub(1),
-                ..img_area
-            },
-            &JobKey::Thumb { image: p.clone() },
-        );
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let marker = if selected { ">" } else { " " };
-        f.render_widget(
-            Paragraph::new(format!("{marker}{name}")).style(style),
-            name_area,
-        );
-        f.render_widget(
-            Paragraph::new(format!(" {}", top_label(app, p)))
-                .style(Style::default().fg(Color::Cyan)),
-            label_area,
-        );
-    }
-}
-
-fn labels_lines(app: &App, image: &std::path::Path) -> Vec<Line<'static>> {
-    match app.results.get(&JobKey::Labels {
-        image: image.to_path_buf(),
-    }) {
+/// An image's labels, one a line, from their job.
+pub fn labels_lines(s: &Shared, labels: &JobKey) -> Vec<Line<'static>> {
+    match s.results.get(labels) {
         Some(Output::Labels(l)) => l
             .iter()
             .map(|l| Line::from(format!("{:5.1}% {}", l.prob * 100.0, l.name)))
@@ -414,216 +320,6 @@ fn labels_lines(app: &App, image: &std::path::Path) -> Vec<Line<'static>> {
             m.clone(),
             Style::default().fg(Color::Red),
         ))],
-        _ => vec![Line::from(format!("{} labels", SPINNER[app.tick % 4]))],
+        _ => vec![Line::from(format!("{} labels", SPINNER[s.tick % 4]))],
     }
-}
-
-fn overview(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
-    let Some(image) = app.current_image() else {
-        return;
-    };
-    let name = image
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let [left, right] =
-        Layout::horizontal([Constraint::Length(24), Constraint::Min(10)]).areas(area);
-    let lb = Block::default()
-        .borders(Borders::ALL)
-        .title(format!(" {name} "));
-    let linner = lb.inner(left);
-    f.render_widget(lb, left);
-    let [img_area, lab_area] =
-        Layout::vertical([Constraint::Length(11), Constraint::Min(1)]).areas(linner);
-    tile(
-        f,
-        images,
-        app,
-        img_area,
-        &JobKey::Input {
-            image: image.clone(),
-        },
-    );
-    f.render_widget(Paragraph::new(labels_lines(app, &image)), lab_area);
-
-    let rb = Block::default().borders(Borders::ALL).title(format!(
-        " overview: top {} per blob (+/-), Enter opens a tree ",
-        app.ov_top
-    ));
-    let rinner = rb.inner(right);
-    f.render_widget(rb, right);
-    let Some(rows) = app.overview().cloned() else {
-        tile(
-            f,
-            images,
-            app,
-            rinner,
-            &JobKey::Overview {
-                image: image.clone(),
-                top: app.ov_top,
-            },
-        );
-        return;
-    };
-    let row_h = 7u16;
-    let visible = (rinner.height / row_h).max(1) as usize;
-    let first = app.ov_row.saturating_sub(visible - 1);
-    // the blob names' column: as wide as the longest (`layer4.2`, `features.17`), capped
-    let label_w = rows
-        .iter()
-        .map(|r| r.blob.chars().count())
-        .max()
-        .unwrap_or(7)
-        .clamp(7, 20) as u16;
-    let tile_w = ((rinner.width.saturating_sub(label_w + 1)) / app.ov_top as u16).clamp(6, 16);
-    for (ri, row) in rows.iter().enumerate().skip(first).take(visible) {
-        let y = rinner.y + (ri - first) as u16 * row_h;
-        let sel_row = ri == app.ov_row;
-        f.render_widget(
-            Paragraph::new(row.blob.clone()).style(if sel_row {
-                Style::default().fg(Color::Yellow)
-            } else {
-                Style::default()
-            }),
-            Rect::new(rinner.x, y, label_w, 1),
-        );
-        for (ci, u) in row.units.iter().enumerate() {
-            let x = rinner.x + label_w + 1 + ci as u16 * tile_w;
-            if x + tile_w > rinner.x + rinner.width {
-                break;
-            }
-            let selected = sel_row && ci == app.ov_col;
-            // with a feature cache: the percentile of this activation over the dataset
-            let rank = u.percentile_label();
-            let cap = format!(
-                "{}{}:{} {:.2}{rank}",
-                if selected { ">" } else { "" },
-                row.blob,
-                u.channel,
-                u.activation
-            );
-            let style = selected_style(selected);
-            f.render_widget(
-                Paragraph::new(cap).style(style),
-                Rect::new(x, y + row_h - 1, tile_w, 1),
-            );
-            let key = app.recon_key(&image, &crate::recon::Path::root(&row.blob, u.channel));
-            tile(f, images, app, Rect::new(x, y, tile_w - 1, row_h - 1), &key);
-        }
-    }
-}
-
-fn tree(f: &mut Frame, app: &mut App, images: &mut Images, area: Rect) {
-    let (Some(image), Some(t)) = (app.current_image(), app.tree.clone()) else {
-        return;
-    };
-    let [left, right] =
-        Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(area);
-    let lb = Block::default()
-        .borders(Borders::ALL)
-        .title(" tree: Enter expands, h collapses, x removes ");
-    let linner = lb.inner(left);
-    f.render_widget(lb, left);
-    let outline = t.outline();
-    let lines: Vec<Line> = outline
-        .iter()
-        .map(|&(i, depth)| {
-            let n = &t.nodes[i];
-            let last = n.path.last();
-            let w = n.weight.map(|w| format!(" {w:.3}")).unwrap_or_default();
-            let spin = if n.expanding {
-                format!(" {}", SPINNER[app.tick % 4])
-            } else {
-                String::new()
-            };
-            let mark = if n.children.is_empty() { "·" } else { "▾" };
-            let text = format!(
-                "{}{} {}:{}{}{}",
-                "  ".repeat(depth),
-                mark,
-                last.blob,
-                last.channel,
-                w,
-                spin
-            );
-            let style = if i == t.sel {
-                Style::default().fg(Color::Black).bg(Color::Yellow)
-            } else {
-                Style::default()
-            };
-            Line::from(Span::styled(text, style))
-        })
-        .collect();
-    let pos = outline.iter().position(|(i, _)| *i == t.sel).unwrap_or(0);
-    let scroll = pos.saturating_sub(linner.height.saturating_sub(1) as usize) as u16;
-    f.render_widget(Paragraph::new(lines).scroll((scroll, 0)), linner);
-
-    let sel = &t.nodes[t.sel];
-    let rb = Block::default()
-        .borders(Borders::ALL)
-        .title(format!(" {} ", sel.path));
-    let rinner = rb.inner(right);
-    f.render_widget(rb, right);
-    let strip_h = if sel.children.is_empty() { 0 } else { 8 };
-    let [big, strip] =
-        Layout::vertical([Constraint::Min(4), Constraint::Length(strip_h)]).areas(rinner);
-    if t.show_input {
-        let [a, b] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(big);
-        let [img, labs] = Layout::vertical([Constraint::Min(3), Constraint::Length(5)]).areas(a);
-        tile(
-            f,
-            images,
-            app,
-            img,
-            &JobKey::Input {
-                image: image.clone(),
-            },
-        );
-        f.render_widget(Paragraph::new(labels_lines(app, &image)), labs);
-        tile(f, images, app, b, &app.recon_key(&image, &sel.path));
-    } else {
-        tile(f, images, app, big, &app.recon_key(&image, &sel.path));
-    }
-    if !sel.children.is_empty() {
-        let n = sel.children.len() as u16;
-        let w = (strip.width / n).max(4);
-        for (k, &c) in sel.children.iter().enumerate() {
-            let x = strip.x + k as u16 * w;
-            if x + w > strip.x + strip.width {
-                break;
-            }
-            let node = &t.nodes[c];
-            let last = node.path.last();
-            f.render_widget(
-                Paragraph::new(format!("{}:{}", last.blob, last.channel)),
-                Rect::new(x, strip.y + strip.height - 1, w, 1),
-            );
-            tile(
-                f,
-                images,
-                app,
-                Rect::new(x, strip.y, w - 1, strip.height - 1),
-                &app.recon_key(&image, &node.path),
-            );
-        }
-    }
-}
-
-fn help(f: &mut Frame, app: &App, keymap: &Keymap, area: Rect) {
-    let lines: Vec<Line> = keymap
-        .help(app.pane.name())
-        .into_iter()
-        .map(|(k, d)| Line::from(format!("{k:<22} {d}")))
-        .collect();
-    let r = centered(area, 72, lines.len() as u16 + 2);
-    f.render_widget(Clear, r);
-    f.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(format!(" keys: {} ", app.pane.name())),
-        ),
-        r,
-    );
 }
