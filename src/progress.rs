@@ -19,6 +19,7 @@ mod tests {
             "{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}",
             "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
             "pass [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
+            "randomizing [{bar:30}] {pos}/{len} layers ETA {eta}",
         ] {
             assert!(indicatif::ProgressStyle::with_template(t).is_ok(), "{t}");
         }

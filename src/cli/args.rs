@@ -394,3 +394,31 @@ mod tests {
         );
     }
 }
+
+/// `--sign`: the names of [`crate::recon::Sign`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SignArg {
+    /// The strongest children by `|s_j|` (cnn_treevis's ranking).
+    #[default]
+    Abs,
+    /// The children that excite the parent most (largest positive `s_j`).
+    Pos,
+    /// The children that inhibit it most (most negative `s_j`).
+    Neg,
+}
+
+impl From<SignArg> for crate::recon::Sign {
+    fn from(s: SignArg) -> crate::recon::Sign {
+        match s {
+            SignArg::Abs => crate::recon::Sign::Abs,
+            SignArg::Pos => crate::recon::Sign::Pos,
+            SignArg::Neg => crate::recon::Sign::Neg,
+        }
+    }
+}
+
+/// A signed weight as its share in percent: `+12.3%` (excites), `-4.5%` (inhibits).
+pub fn signed_share(value: f32, share: f32) -> String {
+    let sign = if value < 0.0 { '-' } else { '+' };
+    format!("{sign}{:.1}%", share * 100.0)
+}

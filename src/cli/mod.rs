@@ -20,8 +20,10 @@ pub mod labels;
 pub mod models;
 pub mod output;
 pub mod overview;
+pub mod parents;
 pub mod random_weights;
 pub mod render;
+pub mod sanity;
 pub mod train_demo;
 pub mod tree;
 pub mod tui;
@@ -75,6 +77,11 @@ pub enum Command {
     Render(render::RenderArgs),
     /// The neurons of the blob below that contribute most to a path's last node.
     Children(children::ChildrenArgs),
+    /// The neurons of the blob above whose reconstructions reach a path's last node most.
+    Parents(parents::ParentsArgs),
+    /// Does a reconstruction show what the network learned? Cascading randomization of the
+    /// weights, top down, with the similarity to the trained reconstruction at each step.
+    Sanity(sanity::SanityArgs),
     /// A tree from one root, `depth` levels of `k` children, with a PNG per node.
     Tree(tree::TreeArgs),
     /// Every blob of the forward pass as `.npy` (plus the input as `data.npy`).
@@ -110,6 +117,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Overview(a) => overview::run(a),
         Command::Render(a) => render::run(a),
         Command::Children(a) => children::run(a),
+        Command::Parents(a) => parents::run(a),
+        Command::Sanity(a) => sanity::run(a),
         Command::Tree(a) => tree::run(a),
         Command::Forward(a) => forward::run(a),
         Command::Bench(a) => bench::run(a),

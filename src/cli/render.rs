@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use super::args::{DisplayArg, EngineArgs, InputArgs, Loaded, MethodArgs};
+use super::args::{DisplayArg, EngineArgs, InputArgs, Loaded, Method, Mult};
 use super::output::save_png;
 use crate::data;
 use crate::recon::{self, display, Path};
@@ -14,8 +14,13 @@ use crate::recon::{self, display, Path};
 pub struct RenderArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
-    #[command(flatten)]
-    pub method: MethodArgs,
+    /// ReLU backward rule; `all`: every rule under both multiplier modes, side by side
+    /// in one captioned PNG strip.
+    #[arg(long, value_enum, default_value_t)]
+    pub method: RenderMethod,
+    /// Rescaling of filtered gradients along a path.
+    #[arg(long, value_enum, default_value_t)]
+    pub mult: Mult,
     #[command(flatten)]
     pub input: InputArgs,
     /// The path, top node first: `conv4:285/conv3:303`.
@@ -31,9 +36,70 @@ pub struct RenderArgs {
     pub raw: Option<PathBuf>,
 }
 
+/// `render --method`: one rule, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum RenderMethod {
+    /// Plain gradient: `g * [x > 0]`.
+    Gradient,
+    /// Zeiler & Fergus deconvnet: `g * [g > 0]`.
+    Deconv,
+    /// Guided backpropagation: `g * [x > 0] * [g > 0]`.
+    #[default]
+    Guided,
+    /// cnn_treevis's GUIDED_NEG: `g * [x > 0] * [g < 0]`.
+    GuidedNeg,
+    /// Every rule under both multiplier modes (one strip).
+    All,
+}
+
+impl RenderMethod {
+    fn rule(self) -> Option<Method> {
+        Some(match self {
+            RenderMethod::Gradient => Method::Gradient,
+            RenderMethod::Deconv => Method::Deconv,
+            RenderMethod::Guided => Method::Guided,
+            RenderMethod::GuidedNeg => Method::GuidedNeg,
+            RenderMethod::All => return None,
+        })
+    }
+}
+
+/// Every rule and mode of `path` as one captioned strip.
+fn compare(args: &RenderArgs, l: &Loaded) -> Result<()> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}_all.png", args.path.file_stem())));
+    let tiles = recon::compare(&l.model, &l.state, 0, &recon::all_options(), &args.path)?
+        .into_iter()
+        .map(|(o, r)| {
+            let caption = format!("{} {:?}", o.rule.name(), o.mult).to_lowercase();
+            if let Some(note) = &r.note {
+                eprintln!("treevis: note: {caption}: {note}");
+            }
+            Ok((
+                display::render(&l.model, &r.grad, args.display.into())?,
+                caption,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    save_png(&display::strip(&tiles), &out)?;
+    crate::outln!("{}", out.display())?;
+    Ok(())
+}
+
 pub fn run(args: RenderArgs) -> Result<()> {
     let l = Loaded::new(&args.engine, &args.input)?;
-    let opts = args.method.options();
+    let Some(rule) = args.method.rule() else {
+        if args.raw.is_some() {
+            anyhow::bail!("--raw writes one gradient: give one --method, not `all`");
+        }
+        return compare(&args, &l);
+    };
+    let opts = recon::Options {
+        rule: rule.into(),
+        mult: args.mult.into(),
+    };
     let path = args.path;
     let r =
         recon::reconstruct(&l.model, &l.state, 0, &opts, std::slice::from_ref(&path))?.remove(0);

@@ -1,12 +1,12 @@
 //! `treevis tree`: a tree from one root, `depth` levels of `k` children, with a PNG per
-//! node and `tree.json`.
+//! node, `tree.json` and `index.html` (one self-contained page to hand to a colleague).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::args::{positive, DisplayArg, EngineArgs, InputArgs, Loaded, MethodArgs};
+use super::args::{positive, DisplayArg, EngineArgs, InputArgs, Loaded, MethodArgs, SignArg};
 use super::output::{create_dir, save_png};
 use crate::recon::{self, display, Path};
 
@@ -26,9 +26,12 @@ pub struct TreeArgs {
     pub depth: usize,
     #[arg(long, default_value_t = 3, value_parser = positive)]
     pub k: usize,
+    /// Which children: the strongest, the excitatory or the inhibitory ones.
+    #[arg(long, value_enum, default_value_t)]
+    pub sign: SignArg,
     #[arg(long, value_enum, default_value_t)]
     pub display: DisplayArg,
-    /// Folder for tree.json and the PNGs.
+    /// Folder for tree.json, index.html and the PNGs.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -45,7 +48,11 @@ pub fn run(args: TreeArgs) -> Result<()> {
         &opts,
         &args.root,
         args.depth,
-        &recon::Ranking::abs(args.k),
+        &recon::Ranking {
+            k: args.k,
+            sign: args.sign.into(),
+            via: true,
+        },
     )?;
     save_png(
         &display::render_input(&l.model, &l.input)?,
@@ -65,6 +72,26 @@ pub fn run(args: TreeArgs) -> Result<()> {
     let f = out.join("tree.json");
     std::fs::write(&f, serde_json::to_string_pretty(&json)?)
         .with_context(|| format!("cannot write {}", f.display()))?;
-    crate::outln!("wrote {} ({count} nodes)", f.display())?;
+    let run = crate::report::tree::Run {
+        model: &l.model,
+        image: args
+            .input
+            .image
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .or_else(|| args.input.input_npy.as_ref().and_then(|p| p.file_name()))
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        input: &l.input,
+        state: &l.state,
+        opts,
+        display: mode,
+    };
+    let page = crate::report::write_html(&crate::report::tree::page(&run, &tree)?, out)?;
+    crate::outln!(
+        "wrote {} and {} ({count} nodes)",
+        f.display(),
+        page.display()
+    )?;
     Ok(())
 }

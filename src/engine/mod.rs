@@ -152,7 +152,7 @@ pub struct Export {
     pub dir: PathBuf,
     pub tree_json: Option<String>,
     /// The explored tree, for `index.html` (its paths are among `paths`).
-    pub tree: Option<ExportNode>,
+    pub tree: Option<Box<ExportNode>>,
 }
 
 /// A node of an explored tree to export: its path, what it is as a child of its parent
@@ -389,7 +389,7 @@ impl Scheduler {
         display::render_input(&self.model, &f.0)?.save(e.dir.join("input.png"))?;
         let mut paths = e.paths.clone();
         if let Some(t) = &e.tree {
-            let mut stack = vec![t];
+            let mut stack: Vec<&ExportNode> = vec![t];
             while let Some(n) = stack.pop() {
                 if !paths.contains(&n.path) {
                     paths.push(n.path.clone());
@@ -919,6 +919,7 @@ mod tests {
                 display: Display::Mean,
                 dir: out.clone(),
                 tree_json: Some("{}".into()),
+                tree: None,
             })
             .unwrap();
         assert!(msg.contains("2 node(s)"));
@@ -980,8 +981,170 @@ mod tests {
                 Event::Done { key, .. } => {
                     got.insert(key);
                 }
-                Event::Status(_) | Event::Exported(_) => {}
+                Event::Status(_) | Event::Exported(_) | Event::Progress { .. } => {}
             }
         }
+    }
+
+    #[test]
+    fn parents_ablation_and_the_tree_page() {
+        let (mut s, d, img) = sched();
+        let kids = JobKey::Children {
+            image: img.clone(),
+            path: "conv4:1".parse().unwrap(),
+            opts: Options::default(),
+            rank: Ranking::abs(3),
+            ablate: true,
+        };
+        let parents = JobKey::Parents {
+            image: img.clone(),
+            path: "conv3:2".parse().unwrap(),
+            opts: Options::default(),
+            k: 4,
+        };
+        let top = JobKey::Parents {
+            image: img.clone(),
+            path: "fc6:0".parse().unwrap(),
+            opts: Options::default(),
+            k: 4,
+        };
+        s.want(vec![kids.clone(), parents.clone(), top.clone()]);
+        let mut out = Vec::new();
+        while s.has_work() {
+            out.extend(s.step());
+        }
+        let get = |k: &JobKey| out.iter().find(|(o, _)| o == k).map(|(_, r)| r.clone());
+        let Some(Output::Children(c)) = get(&kids) else {
+            panic!("{:?}", get(&kids))
+        };
+        assert!(c.len() == 3 && c.iter().all(|c| c.drop.is_some()), "{c:?}");
+        let Some(Output::Parents(p)) = get(&parents) else {
+            panic!("{:?}", get(&parents))
+        };
+        assert!(
+            !p.is_empty() && p.iter().all(|p| p.blob == "conv4"),
+            "{p:?}"
+        );
+        assert!(
+            matches!(get(&top), Some(Output::Failed(m)) if m.contains("top of the tree")),
+            "{:?}",
+            get(&top)
+        );
+        // an export with the explored tree writes its page
+        let root: Path = "conv4:1".parse().unwrap();
+        let tree = ExportNode {
+            path: root.clone(),
+            child: None,
+            children: c
+                .iter()
+                .map(|c| ExportNode {
+                    path: c.path.clone(),
+                    child: Some(c.clone()),
+                    children: vec![],
+                })
+                .collect(),
+        };
+        let dir = d.path().join("page");
+        let msg = s
+            .export(&Export {
+                image: img.clone(),
+                paths: vec![root],
+                opts: Options::default(),
+                display: Display::Norm,
+                dir: dir.clone(),
+                tree_json: None,
+                tree: Some(Box::new(tree)),
+            })
+            .unwrap();
+        assert!(msg.contains("4 node(s) and index.html"), "{msg}");
+        let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+        assert_eq!(html.matches("<details").count(), 4);
+        // a folder that cannot be made is an error, not a panic
+        let file = d.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        let bad = Export {
+            image: img.clone(),
+            paths: vec!["conv4:1".parse().unwrap()],
+            opts: Options::default(),
+            display: Display::Norm,
+            dir: file.join("x"),
+            tree_json: None,
+            tree: None,
+        };
+        assert!(s.export(&bad).is_err());
+    }
+
+    fn sanity_key(img: &std::path::Path) -> JobKey {
+        JobKey::Sanity {
+            image: img.to_path_buf(),
+            path: "conv3:1".parse().unwrap(),
+            opts: Options::default(),
+            display: Display::Norm,
+            seed: 0,
+        }
+    }
+
+    #[test]
+    fn a_sanity_check_reports_progress_and_stops_when_told() {
+        let (mut s, _d, img) = sched();
+        let k = sanity_key(&img);
+        // stopped after its first step: nothing is answered or cached
+        s.want(vec![k.clone()]);
+        let mut seen = Vec::new();
+        let out = s.step_with(&mut |key, done, total| {
+            seen.push((key.clone(), done, total));
+            false
+        });
+        assert!(out.is_empty() && !s.has_work());
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].1, 1);
+        // run whole: one progress report per randomized layer, then the numbers and strip
+        assert!(s.want(vec![k.clone()]).is_empty(), "not cached");
+        let mut steps = 0;
+        let out = s.step_with(&mut |_, done, total| {
+            steps = total;
+            assert!(done <= total);
+            true
+        });
+        let Some((_, Output::Sanity(r))) = out.first() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(r.0.steps.len(), steps);
+        assert!(r.0.steps.iter().all(|s| s.grad.is_none()), "numbers only");
+        assert!(r.1.width() > 64 * (steps as u32 + 1));
+    }
+
+    #[test]
+    fn the_engine_thread_sends_sanity_progress() {
+        let m = crate::catalog::load("tiny", &WeightsSource::Default, &Device::Cpu).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("a.png");
+        crate::data::pattern_image(40, 40).save(&img).unwrap();
+        let (e, events) = Engine::start(m).unwrap();
+        let k = sanity_key(&img);
+        e.want(vec![k.clone()]);
+        let mut progress = Vec::new();
+        loop {
+            match events
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap()
+            {
+                Event::Progress { key, done, total } => {
+                    assert_eq!(key, k);
+                    progress.push((done, total));
+                }
+                Event::Done { key, output } => {
+                    assert_eq!(key, k);
+                    assert!(matches!(output, Output::Sanity(_)), "{output:?}");
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let total = progress.last().unwrap().1;
+        assert_eq!(
+            progress,
+            (1..=total).map(|d| (d, total)).collect::<Vec<_>>()
+        );
     }
 }

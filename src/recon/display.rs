@@ -76,6 +76,9 @@ fn to_rgb(h: usize, w: usize, order: ColorOrder, value: impl Fn(usize, usize) ->
 /// Pixels between the tiles of a strip, and around them.
 const GAP: u32 = 6;
 
+/// Tiles narrower than this are enlarged (by a whole factor) in a strip.
+const MIN_TILE: u32 = 128;
+
 /// Text drawn into `img` at `(x, y)` in the 8x8 font (printable ASCII; other characters as
 /// `?`), cut at the image's edge.
 fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, color: [u8; 3]) {
@@ -123,6 +126,25 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 /// Images side by side, each with its caption (wrapped to the tile's width) under it, on
 /// a dark background: the picture `render --method all` and the sanity check write.
 pub fn strip(tiles: &[(RgbImage, String)]) -> RgbImage {
+    // small inputs (the demo network's 64 px) are enlarged so captions fit under them
+    let scaled: Vec<(RgbImage, String)> = tiles
+        .iter()
+        .map(|(i, c)| {
+            let f = MIN_TILE.div_ceil(i.width().max(1)).max(1);
+            let img = if f > 1 {
+                image::imageops::resize(
+                    i,
+                    i.width() * f,
+                    i.height() * f,
+                    image::imageops::FilterType::Nearest,
+                )
+            } else {
+                i.clone()
+            };
+            (img, c.clone())
+        })
+        .collect();
+    let tiles = &scaled;
     let th = tiles.iter().map(|(i, _)| i.height()).max().unwrap_or(0);
     let wrapped: Vec<Vec<String>> = tiles
         .iter()
@@ -155,17 +177,18 @@ mod strip_tests {
 
     #[test]
     fn a_strip_holds_every_tile_and_its_caption() {
-        let a = RgbImage::from_pixel(40, 30, image::Rgb([255, 0, 0]));
+        let a = RgbImage::from_pixel(160, 30, image::Rgb([255, 0, 0]));
         let b = RgbImage::from_pixel(50, 20, image::Rgb([0, 0, 255]));
         let s = strip(&[(a, "guided auto".into()), (b, "gradient manual".into())]);
-        assert_eq!(s.width(), GAP + 40 + GAP + 50 + GAP);
-        // 40 px hold 5 characters: "guided auto" wraps into 2 lines, "gradient manual" too
+        // 50 px is enlarged 3x (to 150 px, 60 high), 160 px stays
+        assert_eq!(s.width(), GAP + 160 + GAP + 150 + GAP);
         assert_eq!(wrap("guided auto", 5), ["guide", "auto"]);
-        assert_eq!(s.height(), GAP + 30 + GAP / 2 + 2 * 10 + GAP);
+        assert_eq!(wrap("gradient manual", 18), ["gradient manual"]);
+        assert_eq!(s.height(), GAP + 60 + GAP / 2 + 10 + GAP);
         assert_eq!(s.get_pixel(GAP, GAP).0, [255, 0, 0]);
-        assert_eq!(s.get_pixel(GAP + 40 + GAP, GAP).0, [0, 0, 255]);
+        assert_eq!(s.get_pixel(GAP + 160 + GAP, GAP + 59).0, [0, 0, 255]);
         // caption pixels are drawn under the tiles
-        let text = (GAP + 30..s.height())
+        let text = (GAP + 60..s.height())
             .flat_map(|y| (0..s.width()).map(move |x| (x, y)))
             .filter(|&(x, y)| s.get_pixel(x, y).0 == [230, 230, 230])
             .count();

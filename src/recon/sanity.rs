@@ -22,7 +22,8 @@ pub struct Step {
     pub down_to: String,
     /// How many layers are random.
     pub layers: usize,
-    /// Spearman rank correlation of per-pixel `sum_c |gradient|` with the trained net's.
+    /// Spearman rank correlation of per-pixel `sum_c |gradient|` with the trained net's
+    /// (NaN, `null` in JSON, when either picture is constant; the note says so).
     pub spearman: f32,
     /// SSIM of the displayed image with the trained net's.
     pub ssim: f32,
@@ -145,10 +146,16 @@ pub fn sanity(
         };
         let (grad, note) = one(&random)?;
         let img = display::render(model, &grad, mode)?;
+        let rho = spearman(&base_mag, &magnitude(&host_vec(&grad)?));
+        // a constant picture (all zero: the random seed unit is dead) has no ranks
+        let note = note.or_else(|| {
+            rho.is_nan()
+                .then(|| "a constant reconstruction: no rank correlation".to_string())
+        });
         steps.push(Step {
             down_to: net.spec.layers[layers[n - 1]].name.clone(),
             layers: n,
-            spearman: spearman(&base_mag, &magnitude(&host_vec(&grad)?)),
+            spearman: rho,
             ssim: ssim(&base_img, &img),
             note,
             grad: Some(grad),
