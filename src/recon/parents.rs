@@ -59,10 +59,23 @@ pub fn parents(
     let a = host_vec(&state.output(blob.layer, &blob.name)?.get(img)?)?;
     let a_c = &a[c * plane..(c + 1) * plane];
     let units = net.blobs[u].shape.channels();
-    let mut w = Vec::with_capacity(units);
-    for first in (0..units).step_by(PARENTS_BATCH) {
-        let jobs: Vec<Job> = (first..(first + PARENTS_BATCH).min(units))
-            .map(|p| Job {
+    // a unit whose seed is 0 (inactive: its maximum is 0) sends no gradient: weight 0
+    let top = &net.blobs[u];
+    let au = host_vec(&state.output(top.layer, &top.name)?.get(img)?)?;
+    let per = top.shape.plane();
+    let live: Vec<usize> = (0..units)
+        .filter(|&p| {
+            au[p * per..(p + 1) * per]
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+                != 0.0
+        })
+        .collect();
+    let mut w = vec![0f32; units];
+    for chunk in live.chunks(PARENTS_BATCH) {
+        let jobs: Vec<Job> = chunk
+            .iter()
+            .map(|&p| Job {
                 start: Start::Seed {
                     blob: u,
                     channel: p,
@@ -71,11 +84,11 @@ pub fn parents(
                 stop: Stop::Blob(b),
             })
             .collect();
-        for o in batch::run(net, state, img, opts, &jobs)? {
+        for (o, &p) in batch::run(net, state, img, opts, &jobs)?.iter().zip(chunk) {
             let g = o.grad.flatten_all()?.narrow(0, c * plane, plane)?;
             let g = host_vec(&g)?;
             let dot: f64 = a_c.iter().zip(&g).map(|(&x, &y)| x as f64 * y as f64).sum();
-            w.push((dot / plane as f64).abs() as f32);
+            w[p] = (dot / plane as f64).abs() as f32;
         }
     }
     let total: f64 = w.iter().map(|&v| v as f64).sum();
