@@ -328,3 +328,66 @@ fn the_hierarchy_commands_on_alexnet() {
     check_parents(&img, &m, &format!("conv5:{c}"), "fc6");
     check_sanity(&img, &m, &format!("conv3:{c}"), 3, d.path());
 }
+
+/// A blob with no layer with weights below it: the sanity check has nothing to randomize
+/// and says so.
+#[test]
+fn sanity_of_a_blob_below_every_weight_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    let img = star(d.path());
+    let spec = d.path().join("nop.toml");
+    std::fs::write(
+        &spec,
+        r#"name = "nop"
+[input]
+size = [16, 16]
+color = "rgb"
+scale = 1.0
+mean = [0.5, 0.5, 0.5]
+std = [0.25, 0.25, 0.25]
+[[layers]]
+name = "relu0"
+type = "relu"
+[[layers]]
+name = "conv1"
+type = "conv"
+out = 4
+kernel = 3
+[[layers]]
+name = "relu1"
+type = "relu"
+[[layers]]
+name = "flatten"
+type = "flatten"
+[[layers]]
+name = "fc"
+type = "linear"
+out = 3
+[[blobs]]
+name = "fc"
+layer = "fc"
+mult = 1
+[[blobs]]
+name = "conv1"
+layer = "relu1"
+mult = 1
+[[blobs]]
+name = "rect"
+layer = "relu0"
+mult = 1
+"#,
+    )
+    .unwrap();
+    let spec = spec.to_str().unwrap();
+    let m = ["--model", spec, "--weights", "random"];
+    fails(
+        &args("sanity", &img, &m, &["--path", "rect:0"]),
+        "nothing to randomize",
+    );
+    let s = json(&args("sanity", &img, &m, &["--path", "conv1:0"]));
+    assert_eq!(s["steps"].as_array().unwrap().len(), 1, "{s}");
+    fails(
+        &args("parents", &img, &m, &["--path", "fc:0"]),
+        "top of the tree",
+    );
+}
