@@ -261,10 +261,21 @@ impl App {
                 self.pane = Pane::Overview;
             }
             Effect::OpenTree(root) => {
-                self.panes.tree.tree = Some(Tree::new(root));
+                // a new tree keeps the children ranking the last one had
+                let mut t = Tree::new(root);
+                if let Some(old) = &self.panes.tree.tree {
+                    (t.sign, t.ablate) = (old.sign, old.ablate);
+                }
+                self.panes.tree.tree = Some(t);
                 self.pane = Pane::Tree;
             }
             Effect::Export(e) => self.export = Some(e),
+            Effect::Reroot(parent) => {
+                self.overlays.retain(|o| o.layer() != Layer::Parents);
+                if let Some(t) = &mut self.panes.tree.tree {
+                    *t = t.rerooted(&parent);
+                }
+            }
         }
     }
 
@@ -399,6 +410,7 @@ mod tests {
         let node = |parent, children| TreeNode {
             path: "conv5:1".parse().unwrap(),
             weight: None,
+            child: None,
             parent,
             children,
             expanding: false,
@@ -408,6 +420,8 @@ mod tests {
             nodes: vec![node(None, vec![1]), node(Some(0), vec![])],
             sel: 0,
             show_input: false,
+            sign: Default::default(),
+            ablate: false,
         });
         app.pane = Pane::Tree;
         app
