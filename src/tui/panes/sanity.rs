@@ -32,7 +32,8 @@ pub struct SanityView {
 }
 
 /// What the numbers say: whether the last steps (all or nearly all weights random) still
-/// look like the trained reconstruction.
+/// look like the trained reconstruction (a step without a correlation, a zero picture,
+/// does not).
 pub fn reading(s: &Sanity) -> Option<&'static str> {
     let n = s.steps.len();
     if n == 0 {
@@ -139,13 +140,32 @@ impl View for SanityView {
             "{:<22} {:>6} {:>9} {:>6}",
             "randomized down to", "layers", "spearman", "ssim"
         ))];
+        // the engine's notes (a zero reconstruction, say) below the table, each once
+        let mut notes: Vec<&str> = Vec::new();
         for st in &sanity.steps {
+            let num = |v: f32| {
+                if v.is_nan() {
+                    "n/a".to_string()
+                } else {
+                    format!("{v:.3}")
+                }
+            };
             let mut row = format!(
-                "{:<22} {:>6} {:>9.3} {:>6.3}",
-                st.down_to, st.layers, st.spearman, st.ssim
+                "{:<22} {:>6} {:>9} {:>6}",
+                st.down_to,
+                st.layers,
+                num(st.spearman),
+                num(st.ssim)
             );
             if let Some(n) = &st.note {
-                row.push_str(&format!("  ({n})"));
+                let i = notes
+                    .iter()
+                    .position(|x| *x == n.as_str())
+                    .unwrap_or_else(|| {
+                        notes.push(n);
+                        notes.len() - 1
+                    });
+                row.push_str(&format!("  ({})", i + 1));
             }
             lines.push(Line::from(row));
         }
@@ -155,10 +175,16 @@ impl View for SanityView {
                 Style::default().fg(Color::Yellow),
             )));
         }
-        // (one more line for a reading that wraps)
+        for (i, n) in notes.iter().enumerate() {
+            lines.push(Line::from(Span::styled(
+                format!("({}) {n}", i + 1),
+                Style::default().fg(Color::DarkGray),
+            )));
+        }
+        // (a line more for each line that may wrap: the reading, the notes)
         let [img, table] = Layout::vertical([
             Constraint::Min(3),
-            Constraint::Length(lines.len() as u16 + 1),
+            Constraint::Length((lines.len() + 1 + notes.len()) as u16),
         ])
         .areas(inner);
         f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), table);
