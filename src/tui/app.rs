@@ -499,4 +499,37 @@ mod tests {
         app.apply(Action::Back);
         assert_eq!((app.layers(), app.pane), (vec![Layer::Tree], Pane::Tree));
     }
+
+    #[test]
+    fn the_parents_list_is_modal_and_choosing_one_re_roots_the_tree() {
+        let mut app = app_in_tree();
+        app.apply(Action::Down);
+        app.apply(Action::Parents);
+        assert_eq!(app.layers(), [Layer::Parents]);
+        assert_eq!(
+            app.action(key("x")),
+            None,
+            "the tree's keys are not in effect"
+        );
+        assert_eq!(app.action(key("Enter")), Some(Action::Open));
+        // nothing loaded: Enter does nothing; the effect itself re-roots and closes it
+        app.apply(Action::Open);
+        assert!(app.has_overlay(Layer::Parents));
+        app.effect(Effect::Reroot("conv6:4".parse().unwrap()));
+        assert!(!app.has_overlay(Layer::Parents));
+        let t = app.tree().unwrap();
+        assert_eq!(t.nodes[0].path.to_string(), "conv6:4");
+        assert_eq!(t.nodes[t.sel].path.to_string(), "conv6:4/conv5:1");
+        // the compare and sanity overlays: modal, Esc closes them
+        for (a, l) in [
+            (Action::Compare, Layer::Compare),
+            (Action::Sanity, Layer::Sanity),
+        ] {
+            app.apply(a);
+            assert_eq!(app.layers(), [l]);
+            assert!(!app.wants().is_empty());
+            app.apply(Action::Back);
+            assert_eq!((app.layers(), app.pane), (vec![Layer::Tree], Pane::Tree));
+        }
+    }
 }

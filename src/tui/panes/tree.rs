@@ -167,8 +167,8 @@ impl Tree {
     }
 
     /// Checks that the nodes form one tree under node 0: every index in range, each
-    /// child's parent its parent, every node reached once from the root (no cycle), the
-    /// root not removed and the selection a node.
+    /// child's parent its parent, every node not removed reached once from the root (no
+    /// cycle), the root not removed and the selection a node.
     pub fn validate(&self) -> Result<(), String> {
         let n = self.nodes.len();
         let root = self.nodes.first().ok_or("has no root")?;
@@ -200,7 +200,12 @@ impl Tree {
                 stack.push(c);
             }
         }
-        match seen.iter().position(|s| !s) {
+        // removed nodes stay in the list, out of every children list
+        match seen
+            .iter()
+            .zip(&self.nodes)
+            .position(|(s, n)| !s && !n.removed)
+        {
             Some(i) => Err(format!(
                 "node {i} is not under the root (its parent does not list it)"
             )),
@@ -810,4 +815,179 @@ fn detail_lines(t: &Tree) -> Vec<Line<'static>> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child(path: &str, value: f32, drop: Option<f32>) -> Child {
+        let path: Path = path.parse().unwrap();
+        let last = path.last().clone();
+        Child {
+            blob: last.blob,
+            channel: last.channel,
+            weight: value.abs(),
+            path,
+            value,
+            share: value.abs() / 10.0,
+            via: vec![],
+            drop,
+        }
+    }
+
+    /// conv5:1 -> conv4:2 (-> conv3:7, conv3:8), conv4:3; conv4:2 selected.
+    fn tree() -> Tree {
+        let mut t = Tree::new("conv5:1".parse().unwrap());
+        t.nodes[0].expanding = true;
+        t.add_children(
+            &"conv5:1".parse().unwrap(),
+            &[
+                child("conv5:1/conv4:2", 2.0, None),
+                child("conv5:1/conv4:3", -1.0, None),
+            ],
+        );
+        t.nodes[1].expanding = true;
+        t.add_children(
+            &"conv5:1/conv4:2".parse().unwrap(),
+            &[
+                child("conv5:1/conv4:2/conv3:7", 1.0, None),
+                child("conv5:1/conv4:2/conv3:8", 0.5, None),
+            ],
+        );
+        t.sel = 1;
+        t
+    }
+
+    #[test]
+    fn re_rooting_keeps_the_selected_subtree_under_the_parent() {
+        let t = tree().rerooted(&"conv5:9".parse().unwrap());
+        t.validate().unwrap();
+        let names: Vec<String> = t
+            .outline()
+            .iter()
+            .map(|(i, _)| t.nodes[*i].path.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "conv5:9",
+                "conv5:9/conv4:2",
+                "conv5:9/conv4:2/conv3:7",
+                "conv5:9/conv4:2/conv3:8"
+            ]
+        );
+        assert_eq!(t.sel, 1);
+        assert!(
+            t.nodes[0].expanding,
+            "the new root's children are asked for"
+        );
+        assert_eq!(
+            (t.nodes[1].weight, t.nodes[1].child.is_none()),
+            (None, true)
+        );
+        let kept = t.nodes[2].child.as_ref().unwrap();
+        assert_eq!(kept.path.to_string(), "conv5:9/conv4:2/conv3:7");
+
+        // the root's children arrive: the node gets its weight and keeps its subtree; a
+        // node not among them stays (weightless)
+        let mut a = t.clone();
+        a.add_children(
+            &"conv5:9".parse().unwrap(),
+            &[
+                child("conv5:9/conv4:5", 3.0, None),
+                child("conv5:9/conv4:2", -0.5, None),
+            ],
+        );
+        a.validate().unwrap();
+        assert_eq!(a.nodes[0].children, [4, 1]);
+        assert_eq!(a.nodes[1].weight, Some(0.5));
+        assert_eq!(a.outline().len(), 5);
+        let mut b = t.clone();
+        b.add_children(
+            &"conv5:9".parse().unwrap(),
+            &[child("conv5:9/conv4:5", 3.0, None)],
+        );
+        assert_eq!(b.nodes[0].children, [4, 1]);
+        assert_eq!(b.nodes[1].weight, None);
+    }
+
+    #[test]
+    fn children_again_keep_the_subtrees_of_those_that_come_back() {
+        let mut t = tree();
+        t.sel = 0;
+        t.sign = Sign::Neg;
+        t.recompute_selected();
+        assert!(t.nodes[0].expanding);
+        t.add_children(
+            &"conv5:1".parse().unwrap(),
+            &[
+                child("conv5:1/conv4:2", -2.0, None),
+                child("conv5:1/conv4:9", -1.0, None),
+            ],
+        );
+        t.validate().unwrap();
+        assert!(t.nodes[2].removed, "conv4:3 is not among them");
+        assert_eq!(t.nodes[1].children.len(), 2, "conv4:2's subtree stays");
+        assert_eq!(t.nodes[1].child.as_ref().unwrap().value, -2.0);
+    }
+
+    #[test]
+    fn shares_carry_the_sign_and_ablation_says_where_it_disagrees() {
+        assert_eq!(signed_share(&child("a:1", 2.0, None)), "+20.0%");
+        assert_eq!(signed_share(&child("a:1", -0.45, None)), "−4.5%");
+        assert_eq!(
+            (num(22412.053), num(-0.0123), signed(0.5)),
+            ("22412".into(), "−0.012".into(), "+0.500".into())
+        );
+        let mut t = Tree::new("conv5:1".parse().unwrap());
+        t.ablate = true;
+        t.nodes[0].expanding = true;
+        t.add_children(
+            &"conv5:1".parse().unwrap(),
+            &[
+                child("conv5:1/conv4:2", 3.0, Some(0.9)),
+                child("conv5:1/conv4:3", 2.0, Some(0.1)),
+                child("conv5:1/conv4:4", 1.0, Some(0.5)),
+            ],
+        );
+        let text = |l: &Line| {
+            l.spans
+                .iter()
+                .map(|s| s.content.to_string())
+                .collect::<String>()
+        };
+        let d: Vec<String> = detail_lines(&t).iter().map(text).collect();
+        assert_eq!(
+            d,
+            ["ablation ranks #3 conv4:4 above #2 conv4:3 ((#n): rank by drop)"]
+        );
+        assert_eq!(drop_rank(&t, 1), None);
+        assert_eq!(drop_rank(&t, 3), Some(2));
+        assert!(text(&outline_line(&t, 3, 1, 0)).contains("+10.0% drop 0.500 (#2)"));
+        t.ablate = false;
+        assert!(detail_lines(&t).is_empty());
+        assert_eq!(text(&outline_line(&t, 3, 1, 0)), "  · conv4:4 +10.0%");
+    }
+
+    #[test]
+    fn a_tree_from_an_older_session_loads() {
+        let t: Tree = serde_json::from_str(
+            r#"{"nodes":[{"path":"conv5:1","weight":null,"parent":null,"children":[1],"expanding":false,"removed":false},
+                {"path":"conv5:1/conv4:2","weight":2.5,"parent":0,"children":[],"expanding":false,"removed":false}],
+                "sel":1,"show_input":false}"#,
+        )
+        .unwrap();
+        t.validate().unwrap();
+        assert_eq!(
+            (t.sign, t.ablate, t.nodes[1].child.is_none()),
+            (Sign::Abs, false, true)
+        );
+        let text: String = outline_line(&t, 1, 1, 0)
+            .spans
+            .iter()
+            .map(|s| s.content.to_string())
+            .collect();
+        assert_eq!(text, "  · conv4:2 2.500");
+    }
 }
