@@ -269,7 +269,7 @@ impl App {
                 self.panes.tree.tree = Some(t);
                 self.pane = Pane::Tree;
             }
-            Effect::Export(e) => self.export = Some(e),
+            Effect::Export(e) => self.export = Some(*e),
             Effect::Reroot(parent) => {
                 self.overlays.retain(|o| o.layer() != Layer::Parents);
                 if let Some(t) = &mut self.panes.tree.tree {

@@ -64,8 +64,8 @@ pub enum Effect {
     OpenImage,
     /// A tree rooted at a neuron of the selected image.
     OpenTree(Path),
-    /// An export for the engine.
-    Export(Export),
+    /// An export for the engine (boxed: it carries the explored tree).
+    Export(Box<Export>),
     /// The explored tree re-rooted at this parent of its selected node (a root path);
     /// the parents overlay closes.
     Reroot(Path),

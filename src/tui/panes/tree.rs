@@ -417,7 +417,7 @@ impl TreePane {
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
         s.message = Some("exporting...".into());
-        Effect::Export(Export {
+        Effect::Export(Box::new(Export {
             image,
             paths,
             opts: s.opts,
@@ -425,7 +425,7 @@ impl TreePane {
             dir: PathBuf::from("treevis-export").join(stem),
             tree_json,
             tree,
-        })
+        }))
     }
 }
 
