@@ -336,3 +336,131 @@ fn signals_exit_128_plus_n_and_a_corrupt_session_is_set_aside() {
         );
     }
 }
+
+/// Waits until `ok` holds of the screen.
+fn wait_until(sock: &str, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let s = screen(sock);
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "never {what}; screen:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The selected tree node's path: the right pane's title.
+fn selected_path(s: &str) -> String {
+    s.lines()
+        .find(|l| l.contains("┌ tree:"))
+        .and_then(|l| l.split("┐┌ ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn keys(sock: &str, k: &[&str]) {
+    let mut args = vec!["-L", sock, "send-keys", "-t", "e2e"];
+    args.extend_from_slice(k);
+    tmux(&args);
+}
+
+/// The whole tree walk: a child's parents, the tree re-rooted at one, the rules compared,
+/// the sanity check, and the export with its HTML page.
+#[test]
+fn parents_reroot_compare_sanity_and_html_export() {
+    let sock = format!("treevis-e2e-walk-{}", std::process::id());
+    let _server = Server(sock.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let session = cache.path().join("session-walk.json");
+    launch(&sock, cache.path(), &session);
+    wait_for(&sock, "stripes 100%", 60);
+    for _ in 0..9 {
+        keys(&sock, &["l"]);
+    }
+    wait_for(&sock, ">0009_star.png", 10);
+    keys(&sock, &["Enter"]);
+    wait_for(&sock, "conv5:", 60);
+    keys(&sock, &["j", "j", "j"]);
+    wait_for(&sock, ">conv5:", 10);
+    keys(&sock, &["Enter"]);
+    wait_for(&sock, "tree: Enter expands", 10);
+    keys(&sock, &["Enter"]);
+    let s = wait_for(&sock, "· conv4:", 60);
+    assert!(
+        s.contains("s: strongest children (abs)") && s.contains('%'),
+        "{s}"
+    );
+    // the first child, its parents
+    keys(&sock, &["j"]);
+    let s = wait_until(&sock, "a conv4 node selected", 10, |s| {
+        selected_path(s).contains("/conv4:")
+    });
+    let before = selected_path(&s);
+    let (old_root, child) = before.split_once('/').unwrap();
+    keys(&sock, &["u"]);
+    let s = wait_for(&sock, "share", 60);
+    assert!(
+        s.contains(&format!("parents of {child}")) && s.contains("> conv5:"),
+        "{s}"
+    );
+    // the second parent: the tree is rooted there, the child under it
+    keys(&sock, &["j"]);
+    keys(&sock, &["Enter"]);
+    let s = wait_until(&sock, "re-rooted", 60, |s| {
+        !s.contains("parents of") && selected_path(s).ends_with(&format!("/{child}"))
+    });
+    let after = selected_path(&s);
+    let new_root = after.split_once('/').unwrap().0;
+    assert_ne!(new_root, old_root, "{s}");
+    assert!(s.contains(&format!("▾ {new_root}")), "{s}");
+    // every rule side by side
+    keys(&sock, &["c"]);
+    let s = wait_for(&sock, "every rule and multiplier mode", 10);
+    assert!(
+        s.contains("gradient auto") && s.contains("guided-neg manual"),
+        "{s}"
+    );
+    keys(&sock, &["Escape"]);
+    wait_until(&sock, "compare closed", 10, |s| {
+        !s.contains("every rule and multiplier mode")
+    });
+    // the sanity check, to its reading
+    keys(&sock, &["S"]);
+    wait_for(&sock, "sanity check of", 10);
+    let s = wait_for(&sock, "spearman", 120);
+    assert!(
+        s.contains("randomized down to")
+            && (s.contains("similarity stays high") || s.contains("the picture changes")),
+        "{s}"
+    );
+    keys(&sock, &["Escape"]);
+    wait_until(&sock, "sanity closed", 10, |s| {
+        !s.contains("sanity check of")
+    });
+    assert_eq!(selected_path(&screen(&sock)), after);
+    // the tree exported, with its page
+    keys(&sock, &["E"]);
+    let s = wait_for(&sock, "index.html to", 60);
+    assert!(s.contains("wrote ") && s.contains("node(s)"), "{s}");
+    let page = cache.path().join("treevis-export/0009_star/index.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("<details") && html.contains("data:image/png;base64,"),
+        "{}",
+        page.display()
+    );
+    let dom = tl::parse(&html, tl::ParserOptions::default()).unwrap();
+    let details = dom
+        .query_selector("details")
+        .map(|q| q.count())
+        .unwrap_or(0);
+    assert!(details >= 2, "{details} <details> in {}", page.display());
+    keys(&sock, &["q"]);
+    let s = wait_for(&sock, "TREEVIS-EXITED", 10);
+    assert!(s.contains("TREEVIS-EXITED 0"), "{s}");
+}

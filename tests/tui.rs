@@ -22,11 +22,15 @@ struct Rig {
 
 impl Rig {
     fn new(w: u16, h: u16) -> Rig {
+        Rig::with_model(w, h, "demo")
+    }
+
+    fn with_model(w: u16, h: u16, name: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let files: Vec<PathBuf> =
             treevis::cli::write_demo_gallery(dir.path(), 22, treevis::cli::DEMO_GALLERY_SEED)
                 .unwrap();
-        let model = treevis::catalog::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
+        let model = treevis::catalog::load(name, &WeightsSource::Default, &Device::Cpu).unwrap();
         Rig {
             app: App::new(files, "demo | cpu | text".into()),
             sched: Scheduler::new(model, 64 << 20),
@@ -357,4 +361,313 @@ keys = [
     assert!(r.screen().contains("(f or Esc closes)"), "{}", r.screen());
     r.press(Action::Back);
     assert!(!r.app.has_overlay(Layer::Features));
+}
+
+/// The star's overview, `downs` blobs down, a tree there, expanded.
+fn star_tree(r: &mut Rig, downs: usize) {
+    r.settle();
+    for _ in 0..9 {
+        r.press(Action::Right);
+    }
+    r.press(Action::Open);
+    for _ in 0..downs {
+        r.press(Action::Down);
+    }
+    r.press(Action::Open);
+    assert_eq!(r.app.pane, Pane::Tree);
+    r.press(Action::Expand);
+}
+
+fn node_names(r: &Rig) -> Vec<String> {
+    let t = r.app.tree().unwrap();
+    t.outline()
+        .iter()
+        .map(|(i, _)| t.nodes[*i].path.to_string())
+        .collect()
+}
+
+#[test]
+fn parents_list_and_re_rooting_keep_the_subtree() {
+    let mut r = Rig::new(100, 32);
+    star_tree(&mut r, 3);
+    // into the first child (conv4), expand it: a subtree to keep
+    r.press(Action::Expand);
+    r.press(Action::Expand);
+    let before = node_names(&r);
+    assert_eq!(before.len(), 1 + 5 + 5);
+    let sel_path = r.app.tree().unwrap().nodes[r.app.tree().unwrap().sel]
+        .path
+        .clone();
+    assert_eq!(sel_path.len(), 2);
+    r.press(Action::Parents);
+    assert!(r.app.has_overlay(Layer::Parents));
+    insta::assert_snapshot!("parents", r.screen());
+    let screen = r.screen();
+    assert!(
+        screen.contains(&format!("parents of {}", sel_path.last().blob))
+            && screen.contains("share")
+            && screen.contains("> conv5:"),
+        "{screen}"
+    );
+    // the second parent: the tree is rooted there, the conv4 node under it
+    r.press(Action::Down);
+    let parent = match r.app.shared.results.values().find_map(|o| match o {
+        Output::Parents(p) => Some(p.clone()),
+        _ => None,
+    }) {
+        Some(p) => p[1].path.clone(),
+        None => panic!("no parents"),
+    };
+    r.press(Action::Open);
+    assert!(!r.app.has_overlay(Layer::Parents));
+    let t = r.app.tree().unwrap();
+    t.validate().unwrap();
+    assert_eq!(t.nodes[0].path, parent);
+    let moved = format!(
+        "{parent}/{}:{}",
+        sel_path.last().blob,
+        sel_path.last().channel
+    );
+    assert_eq!(t.nodes[t.sel].path.to_string(), moved);
+    let names = node_names(&r);
+    // the kept subtree, re-prefixed, and the new root's other children
+    for (i, n) in before.iter().enumerate().skip(2).take(5) {
+        let tail = n.rsplit('/').next().unwrap();
+        assert!(names.contains(&format!("{moved}/{tail}")), "{i}: {names:?}");
+    }
+    assert!(!r.app.tree().unwrap().nodes[0].expanding);
+    insta::assert_snapshot!("rerooted", r.screen());
+}
+
+#[test]
+fn the_top_blob_has_no_parents_and_the_app_goes_on() {
+    let mut r = Rig::new(100, 32);
+    // fc8, the overview's first row
+    star_tree(&mut r, 0);
+    r.press(Action::Parents);
+    let screen = r.screen();
+    assert!(screen.contains("is the top of the tree"), "{screen}");
+    // choosing nothing changes nothing; Esc closes, the tree is still there
+    r.press(Action::Open);
+    assert!(r.app.has_overlay(Layer::Parents));
+    r.press(Action::Back);
+    assert!(!r.app.has_overlay(Layer::Parents));
+    assert_eq!(r.app.pane, Pane::Tree);
+    r.press(Action::Down);
+    assert_eq!(r.app.tree().unwrap().outline().len(), 6);
+}
+
+#[test]
+fn signed_children_shares_and_ablation() {
+    let mut r = Rig::new(100, 32);
+    // the plain gradient: children both excite and inhibit
+    r.press(Action::CycleMethod);
+    r.press(Action::CycleMethod);
+    assert_eq!(r.app.shared.opts.rule.name(), "gradient");
+    star_tree(&mut r, 3);
+    r.press(Action::CycleSign);
+    let t = r.app.tree().unwrap();
+    assert_eq!(t.sign, treevis::recon::Sign::Pos);
+    assert!(!t.nodes[0].children.is_empty());
+    for &c in &t.nodes[0].children {
+        assert!(t.nodes[c].child.as_ref().unwrap().value > 0.0);
+    }
+    let screen = r.screen();
+    assert!(
+        screen.contains("s: excitatory children (pos)") && screen.contains('+'),
+        "{screen}"
+    );
+    insta::assert_snapshot!("tree_pos", screen);
+    r.press(Action::CycleSign);
+    let t = r.app.tree().unwrap();
+    assert!(!t.nodes[0].children.is_empty());
+    for &c in &t.nodes[0].children {
+        assert!(t.nodes[c].child.as_ref().unwrap().value < 0.0);
+    }
+    let screen = r.screen();
+    assert!(
+        screen.contains("inhibitory children (neg)") && screen.contains('−'),
+        "{screen}"
+    );
+    insta::assert_snapshot!("tree_neg", screen);
+    // the shares are coloured: green excites, red inhibits
+    let buf = r.term.backend().buffer().clone();
+    assert!(buf
+        .content()
+        .iter()
+        .any(|c| c.symbol() == "−" && c.fg == ratatui::style::Color::Red));
+
+    // back to the strongest, ablation on: drops beside the shares
+    r.press(Action::CycleSign);
+    r.press(Action::ToggleAblation);
+    let t = r.app.tree().unwrap();
+    assert!(t.ablate);
+    for &c in &t.nodes[0].children {
+        assert!(t.nodes[c].child.as_ref().unwrap().drop.is_some());
+    }
+    let screen = r.screen();
+    assert!(
+        screen.contains("ablation on") && screen.contains(" drop ") && screen.contains("ablation "),
+        "{screen}"
+    );
+    insta::assert_snapshot!("tree_ablation", screen);
+    // a child's detail: its signed weight and drop
+    r.press(Action::Expand);
+    assert!(r.screen().contains(" zeroed"), "{}", r.screen());
+}
+
+#[test]
+fn residual_children_say_through_which_edge() {
+    let mut r = Rig::with_model(110, 32, "demo-resnet");
+    // layer3, the overview's second row; its first child, in layer2
+    star_tree(&mut r, 1);
+    r.press(Action::Expand);
+    let t = r.app.tree().unwrap();
+    let c = t.nodes[t.sel].child.as_ref().unwrap();
+    assert_eq!(c.via.len(), 2, "{c:?}");
+    let screen = r.screen();
+    assert!(
+        screen.contains("via layer3.") && screen.contains("layer3.downsample"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("tree_via", screen);
+}
+
+#[test]
+fn compare_the_rules_on_a_node() {
+    let mut r = Rig::new(100, 32);
+    star_tree(&mut r, 3);
+    r.press(Action::Compare);
+    assert!(r.app.has_overlay(Layer::Compare));
+    let screen = r.screen();
+    for c in [
+        "gradient auto",
+        "gradient manual",
+        "deconv auto",
+        "deconv manual",
+        "guided auto (now)",
+        "guided manual",
+        "guided-neg auto",
+        "guided-neg manual",
+    ] {
+        assert!(screen.contains(c), "{c}: {screen}");
+    }
+    // the eight tiles (and the node's own, peeking out beside the overlay)
+    assert!(screen.matches("[64x64]").count() >= 8, "{screen}");
+    insta::assert_snapshot!("compare", screen);
+    r.press(Action::Back);
+    assert!(!r.app.has_overlay(Layer::Compare) && r.app.pane == Pane::Tree);
+}
+
+#[test]
+fn sanity_check_progress_result_and_failure() {
+    let mut r = Rig::new(100, 32);
+    star_tree(&mut r, 3);
+    r.app.apply(Action::Sanity);
+    assert!(r.app.has_overlay(Layer::Sanity));
+    let key = r.app.wants()[0].clone();
+    assert!(matches!(key, treevis::engine::JobKey::Sanity { .. }));
+    r.draw();
+    assert!(r.screen().contains("starting the sanity check"));
+    r.app.on_event(treevis::engine::Event::Progress {
+        key: key.clone(),
+        done: 3,
+        total: 8,
+    });
+    r.draw();
+    assert!(r.screen().contains("step 3/8"), "{}", r.screen());
+    insta::assert_snapshot!("sanity_progress", r.screen());
+    // the engine's own progress reports reach the overlay too
+    r.sched.want(r.app.wants());
+    let mut reports = Vec::new();
+    let mut out = Vec::new();
+    while r.sched.has_work() {
+        out.extend(r.sched.step_with(&mut |k, d, t| {
+            reports.push((k.clone(), d, t));
+            true
+        }));
+    }
+    assert!(reports.len() >= 2, "{reports:?}");
+    for (k, d, t) in reports {
+        r.app.on_event(treevis::engine::Event::Progress {
+            key: k,
+            done: d,
+            total: t,
+        });
+    }
+    for (key, output) in out {
+        r.app.on_event(treevis::engine::Event::Done { key, output });
+    }
+    r.settle();
+    let screen = r.screen();
+    assert!(
+        screen.contains("spearman") && screen.contains("randomized down to"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("similarity stays high") || screen.contains("the picture changes"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("sanity_done", screen);
+    // closing it drops the job from what the screen wants
+    r.press(Action::Back);
+    assert!(!r.app.wants().contains(&key));
+
+    // a sanity check that fails says why in place
+    r.app.shared.opts.mult = treevis::recon::MultMode::Manual;
+    r.app.apply(Action::Sanity);
+    let key = r.app.wants()[0].clone();
+    r.app.on_event(treevis::engine::Event::Done {
+        key,
+        output: Output::Failed(
+            "no layer with weights up to `conv5`: there is nothing to randomize".into(),
+        ),
+    });
+    r.draw();
+    assert!(
+        r.screen()
+            .contains("the sanity check failed: no layer with weights"),
+        "{}",
+        r.screen()
+    );
+    r.press(Action::Back);
+    assert_eq!(r.app.pane, Pane::Tree);
+}
+
+#[test]
+fn the_tree_exports_with_its_html_page_and_a_bad_folder_is_a_message() {
+    let mut r = Rig::new(100, 32);
+    star_tree(&mut r, 3);
+    r.press(Action::ExportTree);
+    let mut e = r.app.export.take().expect("an export request");
+    let tree = e.tree.as_ref().expect("the explored tree");
+    assert_eq!(tree.children.len(), 5);
+    assert!(tree.children.iter().all(|c| c.child.is_some()));
+    let out = r._dir.path().join("export");
+    e.dir = out.clone();
+    let msg = r.sched.export(&e).unwrap();
+    assert!(msg.contains("and index.html"), "{msg}");
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(page.contains("<details") && page.contains("data:image/png;base64,"));
+    let shown = msg.replace(&out.display().to_string(), "DIR");
+    r.app.on_event(treevis::engine::Event::Exported(Ok(shown)));
+    r.draw();
+    assert!(r.screen().contains("wrote 6 node(s) and index.html to DIR"));
+    insta::assert_snapshot!("export_message", r.screen());
+
+    // a folder that cannot be made: the message, and the app goes on
+    let file = r._dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    e.dir = file.join("export");
+    let err = r.sched.export(&e).unwrap_err();
+    r.app.on_event(treevis::engine::Event::Exported(Err(format!(
+        "export failed: {err:#}"
+    ))));
+    r.press(Action::Down);
+    let screen = r.screen();
+    assert!(screen.contains("export failed: cannot create"), "{screen}");
+    assert_eq!(
+        r.app.tree().unwrap().sel,
+        r.app.tree().unwrap().nodes[0].children[0]
+    );
 }

@@ -261,10 +261,21 @@ impl App {
                 self.pane = Pane::Overview;
             }
             Effect::OpenTree(root) => {
-                self.panes.tree.tree = Some(Tree::new(root));
+                // a new tree keeps the children ranking the last one had
+                let mut t = Tree::new(root);
+                if let Some(old) = &self.panes.tree.tree {
+                    (t.sign, t.ablate) = (old.sign, old.ablate);
+                }
+                self.panes.tree.tree = Some(t);
                 self.pane = Pane::Tree;
             }
-            Effect::Export(e) => self.export = Some(e),
+            Effect::Export(e) => self.export = Some(*e),
+            Effect::Reroot(parent) => {
+                self.overlays.retain(|o| o.layer() != Layer::Parents);
+                if let Some(t) = &mut self.panes.tree.tree {
+                    *t = t.rerooted(&parent);
+                }
+            }
         }
     }
 
@@ -399,6 +410,7 @@ mod tests {
         let node = |parent, children| TreeNode {
             path: "conv5:1".parse().unwrap(),
             weight: None,
+            child: None,
             parent,
             children,
             expanding: false,
@@ -408,6 +420,8 @@ mod tests {
             nodes: vec![node(None, vec![1]), node(Some(0), vec![])],
             sel: 0,
             show_input: false,
+            sign: Default::default(),
+            ablate: false,
         });
         app.pane = Pane::Tree;
         app
@@ -484,5 +498,38 @@ mod tests {
         assert_ne!(app.shared.opts, Options::default());
         app.apply(Action::Back);
         assert_eq!((app.layers(), app.pane), (vec![Layer::Tree], Pane::Tree));
+    }
+
+    #[test]
+    fn the_parents_list_is_modal_and_choosing_one_re_roots_the_tree() {
+        let mut app = app_in_tree();
+        app.apply(Action::Down);
+        app.apply(Action::Parents);
+        assert_eq!(app.layers(), [Layer::Parents]);
+        assert_eq!(
+            app.action(key("x")),
+            None,
+            "the tree's keys are not in effect"
+        );
+        assert_eq!(app.action(key("Enter")), Some(Action::Open));
+        // nothing loaded: Enter does nothing; the effect itself re-roots and closes it
+        app.apply(Action::Open);
+        assert!(app.has_overlay(Layer::Parents));
+        app.effect(Effect::Reroot("conv6:4".parse().unwrap()));
+        assert!(!app.has_overlay(Layer::Parents));
+        let t = app.tree().unwrap();
+        assert_eq!(t.nodes[0].path.to_string(), "conv6:4");
+        assert_eq!(t.nodes[t.sel].path.to_string(), "conv6:4/conv5:1");
+        // the compare and sanity overlays: modal, Esc closes them
+        for (a, l) in [
+            (Action::Compare, Layer::Compare),
+            (Action::Sanity, Layer::Sanity),
+        ] {
+            app.apply(a);
+            assert_eq!(app.layers(), [l]);
+            assert!(!app.wants().is_empty());
+            app.apply(Action::Back);
+            assert_eq!((app.layers(), app.pane), (vec![Layer::Tree], Pane::Tree));
+        }
     }
 }

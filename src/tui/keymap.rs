@@ -43,6 +43,16 @@ pub enum Action {
     ExportNode,
     ExportTree,
     Features,
+    /// The selected node's parents (drill up; choosing one re-roots the tree).
+    Parents,
+    /// Children ranking: abs -> pos (excitatory) -> neg (inhibitory).
+    CycleSign,
+    /// Children with their ablation drop too.
+    ToggleAblation,
+    /// The selected node under every rule and multiplier mode.
+    Compare,
+    /// The randomization sanity check of the selected node.
+    Sanity,
 }
 
 /// A table of the keymap: the keys of one pane or overlay. A key is looked up in the
@@ -62,16 +72,25 @@ pub enum Layer {
     /// The feature-cache grid overlay (no keys of its own by default: those of the pane
     /// below it apply).
     Features,
+    /// The list of a tree node's parents (modal: its own keys and `global`).
+    Parents,
+    /// The rules compared on a tree node (modal).
+    Compare,
+    /// The sanity check of a tree node (modal).
+    Sanity,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 6] = [
+    pub const ALL: [Layer; 9] = [
         Layer::Global,
         Layer::Gallery,
         Layer::Overview,
         Layer::Tree,
         Layer::Help,
         Layer::Features,
+        Layer::Parents,
+        Layer::Compare,
+        Layer::Sanity,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +101,9 @@ impl Layer {
             Layer::Tree => "tree",
             Layer::Help => "help",
             Layer::Features => "features",
+            Layer::Parents => "parents",
+            Layer::Compare => "compare",
+            Layer::Sanity => "sanity",
         }
     }
 

@@ -215,6 +215,8 @@ mod tests {
             nodes: vec![],
             sel: 0,
             show_input: true,
+            sign: Default::default(),
+            ablate: false,
         });
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("s.json");
@@ -239,6 +241,7 @@ mod tests {
         let node = |parent: Option<usize>, children: Vec<usize>| TreeNode {
             path: "conv5:1".parse().unwrap(),
             weight: None,
+            child: None,
             parent,
             children,
             expanding: false,
@@ -256,6 +259,8 @@ mod tests {
                 nodes,
                 sel,
                 show_input: false,
+                sign: Default::default(),
+                ablate: false,
             }),
         };
         let bad = [

@@ -1,5 +1,6 @@
 //! The views of the TUI as components: each pane (gallery, overview, tree) and each overlay
-//! (help, the feature grid) is a [`View`] that says which engine jobs it wants, how it takes
+//! (help, the feature grid, a tree node's parents, the rules compared, the sanity check) is
+//! a [`View`] that says which engine jobs it wants, how it takes
 //! an action and how it draws, with its own state and its own keymap [`Layer`]. The root
 //! ([`App`](super::app::App)) keeps what they share and routes actions and engine messages.
 //!
@@ -11,10 +12,13 @@
 //! returning [`Effect::Open`]; it closes itself with [`Effect::Close`], and `modal` says
 //! whether the pane's keys still reach the pane while it is open.
 
+pub mod compare;
 pub mod features;
 pub mod gallery;
 pub mod help;
 pub mod overview;
+pub mod parents;
+pub mod sanity;
 pub mod tree;
 
 use crossterm::event::KeyCode;
@@ -60,8 +64,11 @@ pub enum Effect {
     OpenImage,
     /// A tree rooted at a neuron of the selected image.
     OpenTree(Path),
-    /// An export for the engine.
-    Export(Export),
+    /// An export for the engine (boxed: it carries the explored tree).
+    Export(Box<Export>),
+    /// The explored tree re-rooted at this parent of its selected node (a root path);
+    /// the parents overlay closes.
+    Reroot(Path),
 }
 
 /// A pane or an overlay.
