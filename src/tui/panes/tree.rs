@@ -424,7 +424,7 @@ impl TreePane {
             display: s.display,
             dir: PathBuf::from("treevis-export").join(stem),
             tree_json,
-            tree,
+            tree: tree.map(Box::new),
         }))
     }
 }
