@@ -467,6 +467,28 @@ fn check_hierarchy(net: &str, f: Fixture) {
                 "parent weight",
             );
             close(o.share, w["share"].as_f64().unwrap(), 1.0, "parent share");
+            // both ways agree: a parent's weight is the node's weight among its children
+            let last = p.last();
+            let all = f.model.net.blobs[f.model.net.blob_index(&last.blob).unwrap()]
+                .shape
+                .channels();
+            let kids = recon::children(
+                &f.model,
+                &state,
+                0,
+                &opts(c),
+                std::slice::from_ref(&o.path),
+                all,
+            )
+            .unwrap()
+            .remove(0);
+            let me = kids.iter().find(|k| k.channel == last.channel).unwrap();
+            close(
+                me.weight,
+                o.weight as f64,
+                scale,
+                "a parent's weight as a child's",
+            );
         }
         checked.1 += 1;
     }
