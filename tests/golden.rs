@@ -435,6 +435,7 @@ fn check_hierarchy(net: &str, f: Fixture) {
                             } else {
                                 "skip"
                             };
+                            assert_eq!(e.skip, kind == "skip", "{net}: {e:?}");
                             close(e.value, via[kind].as_f64().unwrap(), scale, &e.edge);
                         }
                         let sum: f32 = o.via.iter().map(|e| e.value).sum();

@@ -28,7 +28,7 @@ pub struct ChildrenArgs {
     /// parent's activation drops (a causal check beside the gradient-based weight).
     #[arg(long)]
     pub ablate: bool,
-    /// Print JSON: [{blob, channel, weight, path, value, share, via?: [{edge, value}],
+    /// Print JSON: [{blob, channel, weight, path, value, share, via?: [{edge, value, skip}],
     /// drop?}].
     #[arg(long)]
     pub json: bool,

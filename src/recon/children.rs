@@ -8,6 +8,7 @@ use super::batch::{self, Job, Start, Stop};
 use super::{argmax_in_channel, last_blob, resolve_path, seed_job, top_k, Options, Path, Recon};
 use crate::error::{Error, Result};
 use crate::model::net::host_vec;
+use crate::model::net::Layer;
 use crate::model::{ForwardState, Model, Net};
 
 /// Which children a ranking lists.
@@ -86,6 +87,28 @@ pub struct EdgeTerm {
     /// The consuming layer (e.g. a residual block's first convolution, or its Add: the skip).
     pub edge: String,
     pub value: f32,
+    /// Whether the edge is a residual block's skip: it reaches an Add through no
+    /// activation (directly, or through a downsampling convolution).
+    #[serde(default)]
+    pub skip: bool,
+}
+
+/// Whether consumer layer `l` starts a skip connection: following its single consumers
+/// reaches an Add before any activation (a few layers at most).
+fn is_skip(net: &Net, l: usize) -> bool {
+    let mut i = l;
+    for _ in 0..8 {
+        match &net.layers[i] {
+            Layer::Add => return true,
+            layer if layer.is_activation() => return false,
+            _ => {}
+        }
+        match net.consumers[i + 1].as_slice() {
+            [j] => i = *j,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// One child of a node.
@@ -274,6 +297,7 @@ fn children_with_grads(
                         .map(|(&l, t)| EdgeTerm {
                             edge: net.spec.layers[l].name.clone(),
                             value: t[c.channel],
+                            skip: is_skip(net, l),
                         })
                         .collect();
                 }

@@ -46,7 +46,12 @@ fn node(run: &Run, n: &TreeNode) -> Result<PageNode> {
         via: n
             .child
             .iter()
-            .flat_map(|c| c.via.iter().map(|e| (e.edge.clone(), e.value)))
+            .flat_map(|c| {
+                c.via.iter().map(|e| {
+                    let skip = if e.skip { " (skip)" } else { "" };
+                    (format!("{}{skip}", e.edge), e.value)
+                })
+            })
             .collect(),
         children: n
             .children

@@ -778,7 +778,10 @@ fn detail_lines(t: &Tree) -> Vec<Line<'static>> {
                 let terms: Vec<String> = c
                     .via
                     .iter()
-                    .map(|e| format!("{} {}", e.edge, signed(e.value)))
+                    .map(|e| {
+                        let skip = if e.skip { " (skip)" } else { "" };
+                        format!("{}{skip} {}", e.edge, signed(e.value))
+                    })
                     .collect();
                 out.push(Line::from(format!("via {}", terms.join(", "))));
             }
