@@ -3,40 +3,17 @@
 //! and AlexNet fixtures; and their errors, one line each.
 
 use std::path::Path;
-use std::process::{Command, Output};
+
+#[path = "common/bin.rs"]
+mod bin;
+use bin::{fails, golden, ok};
 
 use serde_json::Value;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_treevis"))
-        .args(args)
-        .output()
-        .expect("runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 fn json(args: &[&str]) -> Value {
     let mut a = args.to_vec();
     a.push("--json");
     serde_json::from_str(&ok(&a)).unwrap()
-}
-
-fn fails(args: &[&str], needle: &str) {
-    let o = run(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{args:?} should fail");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
-    assert!(err.contains(needle), "{args:?}: `{needle}` not in: {err}");
 }
 
 fn star(dir: &Path) -> String {
@@ -45,10 +22,6 @@ fn star(dir: &Path) -> String {
         .save(&p)
         .unwrap();
     p.to_str().unwrap().to_string()
-}
-
-fn golden(name: &str) -> String {
-    format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The most active channel of `blob` in an overview.

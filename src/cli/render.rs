@@ -73,7 +73,7 @@ fn compare(args: &RenderArgs, l: &Loaded) -> Result<()> {
     let tiles = recon::compare(&l.model, &l.state, 0, &recon::all_options(), &args.path)?
         .into_iter()
         .map(|(o, r)| {
-            let caption = format!("{} {:?}", o.rule.name(), o.mult).to_lowercase();
+            let caption = o.caption();
             if let Some(note) = &r.note {
                 eprintln!("treevis: note: {caption}: {note}");
             }

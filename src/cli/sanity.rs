@@ -64,10 +64,10 @@ pub fn run(args: SanityArgs) -> Result<()> {
         return print_json(&s.clone().numbers());
     }
     crate::outln!(
-        "{} under {} ({:?}): similarity to the trained net's reconstruction",
+        "{} under {} {}: similarity to the trained net's reconstruction",
         s.path,
         s.rule.name(),
-        s.mult
+        s.mult.name()
     )?;
     crate::outln!(
         "{:>3}  {:<24}  {:>8}  {:>6}",

@@ -540,13 +540,15 @@ impl Scheduler {
                 ..
             } => {
                 let f = self.forward(&image)?;
-                let total = recon::sanity::cascade_layers(&self.model, path)?.len();
                 let x = f.0.unsqueeze(0)?;
+                let mut stopped = false;
                 let s =
                     recon::sanity::sanity(&self.model, &x, opts, path, *d, *seed, &mut |n, t| {
-                        progress(first, n, t)
+                        let go = progress(first, n, t);
+                        stopped = !go && n < t;
+                        go
                     })?;
-                if s.steps.len() < total {
+                if stopped {
                     return Ok(vec![]); // cancelled: nobody wants it any more
                 }
                 let strip = s.strip(&self.model)?;
@@ -567,7 +569,6 @@ fn computed_tree(t: &ExportNode, rs: &[recon::Recon]) -> anyhow::Result<recon::t
         .with_context(|| format!("no reconstruction of {}", t.path))?;
     Ok(recon::tree::TreeNode {
         path: t.path.clone(),
-        weight: t.child.as_ref().map(|c| c.weight),
         child: t.child.clone(),
         grad: r.grad.clone(),
         note: r.note.clone(),

@@ -294,6 +294,7 @@ pub struct Blob {
     pub shape: Shape,
 }
 
+#[derive(Clone)]
 pub struct Net {
     /// The spec, its layers in topological order (the order of `layers`).
     pub spec: Spec,
@@ -801,7 +802,7 @@ impl Net {
     /// A convolution with a folded BatchNorm is re-drawn as a plain one (the BatchNorm
     /// reset with it). The sanity check's cascading randomization.
     pub fn randomized(&self, which: &[usize], seed: u64) -> Result<Net> {
-        let mut layers = self.layers.clone();
+        let mut net = self.clone();
         for &i in which {
             let mut rng = super::weights::SplitMix::new(
                 seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -813,7 +814,7 @@ impl Net {
                     .collect();
                 Ok(Tensor::from_vec(v, like.dims(), &Device::Cpu)?.to_device(like.device())?)
             };
-            match layers.get_mut(i) {
+            match net.layers.get_mut(i) {
                 Some(Layer::Conv(c)) => {
                     let fan_in = c.w.dims()[1..].iter().product();
                     c.w = draw(&c.w, fan_in)?;
@@ -835,16 +836,7 @@ impl Net {
                 }
             }
         }
-        Ok(Net {
-            spec: self.spec.clone(),
-            layers,
-            inputs: self.inputs.clone(),
-            consumers: self.consumers.clone(),
-            input: self.input,
-            shapes: self.shapes.clone(),
-            blobs: self.blobs.clone(),
-            device: self.device.clone(),
-        })
+        Ok(net)
     }
 
     pub fn blob_index(&self, name: &str) -> Option<usize> {

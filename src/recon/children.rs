@@ -4,7 +4,7 @@
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::batch::{self, Job, Start, Stop};
+use super::batch::{self, Job, Outcome, Start, Stop};
 use super::{argmax_in_channel, last_blob, resolve_path, seed_job, top_k, Options, Path, Recon};
 use crate::error::{Error, Result};
 use crate::model::net::host_vec;
@@ -251,6 +251,86 @@ pub fn children_ranked(
         .collect())
 }
 
+/// The jobs one path's children take, added to a batch: the gradient at the blob below
+/// and, for per-edge terms, one capture per consumer edge on the same rows.
+pub(crate) struct ChildJobs {
+    path: Path,
+    rank: Ranking,
+    below: usize,
+    users: Vec<usize>,
+    /// Index of the first of these jobs in the batch.
+    first: usize,
+}
+
+impl ChildJobs {
+    /// Adds the jobs of path `p` (resolved to `nodes`) to `jobs`.
+    pub(crate) fn add(
+        net: &Net,
+        p: &Path,
+        nodes: &[(usize, usize)],
+        r: &Ranking,
+        jobs: &mut Vec<Job>,
+    ) -> Result<ChildJobs> {
+        let last = last_blob(nodes)?;
+        let below = below_of(net, p, last)?;
+        let users = if r.via {
+            edges(net, below, net.blobs[last].tap)
+        } else {
+            vec![]
+        };
+        let first = jobs.len();
+        jobs.push(seed_job(nodes, Stop::Blob(below)));
+        for &l in &users {
+            jobs.push(seed_job(nodes, Stop::Tensor(l + 1)));
+        }
+        Ok(ChildJobs {
+            path: p.clone(),
+            rank: *r,
+            below,
+            users,
+            first,
+        })
+    }
+
+    /// The path's children from the batch's outcomes `out`, and the gradient at the blob
+    /// below.
+    pub(crate) fn children(
+        &self,
+        net: &Net,
+        state: &ForwardState,
+        img: usize,
+        opts: &Options,
+        out: &[Outcome],
+    ) -> Result<(Vec<Child>, Tensor)> {
+        let g = &out
+            .get(self.first)
+            .ok_or_else(|| Error::internal("a children job without its outcome"))?
+            .grad;
+        let s = signed_means(net, state, img, self.below, g)?;
+        let mut kids = ranked(net, &self.path, self.below, &s, &self.rank);
+        if !self.users.is_empty() {
+            let at_users: Vec<&Tensor> = out[self.first + 1..self.first + 1 + self.users.len()]
+                .iter()
+                .map(|o| &o.grad)
+                .collect();
+            let terms = edge_terms(net, state, img, opts, self.below, &self.users, &at_users)?;
+            for c in &mut kids {
+                c.via = self
+                    .users
+                    .iter()
+                    .zip(&terms)
+                    .map(|(&l, t)| EdgeTerm {
+                        edge: net.spec.layers[l].name.clone(),
+                        value: t[c.channel],
+                        skip: is_skip(net, l),
+                    })
+                    .collect();
+            }
+        }
+        Ok((kids, g.clone()))
+    }
+}
+
 fn children_with_grads(
     model: &Model,
     state: &ForwardState,
@@ -261,49 +341,14 @@ fn children_with_grads(
 ) -> Result<Vec<(Vec<Child>, Tensor)>> {
     let net = &model.net;
     let mut jobs = Vec::with_capacity(paths.len());
-    // per path: the blob below, its consumer edges, index of its first job
-    let mut plan = Vec::with_capacity(paths.len());
-    for p in paths {
-        let nodes = resolve_path(net, p)?;
-        let last = last_blob(&nodes)?;
-        let below = below_of(net, p, last)?;
-        let users = if r.via {
-            edges(net, below, net.blobs[last].tap)
-        } else {
-            vec![]
-        };
-        plan.push((below, users.clone(), jobs.len()));
-        jobs.push(seed_job(&nodes, Stop::Blob(below)));
-        for l in users {
-            jobs.push(seed_job(&nodes, Stop::Tensor(l + 1)));
-        }
-    }
-    let out = batch::run(net, state, img, opts, &jobs)?;
-    paths
+    let plans = paths
         .iter()
-        .zip(plan)
-        .map(|(p, (below, users, first))| {
-            let g = &out[first].grad;
-            let s = signed_means(net, state, img, below, g)?;
-            let mut kids = ranked(net, p, below, &s, r);
-            if !users.is_empty() {
-                let at_users: Vec<&Tensor> =
-                    (0..users.len()).map(|i| &out[first + 1 + i].grad).collect();
-                let terms = edge_terms(net, state, img, opts, below, &users, &at_users)?;
-                for c in &mut kids {
-                    c.via = users
-                        .iter()
-                        .zip(&terms)
-                        .map(|(&l, t)| EdgeTerm {
-                            edge: net.spec.layers[l].name.clone(),
-                            value: t[c.channel],
-                            skip: is_skip(net, l),
-                        })
-                        .collect();
-                }
-            }
-            Ok((kids, g.clone()))
-        })
+        .map(|p| ChildJobs::add(net, p, &resolve_path(net, p)?, r, &mut jobs))
+        .collect::<Result<Vec<_>>>()?;
+    let out = batch::run(net, state, img, opts, &jobs)?;
+    plans
+        .iter()
+        .map(|plan| plan.children(net, state, img, opts, &out))
         .collect()
 }
 

@@ -23,6 +23,15 @@ pub enum Display {
     Norm,
 }
 
+impl Display {
+    pub fn name(self) -> &'static str {
+        match self {
+            Display::Mean => "mean",
+            Display::Norm => "norm",
+        }
+    }
+}
+
 /// The input image (`[3, H, W]`, preprocessed) or a gradient shown with `mode`, as RGB.
 pub fn render(model: &Model, grad: &Tensor, mode: Display) -> Result<RgbImage> {
     let input = &model.spec().input;

@@ -35,11 +35,27 @@ pub enum MultMode {
     Manual,
 }
 
+impl MultMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            MultMode::Auto => "auto",
+            MultMode::Manual => "manual",
+        }
+    }
+}
+
 /// Options every reconstruction takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Options {
     pub rule: Rule,
     pub mult: MultMode,
+}
+
+impl Options {
+    /// `guided auto`: the rule and the multiplier mode, as captions show them.
+    pub fn caption(&self) -> String {
+        format!("{} {}", self.rule.name(), self.mult.name())
+    }
 }
 
 /// The blob of a resolved path's last node.

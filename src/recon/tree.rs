@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 
-use super::children::{ranked, signed_means};
+use super::children::ChildJobs;
 use super::{batch, last_blob, resolve_path, seed_job, Child, Options, Path, Ranking, Recon, Stop};
 use crate::error::{Error, Result};
 use crate::model::{ForwardState, Model};
@@ -11,8 +11,6 @@ use crate::model::{ForwardState, Model};
 /// A node of a computed tree.
 pub struct TreeNode {
     pub path: Path,
-    /// Weight as a child of its parent (`None` at the root).
-    pub weight: Option<f32>,
     /// The node as a child of its parent: signed weight, share, edges (`None` at the root).
     pub child: Option<Child>,
     pub grad: Tensor,
@@ -67,48 +65,42 @@ pub fn level(
 ) -> Result<Vec<(Recon, Option<Vec<Child>>)>> {
     let net = &model.net;
     let mut jobs = Vec::new();
-    let mut belows = Vec::new();
+    // per path: its reconstruction's job, and its children's when it has a blob below
+    let mut plans = Vec::with_capacity(paths.len());
     for p in paths {
         let nodes = resolve_path(net, p)?;
+        let recon = jobs.len();
         jobs.push(seed_job(&nodes, Stop::Data));
-        let below = match rank {
-            Some(_) => net.blobs[last_blob(&nodes)?].below,
-            None => None,
-        };
-        // per-edge terms need captures of their own: those children run apart
-        if let (Some(b), Some(false)) = (below, rank.map(|r| r.via)) {
-            jobs.push(seed_job(&nodes, Stop::Blob(b)));
-        }
-        belows.push(below);
-    }
-    let mut out = batch::run(net, state, img, opts, &jobs)?.into_iter();
-    let mut next = || {
-        out.next()
-            .ok_or_else(|| Error::internal("a job without its outcome"))
-    };
-    let mut res = Vec::with_capacity(paths.len());
-    for (p, below) in paths.iter().zip(belows) {
-        let r = next()?;
-        let recon = Recon {
-            path: p.clone(),
-            grad: r.grad,
-            note: r.note,
-        };
-        let kids = match (below, rank) {
-            (Some(_), Some(rank)) if rank.via => Some(
-                super::children_ranked(model, state, img, opts, std::slice::from_ref(p), rank)?
-                    .remove(0),
-            ),
-            (Some(b), Some(rank)) => {
-                let g = next()?;
-                let s = signed_means(net, state, img, b, &g.grad)?;
-                Some(ranked(net, p, b, &s, rank))
+        let kids = match rank {
+            Some(r) if net.blobs[last_blob(&nodes)?].below.is_some() => {
+                Some(ChildJobs::add(net, p, &nodes, r, &mut jobs)?)
             }
             _ => None,
         };
-        res.push((recon, kids));
+        plans.push((recon, kids));
     }
-    Ok(res)
+    let out = batch::run(net, state, img, opts, &jobs)?;
+    paths
+        .iter()
+        .zip(plans)
+        .map(|(p, (recon, kids))| {
+            let r = out
+                .get(recon)
+                .ok_or_else(|| Error::internal("a job without its outcome"))?;
+            let kids = match kids {
+                Some(k) => Some(k.children(net, state, img, opts, &out)?.0),
+                None => None,
+            };
+            Ok((
+                Recon {
+                    path: p.clone(),
+                    grad: r.grad.clone(),
+                    note: r.note.clone(),
+                },
+                kids,
+            ))
+        })
+        .collect()
 }
 
 /// The tree below `root`, `depth` levels deep, `k` children per node.
@@ -151,7 +143,6 @@ pub fn build(
             .zip(computed[d].drain(..))
             .map(|((p, c, _), (r, _))| TreeNode {
                 path: p.clone(),
-                weight: c.as_ref().map(|c| c.weight),
                 child: c.clone(),
                 grad: r.grad,
                 note: r.note,
@@ -186,7 +177,7 @@ impl TreeNode {
             "path": self.path.to_string(),
             "blob": last.blob,
             "channel": last.channel,
-            "weight": self.weight,
+            "weight": self.child.as_ref().map(|c| c.weight),
             "value": self.child.as_ref().map(|c| c.value),
             "share": self.child.as_ref().map(|c| c.share),
             "via": self.child.as_ref().map(|c| &c.via).filter(|v| !v.is_empty()),

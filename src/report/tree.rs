@@ -68,8 +68,8 @@ pub fn page(run: &Run, root: &TreeNode) -> Result<Page> {
         title: format!("treevis: {} on {}", root.path, run.image),
         model: format!("{} ({})", m.spec().name, m.weights_origin),
         method: run.opts.rule.name().into(),
-        mult: format!("{:?}", run.opts.mult).to_lowercase(),
-        display: format!("{:?}", run.display).to_lowercase(),
+        mult: run.opts.mult.name().into(),
+        display: run.display.name().into(),
         image: run.image.clone(),
         input_png: png(&display::render_input(m, run.input)?)?,
         labels: labels(m, run.state, 0, 5)?

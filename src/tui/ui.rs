@@ -245,6 +245,23 @@ pub fn draw(f: &mut Frame, app: &mut App, images: &mut Images) {
 }
 
 /// A `w`x`h` box (at most `area`) in the middle of `area`, for a popup.
+/// A large overlay (nine tenths of `area`) drawn over what is below: cleared, framed,
+/// titled; returns the inside of its frame.
+pub fn overlay(f: &mut Frame, area: Rect, title: String) -> Rect {
+    let r = centered(
+        area,
+        (area.width * 9 / 10).max(40),
+        (area.height * 9 / 10).max(10),
+    );
+    f.render_widget(ratatui::widgets::Clear, r);
+    let block = ratatui::widgets::Block::default()
+        .borders(ratatui::widgets::Borders::ALL)
+        .title(title);
+    let inner = block.inner(r);
+    f.render_widget(block, r);
+    inner
+}
+
 pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let (w, h) = (w.min(area.width), h.min(area.height));
     Rect::new(
@@ -263,14 +280,8 @@ fn status_bar(f: &mut Frame, app: &App, area: Rect) {
         app.pane.name(),
         sh.info,
         sh.opts.rule.name(),
-        match sh.opts.mult {
-            crate::recon::MultMode::Auto => "auto",
-            crate::recon::MultMode::Manual => "manual",
-        },
-        match sh.display {
-            crate::recon::display::Display::Norm => "norm",
-            crate::recon::display::Display::Mean => "mean",
-        },
+        sh.opts.mult.name(),
+        sh.display.name(),
         s.running,
         s.pending,
         s.last_ms,

@@ -258,6 +258,35 @@ def resnet_ablate(net, inp, path, channels):
     return [float(base[idx[1:]] - run(j)[idx[1:]]) for j in channels]
 
 
+def cases_of(roots, signed, parents, ablate, ablates=lambda b: True):
+    """Signed children (with per-edge terms where `signed` gives them), parents, and the
+    ablation of the 8 strongest guided children, for each root."""
+    cases = {"children": [], "parents": [], "ablate": []}
+    for path in roots:
+        b, c = path[-1]
+        for rule, mode in OPTS:
+            below, s, terms = signed(path, rule, mode)
+            entry = {"path": pstr(path), "rule": rule, "mult_mode": mode, "blob": below,
+                     **{sign: ranked(s, sign) for sign in ("abs", "pos", "neg")}}
+            if terms is not None:
+                for sign in ("abs", "pos", "neg"):
+                    for d in entry[sign]:
+                        d["via"] = {n: float(t[d["channel"]]) for n, t in terms.items()}
+            cases["children"].append(entry)
+            if (rule, mode) == ("guided", "auto") and ablates(b):
+                chans = [d["channel"] for d in ranked(s, "abs", 8)]
+                drops = ablate(path, chans)
+                cases["ablate"].append({"path": pstr(path), "blob": below,
+                                        "children": [{"channel": j, "drop": d}
+                                                     for j, d in zip(chans, drops)]})
+        for rule, mode in OPTS:
+            u, ps = parents(b, c, rule, mode)
+            cases["parents"].append({"path": pstr(path), "rule": rule, "mult_mode": mode,
+                                     "blob": u, "parents": ps})
+    print(json.dumps(cases)[:400])
+    return cases
+
+
 def pstr(path):
     return "/".join(f"{b}:{c}" for b, c in path)
 
@@ -269,61 +298,24 @@ def main():
 
     net, inp = alexnet()
     fw = chain.Forward(net, inp, "guided")
-    roots = [[("conv5", chain.most_active(fw, "conv5"))],
-             [("conv4", chain.most_active(fw, "conv4"))],
-             [("fc7", chain.most_active(fw, "fc7"))]]
-    cases = {"children": [], "parents": [], "ablate": []}
-    for path in roots:
-        for rule, mode in OPTS:
-            below, s = chain_signed(net, inp, path, rule, mode)
-            cases["children"].append({
-                "path": pstr(path), "rule": rule, "mult_mode": mode, "blob": below,
-                **{sign: ranked(s, sign) for sign in ("abs", "pos", "neg")}})
-        b, c = path[-1]
-        for rule, mode in OPTS:
-            u, ps = chain_parents(net, inp, b, c, rule, mode)
-            cases["parents"].append({"path": pstr(path), "rule": rule, "mult_mode": mode,
-                                     "blob": u, "parents": ps})
-        if b != "fc7":
-            below, s = chain_signed(net, inp, path, "guided", "auto")
-            chans = [d["channel"] for d in ranked(s, "abs", 8)]
-            drops = chain_ablate(net, inp, path, chans)
-            cases["ablate"].append({"path": pstr(path), "blob": below,
-                                    "children": [{"channel": j, "drop": d}
-                                                 for j, d in zip(chans, drops)]})
-    out["nets"]["alexnet"] = cases
-    print("alexnet:", json.dumps(cases)[:400])
+    roots = [[(b, chain.most_active(fw, b))] for b in ("conv5", "conv4", "fc7")]
+    out["nets"]["alexnet"] = cases_of(
+        roots,
+        lambda path, rule, mode: chain_signed(net, inp, path, rule, mode) + (None,),
+        lambda b, c, rule, mode: chain_parents(net, inp, b, c, rule, mode),
+        lambda path, chans: chain_ablate(net, inp, path, chans),
+        ablates=lambda b: b != "fc7")
 
     net, inp = resnet18()
     fw = graph.Forward(net, inp, "guided")
-    act = lambda b: chain.most_active(fw, b)  # noqa: E731
     # layer2.1 -> layer2.0 (identity skip), layer3.0 -> layer2.1 (downsample skip),
     # layer4.1 -> layer4.0
-    roots = [[("layer2.1", act("layer2.1"))], [("layer3.0", act("layer3.0"))],
-             [("layer4.1", act("layer4.1"))]]
-    cases = {"children": [], "parents": [], "ablate": []}
-    for path in roots:
-        for rule, mode in OPTS:
-            below, s, terms = resnet_signed(net, inp, path, rule, mode)
-            entry = {"path": pstr(path), "rule": rule, "mult_mode": mode, "blob": below,
-                     **{sign: ranked(s, sign) for sign in ("abs", "pos", "neg")}}
-            for sign in ("abs", "pos", "neg"):
-                for d in entry[sign]:
-                    d["via"] = {n: float(t[d["channel"]]) for n, t in terms.items()}
-            cases["children"].append(entry)
-        b, c = path[-1]
-        for rule, mode in OPTS:
-            u, ps = resnet_parents(net, inp, b, c, rule, mode)
-            cases["parents"].append({"path": pstr(path), "rule": rule, "mult_mode": mode,
-                                     "blob": u, "parents": ps})
-        below, s, _ = resnet_signed(net, inp, path, "guided", "auto")
-        chans = [d["channel"] for d in ranked(s, "abs", 8)]
-        drops = resnet_ablate(net, inp, path, chans)
-        cases["ablate"].append({"path": pstr(path), "blob": below,
-                                "children": [{"channel": j, "drop": d}
-                                             for j, d in zip(chans, drops)]})
-    out["nets"]["resnet18"] = cases
-    print("resnet18:", json.dumps(cases)[:400])
+    roots = [[(b, chain.most_active(fw, b))] for b in ("layer2.1", "layer3.0", "layer4.1")]
+    out["nets"]["resnet18"] = cases_of(
+        roots,
+        lambda path, rule, mode: resnet_signed(net, inp, path, rule, mode),
+        lambda b, c, rule, mode: resnet_parents(net, inp, b, c, rule, mode),
+        lambda path, chans: resnet_ablate(net, inp, path, chans))
 
     with open(os.path.join(HERE, "hierarchy.ref.json"), "w") as f:
         json.dump(out, f, indent=1)

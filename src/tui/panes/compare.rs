@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use ratatui::layout::Rect;
 use ratatui::style::Modifier;
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::{Ctx, Effect, View};
 use crate::engine::JobKey;
-use crate::recon::{MultMode, Options, Path};
+use crate::recon::{Options, Path};
 use crate::tui::app::Shared;
 use crate::tui::keymap::{Action, Layer};
 use crate::tui::ui::{self, Images};
@@ -19,15 +19,6 @@ use crate::tui::ui::{self, Images};
 pub struct Compare {
     image: PathBuf,
     path: Path,
-}
-
-/// `guided auto`.
-pub fn caption(o: &Options) -> String {
-    let mult = match o.mult {
-        MultMode::Auto => "auto",
-        MultMode::Manual => "manual",
-    };
-    format!("{} {mult}", o.rule.name())
 }
 
 impl Compare {
@@ -79,19 +70,15 @@ impl View for Compare {
 
     fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx, images: &mut Images) {
         let s = ctx.shared;
-        let r = ui::centered(
+        let inner = ui::overlay(
+            f,
             area,
-            (area.width * 9 / 10).max(40),
-            (area.height * 9 / 10).max(10),
+            format!(
+                " {}: every rule and multiplier mode ({} closes) ",
+                self.path,
+                ctx.hint(Action::Back),
+            ),
         );
-        f.render_widget(Clear, r);
-        let block = Block::default().borders(Borders::ALL).title(format!(
-            " {}: every rule and multiplier mode ({} closes) ",
-            self.path,
-            ctx.hint(Action::Back),
-        ));
-        let inner = block.inner(r);
-        f.render_widget(block, r);
         let keys = self.keys(s);
         // rules across, the two modes down
         let cols = (keys.len() as u16).div_ceil(2).max(1);
@@ -104,9 +91,9 @@ impl View for Compare {
             let (x, y) = (inner.x + c * w, inner.y + row * h);
             let now = *opts == s.opts;
             let text = if now {
-                format!("{} (now)", caption(opts))
+                format!("{} (now)", opts.caption())
             } else {
-                caption(opts)
+                opts.caption()
             };
             f.render_widget(
                 Paragraph::new(text).style(ui::selected_style(now).add_modifier(if now {

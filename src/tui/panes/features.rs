@@ -3,7 +3,6 @@
 //! the pane's keys still move it beneath.
 
 use ratatui::layout::Rect;
-use ratatui::widgets::{Block, Borders, Clear};
 use ratatui::Frame;
 
 use super::{Ctx, Effect, View};
@@ -45,19 +44,15 @@ impl View for Features {
         let JobKey::Features { blob, channel } = &key else {
             return;
         };
-        let r = ui::centered(
+        let inner = ui::overlay(
+            f,
             area,
-            (area.width * 9 / 10).max(40),
-            (area.height * 9 / 10).max(10),
+            format!(
+                " {blob}:{channel}: top dataset patches | their reconstructions ({} or {} closes) ",
+                ctx.hint(Action::Features),
+                ctx.hint(Action::Back),
+            ),
         );
-        f.render_widget(Clear, r);
-        let block = Block::default().borders(Borders::ALL).title(format!(
-            " {blob}:{channel}: top dataset patches | their reconstructions ({} or {} closes) ",
-            ctx.hint(Action::Features),
-            ctx.hint(Action::Back),
-        ));
-        let inner = block.inner(r);
-        f.render_widget(block, r);
         ui::tile(f, images, ctx.shared, inner, &key);
     }
 }

@@ -11,7 +11,7 @@ use image::RgbImage;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::{Ctx, Effect, View};
@@ -99,19 +99,15 @@ impl View for SanityView {
     fn draw(&mut self, f: &mut Frame, area: Rect, ctx: &Ctx, images: &mut Images) {
         let s = ctx.shared;
         let key = self.key(s);
-        let r = ui::centered(
+        let inner = ui::overlay(
+            f,
             area,
-            (area.width * 9 / 10).max(40),
-            (area.height * 9 / 10).max(10),
+            format!(
+                " sanity check of {}: weights randomized from the top ({} closes and stops it) ",
+                self.path,
+                ctx.hint(Action::Back),
+            ),
         );
-        f.render_widget(Clear, r);
-        let block = Block::default().borders(Borders::ALL).title(format!(
-            " sanity check of {}: weights randomized from the top ({} closes and stops it) ",
-            self.path,
-            ctx.hint(Action::Back),
-        ));
-        let inner = block.inner(r);
-        f.render_widget(block, r);
         let result = match s.results.get(&key) {
             Some(Output::Sanity(res)) => res.clone(),
             Some(Output::Failed(m)) => {
