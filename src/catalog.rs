@@ -9,7 +9,7 @@ use candle_core::Device;
 
 use crate::error::{Error, Result};
 use crate::model::weights::{self, TensorMap};
-use crate::model::{LoadedSpec, Model, WeightsSource};
+use crate::model::{LoadedSpec, Model, Placement, WeightsSource};
 
 /// Weights built into the binary for built-in specs that have them.
 const BUILTIN_WEIGHTS: &[(&str, &[u8])] = &[
@@ -22,8 +22,8 @@ const BUILTIN_WEIGHTS: &[(&str, &[u8])] = &[
 ];
 
 /// Loads `model` (built-in name, spec file or model folder) with its weights.
-pub fn load(model: &str, weights: &WeightsSource, device: &Device) -> Result<Model> {
-    Ok(load_with_notes(model, weights, device)?.0)
+pub fn load(model: &str, weights: &WeightsSource, place: impl Into<Placement>) -> Result<Model> {
+    Ok(load_with_notes(model, weights, place)?.0)
 }
 
 /// [`load`], with what an import assumed (an ONNX file's preprocessing, fixed dynamic
@@ -31,7 +31,7 @@ pub fn load(model: &str, weights: &WeightsSource, device: &Device) -> Result<Mod
 pub fn load_with_notes(
     model: &str,
     weights: &WeightsSource,
-    device: &Device,
+    place: impl Into<Placement>,
 ) -> Result<(Model, Vec<String>)> {
     let mut notes = Vec::new();
     let (loaded, onnx_weights) = match onnx_file(model) {
@@ -65,7 +65,7 @@ pub fn load_with_notes(
         _ => vec![],
     };
     let spec_name = loaded.spec.name.clone();
-    let model = Model::from_parts(loaded, tensors, origin, mean, device).map_err(|e| match e {
+    let model = Model::from_parts(loaded, tensors, origin, mean, place).map_err(|e| match e {
         // a weights file for another network: say which built-in spec it looks like
         Error::Weights { path, msg } if !names.is_empty() => {
             let hint = match look_alike(&names) {

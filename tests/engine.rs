@@ -114,7 +114,14 @@ fn gradient_rule_matches_finite_differences() {
                     signs.extend(vec(&st.outputs[i]).iter().map(|v| *v > 0.0));
                 }
             }
-            (signs, st.switches.iter().flatten().cloned().collect())
+            (
+                signs,
+                st.switches
+                    .iter()
+                    .flatten()
+                    .map(|k| k.to_host().unwrap())
+                    .collect(),
+            )
         };
         let base = pieces(&s);
         let eval = |xv: &[f32]| {
@@ -304,7 +311,7 @@ fn training_gradients_match_finite_differences() {
                 signs.extend(vec(&s.outputs[i]).iter().map(|v| *v > 0.0));
             }
         }
-        (loss as f64, signs, s.switches.clone())
+        (loss as f64, signs, switches_of(&s))
     };
     let s = net.forward_full(&x).unwrap();
     let (_, _, dl) = softmax_xent(&vec(&s.outputs[top]), &labels, 10);
@@ -385,7 +392,7 @@ fn training_gradients_through_a_residual_graph_match_finite_differences() {
     let loss_and_switches = |net: &treevis::model::Net| {
         let s = net.forward_full(&x).unwrap();
         let (loss, _, _) = softmax_xent(&vec(&s.outputs[top]), &labels, 11);
-        (loss as f64, s.switches.clone())
+        (loss as f64, switches_of(&s))
     };
     let s = net.forward_full(&x).unwrap();
     let (_, _, dl) = softmax_xent(&vec(&s.outputs[top]), &labels, 11);
@@ -493,4 +500,12 @@ fn an_inference_forward_keeps_the_blobs_only() {
         .unwrap()
         .to_string();
     assert!(e.contains("forward_blobs"), "{e}");
+}
+
+/// A forward state's max-pool switches, in host memory.
+fn switches_of(s: &treevis::model::ForwardState) -> Vec<Option<Vec<u32>>> {
+    s.switches
+        .iter()
+        .map(|k| k.as_ref().map(|k| k.to_host().unwrap()))
+        .collect()
 }

@@ -67,7 +67,8 @@ pub fn run(args: &BenchOptions) -> Result<()> {
     if args.kernels {
         return gemm::run(args);
     }
-    let device = crate::model::parse_device(&args.device)?;
+    let place = crate::model::parse_device(&args.device)?;
+    let device = place.device.clone();
     let runs = args.runs;
     let mut res: BTreeMap<&'static str, f64> = BTreeMap::new();
     let opts = Options {
@@ -75,7 +76,7 @@ pub fn run(args: &BenchOptions) -> Result<()> {
         mult: MultMode::Auto,
     };
 
-    let m = crate::catalog::load("alexnet", &WeightsSource::Random(0), &device)?;
+    let m = crate::catalog::load("alexnet", &WeightsSource::Random(0), &place)?;
     let x1 = input(224, 224, 1, &device)?;
     let x32 = input(224, 224, 32, &device)?;
     eprintln!(
@@ -169,7 +170,7 @@ pub fn run(args: &BenchOptions) -> Result<()> {
     );
     drop(state);
 
-    let c = crate::catalog::load("caffenet", &WeightsSource::Random(0), &device)?;
+    let c = crate::catalog::load("caffenet", &WeightsSource::Random(0), &place)?;
     let xc = input(227, 227, 1, &device)?;
     res.insert(
         "caffenet_forward_b1_ms",

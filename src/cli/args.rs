@@ -57,8 +57,8 @@ impl ModelArgs {
     }
 
     /// Loads the model on `device` (with the `--labels` given).
-    pub fn load(&self, device: &candle_core::Device) -> crate::error::Result<Model> {
-        let mut model = crate::catalog::load(&self.model, &self.weights(), device)?;
+    pub fn load(&self, place: &crate::model::Placement) -> crate::error::Result<Model> {
+        let mut model = crate::catalog::load(&self.model, &self.weights(), place)?;
         if let Some(file) = &self.labels {
             model.set_labels(crate::model::read_labels(file)?)?;
         }
@@ -77,13 +77,15 @@ pub fn weights_source(s: &str) -> Result<WeightsSource, std::convert::Infallible
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceArg {
     Cpu,
+    /// The CPU running the tensor-op backend (the code a GPU runs).
+    CpuGeneric,
     /// `cuda` (`None`: the first GPU) or `cuda:N`.
     Cuda(Option<usize>),
 }
 
 impl DeviceArg {
     /// The candle device (an error in a build without CUDA, or for a missing GPU).
-    pub fn open(self) -> crate::error::Result<candle_core::Device> {
+    pub fn open(self) -> crate::error::Result<crate::model::Placement> {
         // the model's parser says why a device cannot be opened, in the words users know
         crate::model::parse_device(&self.to_string())
     }
@@ -94,13 +96,16 @@ impl FromStr for DeviceArg {
     fn from_str(s: &str) -> Result<DeviceArg, String> {
         match s {
             "cpu" => Ok(DeviceArg::Cpu),
+            "cpu-generic" => Ok(DeviceArg::CpuGeneric),
             "cuda" => Ok(DeviceArg::Cuda(None)),
             t => match t.strip_prefix("cuda:") {
                 Some(n) => n
                     .parse()
                     .map(|n| DeviceArg::Cuda(Some(n)))
                     .map_err(|_| format!("`{s}`: expected cuda:N with N a GPU number")),
-                None => Err(format!("unknown device `{s}`; use cpu, cuda or cuda:N")),
+                None => Err(format!(
+                    "unknown device `{s}`; use cpu, cpu-generic, cuda or cuda:N"
+                )),
             },
         }
     }
@@ -110,6 +115,7 @@ impl fmt::Display for DeviceArg {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             DeviceArg::Cpu => f.write_str("cpu"),
+            DeviceArg::CpuGeneric => f.write_str("cpu-generic"),
             DeviceArg::Cuda(None) => f.write_str("cuda"),
             DeviceArg::Cuda(Some(n)) => write!(f, "cuda:{n}"),
         }
@@ -142,7 +148,8 @@ impl fmt::Display for DeviceList {
 pub struct EngineArgs {
     #[command(flatten)]
     pub net: ModelArgs,
-    /// `cpu`, or `cuda:N` in a build with the `cuda` feature.
+    /// `cpu` (the CPU kernels), `cpu-generic` (the tensor-op backend a GPU runs, on the
+    /// CPU), or `cuda:N` in a build with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceArg,
 }
@@ -368,7 +375,7 @@ mod tests {
 
     #[test]
     fn devices_parse_and_print_back() {
-        for s in ["cpu", "cuda", "cuda:0", "cuda:3"] {
+        for s in ["cpu", "cpu-generic", "cuda", "cuda:0", "cuda:3"] {
             assert_eq!(s.parse::<DeviceArg>().unwrap().to_string(), s);
         }
         assert!("gpu"
@@ -382,7 +389,11 @@ mod tests {
         let l: DeviceList = "cuda:0, cuda:1".parse().unwrap();
         assert_eq!(l.to_string(), "cuda:0,cuda:1");
         assert!("cpu,tpu".parse::<DeviceList>().is_err());
-        assert!(DeviceArg::Cpu.open().unwrap().is_cpu());
+        assert!(DeviceArg::Cpu.open().unwrap().device.is_cpu());
+        assert_eq!(
+            DeviceArg::CpuGeneric.open().unwrap().backend,
+            crate::model::Backend::TensorOps
+        );
     }
 
     #[test]

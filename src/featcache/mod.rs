@@ -1066,8 +1066,8 @@ pub fn load_models(
     devices
         .split(',')
         .map(|d| {
-            let dev: Device = crate::model::parse_device(d.trim())?;
-            crate::catalog::load(model, weights, &dev)
+            let place = crate::model::parse_device(d.trim())?;
+            crate::catalog::load(model, weights, &place)
         })
         .collect()
 }

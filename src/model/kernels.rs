@@ -182,7 +182,7 @@ pub fn maxpool_backward(
 /// Window bounds of average pooling along `axis`. With `count_include_pad` (Caffe's and
 /// PyTorch's default) the divisor counts padding but not the part of a ceil-mode window
 /// hanging past the padded input; without, only the cells inside the input.
-fn avg_window(o: usize, p: &PoolSpec, size: usize, axis: usize) -> Window {
+pub(crate) fn avg_window(o: usize, p: &PoolSpec, size: usize, axis: usize) -> Window {
     let start = (o * p.stride.0[axis]) as isize - p.pad.begin(axis) as isize;
     let end = (start + p.kernel.0[axis] as isize).min((size + p.pad.end(axis)) as isize);
     let s = start.max(0) as usize;
@@ -196,7 +196,7 @@ fn avg_window(o: usize, p: &PoolSpec, size: usize, axis: usize) -> Window {
 }
 
 /// A window of average pooling along one axis: `[start, end)` in the input and the divisor.
-type Window = (usize, usize, usize);
+pub(crate) type Window = (usize, usize, usize);
 
 /// Average pooling of `planes` planes with per-axis windows `wy(oy)`, `wx(ox)`.
 fn average_forward(
@@ -290,7 +290,7 @@ pub fn avgpool_backward(
 }
 
 /// Bin of adaptive average pooling (PyTorch's definition): `[start, end)` and its size.
-fn adaptive_bin(o: usize, out: usize, size: usize) -> Window {
+pub(crate) fn adaptive_bin(o: usize, out: usize, size: usize) -> Window {
     let (s, e) = ((o * size) / out, ((o + 1) * size).div_ceil(out));
     (s, e, e - s)
 }

@@ -1,6 +1,7 @@
 //! The numeric model: specs, weights, the network and its forward state. Knows nothing of
 //! terminals, files other than its own inputs, or async runtimes.
 
+pub mod backend;
 pub mod graph;
 pub mod kernels;
 pub mod net;
@@ -10,14 +11,15 @@ pub mod pth;
 pub mod rule;
 pub mod shape;
 pub mod spec;
+pub mod tensorops;
+pub mod transfer;
 pub mod weights;
 pub mod zoo;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
-
-pub use net::{Blob, ForwardState, Net};
+pub use backend::{parse_device, Backend, Placement};
+pub use net::{Blob, ForwardState, Kept, Net};
 pub use ops::{act, binary};
 pub use shape::Shape;
 pub use spec::{LoadedSpec, Spec};
@@ -62,37 +64,6 @@ impl WeightsSource {
     }
 }
 
-/// Parses `--device`: `cpu`, `cuda` or `cuda:N`.
-pub fn parse_device(s: &str) -> Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        _ if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal: usize = match s.strip_prefix("cuda:") {
-                Some(n) => n.parse().map_err(|_| {
-                    Error::Device(format!("`{s}`: expected cuda:N with N a GPU number"))
-                })?,
-                None => 0,
-            };
-            cuda_device(ordinal)
-        }
-        _ => Err(Error::Device(format!(
-            "unknown device `{s}`; use cpu, cuda or cuda:N"
-        ))),
-    }
-}
-
-#[cfg(feature = "cuda")]
-fn cuda_device(ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal).map_err(|e| Error::Device(format!("cuda:{ordinal}: {e}")))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_device(ordinal: usize) -> Result<Device> {
-    Err(Error::Device(format!(
-        "cuda:{ordinal} asked for, but this treevis was built without CUDA; rebuild with `cargo build --release --features cuda`"
-    )))
-}
-
 impl Model {
     /// A model from a resolved spec, its weights and its mean image (when the spec names
     /// one).
@@ -101,9 +72,9 @@ impl Model {
         tensors: weights::TensorMap,
         origin: String,
         mean_image: Option<Vec<f32>>,
-        device: &Device,
+        place: impl Into<Placement>,
     ) -> Result<Model> {
-        let net = Net::build(loaded.spec.clone(), tensors, device, Path::new(&origin))?;
+        let net = Net::build(loaded.spec.clone(), tensors, place, Path::new(&origin))?;
         let classes = net.blobs[0].shape.channels();
         let labels = match loaded.labels()? {
             Some(l) if l.len() == classes => l,

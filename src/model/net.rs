@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use candle_core::{Device, Tensor};
 
+use super::backend::{Backend, Placement};
 use super::graph;
 use super::kernels;
 use super::ops::act::{self, Act};
@@ -19,6 +20,7 @@ use super::ops::linear::{linear_backward, linear_forward};
 use super::rule::Rule;
 pub use super::shape::Shape;
 use super::spec::{LayerKind, LayerSpec, PoolSpec, Side, Spec};
+use super::tensorops;
 use super::weights::TensorMap;
 use crate::error::{Error, Result};
 
@@ -308,6 +310,10 @@ pub struct Net {
     pub shapes: Vec<Shape>,
     pub blobs: Vec<Blob>,
     pub device: Device,
+    /// Which implementation runs the ops ([`Backend`]).
+    pub backend: Backend,
+    /// The tensor-op backend's constants (window tables, transformed weights), built once.
+    pub(crate) cache: tensorops::Cache,
 }
 
 /// What one forward pass keeps: the input, every layer's output (of the layers it ran),
@@ -317,13 +323,49 @@ pub struct ForwardState {
     pub input: Tensor,
     pub outputs: Vec<Tensor>,
     /// Per max-pool layer: switches `[batch, c, oh*ow]` (index in the input plane).
-    pub switches: Vec<Option<Vec<u32>>>,
+    pub switches: Vec<Option<Kept<u32>>>,
     /// Per LRN layer: `scale` `[batch, c, h, w]`.
-    pub lrn_scale: Vec<Option<Vec<f32>>>,
+    pub lrn_scale: Vec<Option<Kept<f32>>>,
     /// Training only: `(layer, mask)` of each dropout layer (kept units scaled by `1/keep`).
     pub dropout: Vec<(usize, Vec<f32>)>,
     /// Whether the state holds what a backward pass needs (not [`Net::forward_blobs`]'s).
     pub backward_ready: bool,
+}
+
+/// Forward state a backward needs: host vectors (the CPU kernels) or a tensor on the net's
+/// device (the tensor-op backend).
+#[derive(Debug, Clone)]
+pub enum Kept<T> {
+    Host(Vec<T>),
+    Tensor(Tensor),
+}
+
+impl<T: candle_core::WithDType> Kept<T> {
+    /// The values in host memory (a download for a tensor).
+    pub fn to_host(&self) -> Result<Vec<T>> {
+        match self {
+            Kept::Host(v) => Ok(v.clone()),
+            Kept::Tensor(t) => super::transfer::download(t),
+        }
+    }
+
+    fn host(&self, what: &str) -> Result<&[T]> {
+        match self {
+            Kept::Host(v) => Ok(v),
+            Kept::Tensor(_) => Err(Error::internal(format!(
+                "{what} kept as a tensor for the CPU kernels"
+            ))),
+        }
+    }
+
+    fn tensor(&self, what: &str) -> Result<&Tensor> {
+        match self {
+            Kept::Tensor(t) => Ok(t),
+            Kept::Host(_) => Err(Error::internal(format!(
+                "{what} kept on the host for the tensor ops"
+            ))),
+        }
+    }
 }
 
 impl ForwardState {
@@ -376,9 +418,16 @@ impl Net {
     pub fn build(
         spec: Spec,
         mut tensors: TensorMap,
-        device: &Device,
+        place: impl Into<Placement>,
         origin: &std::path::Path,
     ) -> Result<Net> {
+        let place: Placement = place.into();
+        let device = &place.device;
+        if place.backend == Backend::CpuKernels && !device.is_cpu() {
+            return Err(Error::Device(format!(
+                "the CPU kernels cannot run on {device:?}; use the tensor-op backend there"
+            )));
+        }
         let wiring = graph::wire(&spec).map_err(|msg| Error::Spec {
             origin: spec.name.clone(),
             msg,
@@ -686,6 +735,8 @@ impl Net {
             shapes,
             blobs: vec![],
             device: device.clone(),
+            backend: place.backend,
+            cache: Default::default(),
         };
         net.fold_batchnorms()?;
         net.blobs = bind_blobs(&net, &wiring.articulation())?;
@@ -781,6 +832,8 @@ impl Net {
             shapes,
             blobs: self.blobs.clone(),
             device: self.device.clone(),
+            backend: self.backend,
+            cache: self.cache.clone(),
         };
         for b in &mut net.blobs {
             b.shape = net.shapes[b.layer];
@@ -916,7 +969,7 @@ impl Net {
     /// rows are in cache) and the ReLU passes it on.
     fn fused_relus(&self, keep: &[bool], upto: usize) -> Vec<Fused> {
         let mut fused = vec![Fused::No; self.layers.len()];
-        if !self.device.is_cpu() {
+        if self.backend != Backend::CpuKernels {
             return fused;
         }
         for (i, l) in self.layers.iter().enumerate() {
@@ -1019,8 +1072,10 @@ impl Net {
             outs.push(input.to_device(&self.device)?.contiguous()?);
             (none()?, outs)
         };
-        let mut switches: Vec<Option<Vec<u32>>> = vec![None; from.saturating_sub(1)];
-        let mut lrn_scale: Vec<Option<Vec<f32>>> = vec![None; from.saturating_sub(1)];
+        let mut switches: Vec<Option<Kept<u32>>> = vec![None; from.saturating_sub(1)];
+        let mut lrn_scale: Vec<Option<Kept<f32>>> = vec![None; from.saturating_sub(1)];
+        let tops = self.backend == Backend::TensorOps;
+        let cache = &self.cache;
         if from > 0 {
             switches.push(None);
             lrn_scale.push(None);
@@ -1048,16 +1103,20 @@ impl Net {
             let mut sc = None;
             let t0 = std::time::Instant::now();
             let y = match layer {
+                Layer::Conv(c) if tops => {
+                    tensorops::conv::forward(cache, x, c, in_shape, out_shape)?
+                }
                 Layer::Conv(c) => {
                     conv_forward(x, c, in_shape, out_shape, fused[i] == Fused::Producer)?
                 }
                 // its producer applied it
                 Layer::Relu if fused[i] == Fused::Relu => x.clone(),
-                Layer::Relu if x.device().is_cpu() => {
+                Layer::Relu if tops => x.relu()?,
+                Layer::Relu => {
                     let y = with_host(x, kernels::relu_forward)?;
                     self.tensor(y, out_shape.dims(batch))?
                 }
-                Layer::Relu => x.relu()?,
+                Layer::Act(a) if tops => tensorops::act::forward(x, *a)?,
                 Layer::Act(a) => {
                     let y = with_host(x, |xs| act::forward(xs, *a))?;
                     self.tensor(y, out_shape.dims(batch))?
@@ -1067,11 +1126,12 @@ impl Net {
                     let xs: Vec<&Tensor> = self.inputs[i].iter().map(|&t| at(t)).collect();
                     b.forward(&xs)?
                 }
+                Layer::Prelu(slopes) if tops => tensorops::act::prelu_forward(cache, x, slopes)?,
                 Layer::Prelu(slopes) => {
                     let y = with_host(x, |xs| act::prelu_forward(xs, slopes, in_shape.plane()))?;
                     self.tensor(y, out_shape.dims(batch))?
                 }
-                Layer::Add if x.device().is_cpu() && self.inputs[i].len() >= 2 => {
+                Layer::Add if !tops && self.inputs[i].len() >= 2 => {
                     let ins = &self.inputs[i];
                     // a fused ReLU goes with the last term
                     let relu = |n: usize| n + 1 == ins.len() && fused[i] == Fused::Producer;
@@ -1095,6 +1155,28 @@ impl Net {
                     Tensor::cat(&parts, 1)?
                 }
                 Layer::Identity => x.clone(),
+                Layer::Maxpool(p) if tops => {
+                    let (o, s) =
+                        tensorops::pool::maxpool_forward(cache, x, p, in_shape, out_shape)?;
+                    sw = Some(Kept::Tensor(s));
+                    o
+                }
+                Layer::Avgpool(p) if tops => {
+                    tensorops::pool::avgpool_forward(cache, x, Some(p), in_shape, out_shape)?
+                }
+                Layer::AdaptiveAvgpool(_) if tops => {
+                    tensorops::pool::avgpool_forward(cache, x, None, in_shape, out_shape)?
+                }
+                Layer::Lrn {
+                    size,
+                    alpha,
+                    beta,
+                    k,
+                } if tops => {
+                    let (o, s) = tensorops::lrn::forward(x, *size, *alpha, *beta, *k)?;
+                    sc = Some(Kept::Tensor(s));
+                    o
+                }
                 Layer::Maxpool(p) => {
                     let (o, s) = with_host(x, |xs| {
                         kernels::maxpool_forward(
@@ -1105,7 +1187,7 @@ impl Net {
                             hw(out_shape),
                         )
                     })?;
-                    sw = Some(s);
+                    sw = Some(Kept::Host(s));
                     self.tensor(o, out_shape.dims(batch))?
                 }
                 Layer::Avgpool(p) => {
@@ -1148,9 +1230,10 @@ impl Net {
                             *k,
                         )
                     })?;
-                    sc = Some(s);
+                    sc = Some(Kept::Host(s));
                     self.tensor(o, out_shape.dims(batch))?
                 }
+                Layer::Linear(l) if tops => x.matmul(&l.w.t()?)?.broadcast_add(&l.b)?,
                 Layer::Linear(l) => linear_forward(x, l)?,
                 Layer::Dropout(p) => match dropout_seed {
                     Some(seed) => {
@@ -1206,7 +1289,7 @@ impl Net {
     }
 
     fn tensor(&self, v: Vec<f32>, dims: Vec<usize>) -> Result<Tensor> {
-        Ok(Tensor::from_vec(v, dims, &Device::Cpu)?.to_device(&self.device)?)
+        super::transfer::upload(v, dims, &self.device)
     }
 
     /// Backward of single-input layer `i` (a chain's layers) for gradient rows `g`; see
@@ -1268,8 +1351,50 @@ impl Net {
         let x_id = self.inputs[i][0];
         let in_shape = self.shape_at(x_id);
         let out_shape = self.shapes[i];
+        let tops = self.backend == Backend::TensorOps;
+        let cache = &self.cache;
         Ok(vec![match &self.layers[i] {
+            Layer::Conv(c) if tops => tensorops::conv::backward(cache, g, c, in_shape, out_shape)?,
             Layer::Conv(c) => conv_backward(g, c, in_shape, out_shape)?,
+            Layer::Relu if tops => tensorops::act::relu_rule(g, &state.outputs[i], img, rule)?,
+            Layer::Act(a) if tops => {
+                tensorops::act::backward(g, state.tensor(x_id), img, *a, rule)?
+            }
+            Layer::Prelu(slopes) if tops => {
+                tensorops::act::prelu_backward(cache, g, state.tensor(x_id), img, slopes, rule)?
+            }
+            Layer::Maxpool(_) if tops => {
+                let sw = state.switches[i]
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("a max-pool without its switches"))?
+                    .tensor("switches")?;
+                tensorops::pool::maxpool_backward(g, sw, img, in_shape, out_shape)?
+            }
+            Layer::Avgpool(p) if tops => {
+                tensorops::pool::avgpool_backward(cache, g, Some(p), in_shape, out_shape)?
+            }
+            Layer::AdaptiveAvgpool(_) if tops => {
+                tensorops::pool::avgpool_backward(cache, g, None, in_shape, out_shape)?
+            }
+            Layer::Lrn {
+                size, alpha, beta, ..
+            } if tops => {
+                let scale = state.lrn_scale[i]
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("an LRN without its scales"))?
+                    .tensor("LRN scales")?;
+                tensorops::lrn::backward(
+                    g,
+                    state.tensor(x_id),
+                    &state.outputs[i],
+                    scale,
+                    img,
+                    *size,
+                    *alpha,
+                    *beta,
+                )?
+            }
+            Layer::Linear(l) if tops => g.matmul(&l.w)?,
             Layer::Relu => {
                 let y = pick(&state.outputs[i])?;
                 let mut gv = host_vec(g)?;
@@ -1324,7 +1449,8 @@ impl Net {
                 let per = c * out_shape.plane();
                 let sw = &state.switches[i]
                     .as_ref()
-                    .ok_or_else(|| Error::internal("a max-pool without its switches"))?[range(per)];
+                    .ok_or_else(|| Error::internal("a max-pool without its switches"))?
+                    .host("switches")?[range(per)];
                 let dx = with_host(g, |gs| {
                     kernels::maxpool_backward(gs, sw, c, in_shape.plane(), out_shape.plane())
                 })?;
@@ -1359,7 +1485,8 @@ impl Net {
                 let n = in_shape.numel();
                 let scale = &state.lrn_scale[i]
                     .as_ref()
-                    .ok_or_else(|| Error::internal("an LRN without its scales"))?[range(n)];
+                    .ok_or_else(|| Error::internal("an LRN without its scales"))?
+                    .host("LRN scales")?[range(n)];
                 let x = pick(state.tensor(x_id))?;
                 let y = pick(&state.outputs[i])?;
                 let dx = with_host(g, |gs| {
@@ -1462,30 +1589,7 @@ fn bind_blobs(net: &Net, articulation: &[bool]) -> Result<Vec<Blob>> {
     Ok(blobs)
 }
 
-/// Runs `f` on the contiguous `f32` data of `t` (copied to the host first when `t` lives
-/// on another device).
-pub fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let t = if t.device().is_cpu() {
-        t.contiguous()?
-    } else {
-        t.to_device(&Device::Cpu)?.contiguous()?
-    };
-    let (storage, layout) = t.storage_and_layout();
-    let cpu = match &*storage {
-        candle_core::Storage::Cpu(c) => c,
-        _ => unreachable!("moved to the cpu above"),
-    };
-    let data = cpu.as_slice::<f32>()?;
-    let (a, b) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| Error::Shape("non-contiguous tensor".into()))?;
-    Ok(f(&data[a..b]))
-}
-
-/// The tensor's data as an owned host vector.
-pub fn host_vec(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(t.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?)
-}
+pub use super::transfer::{host_vec, with_host};
 
 #[cfg(test)]
 mod tests {

@@ -231,7 +231,7 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSpec {
     pub kernel: Hw,
@@ -284,7 +284,7 @@ pub struct Operand {
 pub const MAX_GEOMETRY: usize = 1 << 16;
 
 /// A size per spatial axis, `[h, w]`: written as one integer when both are equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Hw(pub [usize; 2]);
 
 impl Hw {
@@ -329,7 +329,7 @@ impl std::fmt::Display for Hw {
 
 /// Padding `[top, left, bottom, right]`: written as one integer when all four are equal,
 /// as `[h, w]` when each axis is padded alike on both sides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct Pads(pub [usize; 4]);
 
 impl Pads {
