@@ -6,11 +6,11 @@
 //! when the sweep reaches their root blob). A job ends at a capture point: the gradient at a
 //! blob (for children) or at the input (a reconstruction).
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Tensor};
 
 use super::{MultMode, Options};
 use crate::error::{Error, Result};
-use crate::model::{ForwardState, Net};
+use crate::model::{tensorops, transfer, ForwardState, Net};
 
 /// Where a job's gradient starts.
 #[derive(Debug, Clone)]
@@ -60,6 +60,12 @@ struct TrieNode {
     /// Lowest backward position this node's row is still needed at.
     lowest: usize,
     note: Option<String>,
+    /// What decides the node's note, kept on the device until the sweep ends: a start's
+    /// seed value (0: not active) or a fork's gradient mass in its channel (0: none
+    /// reaches it), as element `check` of the sweep's checks.
+    check: Option<usize>,
+    /// Blob and channel of a seed start.
+    seed: Option<(usize, usize)>,
 }
 
 /// Floats one pending gradient may hold (256 MB): a batch of more rows than fit in it at the
@@ -149,6 +155,11 @@ fn run_group(
                     captures: vec![],
                     lowest: start_pos,
                     note: None,
+                    check: None,
+                    seed: match job.start {
+                        Start::Seed { blob, channel } => Some((blob, channel)),
+                        Start::Given { .. } => None,
+                    },
                 });
                 roots.push((nodes.len() - 1, job.start.clone()));
                 nodes.len() - 1
@@ -178,6 +189,8 @@ fn run_group(
                         captures: vec![],
                         lowest: pos,
                         note: None,
+                        check: None,
+                        seed: None,
                     });
                     let id = nodes.len() - 1;
                     nodes[cur].children.push(id);
@@ -217,7 +230,9 @@ fn run_group(
             "the forward pass stopped below a requested blob; run it further".into(),
         ));
     }
-    let mut results: Vec<Option<Outcome>> = vec![None; jobs.len()];
+    let mut results: Vec<Option<(Tensor, usize)>> = vec![None; jobs.len()];
+    // one-element tensors the notes depend on, read back once at the end
+    let mut checks: Vec<Tensor> = Vec::new();
     // the trie node of each gradient row; every pending tensor holds one row per entry
     let mut rows: Vec<usize> = Vec::new();
     let mut pending = Pending::new(net);
@@ -231,8 +246,11 @@ fn run_group(
             let shape = net.shape_at(pos);
             let mut parts = Vec::with_capacity(starting.len());
             for (id, start) in starting {
-                let (row, note) = start_row(net, state, img, start, shape.numel())?;
-                nodes[*id].note = note;
+                let (row, check) = start_row(net, state, img, start, shape.numel())?;
+                if let Some(c) = check {
+                    nodes[*id].check = Some(checks.len());
+                    checks.push(c);
+                }
                 parts.push(row.reshape(shape.dims(1))?);
                 rows.push(*id);
             }
@@ -253,7 +271,7 @@ fn run_group(
             .collect();
         if !forks.is_empty() {
             let g = pending.at(pos, rows.len())?;
-            let new = filter_rows(net, &g, &forks, &mut nodes, opts)?;
+            let new = filter_rows(net, &g, &forks, &mut nodes, &mut checks, opts)?;
             rows.extend(forks.iter().map(|&(_, ch)| ch));
             pending.append(pos, rows.len(), vec![new])?;
         }
@@ -266,10 +284,7 @@ fn run_group(
             for (ri, &id) in rows.iter().enumerate() {
                 for &(ji, p) in &nodes[id].captures {
                     if p == pos {
-                        results[ji] = Some(Outcome {
-                            grad: g.get(ri)?.to_device(&Device::Cpu)?,
-                            note: nodes[id].note.clone(),
-                        });
+                        results[ji] = Some((g.get(ri)?, id));
                     }
                 }
             }
@@ -295,10 +310,44 @@ fn run_group(
             }
         }
     }
+    resolve_notes(net, &mut nodes, &checks)?;
     results
         .into_iter()
-        .map(|r| r.ok_or_else(|| Error::Input("internal: a job produced no result".into())))
+        .map(|r| {
+            let (grad, id) = r.ok_or_else(|| Error::internal("a job produced no result"))?;
+            Ok(Outcome {
+                grad,
+                note: nodes[id].note.clone(),
+            })
+        })
         .collect()
+}
+
+/// The nodes' notes from the sweep's checks (read back in one transfer): a seed that is
+/// not active, a filter that no gradient reaches; a node inherits its parent's note.
+fn resolve_notes(net: &Net, nodes: &mut [TrieNode], checks: &[Tensor]) -> Result<()> {
+    let values: Vec<f32> = if checks.is_empty() {
+        vec![]
+    } else {
+        transfer::download(&Tensor::cat(checks, 0)?)?
+    };
+    // parents come before their children
+    for i in 0..nodes.len() {
+        let inherited = nodes[i].parent.and_then(|p| nodes[p].note.clone());
+        let own = match (nodes[i].check, nodes[i].filter, nodes[i].seed) {
+            (Some(c), None, Some((b, chan))) if values[c] == 0.0 => Some(format!(
+                "{}:{chan} is not active on this image (max activation {}), so its reconstruction is zero",
+                net.blobs[b].name, values[c]
+            )),
+            (Some(c), Some((b, chan)), _) if values[c] == 0.0 => Some(format!(
+                "no gradient reaches {}:{chan} along this path, so the filtered reconstruction is zero",
+                net.blobs[b].name
+            )),
+            _ => None,
+        };
+        nodes[i].note = inherited.or(own);
+    }
+    Ok(())
 }
 
 fn same_start(a: &Start, b: &Start) -> bool {
@@ -382,12 +431,18 @@ impl<'a> Pending<'a> {
 
     /// Keeps only the rows `keep` of every pending tensor.
     fn keep(&mut self, keep: &[u32]) -> Result<()> {
+        let idx = if keep.is_empty() {
+            None
+        } else {
+            Some(transfer::upload(
+                keep.to_vec(),
+                keep.len(),
+                &self.net.device,
+            )?)
+        };
         for slot in self.grads.iter_mut() {
-            if let Some(g) = slot.take() {
-                if !keep.is_empty() {
-                    let idx = Tensor::new(keep, g.device())?;
-                    *slot = Some(g.index_select(&idx, 0)?);
-                }
+            if let (Some(g), Some(idx)) = (slot.take(), &idx) {
+                *slot = Some(g.index_select(idx, 0)?);
             }
         }
         Ok(())
@@ -419,87 +474,82 @@ fn cat_rows(prev: Option<Tensor>, mut parts: Vec<Tensor>) -> Result<Tensor> {
     })
 }
 
-/// The first row of a start: the one-hot seed, or the given gradient.
+/// The first row of a start: the one-hot seed at the first maximum of the seed's channel,
+/// valued `mult * activation`, found and built on the device; or the given gradient. For a
+/// seed, also the one-element activation its note depends on.
 fn start_row(
     net: &Net,
     state: &ForwardState,
     img: usize,
     start: &Start,
     numel: usize,
-) -> Result<(Tensor, Option<String>)> {
+) -> Result<(Tensor, Option<Tensor>)> {
     match start {
         Start::Given { grad, .. } => Ok((grad.to_device(&net.device)?.flatten_all()?, None)),
         Start::Seed { blob, channel } => {
             let b = &net.blobs[*blob];
-            let (idx, act) = super::argmax_in_channel(net, state, img, *blob, *channel)?;
-            let mut v = vec![0f32; numel];
-            v[idx] = b.mult * act;
-            let note = (act == 0.0).then(|| {
-                format!(
-                    "{}:{channel} is not active on this image (max activation {act}), so its reconstruction is zero",
-                    b.name
-                )
-            });
-            Ok((
-                Tensor::from_vec(v, numel, &Device::Cpu)?.to_device(&net.device)?,
-                note,
-            ))
+            let plane = b.shape.plane();
+            let act = state
+                .output(b.layer, &b.name)?
+                .get(img)?
+                .flatten_all()?
+                .narrow(0, channel * plane, plane)?;
+            let (at, value) = tensorops::first_max(&net.cache, &act)?;
+            let seed = Tensor::zeros(plane, DType::F32, &net.device)?
+                .scatter_add(&at, &value.affine(b.mult as f64, 0.0)?, 0)?
+                .pad_with_zeros(0, channel * plane, numel - (channel + 1) * plane)?;
+            Ok((seed, Some(value)))
         }
     }
 }
 
 /// New rows for `forks` (`(row index, child node)`): the parent row with every channel but
-/// the child's zeroed, rescaled by the multiplier mode.
+/// the child's zeroed, rescaled by the multiplier mode; all on the device. Each fork's
+/// gradient mass in its channel goes to `checks` (its note: none reaches the channel).
 fn filter_rows(
     net: &Net,
     g: &Tensor,
     forks: &[(usize, usize)],
     nodes: &mut [TrieNode],
+    checks: &mut Vec<Tensor>,
     opts: &Options,
 ) -> Result<Tensor> {
     let dims = g.dims().to_vec();
-    let c = dims[1];
+    let (f, c) = (forks.len(), dims[1]);
     let plane: usize = dims[2..].iter().product();
     let rows: Vec<u32> = forks.iter().map(|&(ri, _)| ri as u32).collect();
-    let sel = g.index_select(&Tensor::new(rows.as_slice(), g.device())?, 0)?;
-    // per-row, per-channel sums of |g|
-    let sums = sel
-        .abs()?
-        .reshape((forks.len(), c, plane))?
-        .sum(2)?
-        .to_device(&Device::Cpu)?
-        .to_vec2::<f32>()?;
-    let mut scale = vec![0f32; forks.len() * c];
-    for (k, &(_, ch)) in forks.iter().enumerate() {
+    let dev = g.device();
+    let sel = g.index_select(&transfer::upload(rows, f, dev)?, 0)?;
+    let mut chans = Vec::with_capacity(f);
+    let mut mults = Vec::with_capacity(f);
+    for &(_, ch) in forks {
         let (b, chan) = nodes[ch]
             .filter
             .ok_or_else(|| Error::internal("a fork whose target is not a filter node"))?;
-        let blob = &net.blobs[b];
-        let parent_note = nodes[ch].parent.and_then(|p| nodes[p].note.clone());
-        let total: f32 = sums[k].iter().sum();
-        let s = match opts.mult {
-            MultMode::Auto => {
-                if sums[k][chan] > 0.0 {
-                    total / sums[k][chan]
-                } else {
-                    0.0
-                }
-            }
-            MultMode::Manual => blob.mult,
-        };
-        if sums[k][chan] == 0.0 && parent_note.is_none() {
-            nodes[ch].note = Some(format!(
-                "no gradient reaches {}:{chan} along this path, so the filtered reconstruction is zero",
-                blob.name
-            ));
-        } else {
-            nodes[ch].note = parent_note;
-        }
-        scale[k * c + chan] = s;
+        chans.push(chan as u32);
+        mults.push(net.blobs[b].mult);
     }
-    let mut sdims = vec![forks.len(), c];
+    let chans = transfer::upload(chans, (f, 1), dev)?;
+    // per-row, per-channel sums of |g|, and each fork's own channel's
+    let sums = sel.abs()?.reshape((f, c, plane))?.sum(2)?;
+    let own = sums.gather(&chans, 1)?;
+    let scale = match opts.mult {
+        MultMode::Auto => {
+            let total = sums.sum_keepdim(1)?;
+            let ratio = (total / &own)?;
+            own.gt(0f32)?.where_cond(&ratio, &own.zeros_like()?)?
+        }
+        MultMode::Manual => transfer::upload(mults, (f, 1), dev)?,
+    };
+    for (k, &(_, ch)) in forks.iter().enumerate() {
+        nodes[ch].check = Some(checks.len());
+        checks.push(own.get(k)?);
+    }
+    let mut sdims = vec![f, c];
     sdims.extend(std::iter::repeat_n(1, dims.len() - 2));
-    let scale = Tensor::from_vec(scale, sdims, &Device::Cpu)?.to_device(g.device())?;
+    let scale = Tensor::zeros((f, c), DType::F32, dev)?
+        .scatter_add(&chans, &scale, 1)?
+        .reshape(sdims)?;
     Ok(sel.broadcast_mul(&scale)?)
 }
 

@@ -1,15 +1,14 @@
 //! Children of a node (reference sections 4 and 9): signed weights and shares, the terms of
 //! each consumer edge a child reaches its parent through, and ablation of a child channel.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{self, Job, Outcome, Start, Stop};
 use super::{argmax_in_channel, last_blob, resolve_path, seed_job, top_k, Options, Path, Recon};
 use crate::error::{Error, Result};
-use crate::model::net::host_vec;
 use crate::model::net::Layer;
-use crate::model::{ForwardState, Model, Net};
+use crate::model::{transfer, ForwardState, Model, Net};
 
 /// Which children a ranking lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -166,9 +165,7 @@ pub(crate) fn signed_means(
     let a = state.output(blob.layer, &blob.name)?.get(img)?;
     let plane = blob.shape.plane();
     let prod = (a.flatten_all()? * g.flatten_all()?)?.reshape((blob.shape.channels(), plane))?;
-    Ok((prod.sum(1)? / plane as f64)?
-        .to_device(&Device::Cpu)?
-        .to_vec1::<f32>()?)
+    transfer::download(&(prod.sum(1)? / plane as f64)?)
 }
 
 /// Channels of `s` ranked by `sign`, top `k`, ties to the lower channel; `pos` and `neg`
@@ -368,12 +365,9 @@ fn edge_terms(
 ) -> Result<Vec<Vec<f32>>> {
     let blob = &net.blobs[below];
     let t = blob.layer + 1;
-    let dims = net.shape_at(t).dims(1);
     let mut sent = Vec::with_capacity(users.len());
     for (&l, g) in users.iter().zip(at_users) {
-        let g = g
-            .to_device(&net.device)?
-            .reshape(net.shape_at(l + 1).dims(1))?;
+        let g = g.reshape(net.shape_at(l + 1).dims(1))?;
         let grads = net.backward_node(l, state, Some(img), &g, opts.rule)?;
         let mut sum: Option<Tensor> = None;
         for (&input, gi) in net.inputs[l].iter().zip(grads) {
@@ -394,30 +388,17 @@ fn edge_terms(
         None
     } else {
         // the rule's factor at the sign of the summed gradient: probe with +-1
-        let probe: Vec<f32> = host_vec(&total)?
-            .iter()
-            .map(|&v| if v >= 0.0 { 1.0 } else { -1.0 })
-            .collect();
-        let p =
-            Tensor::from_vec(probe.clone(), dims.clone(), &Device::Cpu)?.to_device(&net.device)?;
-        let back = host_vec(&net.backward_layer(blob.layer, state, Some(img), &p, opts.rule)?)?;
-        Some(
-            back.iter()
-                .zip(&probe)
-                .map(|(b, p)| b * p)
-                .collect::<Vec<f32>>(),
-        )
+        let probe = total.ge(0f32)?.to_dtype(DType::F32)?.affine(2.0, -1.0)?;
+        let back = net.backward_layer(blob.layer, state, Some(img), &probe, opts.rule)?;
+        Some((back * probe)?)
     };
     sent.iter()
         .map(|g| {
-            let mut v = host_vec(g)?;
-            if let Some(phi) = &phi {
-                for (x, f) in v.iter_mut().zip(phi) {
-                    *x *= f;
-                }
-            }
-            let g = Tensor::from_vec(v, dims.clone(), &Device::Cpu)?;
-            signed_means(net, state, img, below, &g.to_device(&net.device)?)
+            let g = match &phi {
+                Some(phi) => (g * phi)?,
+                None => g.clone(),
+            };
+            signed_means(net, state, img, below, &g)
         })
         .collect()
 }
@@ -505,26 +486,26 @@ pub fn ablate(
     let (seed, _) = argmax_in_channel(net, state, img, parent, channel)?;
     let b = &net.blobs[below];
     let t = b.layer + 1;
-    let x = host_vec(&state.output(b.layer, &b.name)?.get(img)?)?;
-    let plane = b.shape.plane();
+    let x = state.output(b.layer, &b.name)?.get(img)?.unsqueeze(0)?;
+    let channels = b.shape.channels();
     let top = &net.blobs[parent];
     for chunk in kids.chunks_mut(ABLATE_BATCH) {
-        let mut rows = x.clone();
-        rows.reserve(x.len() * chunk.len());
-        for c in chunk.iter() {
-            let start = rows.len();
-            rows.extend_from_slice(&x);
-            rows[start + c.channel * plane..start + (c.channel + 1) * plane].fill(0.0);
+        // row 0 as it is, row i + 1 with child i's channel zeroed: a per-channel mask
+        let mut keep = vec![1f32; (chunk.len() + 1) * channels];
+        for (i, c) in chunk.iter().enumerate() {
+            keep[(i + 1) * channels + c.channel] = 0.0;
         }
-        let xb = Tensor::from_vec(rows, net.shape_at(t).dims(chunk.len() + 1), &Device::Cpu)?
-            .to_device(&net.device)?;
+        let mut dims = vec![chunk.len() + 1, channels];
+        dims.resize(x.rank(), 1);
+        let xb = x.broadcast_mul(&transfer::upload(keep, dims, &net.device)?)?;
         let s = net.forward_from(t, &xb, top.layer)?;
         let out = s.output(top.layer, &top.name)?;
-        let per = top.shape.numel();
-        let v = host_vec(out)?;
-        let base = v[seed];
+        let at_seed = out
+            .reshape((chunk.len() + 1, top.shape.numel()))?
+            .narrow(1, seed, 1)?;
+        let v = transfer::download::<f32>(&at_seed)?;
         for (i, c) in chunk.iter_mut().enumerate() {
-            c.drop = Some(base - v[(i + 1) * per + seed]);
+            c.drop = Some(v[0] - v[i + 1]);
         }
     }
     Ok(())

@@ -10,7 +10,7 @@ pub mod sanity;
 pub mod similarity;
 pub mod tree;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use batch::{Job, Outcome, Start, Stop};
@@ -22,7 +22,7 @@ pub use path::{Node, Path};
 
 use crate::error::{Error, Result};
 pub use crate::model::rule::Rule;
-use crate::model::{ForwardState, Model, Net, Shape};
+use crate::model::{transfer, ForwardState, Model, Net, Shape};
 
 /// How a filtered gradient is rescaled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -129,15 +129,13 @@ pub fn argmax_in_channel(
         .get(img)?
         .flatten_all()?
         .narrow(0, channel * plane, plane)?;
-    let v = act.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
-    let (mut bi, mut bv) = (0, f32::NEG_INFINITY);
-    for (i, &x) in v.iter().enumerate() {
-        if x > bv {
-            bi = i;
-            bv = x;
-        }
+    let (at, value) = crate::model::tensorops::first_max(&net.cache, &act)?;
+    // one read-back of two numbers (a plane index is exact as f32)
+    let both = transfer::download::<f32>(&Tensor::cat(&[&at.to_dtype(DType::F32)?, &value], 0)?)?;
+    match both[..] {
+        [i, v] => Ok((channel * plane + i as usize, v)),
+        _ => Err(Error::internal("an argmax of an empty channel")),
     }
-    Ok((channel * plane + bi, bv))
 }
 
 /// Indices of the `k` largest values, largest first, ties to the lower index.
@@ -266,7 +264,7 @@ pub fn overview(
                 Shape::Spatial { c, h, w } => a.reshape((c, h * w))?.max(1)?,
                 Shape::Flat(_) => a,
             };
-            let v = m.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+            let v = transfer::download::<f32>(&m)?;
             Ok(BlobUnits {
                 blob: b.name.clone(),
                 units: top_k(&v, top)
@@ -305,7 +303,7 @@ pub fn labels(model: &Model, state: &ForwardState, img: usize, k: usize) -> Resu
         .get(img)?
         .flatten_all()?;
     let probs = candle_nn::ops::softmax_last_dim(&logits.unsqueeze(0)?)?.squeeze(0)?;
-    let v = probs.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+    let v = transfer::download::<f32>(&probs)?;
     Ok(top_k(&v, k)
         .into_iter()
         .map(|i| Label {

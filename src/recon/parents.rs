@@ -1,13 +1,13 @@
 //! Parents of a neuron (reference section 9): the units of the blob above whose
 //! reconstructions reach it most, for drilling up the hierarchy.
 
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::batch::{self, Job, Start, Stop};
 use super::{last_blob, resolve_path, top_k, Options, Path};
 use crate::error::{Error, Result};
-use crate::model::net::host_vec;
-use crate::model::{ForwardState, Model, Net};
+use crate::model::{transfer, ForwardState, Model, Net};
 
 /// One parent of a neuron.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,21 +56,21 @@ pub fn parents(
     })?;
     let blob = &net.blobs[b];
     let plane = blob.shape.plane();
-    let a = host_vec(&state.output(blob.layer, &blob.name)?.get(img)?)?;
-    let a_c = &a[c * plane..(c + 1) * plane];
+    let a_c = state
+        .output(blob.layer, &blob.name)?
+        .get(img)?
+        .flatten_all()?
+        .narrow(0, c * plane, plane)?;
     let units = net.blobs[u].shape.channels();
     // a unit whose seed is 0 (inactive: its maximum is 0) sends no gradient: weight 0
     let top = &net.blobs[u];
-    let au = host_vec(&state.output(top.layer, &top.name)?.get(img)?)?;
-    let per = top.shape.plane();
-    let live: Vec<usize> = (0..units)
-        .filter(|&p| {
-            au[p * per..(p + 1) * per]
-                .iter()
-                .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
-                != 0.0
-        })
-        .collect();
+    let maxima = state
+        .output(top.layer, &top.name)?
+        .get(img)?
+        .reshape((units, top.shape.plane()))?
+        .max(1)?;
+    let maxima = transfer::download::<f32>(&maxima)?;
+    let live: Vec<usize> = (0..units).filter(|&p| maxima[p] != 0.0).collect();
     let mut w = vec![0f32; units];
     for chunk in live.chunks(PARENTS_BATCH) {
         let jobs: Vec<Job> = chunk
@@ -84,11 +84,18 @@ pub fn parents(
                 stop: Stop::Blob(b),
             })
             .collect();
-        for (o, &p) in batch::run(net, state, img, opts, &jobs)?.iter().zip(chunk) {
-            let g = o.grad.flatten_all()?.narrow(0, c * plane, plane)?;
-            let g = host_vec(&g)?;
-            let dot: f64 = a_c.iter().zip(&g).map(|(&x, &y)| x as f64 * y as f64).sum();
-            w[p] = (dot / plane as f64).abs() as f32;
+        // `|mean a_c g_c|` of every job on the device, read back as one number per unit
+        let planes = batch::run(net, state, img, opts, &jobs)?
+            .iter()
+            .map(|o| Ok(o.grad.flatten_all()?.narrow(0, c * plane, plane)?))
+            .collect::<Result<Vec<_>>>()?;
+        let dots = Tensor::stack(&planes, 0)?
+            .broadcast_mul(&a_c)?
+            .sum(1)?
+            .affine(1.0 / plane as f64, 0.0)?
+            .abs()?;
+        for (&p, v) in chunk.iter().zip(transfer::download::<f32>(&dots)?) {
+            w[p] = v;
         }
     }
     let total: f64 = w.iter().map(|&v| v as f64).sum();
