@@ -192,16 +192,24 @@ fn an_onnx_resnet_in_the_app() {
 
 /// The built-in residual demo, offline (`--model demo-resnet`): the gallery's labels come
 /// from its own weights, the overview lists its five blobs, `layer3`'s top neuron expands
-/// into `layer2` (through the block's skip and branch alike), and the tree exports.
+/// into `layer2` (through the block's skip and branch alike), and the tree exports; on
+/// `--device cpu-generic`, the tensor-op backend a GPU runs.
 #[test]
 fn the_residual_demo_in_the_app() {
     let sock = format!("treevis-e2e-resnet-{}", std::process::id());
     let _server = Server(sock.clone());
     let cache = tempfile::tempdir().unwrap();
     let session = cache.path().join("session-resnet.json");
-    launch_with(&sock, cache.path(), &session, "--model demo-resnet");
+    // on the tensor-op backend: the code a GPU runs drives the app
+    launch_with(
+        &sock,
+        cache.path(),
+        &session,
+        "--model demo-resnet --device cpu-generic",
+    );
     let s = wait_for(&sock, "0000_stripes.png", 60);
     assert!(s.contains("gallery: 22 images"), "{s}");
+    assert!(s.contains("demo-resnet | cpu-generic"), "{s}");
     wait_for(&sock, "stripes 9", 60);
     tmux(&["-L", &sock, "send-keys", "-t", "e2e", "Enter"]);
     let s = wait_for(&sock, "relu:", 60);

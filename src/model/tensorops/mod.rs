@@ -299,8 +299,8 @@ pub(crate) mod tests {
 mod backends_agree {
     use candle_core::{Device, Tensor};
 
+    use crate::model::rule::Rule;
     use crate::model::{weights, ForwardState, Kept, LoadedSpec, Model, Placement};
-    use crate::recon::Rule;
 
     fn host(t: &Tensor) -> Vec<f32> {
         t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
