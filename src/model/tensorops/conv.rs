@@ -45,6 +45,19 @@ fn taps(c: &Conv, input: Shape, output: Shape) -> Taps {
     }
 }
 
+/// Weights `[1, groups, m, k]` for a product with `[n, groups, k, _]`. Candle's CUDA matmul
+/// (cuBLAS's strided batches) takes a broadcast batch only as one batch dimension, so with
+/// several groups and images the weights are repeated per image (a copy much smaller than
+/// the columns they multiply).
+fn per_image(w: Tensor, n: usize) -> Result<Tensor> {
+    let (_, groups, m, k) = w.dims4()?;
+    Ok(if groups > 1 && n > 1 {
+        w.broadcast_as((n, groups, m, k))?.contiguous()?
+    } else {
+        w
+    })
+}
+
 /// The convolution of `x` (`[n, cin, h, w]`), bias added.
 pub fn forward(cache: &Cache, x: &Tensor, c: &Conv, input: Shape, output: Shape) -> Result<Tensor> {
     let n = x.dims()[0];
@@ -59,7 +72,7 @@ pub fn forward(cache: &Cache, x: &Tensor, c: &Conv, input: Shape, output: Shape)
             .index_select(&table, 1)?
             .reshape((n, g, cin / g * k, ohw))?
     };
-    let w = c.w.reshape((1, g, cout / g, cin / g * k))?;
+    let w = per_image(c.w.reshape((1, g, cout / g, cin / g * k))?, n)?;
     let y = w.broadcast_matmul(&cols)?.reshape((n, cout, oh, ow))?;
     Ok(y.broadcast_add(&c.b)?)
 }
@@ -77,9 +90,11 @@ pub fn backward(
     let groups = c.groups;
     let t = taps(c, input, output);
     let (k, ohw, plane) = (t.k(), t.ohw(), h * w);
-    let wt =
+    let wt = per_image(
         c.w.reshape((1, groups, cout / groups, cin / groups * k))?
-            .transpose(2, 3)?;
+            .transpose(2, 3)?,
+        rows,
+    )?;
     let cols = wt
         .broadcast_matmul(
             &g.contiguous()?
