@@ -26,6 +26,7 @@ pub mod error;
 pub mod featcache;
 pub mod fetch;
 pub mod hex;
+pub mod memory;
 pub mod model;
 pub mod onnx;
 pub mod out;

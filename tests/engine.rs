@@ -509,3 +509,95 @@ fn switches_of(s: &treevis::model::ForwardState) -> Vec<Option<Vec<u32>>> {
         .map(|k| k.as_ref().map(|k| k.to_host().unwrap()))
         .collect()
 }
+
+/// Batched passes that fail as on a full GPU are halved and retried: every job of the
+/// batch is answered with what an unhindered scheduler answers (reconstructions to within
+/// a level of round-off), later batches start at the size that worked, and a device on
+/// which not even one row fits answers the jobs with an error that says so, and lives on.
+#[test]
+fn failed_allocations_halve_the_engines_batches_and_every_job_is_answered() {
+    use treevis::engine::{JobKey, Output, Scheduler};
+    use treevis::memory::{Faults, Stage};
+    use treevis::recon::display::Display;
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("a.png");
+    treevis::data::pattern_image(40, 40).save(&img).unwrap();
+    let recon = |p: &str| JobKey::Recon {
+        image: img.clone(),
+        path: p.parse().unwrap(),
+        opts: Options::default(),
+        display: Display::Norm,
+    };
+    let kids = |p: &str| JobKey::Children {
+        image: img.clone(),
+        path: p.parse().unwrap(),
+        opts: Options::default(),
+        rank: recon::Ranking::abs(3),
+        ablate: false,
+    };
+    let mut keys: Vec<JobKey> = (0..7).map(|c| recon(&format!("conv3:{c}"))).collect();
+    keys.extend((0..5).map(|c| kids(&format!("conv4:{c}"))));
+    let run = |s: &mut Scheduler| {
+        assert!(s.want(keys.clone()).is_empty());
+        let mut out = Vec::new();
+        while s.has_work() {
+            out.extend(s.step());
+        }
+        out
+    };
+    let mut plain = Scheduler::new(tiny(), 1 << 20);
+    assert!(
+        plain.max_batch >= 12,
+        "the tiny net's rows fit: {}",
+        plain.max_batch
+    );
+    let want = run(&mut plain);
+    let faults = Faults::default().above(Stage::Rows, 3);
+    let mut s = Scheduler::new(tiny(), 1 << 20).with_faults(faults.clone());
+    let got = run(&mut s);
+    assert!(faults.fired(Stage::Rows) > 0);
+    assert_eq!(s.max_batch, 3, "7 halved to 3, and kept");
+    // the reconstructions in one step (three passes), then the children in groups of 3
+    assert_eq!((plain.status.batches, s.status.batches), (2, 3));
+    assert_eq!(got.len(), keys.len());
+    for (k, o) in &got {
+        let (_, w) = want.iter().find(|(wk, _)| wk == k).unwrap();
+        match (o, w) {
+            (Output::Image(a), Output::Image(b)) => {
+                assert_eq!(a.dimensions(), b.dimensions());
+                let most = a.iter().zip(b.iter()).map(|(x, y)| x.abs_diff(*y)).max();
+                assert!(most <= Some(1), "{k:?}: {most:?}");
+            }
+            (Output::Children(a), Output::Children(b)) => {
+                assert_eq!(a.len(), b.len());
+                for (x, y) in a.iter().zip(b) {
+                    assert_eq!(x.path, y.path, "{k:?}");
+                    assert!((x.weight - y.weight).abs() <= 1e-4 * y.weight.abs().max(1.0));
+                }
+            }
+            other => panic!("{k:?}: {other:?}"),
+        }
+    }
+    // not even one row fits: answered as failed, and the scheduler goes on
+    let mut s =
+        Scheduler::new(tiny(), 1 << 20).with_faults(Faults::default().above(Stage::Rows, 0));
+    let labels = JobKey::Labels { image: img.clone() };
+    s.want(vec![recon("conv3:1"), recon("conv3:2"), labels.clone()]);
+    let mut out = Vec::new();
+    while s.has_work() {
+        out.extend(s.step());
+    }
+    assert_eq!(out.len(), 3);
+    for (k, o) in &out {
+        match o {
+            Output::Failed(m) => {
+                assert!(
+                    k != &labels && m.contains("out of memory even for one gradient row"),
+                    "{m}"
+                )
+            }
+            Output::Labels(_) => assert_eq!(k, &labels),
+            other => panic!("{k:?}: {other:?}"),
+        }
+    }
+}

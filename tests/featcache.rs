@@ -59,6 +59,60 @@ fn same(a: &Path, b: &Path) {
     }
 }
 
+/// Caches equal but for round-off in the activations, which batches of other sizes give
+/// (a matrix product's blocking follows its width): the same records, lists of the same
+/// images at the same positions, the same boxes and image crops, reconstruction crops at
+/// most one level apart.
+fn equivalent(a: &Path, b: &Path) {
+    let (ca, cb) = (
+        FeatureCache::open(a).unwrap(),
+        FeatureCache::open(b).unwrap(),
+    );
+    let close = |x: f32, y: f32| (x - y).abs() <= 1e-4 * x.abs().max(1.0);
+    let (ra, rb) = (records(a), records(b));
+    assert_eq!(
+        ra.iter().map(|r| &r.0).collect::<Vec<_>>(),
+        rb.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    for ((k, va), (_, vb)) in ra.iter().zip(&rb) {
+        if !k.starts_with("top/") && !k.starts_with("crop/") {
+            assert!(va == vb, "record `{k}` differs");
+        }
+    }
+    for (ta, tb) in ca.tops.iter().zip(&cb.tops) {
+        assert_eq!(ta.name, tb.name);
+        for (c, (la, lb)) in ta.top.iter().zip(&tb.top).enumerate() {
+            let what = format!("{}:{c}", ta.name);
+            assert_eq!(la.len(), lb.len(), "{what}");
+            for (ea, eb) in la.iter().zip(lb) {
+                assert_eq!((ea.image, ea.pos), (eb.image, eb.pos), "{what}");
+                assert!(close(ea.act, eb.act), "{what}: {} vs {}", ea.act, eb.act);
+            }
+            let (sa, sb) = (&ta.samples[c], &tb.samples[c]);
+            assert!(sa.len() == sb.len() && sa.iter().zip(sb).all(|(x, y)| close(*x, *y)));
+            let (xa, xb) = (
+                ca.crops(&ta.name, c).unwrap(),
+                cb.crops(&ta.name, c).unwrap(),
+            );
+            for (pa, pb) in xa.iter().zip(&xb) {
+                assert_eq!(
+                    (pa.entry.image, pa.bbox),
+                    (pb.entry.image, pb.bbox),
+                    "{what}"
+                );
+                assert!(pa.image_png == pb.image_png, "{what}");
+                if pa.recon_png != pb.recon_png {
+                    let decode = |png: &[u8]| image::load_from_memory(png).unwrap().to_rgb8();
+                    let (ia, ib) = (decode(&pa.recon_png), decode(&pb.recon_png));
+                    assert_eq!(ia.dimensions(), ib.dimensions(), "{what}");
+                    let most = ia.iter().zip(ib.iter()).map(|(x, y)| x.abs_diff(*y)).max();
+                    assert!(most <= Some(1), "{what}: pixels {most:?} apart");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn build_info_show_and_the_lists_are_right() {
     let d = tempfile::tempdir().unwrap();
@@ -332,4 +386,74 @@ fn a_cache_of_a_graph_model() {
         .find(|r| r["blob"] == "layer4.1")
         .unwrap();
     assert!(row["units"][0]["rank"].as_f64().is_some(), "{row}");
+}
+
+/// Allocations that fail as on a full GPU (batches above a size, in every stage) halve the
+/// batches, and the build completes with the cache an unhindered build gives, on both
+/// backends; a device where not even one image fits ends the build with an error that
+/// says so, and the build resumes from its checkpoint once it fits.
+#[test]
+fn failed_allocations_halve_the_batches_and_change_nothing() {
+    use treevis::featcache::{BuildOptions, Sizing};
+    use treevis::memory::{Faults, Stage};
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path(), 12);
+    let images = treevis::data::source::collect(&[data]).unwrap();
+    let opts = |out: &Path| BuildOptions {
+        images: images.clone(),
+        layers: vec!["conv5".into(), "conv2".into()],
+        top_k: 3,
+        opts: Default::default(),
+        batch: 8,
+        out: out.to_path_buf(),
+        shard: (0, 1),
+        checkpoint: 4,
+        quiet: true,
+    };
+    for place in ["cpu", "cpu-generic"] {
+        let place = treevis::model::parse_device(place).unwrap();
+        let model = treevis::catalog::load("demo", &WeightsSource::Default, &place).unwrap();
+        let models = std::slice::from_ref(&model);
+        let whole = d.path().join(format!("whole-{}", place.name()));
+        let w = treevis::featcache::build(models, &opts(&whole)).unwrap();
+        let faults = Faults::default()
+            .above(Stage::Scan, 3)
+            .above(Stage::Forward, 2)
+            .above(Stage::Rows, 5);
+        let hindered = d.path().join(format!("hindered-{}", place.name()));
+        let sizing = Sizing {
+            auto: false,
+            faults: faults.clone(),
+        };
+        let r = treevis::featcache::build_with(models, &opts(&hindered), &sizing).unwrap();
+        for stage in [Stage::Scan, Stage::Forward, Stage::Rows] {
+            assert!(faults.fired(stage) > 0, "{stage:?}");
+        }
+        assert_eq!((r.scanned, r.skipped), (13, 1));
+        assert_eq!(r.reconstructions, w.reconstructions);
+        equivalent(&whole, &hindered);
+        // sized by memory (the CPU's RAM: the cap) gives the same cache again
+        let sized = d.path().join(format!("sized-{}", place.name()));
+        let auto = Sizing {
+            auto: true,
+            ..Default::default()
+        };
+        let r = treevis::featcache::build_with(models, &opts(&sized), &auto).unwrap();
+        assert!(r.scan_batch >= 1 && r.scan_batch <= 8 && r.crop_rows >= 1);
+        equivalent(&whole, &sized);
+    }
+    // nothing fits in pass 2: a clear error, and the scan it finished is kept
+    let model = treevis::catalog::load("demo", &WeightsSource::Default, &Device::Cpu).unwrap();
+    let models = std::slice::from_ref(&model);
+    let full = d.path().join("full");
+    let nothing = Sizing {
+        auto: false,
+        faults: Faults::default().above(Stage::Forward, 0),
+    };
+    let e = treevis::featcache::build_with(models, &opts(&full), &nothing)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("out of memory even for one image"), "{e}");
+    treevis::featcache::build(models, &opts(&full)).unwrap();
+    equivalent(&d.path().join("whole-cpu"), &full);
 }

@@ -75,9 +75,16 @@ pub struct BuildArgs {
     pub method: Method,
     #[arg(long, value_enum, default_value_t)]
     pub mult: Mult,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 16, value_parser = positive)]
-    pub batch: usize,
+    /// Images per forward pass, exactly (halved when they do not fit on the device).
+    /// Default: as many as fit, up to --max-batch.
+    #[arg(long, value_parser = positive, conflicts_with = "max_batch")]
+    pub batch: Option<usize>,
+    /// The most images per forward pass when treevis sizes the batches: each pass takes as
+    /// many images as fit in half the device's free memory (the CUDA driver's count on a
+    /// GPU, the available RAM on the CPU), by the net's shapes. A batch that does not fit
+    /// after all is halved and retried (`-v` logs the sizes chosen).
+    #[arg(long, default_value_t = 64, value_parser = positive)]
+    pub max_batch: usize,
     /// The cache folder (an LMDB environment); an unfinished build there is resumed.
     #[arg(long)]
     pub out: PathBuf,
@@ -133,24 +140,31 @@ pub fn run(args: CacheArgs) -> Result<()> {
                     rule: b.method.into(),
                     mult: b.mult.into(),
                 },
-                batch: b.batch,
+                batch: b.batch.unwrap_or(b.max_batch),
                 out: b.out.clone(),
                 shard: b.shard,
                 checkpoint: b.checkpoint.max(1),
                 quiet: b.quiet,
             };
-            let r = featcache::build(&models, &opts)?;
+            let sizing = featcache::Sizing {
+                auto: b.batch.is_none(),
+                ..Default::default()
+            };
+            let r = featcache::build_with(&models, &opts, &sizing)?;
             if b.json {
                 crate::outln!("{}", serde_json::to_string_pretty(&r)?)?;
             } else if !b.quiet {
                 crate::outln!(
-                    "{}: scanned {} images ({:.1}/s, {} skipped), {} reconstructions ({:.1}/s), {} on disk",
+                    "{}: scanned {} images ({:.1}/s, {} a batch, {} skipped), {} reconstructions ({:.1}/s, {} images of {} rows a batch), {} on disk",
                     b.out.display(),
                     r.scanned,
                     r.images_per_second(),
+                    r.scan_batch,
                     r.skipped,
                     r.reconstructions,
                     r.recons_per_second(),
+                    r.crop_batch,
+                    r.crop_rows,
                     mb(r.disk_bytes)
                 )?;
             }

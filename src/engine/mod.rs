@@ -6,8 +6,10 @@
 //! * a job whose result is cached (LRU, bounded in bytes) is answered at once; a job already
 //!   answered is not computed twice (deduplicated by key);
 //! * reconstructions (and children) of the same image and options are batched into one
-//!   backward pass, in the order of the want list;
-//! * forward states are cached per image (a few images).
+//!   backward pass, in the order of the want list, as many rows as fit in the device's free
+//!   memory; a pass that does not fit after all is halved and retried ([`crate::memory`]),
+//!   and its jobs are answered, not failed;
+//! * forward states are cached per image (a few images; dropped when memory runs out).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ use anyhow::Context;
 use candle_core::Tensor;
 use image::RgbImage;
 
+use crate::memory::{self, Faults, Footprint, Stage};
 use crate::model::{ForwardState, Model};
 use crate::recon::display::{self, Display};
 use crate::recon::sanity::Sanity;
@@ -265,25 +268,48 @@ pub struct Scheduler {
     pending: VecDeque<JobKey>,
     cache: Lru,
     forwards: VecDeque<(PathBuf, Arc<(Tensor, ForwardState)>)>,
-    /// Most reconstructions in one batched pass.
+    /// Most reconstructions in one batched pass: as many gradient rows as fit in the free
+    /// memory of the model's device, [`MAX_ROWS`] at most; halved when a pass did not fit.
     pub max_batch: usize,
     pub status: Status,
+    /// A test hook: passes that fail as on a full device.
+    faults: Faults,
 }
+
+/// The most reconstructions (or children lists) one batched backward pass takes.
+pub const MAX_ROWS: usize = 48;
+
+/// Forward states kept (the images last looked at).
+const FORWARDS: usize = 4;
 
 /// Thumbnail side in pixels.
 pub const THUMB: u32 = 128;
 
 impl Scheduler {
     pub fn new(model: Model, cache_bytes: usize) -> Scheduler {
+        let max_batch = rows_that_fit(&model, MAX_ROWS);
         Scheduler {
             model,
             features: Features::None,
             pending: VecDeque::new(),
             cache: Lru::new(cache_bytes),
             forwards: VecDeque::new(),
-            max_batch: 48,
+            max_batch,
             status: Status::default(),
+            faults: Faults::default(),
         }
+    }
+
+    /// Caps the rows of one batched pass at `cap` (still as many as fit, at most).
+    pub fn with_max_batch(mut self, cap: usize) -> Scheduler {
+        self.max_batch = rows_that_fit(&self.model, cap);
+        self
+    }
+
+    /// A test hook: passes that `faults` fail, as a full device would.
+    pub fn with_faults(mut self, faults: Faults) -> Scheduler {
+        self.faults = faults;
+        self
     }
 
     pub fn model(&self) -> &Model {
@@ -443,10 +469,25 @@ impl Scheduler {
         }
         let rgb = crate::data::load_image(image)?;
         let x = crate::data::preprocess(&self.model, &rgb)?;
-        let state = self.model.net.forward(&x.unsqueeze(0)?)?;
+        let run = |m: &Model, f: &Faults| -> crate::error::Result<ForwardState> {
+            f.check(Stage::Forward, 1)?;
+            m.net.forward(&x.unsqueeze(0)?)
+        };
+        // out of memory: the states kept of other images go, and it is tried once more
+        let state = match run(&self.model, &self.faults) {
+            Err(e) if memory::is_oom(&e) && !self.forwards.is_empty() => {
+                tracing::warn!(
+                    "out of memory in a forward pass; dropping the kept states of {} image(s)",
+                    self.forwards.len()
+                );
+                self.forwards.clear();
+                run(&self.model, &self.faults)?
+            }
+            r => r?,
+        };
         let entry = Arc::new((x, state));
         self.forwards.push_front((image.clone(), entry.clone()));
-        self.forwards.truncate(4);
+        self.forwards.truncate(FORWARDS);
         Ok(entry)
     }
 
@@ -498,7 +539,13 @@ impl Scheduler {
                 let (ok, mut out) = split_bad(group, |p| recon::resolve_path(net, p).map(|_| ()));
                 let paths: Vec<Path> = ok.iter().map(|k| job_path(k).clone()).collect();
                 if !paths.is_empty() {
-                    let rs = recon::reconstruct(&self.model, &f.1, 0, opts, &paths)?;
+                    let (model, faults, forwards) = (&self.model, &self.faults, &mut self.forwards);
+                    let rs =
+                        memory::in_batches(&paths, &mut self.max_batch, "gradient row", |chunk| {
+                            faults.check(Stage::Rows, chunk.len())?;
+                            recon::reconstruct(model, &f.1, 0, opts, chunk)
+                                .inspect_err(|e| drop_kept_on_oom(forwards, e))
+                        })?;
                     for (k, r) in ok.into_iter().zip(rs) {
                         let JobKey::Recon { display: d, .. } = k else {
                             unreachable!("grouped by kind")
@@ -517,7 +564,13 @@ impl Scheduler {
                 let (ok, mut out) = split_bad(group, |p| recon::check_children_path(net, p));
                 let paths: Vec<Path> = ok.iter().map(|k| job_path(k).clone()).collect();
                 if !paths.is_empty() {
-                    let kids = recon::children_ranked(&self.model, &f.1, 0, opts, &paths, rank)?;
+                    let (model, faults, forwards) = (&self.model, &self.faults, &mut self.forwards);
+                    let kids =
+                        memory::in_batches(&paths, &mut self.max_batch, "gradient row", |chunk| {
+                            faults.check(Stage::Rows, chunk.len())?;
+                            recon::children_ranked(model, &f.1, 0, opts, chunk, rank)
+                                .inspect_err(|e| drop_kept_on_oom(forwards, e))
+                        })?;
                     for ((key, mut c), p) in ok.into_iter().zip(kids).zip(&paths) {
                         if *ablate {
                             recon::ablate(&self.model, &f.1, 0, p, &mut c)?;
@@ -558,6 +611,30 @@ impl Scheduler {
                 )]
             }
         })
+    }
+}
+
+/// Rows of one batched pass of `model` that fit in its device's free memory, `cap` at most.
+fn rows_that_fit(model: &Model, cap: usize) -> usize {
+    let row = Footprint::of(&model.net).row;
+    let free = memory::free_bytes(&model.net.device);
+    let rows = memory::fit(free, row, cap);
+    tracing::info!(
+        "engine: {rows} rows a batched pass ({} free, {} a row)",
+        free.map_or("unknown".into(), memory::mb),
+        memory::mb(row)
+    );
+    rows
+}
+
+/// After an out-of-memory failure, lets go of the forward states kept for other images
+/// than the one at hand (the first), before the pass is retried smaller.
+fn drop_kept_on_oom(
+    forwards: &mut VecDeque<(PathBuf, Arc<(Tensor, ForwardState)>)>,
+    e: &crate::error::Error,
+) {
+    if memory::is_oom(e) {
+        forwards.truncate(1);
     }
 }
 

@@ -18,15 +18,18 @@ pub mod store;
 pub mod topk;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Tensor};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::hex::encode as hex;
-use crate::model::Model;
+use crate::memory::{self, Faults, Footprint, Stage};
+use crate::model::{Backend, Model};
 use crate::recon::{self, display, Options};
 use store::{Bytes, Reader, Store};
 use topk::{BlobTop, Entry};
@@ -165,12 +168,25 @@ pub struct BuildOptions {
     pub layers: Vec<String>,
     pub top_k: usize,
     pub opts: Options,
+    /// Images per forward pass: exactly this many, or at most this many where [`Sizing`]
+    /// sizes the batches by the device's free memory. A batch that does not fit is halved.
     pub batch: usize,
     pub out: PathBuf,
     pub shard: (u64, u64),
     /// Images between checkpoints.
     pub checkpoint: usize,
     pub quiet: bool,
+}
+
+/// How a build sizes its batches.
+#[derive(Debug, Clone, Default)]
+pub struct Sizing {
+    /// Size each pass's batches to the device's free memory ([`memory::free_bytes`]) and
+    /// the net's shapes ([`Footprint`]), [`BuildOptions::batch`] images at most; false:
+    /// `batch` images exactly.
+    pub auto: bool,
+    /// A test hook: batches that fail as on a full device.
+    pub faults: Faults,
 }
 
 /// What a build measured.
@@ -182,6 +198,14 @@ pub struct Report {
     pub reconstructions: u64,
     pub crop_seconds: f64,
     pub disk_bytes: u64,
+    /// Images per forward pass of pass 1 and of pass 2, and gradient rows per backward pass,
+    /// as chosen (of the first device); an allocation that failed halved them since.
+    #[serde(default)]
+    pub scan_batch: usize,
+    #[serde(default)]
+    pub crop_batch: usize,
+    #[serde(default)]
+    pub crop_rows: usize,
 }
 
 impl Report {
@@ -235,10 +259,10 @@ fn blob_indices(model: &Model, names: &[String]) -> Result<Vec<usize>> {
         .collect()
 }
 
-/// Loads and preprocesses images; failures come back per image.
+/// Loads and preprocesses images, in parallel; failures come back per image.
 fn load_batch(model: &Model, paths: &[&Path]) -> Vec<Result<Tensor>> {
     paths
-        .iter()
+        .par_iter()
         .map(|p| crate::data::preprocess(model, &crate::data::load_image(p)?))
         .collect()
 }
@@ -277,16 +301,10 @@ fn channel_maxima_on_device(t: &Tensor, rows: usize, plane: usize) -> Result<Vec
     let max = flat.max_keepdim(1)?;
     let at = Tensor::arange(0u32, plane as u32, dev)?.broadcast_as((rows, plane))?;
     let past = Tensor::new(plane as u32, dev)?.broadcast_as((rows, plane))?;
-    let first = flat
-        .broadcast_eq(&max)?
-        .where_cond(&at, &past)?
-        .min(1)?
-        .to_device(&Device::Cpu)?
-        .to_vec1::<u32>()?;
-    let max = max
-        .flatten_all()?
-        .to_device(&Device::Cpu)?
-        .to_vec1::<f32>()?;
+    let first = crate::model::transfer::download::<u32>(
+        &flat.broadcast_eq(&max)?.where_cond(&at, &past)?.min(1)?,
+    )?;
+    let max = crate::model::transfer::download::<f32>(&max)?;
     // a row of NaN has no position equal to its maximum: 0, as on the host
     Ok(max
         .into_iter()
@@ -295,34 +313,26 @@ fn channel_maxima_on_device(t: &Tensor, rows: usize, plane: usize) -> Result<Vec
         .collect())
 }
 
-/// Per image, its maxima or why it cannot be read (skipped); `Err` when the forward pass
-/// itself fails (the build stops and can be resumed: no image is skipped for it).
-fn scan_batch(model: &Model, blobs: &[usize], paths: &[&Path]) -> Result<Vec<Result<Maxima>>> {
-    let inputs = load_batch(model, paths);
+/// Per image (`inputs`, as [`load_batch`] gave them), its maxima or why it cannot be read
+/// (skipped); `Err` when the forward pass itself fails (the build stops and can be
+/// resumed: no image is skipped for it). The readable images run `*batch` at a time, halved
+/// after a failed allocation.
+fn scan_batch(
+    model: &Model,
+    blobs: &[usize],
+    inputs: Vec<Result<Tensor>>,
+    batch: &mut usize,
+    faults: &Faults,
+) -> Result<Vec<Result<Maxima>>> {
     let ok: Vec<Tensor> = inputs
         .iter()
         .filter_map(|r| r.as_ref().ok().cloned())
         .collect();
-    let maxima = (|| -> Result<Vec<Maxima>> {
-        if ok.is_empty() {
-            return Ok(Vec::new());
-        }
-        let x = Tensor::stack(&ok, 0)?.to_device(&model.net.device)?;
-        let state = model.net.forward_blobs(&x)?;
-        let per_blob = blobs
-            .iter()
-            .map(|&bi| {
-                let b = &model.net.blobs[bi];
-                let (c, plane) = (b.shape.channels(), b.shape.plane());
-                let rows = channel_maxima(state.output(b.layer, &b.name)?, ok.len() * c, plane)?;
-                Ok(rows.chunks(c).map(<[_]>::to_vec).collect::<Vec<_>>())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((0..ok.len())
-            .map(|i| per_blob.iter().map(|b| b[i].clone()).collect())
-            .collect())
-    })();
-    let mut it = maxima?.into_iter();
+    let maxima = memory::in_batches(&ok, batch, "image", |chunk| {
+        faults.check(Stage::Scan, chunk.len())?;
+        scan_forward(model, blobs, chunk)
+    })?;
+    let mut it = maxima.into_iter();
     Ok(inputs
         .into_iter()
         .map(|r| {
@@ -333,6 +343,27 @@ fn scan_batch(model: &Model, blobs: &[usize], paths: &[&Path]) -> Result<Vec<Res
         })
         .collect())
 }
+
+/// The maxima of one inference pass over `images`.
+fn scan_forward(model: &Model, blobs: &[usize], images: &[Tensor]) -> Result<Vec<Maxima>> {
+    let x = Tensor::stack(images, 0)?.to_device(&model.net.device)?;
+    let state = model.net.forward_blobs(&x)?;
+    let per_blob = blobs
+        .iter()
+        .map(|&bi| {
+            let b = &model.net.blobs[bi];
+            let (c, plane) = (b.shape.channels(), b.shape.plane());
+            let rows = channel_maxima(state.output(b.layer, &b.name)?, images.len() * c, plane)?;
+            Ok(rows.chunks(c).map(<[_]>::to_vec).collect::<Vec<_>>())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((0..images.len())
+        .map(|i| per_blob.iter().map(|b| b[i].clone()).collect())
+        .collect())
+}
+
+/// A record of the store: key and value.
+type Record = (String, Vec<u8>);
 
 /// One entry to reconstruct: where it goes and what it is.
 #[derive(Clone)]
@@ -410,6 +441,74 @@ pub fn nonzero_box(grad: &[f32], h: usize, w: usize) -> Option<[u32; 4]> {
     (x1 > x0).then_some([x0 as u32, y0 as u32, x1 as u32, y1 as u32])
 }
 
+/// [`nonzero_box`] with tensor operations where the `[3, H, W]` gradient is, so that four
+/// numbers come back instead of the gradient: the pixels where some channel is non-zero
+/// (`|g|` summed over channels: no cancelling, and NaN counts as non-zero, as on the host),
+/// the rows and columns that hold one, and the first and last of each as the maximum of a
+/// ramp (`n - i` is largest at the first, `i + 1` at the last).
+pub fn nonzero_box_on_device(grad: &Tensor) -> Result<Option<[u32; 4]>> {
+    let (_, h, w) = grad.dims3()?;
+    let dev = grad.device();
+    let any = grad
+        .to_dtype(DType::F32)?
+        .abs()?
+        .sum(0)?
+        .ne(0f32)?
+        .to_dtype(DType::F32)?;
+    // float ramps: exact for any image side below 2^24
+    let ends = |lines: &Tensor, n: usize| -> Result<[Tensor; 2]> {
+        let i = Tensor::arange(0f32, n as f32, dev)?;
+        let first = lines.mul(&i.affine(-1.0, n as f64)?)?.max(0)?;
+        let last = lines.mul(&i.affine(1.0, 1.0)?)?.max(0)?;
+        Ok([first, last])
+    };
+    let [y_first, y_end] = ends(&any.max(1)?, h)?;
+    let [x_first, x_end] = ends(&any.max(0)?, w)?;
+    let v = crate::model::transfer::download::<f32>(&Tensor::stack(
+        &[x_first, y_first, x_end, y_end],
+        0,
+    )?)?;
+    let &[x_first, y_first, x_end, y_end] = v.as_slice() else {
+        return Err(Error::internal("a box of four numbers came back otherwise"));
+    };
+    let (x0, y0) = (w as f32 - x_first, h as f32 - y_first);
+    Ok((x_end > 0.0).then_some([x0 as u32, y0 as u32, x_end as u32, y_end as u32]))
+}
+
+/// The box of `grad`'s non-zero pixels where it is computed: on the host for the CPU
+/// kernels (the gradient is there), with tensor operations for the tensor-op backend.
+fn grad_box(model: &Model, grad: &Tensor) -> Result<Option<[u32; 4]>> {
+    if model.net.backend == Backend::TensorOps {
+        return nonzero_box_on_device(grad);
+    }
+    let (_, h, w) = grad.dims3()?;
+    crate::model::net::with_host(grad, |g| nonzero_box(g, h, w))
+}
+
+/// A crop of one reconstruction: its box, the input's crop and the reconstruction's
+/// (rendered from the crop alone, copied to the host: its normalization by the largest
+/// magnitude is that of the whole, which is all inside the box), empty when it is zero.
+fn crop_of(
+    model: &Model,
+    grad: &Tensor,
+    seen: &image::RgbImage,
+) -> Result<([u32; 4], Vec<u8>, Vec<u8>)> {
+    let Some(b) = grad_box(model, grad)? else {
+        return Ok(([0; 4], Vec::new(), Vec::new()));
+    };
+    let (bw, bh) = (b[2] - b[0], b[3] - b[1]);
+    let part = grad
+        .narrow(1, b[1] as usize, bh as usize)?
+        .narrow(2, b[0] as usize, bw as usize)?;
+    let shown = display::render(model, &part, display::Display::Norm)?;
+    let image = image::imageops::crop_imm(seen, b[0], b[1], bw, bh).to_image();
+    Ok((
+        b,
+        png(&shrink(image, CROP_MAX))?,
+        png(&shrink(shown, CROP_MAX))?,
+    ))
+}
+
 /// Longest side of a stored crop, pixels: twice a grid cell, so whole-image crops of
 /// 224-pixel inputs (fc blobs) take a quarter of the space.
 pub const CROP_MAX: u32 = 2 * grid::CELL;
@@ -431,88 +530,129 @@ fn shrink(img: image::RgbImage, max: u32) -> image::RgbImage {
 /// Rows of one batched backward pass at most (bounds memory on large nets).
 const RECON_ROWS: usize = 32;
 
+/// An image of pass 2, decoded: its input, the input as the network sees it, and the
+/// entries it is to give crops for.
+struct Decoded {
+    input: Tensor,
+    seen: image::RgbImage,
+    wants: Vec<Want>,
+}
+
+/// The record of an entry whose image cannot be read now: its cells stay empty.
+fn empty_record(model: &Model, wt: &Want) -> Record {
+    let c = Crop {
+        entry: wt.entry,
+        bbox: [0; 4],
+        image_png: Vec::new(),
+        recon_png: Vec::new(),
+    };
+    (
+        crop_key(&model.net.blobs[wt.blob].name, wt.channel, wt.rank),
+        c.encode(),
+    )
+}
+
+/// Pass 2's host work on a batch (done while the device computes the batch before): the
+/// images decoded and rendered as the network sees them. An image that read in pass 1 but
+/// not now (changed or removed since) leaves its cells empty rather than stopping the build
+/// for good: the records of those come back beside the decoded images.
+fn decode_crops(
+    model: &Model,
+    images: Vec<(&Path, Vec<Want>)>,
+) -> Result<(Vec<Decoded>, Vec<Record>)> {
+    let paths: Vec<&Path> = images.iter().map(|(p, _)| *p).collect();
+    let loaded = load_batch(model, &paths);
+    let mut empty = Vec::new();
+    let mut decoded = Vec::new();
+    for ((p, wants), r) in images.into_iter().zip(loaded) {
+        match r {
+            Ok(input) => decoded.push(Decoded {
+                seen: display::render_input(model, &input)?,
+                input,
+                wants,
+            }),
+            Err(e) => {
+                tracing::warn!("{}: {e}; its crops are left empty", p.display());
+                empty.extend(wants.iter().map(|wt| empty_record(model, wt)));
+            }
+        }
+    }
+    Ok((decoded, empty))
+}
+
+/// Pass 2's batch sizes on one device: images per forward pass, gradient rows per backward
+/// pass (each halved after a failed allocation, and kept so for the next batch).
+struct CropBatch {
+    images: AtomicUsize,
+    rows: AtomicUsize,
+}
+
+/// The records of the crops of `decoded`: forward passes of `batch.images` images, backward
+/// passes of `batch.rows` rows.
 fn crop_batch(
     model: &Model,
     opts: &Options,
-    images: &[(&Path, Vec<Want>)],
-) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut out = Vec::new();
-    let empty = |wt: &Want| {
-        let c = Crop {
-            entry: wt.entry,
-            bbox: [0; 4],
-            image_png: Vec::new(),
-            recon_png: Vec::new(),
-        };
-        (
-            crop_key(&model.net.blobs[wt.blob].name, wt.channel, wt.rank),
-            c.encode(),
-        )
-    };
-    // an image that read in pass 1 but not now (changed or removed since) leaves its cells
-    // empty rather than stopping the build for good
-    let mut loaded = Vec::new();
-    for ((p, wants), r) in images.iter().zip(load_batch(
-        model,
-        &images.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
-    )) {
-        match r {
-            Ok(x) => loaded.push((x, wants)),
-            Err(e) => {
-                tracing::warn!("{}: {e}; its crops are left empty", p.display());
-                out.extend(wants.iter().map(empty));
-            }
+    decoded: &[Decoded],
+    batch: &CropBatch,
+    faults: &Faults,
+) -> Result<Vec<Record>> {
+    let mut images = batch.images.load(Ordering::Relaxed);
+    let mut rows = batch.rows.load(Ordering::Relaxed);
+    let out = memory::in_batches(decoded, &mut images, "image", |chunk| {
+        faults.check(Stage::Forward, chunk.len())?;
+        let inputs: Vec<Tensor> = chunk.iter().map(|d| d.input.clone()).collect();
+        let x = Tensor::stack(&inputs, 0)?.to_device(&model.net.device)?;
+        let state = model.net.forward(&x)?;
+        let mut out = Vec::new();
+        for (i, d) in chunk.iter().enumerate() {
+            out.extend(memory::in_batches(
+                &d.wants,
+                &mut rows,
+                "gradient row",
+                |wants| {
+                    faults.check(Stage::Rows, wants.len())?;
+                    crop_rows(model, opts, &state, i, &d.seen, wants)
+                },
+            )?);
         }
-    }
-    if loaded.is_empty() {
-        return Ok(out);
-    }
-    let inputs: Vec<Tensor> = loaded.iter().map(|(x, _)| x.clone()).collect();
-    let x = Tensor::stack(&inputs, 0)?.to_device(&model.net.device)?;
-    let state = model.net.forward(&x)?;
-    let [h, w] = model.spec().input.size;
-    for (i, (_, wants)) in loaded.iter().enumerate() {
-        let seen = display::render_input(model, &inputs[i])?;
-        for chunk in wants.chunks(RECON_ROWS) {
-            let rpaths: Vec<recon::Path> = chunk
-                .iter()
-                .map(|wt| recon::Path::root(&model.net.blobs[wt.blob].name, wt.channel))
-                .collect();
-            let recons = recon::reconstruct(model, &state, i, opts, &rpaths)?;
-            for (wt, r) in chunk.iter().zip(recons) {
-                // on the host once, for the box and for the display
-                let grad = r.grad.to_device(&Device::Cpu)?;
-                let found = crate::model::net::with_host(&grad, |g| nonzero_box(g, h, w))?;
-                let (bbox, image_png, recon_png) = match found {
-                    Some(b) => {
-                        let shown = display::render(model, &grad, display::Display::Norm)?;
-                        let crop = |img: &image::RgbImage| {
-                            let c = image::imageops::crop_imm(
-                                img,
-                                b[0],
-                                b[1],
-                                b[2] - b[0],
-                                b[3] - b[1],
-                            )
-                            .to_image();
-                            shrink(c, CROP_MAX)
-                        };
-                        (b, png(&crop(&seen))?, png(&crop(&shown))?)
-                    }
-                    None => ([0; 4], Vec::new(), Vec::new()),
-                };
-                let blob = &model.net.blobs[wt.blob].name;
-                let c = Crop {
-                    entry: wt.entry,
-                    bbox,
-                    image_png,
-                    recon_png,
-                };
-                out.push((crop_key(blob, wt.channel, wt.rank), c.encode()));
-            }
-        }
-    }
-    Ok(out)
+        Ok(out)
+    });
+    batch.images.store(images, Ordering::Relaxed);
+    batch.rows.store(rows, Ordering::Relaxed);
+    out
+}
+
+/// The records of `wants` of image `img` of `state`, in one batched backward pass.
+fn crop_rows(
+    model: &Model,
+    opts: &Options,
+    state: &crate::model::ForwardState,
+    img: usize,
+    seen: &image::RgbImage,
+    wants: &[Want],
+) -> Result<Vec<Record>> {
+    let rpaths: Vec<recon::Path> = wants
+        .iter()
+        .map(|wt| recon::Path::root(&model.net.blobs[wt.blob].name, wt.channel))
+        .collect();
+    let recons = recon::reconstruct(model, state, img, opts, &rpaths)?;
+    wants
+        .iter()
+        .zip(recons)
+        .map(|(wt, r)| {
+            let (bbox, image_png, recon_png) = crop_of(model, &r.grad, seen)?;
+            let c = Crop {
+                entry: wt.entry,
+                bbox,
+                image_png,
+                recon_png,
+            };
+            Ok((
+                crop_key(&model.net.blobs[wt.blob].name, wt.channel, wt.rank),
+                c.encode(),
+            ))
+        })
+        .collect()
 }
 
 fn u64_value(store: &Store, key: &str) -> Result<Option<u64>> {
@@ -546,7 +686,7 @@ fn checkpoint_scan(
     if last {
         tops.iter_mut().for_each(BlobTop::finish);
     }
-    let mut puts: Vec<(String, Vec<u8>)> = tops
+    let mut puts: Vec<Record> = tops
         .iter()
         .map(|t| (format!("top/{}", t.name), t.encode()))
         .collect();
@@ -558,8 +698,70 @@ fn checkpoint_scan(
     store.write(&puts)
 }
 
-/// Builds (or resumes) a cache with one model per device.
+/// A device's starting batches: images per pass 1 and pass 2 forward, rows per backward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Batches {
+    scan: usize,
+    crop: usize,
+    rows: usize,
+}
+
+/// The starting batches of each of `models`: `o.batch` images, or as many as fit in the
+/// free memory of its device (shared evenly by the models on it), `o.batch` at most.
+fn plan(models: &[Model], o: &BuildOptions, sizing: &Sizing) -> Vec<Batches> {
+    models
+        .iter()
+        .map(|m| {
+            if !sizing.auto {
+                return Batches {
+                    scan: o.batch,
+                    crop: o.batch,
+                    rows: RECON_ROWS,
+                };
+            }
+            let dev = &m.net.device;
+            let fp = Footprint::of(&m.net);
+            let sharing = models
+                .iter()
+                .filter(|x| x.net.device.same_device(dev))
+                .count()
+                .max(1) as u64;
+            let free = memory::free_bytes(dev).map(|f| f / sharing);
+            // rows take at most an eighth of it, the forward state the rest of the half
+            let rows = memory::fit(free.map(|f| f / 4), fp.row, RECON_ROWS);
+            let b = Batches {
+                scan: memory::fit(free, fp.scan, o.batch),
+                crop: memory::fit(
+                    free.map(|f| f.saturating_sub(2 * rows as u64 * fp.row)),
+                    fp.state,
+                    o.batch,
+                ),
+                rows,
+            };
+            tracing::info!(
+                "batches on {}: {} images (pass 1), {} images of {} rows (pass 2); {} free{}, {} an image (pass 1), {} (pass 2), {} a row",
+                crate::model::Placement { device: dev.clone(), backend: m.net.backend }.name(),
+                b.scan,
+                b.crop,
+                b.rows,
+                free.map_or("unknown".into(), memory::mb),
+                if sharing > 1 { format!(" for each of {sharing} workers") } else { String::new() },
+                memory::mb(fp.scan),
+                memory::mb(fp.state),
+                memory::mb(fp.row),
+            );
+            b
+        })
+        .collect()
+}
+
+/// Builds (or resumes) a cache with one model per device, `o.batch` images a batch.
 pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
+    build_with(models, o, &Sizing::default())
+}
+
+/// Builds (or resumes) a cache with one model per device, its batches sized by `sizing`.
+pub fn build_with(models: &[Model], o: &BuildOptions, sizing: &Sizing) -> Result<Report> {
     let model = models
         .first()
         .ok_or_else(|| Error::Device("no device".into()))?;
@@ -614,7 +816,14 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
             ("dataset".into(), json(&o.images)?),
         ])?,
     }
-    let mut report = Report::default();
+    let batches = plan(models, o, sizing);
+    let mut report = Report {
+        scan_batch: batches[0].scan,
+        crop_batch: batches[0].crop,
+        crop_rows: batches[0].rows,
+        ..Report::default()
+    };
+    let faults = &sizing.faults;
     // ---- pass 1: scan
     let mine: Vec<u64> = (0..o.images.len() as u64)
         .filter(|i| i % sn == si)
@@ -644,18 +853,28 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
         let mut pos = start;
         let mut since_checkpoint = 0;
         let mut saved = Instant::now();
-        let jobs: Vec<Vec<u64>> = mine[start..].chunks(o.batch).map(|c| c.to_vec()).collect();
+        let per_job = batches.iter().map(|b| b.scan).max().unwrap_or(1);
+        let jobs: Vec<Vec<u64>> = mine[start..].chunks(per_job).map(|c| c.to_vec()).collect();
         let images = &o.images;
         let blobs_ref = &blobs;
+        let current: Vec<AtomicUsize> = batches.iter().map(|b| AtomicUsize::new(b.scan)).collect();
         pool::ordered(
             models,
             jobs,
-            |m, batch: Vec<u64>| {
+            |batch: Vec<u64>| {
                 let paths: Vec<&Path> = batch
                     .iter()
                     .map(|&i| images[i as usize].as_path())
                     .collect();
-                (batch.clone(), scan_batch(m, blobs_ref, &paths))
+                let inputs = load_batch(model, &paths);
+                (batch, inputs)
+            },
+            |m, (batch, inputs)| {
+                let now = &current[pool::index_of(models, m)];
+                let mut b = now.load(Ordering::Relaxed);
+                let r = scan_batch(m, blobs_ref, inputs, &mut b, faults);
+                now.store(b, Ordering::Relaxed);
+                (batch, r)
             },
             |(batch, results)| {
                 for (&idx, r) in batch.iter().zip(results?) {
@@ -737,20 +956,28 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
         bar.set_position(todo[..start].iter().map(|(_, w)| w.len() as u64).sum());
         let t0 = Instant::now();
         let mut pos = start;
-        let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut pending: Vec<Record> = Vec::new();
         let mut since_checkpoint = 0;
         let mut saved = Instant::now();
+        let per_job = batches.iter().map(|b| b.crop).max().unwrap_or(1);
         let jobs: Vec<Vec<usize>> = (start..todo.len())
             .collect::<Vec<_>>()
-            .chunks(o.batch)
+            .chunks(per_job)
             .map(|c| c.to_vec())
             .collect();
         let todo_ref = &todo;
         let images = &o.images;
+        let current: Vec<CropBatch> = batches
+            .iter()
+            .map(|b| CropBatch {
+                images: AtomicUsize::new(b.crop),
+                rows: AtomicUsize::new(b.rows),
+            })
+            .collect();
         pool::ordered(
             models,
             jobs,
-            |m, idxs: Vec<usize>| {
+            |idxs: Vec<usize>| {
                 let batch: Vec<(&Path, Vec<Want>)> = idxs
                     .iter()
                     .map(|&k| {
@@ -759,7 +986,15 @@ pub fn build(models: &[Model], o: &BuildOptions) -> Result<Report> {
                     })
                     .collect();
                 let n: usize = batch.iter().map(|(_, w)| w.len()).sum();
-                (idxs.len(), n, crop_batch(m, &o.opts, &batch))
+                (idxs.len(), n, decode_crops(model, batch))
+            },
+            |m, (done, n, decoded)| {
+                let crops = decoded.and_then(|(decoded, mut records)| {
+                    let now = &current[pool::index_of(models, m)];
+                    records.extend(crop_batch(m, &o.opts, &decoded, now, faults)?);
+                    Ok(records)
+                });
+                (done, n, crops)
             },
             |(done, n, crops)| {
                 pending.extend(crops?);
@@ -1075,6 +1310,7 @@ pub fn load_models(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn maxima_reduced_on_a_device_equal_the_host_scan_ties_included() {
@@ -1108,6 +1344,93 @@ mod tests {
         g[2 * h * w + 7] = -1.0; // channel 2, y 1, x 2
         g[3] = 0.5; // channel 0, y 0, x 3
         assert_eq!(nonzero_box(&g, h, w), Some([2, 0, 4, 2]));
+    }
+
+    #[test]
+    fn boxes_found_on_a_device_equal_the_host_ones() {
+        let (h, w) = (7, 9);
+        let plane = h * w;
+        let mut cases: Vec<Vec<f32>> = vec![vec![0.0; 3 * plane]];
+        // single pixels at the corners, in each channel
+        for (c, i) in [(0, 0), (1, plane - 1), (2, w - 1), (0, (h - 1) * w)] {
+            let mut g = vec![0.0; 3 * plane];
+            g[c * plane + i] = -0.25;
+            cases.push(g);
+        }
+        // sparse patterns, values that would cancel across channels, a NaN, negative zeros
+        for seed in 1..6u32 {
+            let g: Vec<f32> = (0..3 * plane as u32)
+                .map(|i| {
+                    match i
+                        .wrapping_mul(2654435761)
+                        .wrapping_add(seed.wrapping_mul(97))
+                        % 37
+                    {
+                        0 => 1.5,
+                        1 => -1.5,
+                        2 => -0.0,
+                        _ => 0.0,
+                    }
+                })
+                .collect();
+            cases.push(g);
+        }
+        let mut g = vec![-0.0; 3 * plane];
+        g[plane + 3 * w + 4] = f32::NAN;
+        cases.push(g);
+        cases.push(vec![1e-30; 3 * plane]);
+        let mut found_some = 0;
+        for g in cases {
+            let host = nonzero_box(&g, h, w);
+            let t = Tensor::from_vec(g, (3, h, w), &Device::Cpu).unwrap();
+            let before = crate::model::transfer::counts();
+            assert_eq!(nonzero_box_on_device(&t).unwrap(), host);
+            let d = crate::model::transfer::counts() - before;
+            assert_eq!(
+                (d.downloads, d.download_bytes),
+                (1, 16),
+                "four numbers only"
+            );
+            found_some += host.is_some() as usize;
+        }
+        assert!(found_some > 5);
+    }
+
+    #[test]
+    fn a_crop_rendered_alone_equals_the_crop_of_the_whole_rendering() {
+        for place in [
+            crate::model::Placement::cpu(),
+            crate::model::Placement::cpu_generic(),
+        ] {
+            let m = crate::catalog::load("demo", &crate::model::WeightsSource::Default, &place)
+                .unwrap();
+            let [h, w] = m.spec().input.size;
+            let mut g = vec![0f32; 3 * h * w];
+            for y in 5..(h / 2) {
+                for x in 3..(w - 7) {
+                    g[(y * w + x) % (3 * h * w)] = ((x * 31 + y * 17) % 11) as f32 - 5.0;
+                    g[2 * h * w + y * w + x] = 0.5;
+                }
+            }
+            let grad = Tensor::from_vec(g.clone(), (3, h, w), &m.net.device).unwrap();
+            let seen = crate::data::pattern_image(w as u32, h as u32);
+            let (bbox, image_png, recon_png) = crop_of(&m, &grad, &seen).unwrap();
+            let b = nonzero_box(&g, h, w).unwrap();
+            assert_eq!(bbox, b);
+            let whole = display::render(&m, &grad, display::Display::Norm).unwrap();
+            let cut = |img: &image::RgbImage| {
+                let c = image::imageops::crop_imm(img, b[0], b[1], b[2] - b[0], b[3] - b[1]);
+                png(&shrink(c.to_image(), CROP_MAX)).unwrap()
+            };
+            assert!(recon_png == cut(&whole), "{}", place.name());
+            assert!(image_png == cut(&seen), "{}", place.name());
+            // all zero: no crop
+            let zero = Tensor::zeros((3, h, w), DType::F32, &m.net.device).unwrap();
+            assert_eq!(
+                crop_of(&m, &zero, &seen).unwrap(),
+                ([0; 4], Vec::new(), Vec::new())
+            );
+        }
     }
 
     #[test]
