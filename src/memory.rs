@@ -58,7 +58,7 @@ impl Footprint {
         let n = net.layers.len();
         let numel = |t: usize| net.shape_at(t).numel() as u64;
         let kept = |for_backward: bool| -> u64 {
-            kept_tensors(net, for_backward)
+            net.kept(for_backward)
                 .iter()
                 .enumerate()
                 .filter(|(_, k)| **k)
@@ -89,51 +89,6 @@ impl Footprint {
             row: 4 * (3 * largest + cols),
         }
     }
-}
-
-/// Per tensor (`0`: the input, `i + 1`: layer `i`'s output), whether a forward pass keeps
-/// it: the input, the blobs and the output; for a backward also each blob's tap, ReLU
-/// outputs, the inputs of other activations, the operands of a product or quotient, an
-/// LRN's input and output. (What `Net::forward` documents; a layer this does not know is
-/// taken to keep nothing more.)
-fn kept_tensors(net: &Net, for_backward: bool) -> Vec<bool> {
-    let n = net.layers.len();
-    let mut keep = vec![false; n + 1];
-    keep[0] = true;
-    keep[n] = true;
-    for b in &net.blobs {
-        if let Some(k) = keep.get_mut(b.layer + 1) {
-            *k = true;
-        }
-        if for_backward {
-            if let Some(k) = keep.get_mut(b.tap) {
-                *k = true;
-            }
-        }
-    }
-    if !for_backward {
-        return keep;
-    }
-    let inputs = |i: usize| net.inputs.get(i).map(Vec::as_slice).unwrap_or(&[]);
-    for (i, l) in net.layers.iter().enumerate() {
-        let mut mark: Vec<usize> = Vec::new();
-        match l {
-            Layer::Relu => mark.push(i + 1),
-            Layer::Act(_) | Layer::Prelu(_) => mark.extend(inputs(i).first()),
-            Layer::Binary(b) if b.op.needs_operands() => mark.extend(inputs(i)),
-            Layer::Lrn { .. } => {
-                mark.push(i + 1);
-                mark.extend(inputs(i).first());
-            }
-            _ => {}
-        }
-        for t in mark {
-            if let Some(k) = keep.get_mut(t) {
-                *k = true;
-            }
-        }
-    }
-    keep
 }
 
 /// Floats of a convolution's im2col columns for one image (the data gradient's, before
@@ -430,7 +385,7 @@ mod tests {
         assert!(f.state < 2 * all, "{f:?} vs {all}");
         assert!(f.row >= 3 * input, "{f:?}");
         // the inference pass keeps exactly the input, blobs and output
-        let kept = kept_tensors(net, false);
+        let kept = net.kept(false);
         let blobs: std::collections::BTreeSet<usize> =
             net.blobs.iter().map(|b| b.layer + 1).collect();
         for (t, k) in kept.iter().enumerate() {

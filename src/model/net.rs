@@ -927,7 +927,7 @@ impl Net {
 
     /// Per tensor: whether a forward state keeps it (see [`Net::forward`]); with
     /// `for_backward` false only the input, the blobs and the last layer's output.
-    fn kept(&self, for_backward: bool) -> Vec<bool> {
+    pub fn kept(&self, for_backward: bool) -> Vec<bool> {
         let n = self.layers.len();
         let mut keep = vec![false; n + 1];
         keep[0] = true;
