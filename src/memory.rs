@@ -120,7 +120,7 @@ pub fn fit(free: Option<u64>, per_item: u64, cap: usize) -> usize {
 
 /// Megabytes, for messages.
 pub fn mb(bytes: u64) -> String {
-    format!("{:.0} MB", bytes as f64 / 1e6)
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 /// Whether `e` says that an allocation failed: the CUDA driver's `CUDA_ERROR_OUT_OF_MEMORY`

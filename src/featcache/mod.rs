@@ -7,7 +7,13 @@
 //! 1. *scan*: forward every image; keep per channel the top-k (image, max, location) and a
 //!    fixed sample of the maxima for quantiles;
 //! 2. *crops*: forward each image that some list kept, reconstruct all of its entries in
-//!    one batched backward pass, crop, encode PNG.
+//!    batched backward passes, crop (the box found where the gradient is), encode PNG.
+//!
+//! Batches take as many images as fit in the device's free memory ([`Sizing`],
+//! [`crate::memory`]), and one that does not fit after all is halved and retried; each
+//! batch's images are decoded while the device runs the batch before ([`pool`]). Batches of
+//! other sizes (a build resumed where less memory is free) change the activations by
+//! round-off only: a matrix product's blocking follows its width.
 //!
 //! `--shard i/N` scans the images with `index % N == i`; [`merge`] folds shards into the
 //! cache one build would give (ties go to the lower image index, so order never matters).
