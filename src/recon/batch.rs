@@ -10,7 +10,7 @@ use candle_core::{DType, Tensor};
 
 use super::{MultMode, Options};
 use crate::error::{Error, Result};
-use crate::model::{tensorops, transfer, ForwardState, Net};
+use crate::model::{transfer, ForwardState, Net};
 
 /// Where a job's gradient starts.
 #[derive(Debug, Clone)]
@@ -489,12 +489,7 @@ fn start_row(
         Start::Seed { blob, channel } => {
             let b = &net.blobs[*blob];
             let plane = b.shape.plane();
-            let act = state
-                .output(b.layer, &b.name)?
-                .get(img)?
-                .flatten_all()?
-                .narrow(0, channel * plane, plane)?;
-            let (at, value) = tensorops::first_max(&net.cache, &act)?;
+            let (at, value) = super::seed_at(net, state, img, *blob, *channel)?;
             let seed = Tensor::zeros(plane, DType::F32, &net.device)?
                 .scatter_add(&at, &value.affine(b.mult as f64, 0.0)?, 0)?
                 .pad_with_zeros(0, channel * plane, numel - (channel + 1) * plane)?;

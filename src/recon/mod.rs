@@ -113,6 +113,36 @@ pub fn resolve_path(net: &Net, path: &Path) -> Result<Vec<(usize, usize)>> {
     Ok(out)
 }
 
+/// Channel `channel` of blob `blob` for image `img`, flattened (`[plane]`), on the device.
+pub(crate) fn channel_plane(
+    net: &Net,
+    state: &ForwardState,
+    img: usize,
+    blob: usize,
+    channel: usize,
+) -> Result<Tensor> {
+    let b = &net.blobs[blob];
+    let plane = b.shape.plane();
+    Ok(state
+        .output(b.layer, &b.name)?
+        .get(img)?
+        .flatten_all()?
+        .narrow(0, channel * plane, plane)?)
+}
+
+/// The first maximum of a channel, as one-element device tensors: its index in the plane
+/// (`u32`) and its value.
+pub(crate) fn seed_at(
+    net: &Net,
+    state: &ForwardState,
+    img: usize,
+    blob: usize,
+    channel: usize,
+) -> Result<(Tensor, Tensor)> {
+    let act = channel_plane(net, state, img, blob, channel)?;
+    crate::model::tensorops::first_max(&net.cache, &act)
+}
+
 /// Index (within the blob of one image) and value of channel `channel`'s maximum: the
 /// spatial argmax for conv blobs (first on ties, row-major), the unit for fc blobs.
 pub fn argmax_in_channel(
@@ -122,14 +152,8 @@ pub fn argmax_in_channel(
     blob: usize,
     channel: usize,
 ) -> Result<(usize, f32)> {
-    let b = &net.blobs[blob];
-    let plane = b.shape.plane();
-    let act = state
-        .output(b.layer, &b.name)?
-        .get(img)?
-        .flatten_all()?
-        .narrow(0, channel * plane, plane)?;
-    let (at, value) = crate::model::tensorops::first_max(&net.cache, &act)?;
+    let plane = net.blobs[blob].shape.plane();
+    let (at, value) = seed_at(net, state, img, blob, channel)?;
     // one read-back of two numbers (a plane index is exact as f32)
     let both = transfer::download::<f32>(&Tensor::cat(&[&at.to_dtype(DType::F32)?, &value], 0)?)?;
     match both[..] {

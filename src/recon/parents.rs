@@ -56,11 +56,7 @@ pub fn parents(
     })?;
     let blob = &net.blobs[b];
     let plane = blob.shape.plane();
-    let a_c = state
-        .output(blob.layer, &blob.name)?
-        .get(img)?
-        .flatten_all()?
-        .narrow(0, c * plane, plane)?;
+    let a_c = super::channel_plane(net, state, img, b, c)?;
     let units = net.blobs[u].shape.channels();
     // a unit whose seed is 0 (inactive: its maximum is 0) sends no gradient: weight 0
     let top = &net.blobs[u];
