@@ -77,22 +77,28 @@ pub fn run(args: &BenchOptions) -> Result<()> {
         return gemm::run(args);
     }
     anyhow::ensure!(!args.devices.is_empty(), "bench: no device given");
-    let mut ours: Vec<(String, Timings)> = Vec::new();
-    for (i, d) in args.devices.iter().enumerate() {
+    // every device opened before the first is timed: a missing GPU is said at once, not
+    // after minutes of CPU measurements that it then throws away
+    let mut places: Vec<Placement> = Vec::new();
+    for d in &args.devices {
         let place = crate::model::parse_device(d)?;
-        let name = place.name();
         anyhow::ensure!(
-            ours.iter().all(|(n, _)| *n != name),
-            "bench: device {name} given twice"
+            places.iter().all(|p| p.name() != place.name()),
+            "bench: device {} given twice",
+            place.name()
         );
+        places.push(place);
+    }
+    let mut ours: Vec<(String, Timings)> = Vec::new();
+    for (i, place) in places.iter().enumerate() {
         // the peak resident memory is the process's; start each device from what is
         // resident now, or leave the row out where the kernel cannot reset it
         let peak_is_ours = reset_peak_rss() || i == 0;
-        let mut res = measure(&place, args)?;
+        let mut res = measure(place, args)?;
         if peak_is_ours {
             res.insert("peak_rss_mb", peak_rss_mb());
         }
-        ours.push((name, res));
+        ours.push((place.name(), res));
     }
     let theirs = args
         .compare
