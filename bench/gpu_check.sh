@@ -30,10 +30,12 @@
 #
 # Sizes (environment): RUNS_CUDA (15), RUNS_CPU (3; dry run 1), IMAGES (5000; dry run 50),
 # CACHE_ARGS (extra `cache build` arguments; dry run `--layers conv2 --top-k 1`), GPU
-# (cuda:0; `cpu` rehearses the GPU steps on the CPU), BIN (.gpu; dry run .gpu/dry). Step
-# output and the JSON files go to $OUT (default: the repository root; gpu_log.txt is the
-# whole log); the images and the cache to $WORK (default ${TMPDIR:-/tmp}/treevis-gpu-check),
-# so they are not shipped back with $OUT.
+# (cuda:0; `cpu` rehearses the GPU steps on the CPU), BIN (.gpu; dry run .gpu/dry), BUDGET
+# (seconds for the whole run: each step's timeout is cut to what is left, and a step that
+# finds under 15 s left is "not run" and counts as failed; unset: no limit). Step output,
+# the JSON files and summary.md (the table so far, rewritten after each step) go to $OUT
+# (default: the repository root; gpu_log.txt is the whole log); the images and the cache to
+# $WORK (default ${TMPDIR:-/tmp}/treevis-gpu-check), so they are not shipped back with $OUT.
 #
 # Every step runs under `timeout`; a failing step does not stop the next one, and the exit
 # status is 1 when any step failed (0 when every step that ran passed).
@@ -81,10 +83,22 @@ export DRY BIN WORK IMG IMAGES CACHE_ARGS
 
 log() { echo "$*" | tee -a "$LOG"; }
 
-# The summary: one row per step, in order.
+# The summary: one row per step, in order; $OUT/summary.md is rewritten after each step, so
+# a run killed from outside still leaves the table of what it did.
 ROWS=()
 FAILED=0
-row() { ROWS+=("| $1 | $2 | $3 | $4 |"); }
+summary() {
+    echo "| step | status | time | result |"
+    echo "|---|---|---:|---|"
+    local r
+    for r in "${ROWS[@]}"; do
+        echo "$r"
+    done
+}
+row() {
+    ROWS+=("| $1 | $2 | $3 | $4 |")
+    summary > "$OUT_DIR/summary.md"
+}
 
 # step NAME LABEL TIMEOUT_S CMD... : runs CMD (a program, or one of the functions below)
 # under timeout, output tee'd to the log and to $OUT/NAME.txt; records the row LABEL (its
@@ -92,6 +106,15 @@ row() { ROWS+=("| $1 | $2 | $3 | $4 |"); }
 step() {
     local name="$1" label="$2" limit="$3"
     shift 3
+    if [ -n "${BUDGET:-}" ]; then
+        local left=$((BUDGET - SECONDS))
+        if [ $left -lt 15 ]; then
+            not_run "$label" "BUDGET of ${BUDGET}s spent"
+            FAILED=1
+            return 1
+        fi
+        [ $left -lt "$limit" ] && limit=$left
+    fi
     log ""
     log "=== $label: $* (timeout ${limit}s)"
     local t0=$SECONDS
@@ -176,6 +199,7 @@ build() {
     done
 }
 export -f build
+result_build() { grep -o '/[a-z_]* <-' "$1" | sed 's|^/||; s| <-$||' | paste -sd ',' - | sed 's/,/, /g'; }
 if [ "$BUILD" = yes ]; then
     step build "build ($([ "$DRY" = 1 ] && echo "debug, no cuda" || echo "release, cuda"))" 3600 build
 else
@@ -360,11 +384,7 @@ fi
 log ""
 log "=== summary ($([ "$DRY" = 1 ] && echo "dry run, CPU only" || echo "$GPU"); sizes: runs cuda ${RUNS_CUDA:--} cpu $RUNS_CPU, images $IMAGES, cache args '${CACHE_ARGS}')"
 log ""
-log "| step | status | time | result |"
-log "|---|---|---:|---|"
-for r in "${ROWS[@]}"; do
-    log "$r"
-done
+summary | tee -a "$LOG"
 log ""
 if [ $FAILED = 0 ]; then
     log "=== gpu_check done: every step that ran passed"
