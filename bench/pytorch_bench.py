@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """PyTorch/Captum baseline for `treevis bench --compare bench/pytorch_results.json`.
 
-Workloads (all CPU, float32, eval mode, torch.set_num_threads(--threads, default = cores),
-median of --runs timed runs after one warm-up run each; times in milliseconds):
+Workloads (float32, eval mode, on --device (default cpu; cuda:N: models and inputs on that
+GPU, each timed run ends with torch.cuda.synchronize()), torch.set_num_threads(--threads,
+default = cores), median of --runs timed runs after one warm-up run each; times in
+milliseconds):
 
   torchvision alexnet() (default random init, full width), input [3,224,224]:
     forward_b1_ms       forward of one image (torch.inference_mode)
@@ -22,7 +24,8 @@ median of --runs timed runs after one warm-up run each; times in milliseconds):
                         w_j = |mean(a_j * g_j)|, top-5, then the 5 child reconstructions
                         conv5:c/conv4:j (auto multiplier) backward to the input, one at a
                         time (retain_graph, forward reused)
-    peak_rss_mb         peak resident memory of the process (ru_maxrss), whole script
+    peak_rss_mb         peak resident memory of the process (ru_maxrss), whole script (host
+                        memory; on a GPU, meta.cuda_peak_mb is torch's peak allocation)
   torchvision resnet50() (default random init), input [3,224,224]; tree blobs as treevis's
   built-in spec: relu (stem), every bottleneck's output layerS.i (post-ReLU; its seed is on
   the Add output), fc:
@@ -42,9 +45,11 @@ median of --runs timed runs after one warm-up run each; times in milliseconds):
 Output: a table on stdout and a JSON file (--out, default bench/pytorch_results.json):
   {"forward_b1_ms": 21.3, ..., "peak_rss_mb": 612.0,
    "meta": {"torch": ..., "captum": ..., "threads": 2, "cpu": ..., "runs": 15, ...}}
-Every top-level key except "meta" is a number.
+Every top-level key except "meta" is a number. On a GPU, meta.library is "pytorch-cuda"
+(the name of its columns in `treevis bench --compare`) and meta.device the device.
 
 Run:  /work/venv/bin/python bench/pytorch_bench.py [--runs 15] [--threads N] [--out FILE]
+          [--device cpu|cuda:N] [--no-resnet]
 """
 
 import argparse
@@ -195,17 +200,18 @@ class ResTrunc(nn.Module):
         return (h[(slice(None),) + self.idx] * self.seed).reshape(-1, 1)
 
 
-def resnet_section(R, runs):
-    model = torchvision.models.resnet50().eval()
-    x1 = torch.randn(1, 3, 224, 224)
-    x32 = torch.randn(32, 3, 224, 224)
+def resnet_section(R, runs, dev, timed):
+    """The ResNet-50 rows; `timed(fn, runs)` times on the device."""
+    model = torchvision.models.resnet50().eval().to(dev)
+    x1 = torch.randn(1, 3, 224, 224).to(dev)
+    x32 = torch.randn(32, 3, 224, 224).to(dev)
 
     def fwd(x):
         with torch.inference_mode():
             model(x)
 
-    R["resnet50_forward_b1_ms"] = timeit(lambda: fwd(x1), runs)
-    R["resnet50_forward_b32_ms"] = timeit(lambda: fwd(x32), max(1, min(runs, 5)))
+    R["resnet50_forward_b1_ms"] = timed(lambda: fwd(x1), runs)
+    R["resnet50_forward_b32_ms"] = timed(lambda: fwd(x32), max(1, min(runs, 5)))
     blobs = resnet_blobs(model)
 
     def acts_of():
@@ -224,7 +230,7 @@ def resnet_section(R, runs):
         w = ResTrunc(model, blob, idx, v)
         return GuidedBackprop(w).attribute(x1.clone().requires_grad_(True), target=0)
 
-    R["resnet50_recon_ms"] = timeit(lambda: recon(b42, acts["layer4.2"], c42), runs)
+    R["resnet50_recon_ms"] = timed(lambda: recon(b42, acts["layer4.2"], c42), runs)
 
     def overview():
         a_ = acts_of()
@@ -238,10 +244,11 @@ def resnet_section(R, runs):
         assert len(out) == 90
         return out
 
-    R["resnet50_overview_ms"] = timeit(overview, max(1, min(runs, 3)))
+    R["resnet50_overview_ms"] = timed(overview, max(1, min(runs, 3)))
 
     gmodel = torchvision.models.resnet50().eval()
     gmodel.load_state_dict(model.state_dict())
+    gmodel = gmodel.to(dev)
     for mod in gmodel.modules():
         for name, ch in list(mod.named_children()):
             if isinstance(ch, nn.ReLU):
@@ -275,7 +282,7 @@ def resnet_section(R, runs):
             outs.append(gx)
         return kids, outs
 
-    R["resnet50_children5_ms"] = timeit(children5, runs)
+    R["resnet50_children5_ms"] = timed(children5, runs)
 
 
 def main():
@@ -284,21 +291,30 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "pytorch_results.json"))
     ap.add_argument("--no-resnet", action="store_true", help="skip the ResNet-50 rows")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu or cuda:N (models and inputs there; timed runs synchronize)")
     args = ap.parse_args()
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device {args.device}: torch {torch.__version__} sees no CUDA GPU")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     R = {}
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
 
-    model = torchvision.models.alexnet().eval()  # random default init, full width
-    x1 = torch.randn(1, 3, 224, 224)
-    x32 = torch.randn(32, 3, 224, 224)
+    def timed(fn, runs):
+        return timeit(fn, runs, sync)
+
+    model = torchvision.models.alexnet().eval().to(dev)  # random default init, full width
+    x1 = torch.randn(1, 3, 224, 224).to(dev)
+    x32 = torch.randn(32, 3, 224, 224).to(dev)
 
     def fwd(x):
         with torch.inference_mode():
             model(x)
 
-    R["forward_b1_ms"] = timeit(lambda: fwd(x1), args.runs)
-    R["forward_b32_ms"] = timeit(lambda: fwd(x32), args.runs)
+    R["forward_b1_ms"] = timed(lambda: fwd(x1), args.runs)
+    R["forward_b32_ms"] = timed(lambda: fwd(x32), args.runs)
 
     logits, acts = alex_blob_acts(model, x1)
     cls = int(logits[0].argmax())
@@ -312,8 +328,8 @@ def main():
         return GuidedBackprop(w).attribute(x1.clone().requires_grad_(True), target=0)
 
     c5 = topk_channels(acts["conv5"], 1)[0]
-    R["recon_conv5_ms"] = timeit(lambda: recon("conv5", c5), args.runs)
-    R["recon_fc8_ms"] = timeit(
+    R["recon_conv5_ms"] = timed(lambda: recon("conv5", c5), args.runs)
+    R["recon_fc8_ms"] = timed(
         lambda: GuidedBackprop(model).attribute(x1.clone().requires_grad_(True), target=cls),
         args.runs)
 
@@ -329,11 +345,12 @@ def main():
         assert len(out) == 40
         return out
 
-    R["overview40_ms"] = timeit(overview, args.runs)
+    R["overview40_ms"] = timed(overview, args.runs)
 
     # children of a conv5 root, plain hooks (model copy with inplace=False ReLUs)
     hmodel = torchvision.models.alexnet().eval()
     hmodel.load_state_dict(model.state_dict())
+    hmodel = hmodel.to(dev)
     for m in hmodel.modules():
         if isinstance(m, nn.ReLU):
             m.inplace = False
@@ -365,18 +382,18 @@ def main():
             outs.append(gx)
         return kids, outs
 
-    R["children5_ms"] = timeit(children5, args.runs)
+    R["children5_ms"] = timed(children5, args.runs)
 
     # CaffeNet-shaped net from the spec, full width
     cnet = SpecNet(load_spec(os.path.join(REPO, "models", "caffenet.toml")),
-                   in_shape=(3, 227, 227)).eval()
-    cx = torch.randn(1, 3, 227, 227) * 60.0
+                   in_shape=(3, 227, 227)).eval().to(dev)
+    cx = (torch.randn(1, 3, 227, 227) * 60.0).to(dev)
 
     def cfwd():
         with torch.inference_mode():
             cnet(cx)
 
-    R["caffenet_forward_b1_ms"] = timeit(cfwd, args.runs)
+    R["caffenet_forward_b1_ms"] = timed(cfwd, args.runs)
     with torch.no_grad():
         couts = cnet.forward_all(cx)
     i5 = cnet.blob_layer_idx("conv5")
@@ -396,12 +413,12 @@ def main():
             return (h[(slice(None),) + cidx] * (40.0 * cval)).reshape(-1, 1)
 
     cw = CaffeTrunc(cnet)
-    R["caffenet_recon_conv5_ms"] = timeit(
+    R["caffenet_recon_conv5_ms"] = timed(
         lambda: GuidedBackprop(cw).attribute(cx.clone().requires_grad_(True), target=0),
         args.runs)
 
     if not args.no_resnet:
-        resnet_section(R, args.runs)
+        resnet_section(R, args.runs, dev, timed)
 
     R["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -419,14 +436,19 @@ def main():
             "threads": torch.get_num_threads(), "cores": os.cpu_count(), "cpu": cpu,
             "runs": args.runs, "statistic": "median after 1 warm-up",
             "loadavg_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "alexnet_input": [1, 3, 224, 224], "caffenet_input": [1, 3, 227, 227]}
+            "alexnet_input": [1, 3, 224, 224], "caffenet_input": [1, 3, 227, 227],
+            "device": str(dev)}
+    if dev.type == "cuda":
+        meta["library"] = "pytorch-cuda"
+        meta["cuda_device_name"] = torch.cuda.get_device_name(dev)
+        meta["cuda_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
 
     print(f"{'benchmark':28s} {'value':>10s}")
     for k, v in R.items():
         unit = "MB" if k.endswith("_mb") else "ms"
         print(f"{k:28s} {v:10.2f} {unit}")
     print(f"torch {meta['torch']}, captum {meta['captum']}, threads {meta['threads']}, "
-          f"cpu {cpu}, runs {args.runs}")
+          f"cpu {cpu}, device {dev}, runs {args.runs}")
     out = dict(R)
     out["meta"] = meta
     with open(args.out, "w") as f:

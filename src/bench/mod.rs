@@ -1,19 +1,20 @@
 //! `treevis bench`: times the engine on full-size networks with random weights and prints a
-//! table; with `--compare` it adds the numbers of `bench/pytorch_bench.py` (PyTorch +
-//! Captum on the same machine) and their ratio. `--kernels` times the matrix products
-//! instead ([`gemm`]).
+//! table, one column per device (`--device cpu,cpu-generic`: the CPU kernels beside the
+//! tensor-op backend on the same workloads, with their ratio); with `--compare` it adds the
+//! numbers of `bench/pytorch_bench.py` (PyTorch + Captum on the same machine) and their
+//! ratio. `--kernels` times the matrix products instead ([`gemm`]).
 
 pub mod gemm;
 pub mod peak;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 
-use crate::model::WeightsSource;
+use crate::model::{Model, Placement, WeightsSource};
 use crate::recon::{self, MultMode, Options, Path, Rule};
 
 /// What `treevis bench` measures (the command line's `bench` arguments, parsed).
@@ -24,8 +25,9 @@ pub struct BenchOptions {
     /// JSON of bench/pytorch_bench.py or bench/onnxruntime_bench.py (with `kernels`, of
     /// bench/gemm_bench.py), shown beside ours.
     pub compare: Vec<PathBuf>,
-    /// `cpu` or `cuda:N` (opened only by the network benchmark).
-    pub device: String,
+    /// The devices the network benchmark runs on, in turn (`cpu`, `cpu-generic`, `cuda:N`;
+    /// opened only by it): one column each, the first the base of the ratios.
+    pub devices: Vec<String>,
     /// Where to write our numbers as JSON.
     pub json: Option<PathBuf>,
     /// Also the mean forward time of each layer (batch 1).
@@ -63,25 +65,170 @@ fn sync(d: &Device) -> Result<()> {
     Ok(())
 }
 
+/// One device's measurements, by key (`forward_b1_ms`, ...; see bench/README.md).
+pub type Timings = BTreeMap<&'static str, f64>;
+
+/// A compared file's numbers (top-level keys; `meta` and anything else not a number is
+/// ignored by the table).
+pub type Compared = BTreeMap<String, serde_json::Value>;
+
 pub fn run(args: &BenchOptions) -> Result<()> {
     if args.kernels {
         return gemm::run(args);
     }
-    let place = crate::model::parse_device(&args.device)?;
+    anyhow::ensure!(!args.devices.is_empty(), "bench: no device given");
+    // every device opened before the first is timed: a missing GPU is said at once, not
+    // after minutes of CPU measurements that it then throws away
+    let mut places: Vec<Placement> = Vec::new();
+    for d in &args.devices {
+        let place = crate::model::parse_device(d)?;
+        anyhow::ensure!(
+            places.iter().all(|p| p.name() != place.name()),
+            "bench: device {} given twice",
+            place.name()
+        );
+        places.push(place);
+    }
+    let mut ours: Vec<(String, Timings)> = Vec::new();
+    for (i, place) in places.iter().enumerate() {
+        // the peak resident memory is the process's; start each device from what is
+        // resident now, or leave the row out where the kernel cannot reset it
+        let peak_is_ours = reset_peak_rss() || i == 0;
+        let mut res = measure(place, args)?;
+        if peak_is_ours {
+            res.insert("peak_rss_mb", peak_rss_mb());
+        }
+        ours.push((place.name(), res));
+    }
+    let theirs = args
+        .compare
+        .iter()
+        .map(|p| read_compared(p))
+        .collect::<Result<Vec<_>>>()?;
+    crate::out!("{}", table(&ours, &theirs))?;
+    if let Some(p) = &args.json {
+        let text = match ours.as_slice() {
+            [(_, res)] => serde_json::to_string_pretty(res)?,
+            _ => serde_json::to_string_pretty(&ours.iter().cloned().collect::<BTreeMap<_, _>>())?,
+        };
+        std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// A bench/ script's JSON, labelled by its `meta.library` (PyTorch's has none).
+fn read_compared(p: &std::path::Path) -> Result<(String, Compared)> {
+    let map: Compared = serde_json::from_str(
+        &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+    )
+    .with_context(|| format!("{} is not the JSON of a bench/ script", p.display()))?;
+    let label = map
+        .get("meta")
+        .and_then(|m| m.get("library"))
+        .and_then(|l| l.as_str())
+        .unwrap_or("pytorch")
+        .to_string();
+    Ok((label, map))
+}
+
+/// The table: one row per key of any of our devices; a column per device (`treevis` alone
+/// when there is one, else `treevis DEVICE`), then each other device over the first, then
+/// per compared file its number and its ratio to our first device.
+pub fn table(ours: &[(String, Timings)], theirs: &[(String, Compared)]) -> String {
+    let single = ours.len() == 1;
+    let base = match ours.first() {
+        Some((n, _)) if !single => n.as_str(),
+        _ => "treevis",
+    };
+    let mut head = String::from("| measurement |");
+    let mut rule = String::from("|---|");
+    for (name, _) in ours {
+        if single {
+            head.push_str(" treevis |");
+        } else {
+            head.push_str(&format!(" treevis {name} |"));
+        }
+        rule.push_str("---:|");
+    }
+    for (name, _) in ours.iter().skip(1) {
+        head.push_str(&format!(" {name} / {base} |"));
+        rule.push_str("---:|");
+    }
+    for (label, _) in theirs {
+        head.push_str(&format!(" {label} | {label} / {base} |"));
+        rule.push_str("---:|---:|");
+    }
+    let keys: BTreeSet<&str> = ours.iter().flat_map(|(_, r)| r.keys().copied()).collect();
+    let mut out = format!("{head}\n{rule}\n");
+    for k in keys {
+        let first = ours.first().and_then(|(_, r)| r.get(k)).copied();
+        let mut line = format!("| {k} |");
+        for (_, r) in ours {
+            line.push_str(&format!(" {} |", number(r.get(k).copied())));
+        }
+        for (_, r) in ours.iter().skip(1) {
+            line.push_str(&format!(" {} |", ratio(r.get(k).copied(), first)));
+        }
+        for (_, map) in theirs {
+            let t = map.get(k).and_then(|x| x.as_f64());
+            line.push_str(&format!(" {} | {} |", number(t), ratio(t, first)));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A measurement: milliseconds (or MB), with more decimals below 10 (a GPU's times).
+fn number(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v.abs() < 1.0 => format!("{v:.3}"),
+        Some(v) if v.abs() < 10.0 => format!("{v:.2}"),
+        Some(v) => format!("{v:.1}"),
+    }
+}
+
+/// `a / b` as `1.23x`; `-` where either is missing.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    }
+}
+
+/// An error unless the model was loaded where it was asked to be: a row timed on another
+/// backend (a `Device` turned into its native backend) would go unnoticed in the table.
+fn check_placement(name: &str, m: &Model, place: &Placement) -> Result<()> {
+    anyhow::ensure!(
+        m.net.backend == place.backend && m.net.device.same_device(&place.device),
+        "bench: {name} was loaded on {:?} ({:?}), not on {} ({:?})",
+        m.net.device.location(),
+        m.net.backend,
+        place.name(),
+        place.backend
+    );
+    Ok(())
+}
+
+/// Every network measurement on one device (all but `peak_rss_mb`).
+fn measure(place: &Placement, args: &BenchOptions) -> Result<Timings> {
     let device = place.device.clone();
     let runs = args.runs;
-    let mut res: BTreeMap<&'static str, f64> = BTreeMap::new();
+    let mut res = Timings::new();
     let opts = Options {
         rule: Rule::Guided,
         mult: MultMode::Auto,
     };
 
-    let m = crate::catalog::load("alexnet", &WeightsSource::Random(0), &place)?;
+    let m = crate::catalog::load("alexnet", &WeightsSource::Random(0), place)?;
+    check_placement("alexnet", &m, place)?;
     let x1 = input(224, 224, 1, &device)?;
     let x32 = input(224, 224, 32, &device)?;
     eprintln!(
-        "alexnet (random weights, 224x224) on {}, {runs} runs each, {} threads",
-        args.device,
+        "alexnet (random weights, 224x224) on {} ({:?}), {runs} runs each, {} threads",
+        place.name(),
+        place.backend,
         rayon::current_num_threads()
     );
     res.insert(
@@ -105,6 +252,9 @@ pub fn run(args: &BenchOptions) -> Result<()> {
         }
         for _ in 0..runs.min(3) {
             m.net.forward_timed(&x32, usize::MAX, Some(&mut t32))?;
+        }
+        if args.devices.len() > 1 {
+            crate::outln!("\nlayers on {}:\n", place.name())?;
         }
         crate::outln!("| layer | forward b1 ms | forward b32 ms |\n|---|---:|---:|")?;
         for ((l, a), b) in m.spec().layers.iter().zip(&t1).zip(&t32) {
@@ -170,7 +320,8 @@ pub fn run(args: &BenchOptions) -> Result<()> {
     );
     drop(state);
 
-    let c = crate::catalog::load("caffenet", &WeightsSource::Random(0), &place)?;
+    let c = crate::catalog::load("caffenet", &WeightsSource::Random(0), place)?;
+    check_placement("caffenet", &c, place)?;
     let xc = input(227, 227, 1, &device)?;
     res.insert(
         "caffenet_forward_b1_ms",
@@ -194,59 +345,20 @@ pub fn run(args: &BenchOptions) -> Result<()> {
     );
     drop(sc);
     if !args.no_resnet {
-        resnet50(&mut res, runs, &device, &opts)?;
+        resnet50(&mut res, runs, place, &opts)?;
     }
-    res.insert("peak_rss_mb", peak_rss_mb());
-
-    // one column pair per compared file, named by its `meta.library` (PyTorch's has none)
-    let mut theirs: Vec<(String, BTreeMap<String, serde_json::Value>)> = Vec::new();
-    for p in &args.compare {
-        let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(
-            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
-        )
-        .with_context(|| format!("{} is not the JSON of a bench/ script", p.display()))?;
-        let label = map
-            .get("meta")
-            .and_then(|m| m.get("library"))
-            .and_then(|l| l.as_str())
-            .unwrap_or("pytorch")
-            .to_string();
-        theirs.push((label, map));
-    }
-    let mut head = String::from("| measurement | treevis |");
-    let mut rule = String::from("|---|---:|");
-    for (label, _) in &theirs {
-        head.push_str(&format!(" {label} | {label} / treevis |"));
-        rule.push_str("---:|---:|");
-    }
-    crate::outln!("{head}")?;
-    crate::outln!("{rule}")?;
-    for (k, v) in &res {
-        let mut line = format!("| {k} | {v:.1} |");
-        for (_, map) in &theirs {
-            match map.get(*k).and_then(|x| x.as_f64()) {
-                Some(t) => line.push_str(&format!(" {t:.1} | {:.2}x |", t / v)),
-                None => line.push_str(" - | - |"),
-            }
-        }
-        crate::outln!("{line}")?;
-    }
-    if let Some(p) = &args.json {
-        std::fs::write(p, serde_json::to_string_pretty(&res)?)?;
-    }
-    Ok(())
+    Ok(res)
 }
 
 /// torchvision's ResNet-50 (random weights, 224x224): forward at batch 1 and 32, one guided
 /// reconstruction from `layer4.2`, the overview (forward + top 5 of each of the 18 tree
 /// blobs, 90 reconstructions in one batched pass) and the tree's expand step.
-fn resnet50(
-    res: &mut BTreeMap<&'static str, f64>,
-    runs: usize,
-    device: &Device,
-    opts: &Options,
-) -> Result<()> {
-    let m = crate::catalog::load("resnet50", &WeightsSource::Random(0), device)?;
+fn resnet50(res: &mut Timings, runs: usize, place: &Placement, opts: &Options) -> Result<()> {
+    // on the placement, not its bare device: a `Device` loads with its native backend, so
+    // `cpu-generic` would have timed the CPU kernels here
+    let m = crate::catalog::load("resnet50", &WeightsSource::Random(0), place)?;
+    check_placement("resnet50", &m, place)?;
+    let device = &place.device;
     let x1 = input(224, 224, 1, device)?;
     eprintln!("resnet50 (random weights, 224x224)");
     res.insert(
@@ -305,6 +417,12 @@ fn resnet50(
     Ok(())
 }
 
+/// Resets the process's peak resident set size to what is resident now (Linux: `5` into
+/// `/proc/self/clear_refs`); false where that is not possible.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Peak resident set size of this process (Linux `VmHWM`), in MB.
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -318,4 +436,104 @@ fn peak_rss_mb() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timings(rows: &[(&'static str, f64)]) -> Timings {
+        rows.iter().copied().collect()
+    }
+
+    fn compared(json: &str) -> Compared {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn one_device_keeps_the_treevis_column() {
+        let ours = [(
+            "cpu".to_string(),
+            timings(&[("forward_b1_ms", 20.0), ("peak_rss_mb", 812.34)]),
+        )];
+        let theirs = [(
+            "pytorch".to_string(),
+            compared(r#"{"forward_b1_ms": 40.0, "meta": {"runs": 7}}"#),
+        )];
+        assert_eq!(
+            table(&ours, &theirs),
+            "| measurement | treevis | pytorch | pytorch / treevis |\n\
+             |---|---:|---:|---:|\n\
+             | forward_b1_ms | 20.0 | 40.0 | 2.00x |\n\
+             | peak_rss_mb | 812.3 | - | - |\n"
+        );
+        assert_eq!(
+            table(&ours, &[]),
+            "| measurement | treevis |\n|---|---:|\n\
+             | forward_b1_ms | 20.0 |\n| peak_rss_mb | 812.3 |\n"
+        );
+    }
+
+    #[test]
+    fn several_devices_get_a_column_each_and_ratios_to_the_first() {
+        let ours = [
+            (
+                "cpu".to_string(),
+                timings(&[("forward_b1_ms", 20.0), ("recon_fc8_ms", 4.0)]),
+            ),
+            (
+                "cpu-generic".to_string(),
+                // a row only one device has is still a row, with `-` elsewhere
+                timings(&[("forward_b1_ms", 50.0), ("peak_rss_mb", 1000.0)]),
+            ),
+        ];
+        let theirs = [
+            (
+                "pytorch".to_string(),
+                compared(r#"{"forward_b1_ms": 10.0, "recon_fc8_ms": 0.25}"#),
+            ),
+            (
+                "onnxruntime".to_string(),
+                compared(r#"{"forward_b1_ms": 5.0, "meta": {"library": "onnxruntime"}}"#),
+            ),
+        ];
+        let t = table(&ours, &theirs);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| measurement | treevis cpu | treevis cpu-generic | cpu-generic / cpu \
+             | pytorch | pytorch / cpu | onnxruntime | onnxruntime / cpu |"
+        );
+        assert_eq!(lines[1], "|---|---:|---:|---:|---:|---:|---:|---:|");
+        assert_eq!(
+            lines[2],
+            "| forward_b1_ms | 20.0 | 50.0 | 2.50x | 10.0 | 0.50x | 5.00 | 0.25x |"
+        );
+        assert_eq!(lines[3], "| peak_rss_mb | - | 1000.0 | - | - | - | - | - |");
+        assert_eq!(
+            lines[4],
+            "| recon_fc8_ms | 4.00 | - | - | 0.250 | 0.06x | - | - |"
+        );
+        assert_eq!(lines.len(), 5);
+        // every line has as many cells as the header
+        let cells = |l: &str| l.matches('|').count();
+        assert!(lines.iter().all(|l| cells(l) == cells(lines[0])), "{t}");
+    }
+
+    #[test]
+    fn compared_files_are_labelled_by_their_library() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ort.json");
+        std::fs::write(
+            &p,
+            r#"{"forward_b1_ms": 5.0, "meta": {"library": "onnxruntime"}}"#,
+        )
+        .unwrap();
+        assert_eq!(read_compared(&p).unwrap().0, "onnxruntime");
+        std::fs::write(&p, r#"{"forward_b1_ms": 5.0, "meta": {}}"#).unwrap();
+        assert_eq!(read_compared(&p).unwrap().0, "pytorch");
+        std::fs::write(&p, "[1, 2]").unwrap();
+        let e = format!("{:#}", read_compared(&p).unwrap_err());
+        assert!(e.contains("not the JSON of a bench/ script"), "{e}");
+    }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use super::args::{positive, DeviceArg};
+use super::args::{positive, DeviceList};
 use crate::bench::BenchOptions;
 
 #[derive(Args, Debug)]
@@ -18,10 +18,12 @@ pub struct BenchArgs {
     /// to show their numbers beside ours; with `--kernels`, that of bench/gemm_bench.py.
     #[arg(long)]
     pub compare: Vec<PathBuf>,
-    /// `cpu` or `cuda:N`.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceArg,
-    /// Write our numbers as JSON here.
+    /// `cpu` (the CPU kernels), `cpu-generic` (the tensor-op backend a GPU runs, on the
+    /// CPU) or `cuda:N`; comma-separated, the same workloads on each in turn, one column
+    /// each and their ratio to the first (`--device cpu,cpu-generic`).
+    #[arg(long, default_value = "cpu", value_parser = device_list)]
+    pub device: DeviceList,
+    /// Write our numbers as JSON here (with several devices, keyed by device).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Also print the mean forward time of each layer (batch 1).
@@ -45,7 +47,7 @@ impl BenchArgs {
             runs: self.runs,
             compare: self.compare,
             // opened by the benchmark, and only when it runs the network
-            device: self.device.to_string(),
+            devices: self.device.0.iter().map(ToString::to_string).collect(),
             json: self.json,
             layers: self.layers,
             no_resnet: self.no_resnet,
@@ -55,6 +57,57 @@ impl BenchArgs {
     }
 }
 
+/// `--device`: a [`DeviceList`] naming no device twice (each is a column of the table and a
+/// key of the JSON).
+fn device_list(s: &str) -> Result<DeviceList, String> {
+    let list: DeviceList = s.parse()?;
+    for (i, d) in list.0.iter().enumerate() {
+        if list.0[..i].contains(d) {
+            return Err(format!("`{s}`: {d} is given twice"));
+        }
+    }
+    Ok(list)
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     crate::bench::run(&args.options())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn devices(args: &[&str]) -> Result<Vec<String>, String> {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .map(|c| c.bench.options().devices)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn device_takes_a_comma_separated_list() {
+        assert_eq!(devices(&[]).unwrap(), ["cpu"]);
+        assert_eq!(
+            devices(&["--device", "cpu-generic"]).unwrap(),
+            ["cpu-generic"]
+        );
+        assert_eq!(
+            devices(&["--device", "cpu,cpu-generic"]).unwrap(),
+            ["cpu", "cpu-generic"]
+        );
+        assert_eq!(
+            devices(&["--device", "cuda:0, cpu"]).unwrap(),
+            ["cuda:0", "cpu"]
+        );
+        let e = devices(&["--device", "cpu,tpu"]).unwrap_err();
+        assert!(e.contains("unknown device `tpu`"), "{e}");
+        let e = devices(&["--device", "cpu,cpu-generic,cpu"]).unwrap_err();
+        assert!(e.contains("cpu is given twice"), "{e}");
+    }
 }
