@@ -155,6 +155,75 @@ pub fn maxpool_forward(
     (out, sw)
 }
 
+/// The values of [`maxpool_forward`] without its switches, for passes that keep none (a
+/// scan of blobs, a feature-cache batch): the same separable sweep, with no row or index
+/// to carry, so both steps are plain maxima (a NaN still wins, as there).
+pub fn maxpool_values(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    p: &PoolSpec,
+    (oh, ow): (usize, usize),
+) -> Vec<f32> {
+    let mut out = vec![0f32; planes * oh * ow];
+    let cols: Vec<(usize, usize)> = (0..ow).map(|ox| max_window(ox, p, w, 1)).collect();
+    let rows: Vec<(usize, usize)> = (0..oh).map(|oy| max_window(oy, p, h, 0)).collect();
+    out.par_chunks_mut(oh * ow).enumerate().for_each(|(pl, o)| {
+        let xp = &x[pl * h * w..(pl + 1) * h * w];
+        let mut cmax = vec![0f32; w];
+        for (orow, &(ys, ye)) in o.chunks_mut(ow).zip(&rows) {
+            cmax.fill(f32::NEG_INFINITY);
+            for yy in ys..ye {
+                row_max(&mut cmax, &xp[yy * w..(yy + 1) * w]);
+            }
+            for (ov, &(xs, xe)) in orow.iter_mut().zip(&cols) {
+                *ov = cmax[xs..xe]
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &v| nan_max(m, v));
+            }
+        }
+    });
+    out
+}
+
+/// `max(m, v)` where a NaN wins.
+#[inline(always)]
+fn nan_max(m: f32, v: f32) -> f32 {
+    #[allow(clippy::eq_op)]
+    let take = (v > m) | (v != v);
+    if take {
+        v
+    } else {
+        m
+    }
+}
+
+/// `m = max(m, row)` element by element ([`nan_max`]), compiled for AVX2 when the CPU has
+/// it, as [`column_max`].
+fn row_max(m: &mut [f32], row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was detected on this CPU.
+            return unsafe { row_max_avx2(m, row) };
+        }
+    }
+    row_max_plain(m, row)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_max_avx2(m: &mut [f32], row: &[f32]) {
+    row_max_plain(m, row)
+}
+
+#[inline(always)]
+fn row_max_plain(m: &mut [f32], row: &[f32]) {
+    for (m, &v) in m.iter_mut().zip(row) {
+        *m = nan_max(*m, v);
+    }
+}
+
 /// Gradient of max pooling: each row's output gradient goes to the switch of its element.
 /// `g` is `[rows, planes, oh*ow]`; `sw` the switches of one image `[planes, oh*ow]`
 /// (shared by every row) or of every row.
@@ -1032,6 +1101,11 @@ mod tests {
             assert!(
                 got.iter().zip(&want).all(|(a, b)| same(*a, *b)),
                 "case {seed}"
+            );
+            let values = maxpool_values(&x, 1, (h, w), &p, (oh, ow));
+            assert!(
+                values.iter().zip(&want).all(|(a, b)| same(*a, *b)),
+                "values only, case {seed}"
             );
         }
     }

@@ -14,6 +14,7 @@ pub mod spec;
 pub mod tensorops;
 pub mod transfer;
 pub mod weights;
+pub mod winograd;
 pub mod zoo;
 
 use std::path::{Path, PathBuf};

@@ -535,6 +535,7 @@ impl Net {
                             pad: *pad,
                             dilation: *dilation,
                             groups: *groups,
+                            fast: Default::default(),
                         }),
                         Some(cout),
                     )
@@ -771,7 +772,12 @@ impl Net {
             let b =
                 c.b.broadcast_mul(&s.reshape((1, cout, 1, 1))?)?
                     .broadcast_add(&shift.reshape((1, cout, 1, 1))?)?;
-            let folded = Conv { w, b, ..c.clone() };
+            let folded = Conv {
+                w,
+                b,
+                fast: Default::default(),
+                ..c.clone()
+            };
             self.layers[t - 1] = Layer::Conv(folded);
             self.layers[j] = Layer::Identity;
         }
@@ -1107,7 +1113,9 @@ impl Net {
                     tensorops::conv::forward(cache, x, c, in_shape, out_shape)?
                 }
                 Layer::Conv(c) => {
-                    conv_forward(x, c, in_shape, out_shape, fused[i] == Fused::Producer)?
+                    let relu = fused[i] == Fused::Producer;
+                    // a training pass's weights change in place between passes
+                    conv_forward(x, c, in_shape, out_shape, relu, dropout_seed.is_some())?
                 }
                 // its producer applied it
                 Layer::Relu if fused[i] == Fused::Relu => x.clone(),
@@ -1178,16 +1186,18 @@ impl Net {
                     o
                 }
                 Layer::Maxpool(p) => {
-                    let (o, s) = with_host(x, |xs| {
-                        kernels::maxpool_forward(
-                            xs,
-                            batch * in_shape.channels(),
-                            hw(in_shape),
-                            p,
-                            hw(out_shape),
-                        )
+                    let (planes, ihw, ohw) =
+                        (batch * in_shape.channels(), hw(in_shape), hw(out_shape));
+                    // only a pass that can go backward needs the switches
+                    let o = with_host(x, |xs| {
+                        if backward_ready {
+                            let (o, s) = kernels::maxpool_forward(xs, planes, ihw, p, ohw);
+                            sw = Some(Kept::Host(s));
+                            o
+                        } else {
+                            kernels::maxpool_values(xs, planes, ihw, p, ohw)
+                        }
                     })?;
-                    sw = Some(Kept::Host(s));
                     self.tensor(o, out_shape.dims(batch))?
                 }
                 Layer::Avgpool(p) => {

@@ -12,6 +12,7 @@ use crate::model::net::{host_vec, with_host};
 use crate::model::profile::{self, Phase};
 use crate::model::shape::Shape;
 use crate::model::spec::{Hw, Pads};
+use crate::model::winograd::{self, WeightCache};
 
 /// A convolution with its weights (`[cout, cin/groups, k, k]`).
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct Conv {
     pub pad: Pads,
     pub dilation: Hw,
     pub groups: usize,
+    /// The CPU kernels' Winograd transform of `w`, made on first use.
+    pub fast: WeightCache,
 }
 
 impl Conv {
@@ -84,15 +87,18 @@ pub(crate) fn images_per_product(kk: usize, ohw: usize, n: usize) -> usize {
     (COLS_BUDGET / (kk * ohw).max(1)).clamp(1, n.max(1))
 }
 
-/// Convolution: on the CPU, `im2col` of a chunk of images per group, then one matrix
+/// Convolution: on the CPU, a stride-1 3x3 one by Winograd's F(2x2, 3x3) ([`winograd`])
+/// unless `direct`; any other `im2col` of a chunk of images per group, then one matrix
 /// product per chunk and group (bias added as the product's initial value); elsewhere
-/// candle's conv2d.
+/// candle's conv2d. `direct` is for weights that change in place (training), which the
+/// transform's cache cannot see.
 pub(crate) fn conv_forward(
     x: &Tensor,
     c: &Conv,
     in_shape: Shape,
     out_shape: Shape,
     relu: bool,
+    direct: bool,
 ) -> Result<Tensor> {
     if !x.device().is_cpu() {
         if c.is_square() {
@@ -107,6 +113,7 @@ pub(crate) fn conv_forward(
             in_shape,
             out_shape,
             relu,
+            direct,
         )?;
         return Ok(y.to_device(x.device())?);
     }
@@ -125,6 +132,15 @@ pub(crate) fn conv_forward(
                 pointwise(xs, ws, &bias, c.groups, ohw, relu, &mut out)
             })
         })??;
+        return Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?);
+    }
+    if !direct && winograd::applies(&g, c.groups, cin, cout) {
+        let u = c.fast.get(&c.w, || {
+            with_host(&c.w, |ws| winograd::transform_weights(ws, cout, cin))
+        })?;
+        with_host(x, |xs| {
+            winograd::forward(xs, n, cin, &g, &u, &bias, relu, &mut out)
+        })?;
         return Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?);
     }
     with_host(x, |xs| {
@@ -387,6 +403,7 @@ mod tests {
                 pad: pad.into(),
                 dilation: 1.into(),
                 groups,
+                fast: Default::default(),
             };
             let want = x
                 .conv2d(&w, pad, stride, 1, groups)
@@ -402,9 +419,9 @@ mod tests {
                     w: oh,
                 },
             );
-            let got = conv_forward(&x, &c, in_shape, out_shape, false).unwrap();
+            let got = conv_forward(&x, &c, in_shape, out_shape, false, false).unwrap();
             // the fused ReLU epilogue gives the ReLU of the output
-            let fused = conv_forward(&x, &c, in_shape, out_shape, true).unwrap();
+            let fused = conv_forward(&x, &c, in_shape, out_shape, true, false).unwrap();
             let d_relu = super::super::max_abs_diff(&fused, &want.relu().unwrap());
             assert!(d_relu < 1e-4, "fused relu: {d_relu}");
             let d = super::super::max_abs_diff(&got, &want);

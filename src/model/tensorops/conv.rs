@@ -158,6 +158,7 @@ mod tests {
                 pad: Pads(p),
                 dilation: crate::model::spec::Hw(d),
                 groups,
+                fast: Default::default(),
             };
             let out = |size: usize, a: usize| {
                 crate::model::kernels::conv_out(size, k[a], s[a], p[a] + p[a + 2], d[a]).unwrap()
@@ -170,7 +171,8 @@ mod tests {
             };
             let x = Tensor::randn(0f32, 1.0, (2, cin, h, w), &dev).unwrap();
             let y = forward(&cache, &x, &c, input, output).unwrap();
-            let want = crate::model::ops::conv::conv_forward(&x, &c, input, output, false).unwrap();
+            let want =
+                crate::model::ops::conv::conv_forward(&x, &c, input, output, false, false).unwrap();
             let scale = host(&want).iter().fold(0f32, |m, v| m.max(v.abs()));
             let dy = host(&y)
                 .iter()

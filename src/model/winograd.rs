@@ -1,0 +1,398 @@
+//! Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for
+//! Convolutional Neural Networks", 2016) for the CPU kernels' stride-1 3x3 convolutions.
+//!
+//! Each 2x2 block of outputs (a *tile*) is `A^T [(G g G^T) . (B^T d B)] A` of the 4x4
+//! input patch `d` under it and the 3x3 filter `g`: in the transformed domain a
+//! convolution is 16 independent matrix products `M_i = U_i . V_i` (`U_i`: `[cout, cin]`,
+//! transformed weights; `V_i`: `[cin, tiles]`, transformed input), with 16 multiply-adds
+//! per tile and channel pair where the direct convolution spends 36. The transforms are
+//! additions (and halvings in `G`), so the result equals the direct convolution up to
+//! round-off: the golden suite and `tests` below hold it to the same bars as `im2col`.
+//!
+//! Layouts: `U` is `[16][cout][cin]` (made once per weights, [`WeightCache`]); `V` is
+//! `[cin][16][tiles]` (each channel's 16 rows written by one thread) and read through a
+//! row stride; `M` is `[16][cout][tiles]`. Tiles are numbered image by image, row by row.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{Tensor, TensorId};
+use rayon::prelude::*;
+
+use super::kernels::{sgemm_threads, ConvGeom, MatRef, Threads};
+use super::profile::{self, Phase};
+
+/// Input and output channels below which the direct convolution stays: the 16 products
+/// have `cin` terms each, and a first layer's 3 channels make them all packing
+/// (`treevis bench --kernels`, the `winograd` rows).
+const MIN_CHANNELS: usize = 16;
+
+/// Floats of transformed input and products (`16 * (cin + cout) * tiles` per image) one
+/// round of the 16 products covers: 16 MB.
+const BUDGET: usize = 4 << 20;
+
+/// Whether a convolution of this geometry and these channel counts runs here: a 3x3
+/// kernel at stride 1 without dilation, one group, enough channels.
+pub fn applies(g: &ConvGeom, groups: usize, cin: usize, cout: usize) -> bool {
+    g.k == [3, 3]
+        && g.stride == [1, 1]
+        && g.dil == [1, 1]
+        && groups == 1
+        && cin >= MIN_CHANNELS
+        && cout >= MIN_CHANNELS
+}
+
+/// `U = G g G^T` of every filter, as `[16][cout][cin]`: `w` is `[cout, cin, 3, 3]`.
+pub fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+    let mut u = vec![0f32; 16 * cout * cin];
+    let plane = cout * cin;
+    for (oc, g) in w.chunks_exact(9).enumerate().take(plane) {
+        // G g: the rows g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2
+        let mut gg = [[0f32; 3]; 4];
+        for c in 0..3 {
+            let (a, b, d) = (g[c], g[3 + c], g[6 + c]);
+            gg[0][c] = a;
+            gg[1][c] = 0.5 * (a + b + d);
+            gg[2][c] = 0.5 * (a - b + d);
+            gg[3][c] = d;
+        }
+        // (G g) G^T: the same on each row's three values
+        for (r, row) in gg.iter().enumerate() {
+            let (a, b, d) = (row[0], row[1], row[2]);
+            let t = [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d];
+            for (s, v) in t.into_iter().enumerate() {
+                u[(4 * r + s) * plane + oc] = v;
+            }
+        }
+    }
+    u
+}
+
+/// `out` (`[n, cout, oh, ow]`) = the convolution of the `n` images `x` (`[n, cin, h, w]`)
+/// with the filters whose transform is `u` ([`transform_weights`]), plus `bias`, through
+/// a ReLU when `relu`. `g` must satisfy [`applies`].
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    x: &[f32],
+    n: usize,
+    cin: usize,
+    g: &ConvGeom,
+    u: &[f32],
+    bias: &[f32],
+    relu: bool,
+    out: &mut [f32],
+) {
+    let cout = bias.len();
+    let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
+    let tiles = th * tw;
+    let chunk = (BUDGET / (16 * (cin + cout) * tiles).max(1)).clamp(1, n.max(1));
+    let (in_img, out_img) = (cin * g.h * g.w, cout * g.oh * g.ow);
+    let (mut v, mut m) = (Vec::new(), Vec::new());
+    for i0 in (0..n).step_by(chunk) {
+        let imgs = chunk.min(n - i0);
+        let t = imgs * tiles;
+        v.resize(16 * cin * t, 0.0);
+        m.resize(16 * cout * t, 0.0);
+        profile::timed(Phase::Im2col, 0, || {
+            input_transform(&x[i0 * in_img..][..imgs * in_img], imgs, cin, g, &mut v)
+        });
+        let flops = 2 * (16 * cout * cin * t) as u64;
+        profile::timed(Phase::ConvGemm, flops, || {
+            m.par_chunks_mut(cout * t).enumerate().for_each(|(i, dst)| {
+                sgemm_threads(
+                    dst,
+                    (cout, t, cin),
+                    MatRef::rows(&u[i * cout * cin..][..cout * cin], cin),
+                    MatRef {
+                        data: &v[i * t..],
+                        rs: 16 * t,
+                        cs: 1,
+                    },
+                    false,
+                    Threads::One,
+                )
+            })
+        });
+        output_transform(
+            &m,
+            imgs,
+            g,
+            bias,
+            relu,
+            &mut out[i0 * out_img..][..imgs * out_img],
+        );
+    }
+}
+
+/// `V = B^T d B` of every tile of every channel of the `n` images `x`, into `v`
+/// (`[cin][16][n * tiles]`). Per channel and tile row, the four input rows under it are
+/// padded into a buffer and combined (`B^T`) whole, then each tile's four columns.
+fn input_transform(x: &[f32], n: usize, cin: usize, g: &ConvGeom, v: &mut [f32]) {
+    let (h, w) = (g.h, g.w);
+    let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
+    let t = n * th * tw;
+    let (pt, pl) = (g.pad[0] as isize, g.pad[1]);
+    // padded row: input column `xx` at `xx + pl`; tile `tx` reads `2 tx .. 2 tx + 4`
+    let wp = 2 * tw + 2;
+    v.par_chunks_mut(16 * t).enumerate().for_each(|(c, vc)| {
+        let mut rows = vec![0f32; 4 * wp];
+        let mut e = vec![0f32; 4 * wp];
+        for j in 0..n {
+            let plane = &x[(j * cin + c) * h * w..][..h * w];
+            for ty in 0..th {
+                for r in 0..4 {
+                    let dst = &mut rows[r * wp..(r + 1) * wp];
+                    dst.fill(0.0);
+                    let y = (2 * ty + r) as isize - pt;
+                    if (0..h as isize).contains(&y) && pl < wp {
+                        let src = &plane[y as usize * w..(y as usize + 1) * w];
+                        let len = w.min(wp.saturating_sub(pl));
+                        dst[pl..pl + len].copy_from_slice(&src[..len]);
+                    }
+                }
+                let (r0, rest) = rows.split_at(wp);
+                let (r1, rest) = rest.split_at(wp);
+                let (r2, r3) = rest.split_at(wp);
+                let (e0, rest) = e.split_at_mut(wp);
+                let (e1, rest) = rest.split_at_mut(wp);
+                let (e2, e3) = rest.split_at_mut(wp);
+                for q in 0..wp {
+                    e0[q] = r0[q] - r2[q];
+                    e1[q] = r1[q] + r2[q];
+                    e2[q] = r2[q] - r1[q];
+                    e3[q] = r1[q] - r3[q];
+                }
+                let base = (j * th + ty) * tw;
+                for (r, er) in e.chunks_exact(wp).enumerate() {
+                    let (v0, rest) = vc[4 * r * t..(4 * r + 4) * t].split_at_mut(t);
+                    let (v1, rest) = rest.split_at_mut(t);
+                    let (v2, v3) = rest.split_at_mut(t);
+                    for tx in 0..tw {
+                        let (a, b, cc, d) =
+                            (er[2 * tx], er[2 * tx + 1], er[2 * tx + 2], er[2 * tx + 3]);
+                        v0[base + tx] = a - cc;
+                        v1[base + tx] = b + cc;
+                        v2[base + tx] = cc - b;
+                        v3[base + tx] = b - d;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `Y = A^T M A` of every tile, plus the bias (and the ReLU), into `out`
+/// (`[n, cout, oh, ow]`); `m` is `[16][cout][n * tiles]`. Parallel over output planes.
+fn output_transform(m: &[f32], n: usize, g: &ConvGeom, bias: &[f32], relu: bool, out: &mut [f32]) {
+    let cout = bias.len();
+    let (oh, ow) = (g.oh, g.ow);
+    let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+    let t = n * th * tw;
+    let act = |v: f32| if relu { super::kernels::relu(v) } else { v };
+    out.par_chunks_mut(oh * ow)
+        .enumerate()
+        .take(n * cout)
+        .for_each(|(plane, y)| {
+            let (j, o) = (plane / cout, plane % cout);
+            let b = bias[o];
+            for ty in 0..th {
+                let base = (j * th + ty) * tw;
+                let src: [&[f32]; 16] =
+                    std::array::from_fn(|i| &m[(i * cout + o) * t + base..][..tw]);
+                let two_rows = 2 * ty + 1 < oh;
+                // `tx` indexes the 16 rows of `src` at once
+                #[allow(clippy::needless_range_loop)]
+                for tx in 0..tw {
+                    let at = |r: usize, s: usize| src[4 * r + s][tx];
+                    // A^T M: rows m0+m1+m2 and m1-m2-m3, for each column
+                    let q0: [f32; 4] = std::array::from_fn(|s| at(0, s) + at(1, s) + at(2, s));
+                    let q1: [f32; 4] = std::array::from_fn(|s| at(1, s) - at(2, s) - at(3, s));
+                    let (x0, two_cols) = (2 * tx, 2 * tx + 1 < ow);
+                    let row0 = &mut y[2 * ty * ow..];
+                    row0[x0] = act(q0[0] + q0[1] + q0[2] + b);
+                    if two_cols {
+                        row0[x0 + 1] = act(q0[1] - q0[2] - q0[3] + b);
+                    }
+                    if two_rows {
+                        let row1 = &mut y[(2 * ty + 1) * ow..];
+                        row1[x0] = act(q1[0] + q1[1] + q1[2] + b);
+                        if two_cols {
+                            row1[x0 + 1] = act(q1[1] - q1[2] - q1[3] + b);
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// A convolution's transformed weights, made on first use and kept beside the weights
+/// they came from (by tensor identity: a net whose `w` is replaced, such as a randomized
+/// copy, makes its own). Weights changed *in place* (a training `Var`) are not seen, so
+/// training passes do not use it.
+#[derive(Default)]
+pub struct WeightCache(Mutex<Option<(TensorId, Arc<Vec<f32>>)>>);
+
+impl Clone for WeightCache {
+    fn clone(&self) -> Self {
+        let kept = self.0.lock().ok().and_then(|g| g.clone());
+        WeightCache(Mutex::new(kept))
+    }
+}
+
+impl WeightCache {
+    /// The transform of `w`, made by `make` unless the kept one is of `w`.
+    pub fn get(
+        &self,
+        w: &Tensor,
+        make: impl FnOnce() -> crate::error::Result<Vec<f32>>,
+    ) -> crate::error::Result<Arc<Vec<f32>>> {
+        let mut kept = self
+            .0
+            .lock()
+            .map_err(|_| crate::error::Error::internal("the weight cache lock was poisoned"))?;
+        if let Some((id, u)) = kept.as_ref() {
+            if *id == w.id() {
+                return Ok(u.clone());
+            }
+        }
+        let u = Arc::new(make()?);
+        *kept = Some((w.id(), u.clone()));
+        Ok(u)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kernels::{im2col, sgemm};
+
+    /// The direct convolution (`im2col` and one product) of one image.
+    fn direct(x: &[f32], w: &[f32], bias: &[f32], cin: usize, g: &ConvGeom) -> Vec<f32> {
+        let cout = bias.len();
+        let ohw = g.oh * g.ow;
+        let cols = im2col(x, 1, cin * g.h * g.w, cin, g);
+        let mut y = vec![0f32; cout * ohw];
+        for (row, b) in y.chunks_mut(ohw).zip(bias) {
+            row.fill(*b);
+        }
+        sgemm(
+            &mut y,
+            cout,
+            ohw,
+            cin * 9,
+            MatRef::rows(w, cin * 9),
+            MatRef::rows(&cols, ohw),
+            true,
+        );
+        y
+    }
+
+    fn geom(h: usize, w: usize, pad: [usize; 2], pad_end: [usize; 2]) -> ConvGeom {
+        ConvGeom {
+            h,
+            w,
+            oh: h + pad[0] + pad_end[0] - 2,
+            ow: w + pad[1] + pad_end[1] - 2,
+            k: [3, 3],
+            stride: [1, 1],
+            pad,
+            dil: [1, 1],
+        }
+    }
+
+    fn noise(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equals_the_direct_convolution() {
+        // (h, w, pad begin, pad end, cin, cout, images): odd and even outputs, no padding,
+        // uneven padding, a plane narrower than a tile row, several chunks
+        for (h, w, pad, pad_end, cin, cout, n) in [
+            (13, 13, [1, 1], [1, 1], 16, 24, 1),
+            (8, 8, [1, 1], [1, 1], 17, 16, 3),
+            (9, 6, [0, 0], [0, 0], 16, 16, 2),
+            (7, 10, [2, 1], [0, 1], 20, 18, 2),
+            (3, 3, [1, 1], [1, 1], 16, 16, 1),
+            (2, 5, [1, 2], [1, 2], 16, 32, 2),
+        ] {
+            let g = geom(h, w, pad, pad_end);
+            let x = noise(n * cin * h * w, 1 + h as u32);
+            let wts = noise(cout * cin * 9, 7 + cin as u32);
+            let bias = noise(cout, 3);
+            let u = transform_weights(&wts, cout, cin);
+            for relu in [false, true] {
+                let mut got = vec![f32::NAN; n * cout * g.oh * g.ow];
+                forward(&x, n, cin, &g, &u, &bias, relu, &mut got);
+                for j in 0..n {
+                    let mut want = direct(&x[j * cin * h * w..], &wts, &bias, cin, &g);
+                    if relu {
+                        want.iter_mut().for_each(|v| *v = v.max(0.0));
+                    }
+                    let have = &got[j * want.len()..(j + 1) * want.len()];
+                    let d = want
+                        .iter()
+                        .zip(have)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(
+                            0f32,
+                            |m, v| if v.is_nan() { f32::INFINITY } else { m.max(v) },
+                        );
+                    assert!(
+                        d < 1e-4,
+                        "{h}x{w} pad {pad:?}/{pad_end:?} c{cin}->{cout} n{n} image {j}: {d}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn which_convolutions_apply() {
+        let g = geom(8, 8, [1, 1], [1, 1]);
+        assert!(applies(&g, 1, 16, 16));
+        assert!(!applies(&g, 2, 16, 16), "grouped");
+        assert!(!applies(&g, 1, 3, 64), "a first layer");
+        assert!(!applies(
+            &ConvGeom {
+                stride: [2, 2],
+                ..g
+            },
+            1,
+            64,
+            64
+        ));
+        assert!(!applies(&ConvGeom { dil: [2, 2], ..g }, 1, 64, 64));
+        assert!(!applies(&ConvGeom { k: [3, 1], ..g }, 1, 64, 64));
+    }
+
+    #[test]
+    fn the_cache_follows_the_weights() {
+        let dev = candle_core::Device::Cpu;
+        let a = Tensor::zeros(4, candle_core::DType::F32, &dev).unwrap();
+        let b = Tensor::ones(4, candle_core::DType::F32, &dev).unwrap();
+        let cache = WeightCache::default();
+        let made = std::cell::Cell::new(0);
+        let make = |v: f32| {
+            made.set(made.get() + 1);
+            Ok(vec![v])
+        };
+        assert_eq!(*cache.get(&a, || make(0.0)).unwrap(), [0.0]);
+        assert_eq!(*cache.get(&a, || make(9.0)).unwrap(), [0.0], "kept");
+        let copy = cache.clone();
+        assert_eq!(*copy.get(&b, || make(1.0)).unwrap(), [1.0], "other weights");
+        assert_eq!(
+            *cache.get(&a, || make(9.0)).unwrap(),
+            [0.0],
+            "the original keeps its own"
+        );
+        assert_eq!(made.get(), 2);
+    }
+}
