@@ -276,12 +276,14 @@ pub fn train(
         .iter()
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
         .collect();
-    let net = Net::build(
+    let mut net = Net::build(
         spec.clone(),
         shared,
         &Device::Cpu,
         std::path::Path::new("training"),
     )?;
+    // the optimiser updates the shared `Var`s in place
+    net.weights_in_place = true;
     let classes = net.blobs[0].shape.channels();
     if classes != synth::CLASSES.len() {
         return Err(Error::Shape(format!(

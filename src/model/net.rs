@@ -314,6 +314,9 @@ pub struct Net {
     pub backend: Backend,
     /// The tensor-op backend's constants (window tables, transformed weights), built once.
     pub(crate) cache: tensorops::Cache,
+    /// Whether the weights change in place between passes (training's `Var`s): then the
+    /// CPU kernels keep no transform of them (no Winograd), which could not see a change.
+    pub weights_in_place: bool,
 }
 
 /// What one forward pass keeps: the input, every layer's output (of the layers it ran),
@@ -536,6 +539,7 @@ impl Net {
                             dilation: *dilation,
                             groups: *groups,
                             fast: Default::default(),
+                            fast_t: Default::default(),
                         }),
                         Some(cout),
                     )
@@ -738,6 +742,7 @@ impl Net {
             device: device.clone(),
             backend: place.backend,
             cache: Default::default(),
+            weights_in_place: false,
         };
         net.fold_batchnorms()?;
         net.blobs = bind_blobs(&net, &wiring.articulation())?;
@@ -776,6 +781,7 @@ impl Net {
                 w,
                 b,
                 fast: Default::default(),
+                fast_t: Default::default(),
                 ..c.clone()
             };
             self.layers[t - 1] = Layer::Conv(folded);
@@ -840,6 +846,7 @@ impl Net {
             device: self.device.clone(),
             backend: self.backend,
             cache: self.cache.clone(),
+            weights_in_place: self.weights_in_place,
         };
         for b in &mut net.blobs {
             b.shape = net.shapes[b.layer];
@@ -1114,8 +1121,7 @@ impl Net {
                 }
                 Layer::Conv(c) => {
                     let relu = fused[i] == Fused::Producer;
-                    // a training pass's weights change in place between passes
-                    conv_forward(x, c, in_shape, out_shape, relu, dropout_seed.is_some())?
+                    conv_forward(x, c, in_shape, out_shape, relu, self.weights_in_place)?
                 }
                 // its producer applied it
                 Layer::Relu if fused[i] == Fused::Relu => x.clone(),
@@ -1365,7 +1371,7 @@ impl Net {
         let cache = &self.cache;
         Ok(vec![match &self.layers[i] {
             Layer::Conv(c) if tops => tensorops::conv::backward(cache, g, c, in_shape, out_shape)?,
-            Layer::Conv(c) => conv_backward(g, c, in_shape, out_shape)?,
+            Layer::Conv(c) => conv_backward(g, c, in_shape, out_shape, self.weights_in_place)?,
             Layer::Relu if tops => tensorops::act::relu_rule(g, &state.outputs[i], img, rule)?,
             Layer::Act(a) if tops => {
                 tensorops::act::backward(g, state.tensor(x_id), img, *a, rule)?

@@ -67,6 +67,42 @@ pub fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     u
 }
 
+/// The geometry of the data gradient of a stride-1 3x3 convolution `g` as a convolution
+/// of its output gradient (`oh x ow`) with the flipped, transposed filters
+/// ([`transform_weights_transposed`]): padding `2 - p` on each side, so `None` where the
+/// forward padding exceeds 2 on a side.
+pub fn backward_geom(g: &ConvGeom) -> Option<ConvGeom> {
+    // the forward's end padding: oh = h + begin + end - 2
+    let end = |o: usize, size: usize, begin: usize| (o + 2).checked_sub(size + begin);
+    let (e0, e1) = (end(g.oh, g.h, g.pad[0])?, end(g.ow, g.w, g.pad[1])?);
+    if g.pad[0].max(g.pad[1]).max(e0).max(e1) > 2 {
+        return None;
+    }
+    Some(ConvGeom {
+        h: g.oh,
+        w: g.ow,
+        oh: g.h,
+        ow: g.w,
+        pad: [2 - g.pad[0], 2 - g.pad[1]],
+        ..*g
+    })
+}
+
+/// [`transform_weights`] of the filters of the data gradient: `w` (`[cout, cin, 3, 3]`)
+/// flipped in both axes with its channel axes swapped (`[cin, cout, 3, 3]`), so the
+/// result is `[16][cin][cout]`.
+pub fn transform_weights_transposed(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+    let mut wt = vec![0f32; cin * cout * 9];
+    for o in 0..cout {
+        for c in 0..cin {
+            for k in 0..9 {
+                wt[(c * cout + o) * 9 + 8 - k] = w[(o * cin + c) * 9 + k];
+            }
+        }
+    }
+    transform_weights(&wt, cin, cout)
+}
+
 /// `out` (`[n, cout, oh, ow]`) = the convolution of the `n` images `x` (`[n, cin, h, w]`)
 /// with the filters whose transform is `u` ([`transform_weights`]), plus `bias`, through
 /// a ReLU when `relu`. `g` must satisfy [`applies`].
@@ -352,6 +388,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_data_gradient_is_the_adjoint() {
+        // <conv(x), y> = <x, conv^T(y)> for random x, y: the transposed run is the adjoint
+        for (h, w, pad, pad_end, cin, cout) in [
+            (9, 8, [1, 1], [1, 1], 16, 20),
+            (7, 7, [0, 0], [0, 0], 18, 16),
+            (6, 9, [2, 1], [0, 2], 16, 16),
+        ] {
+            let g = geom(h, w, pad, pad_end);
+            let gb = backward_geom(&g).unwrap();
+            let (x, y) = (noise(cin * h * w, 5), noise(cout * g.oh * g.ow, 9));
+            let wts = noise(cout * cin * 9, 11);
+            let mut fx = vec![0f32; y.len()];
+            forward(
+                &x,
+                1,
+                cin,
+                &g,
+                &transform_weights(&wts, cout, cin),
+                &vec![0.0; cout],
+                false,
+                &mut fx,
+            );
+            let mut ty = vec![0f32; x.len()];
+            let ut = transform_weights_transposed(&wts, cout, cin);
+            forward(&y, 1, cout, &gb, &ut, &vec![0.0; cin], false, &mut ty);
+            let dot =
+                |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p * q) as f64).sum::<f64>();
+            let (l, r) = (dot(&fx, &y), dot(&x, &ty));
+            assert!(
+                (l - r).abs() < 1e-3 * l.abs().max(1.0),
+                "{h}x{w} {pad:?}/{pad_end:?}: {l} vs {r}"
+            );
+        }
+        let wide = ConvGeom {
+            pad: [3, 1],
+            oh: 12,
+            ..geom(8, 8, [1, 1], [1, 1])
+        };
+        assert!(backward_geom(&wide).is_none(), "padding 3");
     }
 
     #[test]

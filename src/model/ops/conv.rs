@@ -24,8 +24,10 @@ pub struct Conv {
     pub pad: Pads,
     pub dilation: Hw,
     pub groups: usize,
-    /// The CPU kernels' Winograd transform of `w`, made on first use.
+    /// The CPU kernels' Winograd transforms of `w` (forward, data gradient), made on
+    /// first use.
     pub fast: WeightCache,
+    pub fast_t: WeightCache,
 }
 
 impl Conv {
@@ -250,14 +252,17 @@ fn pointwise(
     }
 }
 
-/// Data gradient of a convolution: on the CPU, for a chunk of rows per group one product
-/// `W_g^T . dY` (a transposed view of the weights, no copy) then `col2im`; elsewhere
-/// candle's transposed convolution.
+/// Data gradient of a convolution: on the CPU, a stride-1 3x3 one whose gradient is
+/// dense by Winograd's F(2x2, 3x3) on the flipped filters (unless `direct`, as in
+/// [`conv_forward`]); any other for a chunk of rows per group one product `W_g^T . dY` (a
+/// transposed view of the weights, no copy) then `col2im`; elsewhere candle's transposed
+/// convolution.
 pub(crate) fn conv_backward(
     g: &Tensor,
     c: &Conv,
     in_shape: Shape,
     out_shape: Shape,
+    direct: bool,
 ) -> Result<Tensor> {
     let rows = g.dims()[0];
     let ((cin, h, _), (cout, oh, _)) = (spatial(in_shape), spatial(out_shape));
@@ -266,7 +271,7 @@ pub(crate) fn conv_backward(
         if !c.is_square() {
             // candle's transposed convolution takes one size for both axes
             let g = g.to_device(&Device::Cpu)?;
-            let dx = conv_backward(&g, &c.on_host()?, in_shape, out_shape)?;
+            let dx = conv_backward(&g, &c.on_host()?, in_shape, out_shape, direct)?;
             return Ok(dx.to_device(g.device())?);
         }
         let (k, s, p, d) = (c.kernel.h(), c.stride.h(), c.pad.begin(0), c.dilation.h());
@@ -281,6 +286,28 @@ pub(crate) fn conv_backward(
         return Ok(Tensor::cat(&parts, 1)?);
     }
     let geo = geom(c, in_shape, out_shape);
+    let wino = match winograd::backward_geom(&geo) {
+        Some(gb) if !direct && winograd::applies(&geo, c.groups, cin, cout) => {
+            Some(gb).filter(|_| dense(g, cout, oh * geo.ow).unwrap_or(false))
+        }
+        _ => None,
+    };
+    if let Some(gb) = wino {
+        let u = c.fast_t.get(&c.w, || {
+            with_host(&c.w, |ws| {
+                winograd::transform_weights_transposed(ws, cout, cin)
+            })
+        })?;
+        let mut dx = vec![0f32; rows * cin * geo.h * geo.w];
+        with_host(g, |gs| {
+            winograd::forward(gs, rows, cout, &gb, &u, &vec![0.0; cin], false, &mut dx)
+        })?;
+        return Ok(Tensor::from_vec(
+            dx,
+            (rows, cin, geo.h, geo.w),
+            &Device::Cpu,
+        )?);
+    }
     let ohw = geo.oh * geo.ow;
     let kk = cin_g * geo.window();
     let chunk = (COLS_BUDGET_BACKWARD / (kk * ohw)).clamp(1, rows);
@@ -374,6 +401,21 @@ pub(crate) fn conv_backward(
     )?)
 }
 
+/// Whether at least half the channels of the gradient `g` (`[rows, channels, hw]`) are
+/// nonzero in some row: below that, the direct data gradient's product over the active
+/// channels only is the smaller one (a seed leaves a single channel).
+fn dense(g: &Tensor, channels: usize, hw: usize) -> Result<bool> {
+    with_host(g, |gs: &[f32]| {
+        let active = (0..channels)
+            .filter(|&o| {
+                gs.chunks(channels * hw)
+                    .any(|row| row[o * hw..(o + 1) * hw].iter().any(|v| *v != 0.0))
+            })
+            .count();
+        2 * active >= channels
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::{conv_forward, Conv, Shape};
@@ -404,6 +446,7 @@ mod tests {
                 dilation: 1.into(),
                 groups,
                 fast: Default::default(),
+                fast_t: Default::default(),
             };
             let want = x
                 .conv2d(&w, pad, stride, 1, groups)

@@ -159,6 +159,7 @@ mod tests {
                 dilation: crate::model::spec::Hw(d),
                 groups,
                 fast: Default::default(),
+                fast_t: Default::default(),
             };
             let out = |size: usize, a: usize| {
                 crate::model::kernels::conv_out(size, k[a], s[a], p[a] + p[a + 2], d[a]).unwrap()
@@ -184,7 +185,8 @@ mod tests {
             );
             let g = Tensor::randn(0f32, 1.0, (3, cout, out(h, 0), out(w, 1)), &dev).unwrap();
             let dx = backward(&cache, &g, &c, input, output).unwrap();
-            let want = crate::model::ops::conv::conv_backward(&g, &c, input, output).unwrap();
+            let want =
+                crate::model::ops::conv::conv_backward(&g, &c, input, output, false).unwrap();
             let scale = host(&want).iter().fold(0f32, |m, v| m.max(v.abs()));
             let dd = host(&dx)
                 .iter()
