@@ -283,7 +283,7 @@ pub fn train(
         std::path::Path::new("training"),
     )?;
     // the optimiser updates the shared `Var`s in place
-    net.weights_in_place = true;
+    net.convs = crate::model::net::ConvPath::Direct;
     let classes = net.blobs[0].shape.channels();
     if classes != synth::CLASSES.len() {
         return Err(Error::Shape(format!(

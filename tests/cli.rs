@@ -444,23 +444,53 @@ fn headless_commands_on_the_demo_network() {
     );
 }
 
-/// `treevis bench --kernels --runs 1 --models demo FLAG FILE`: its table.
-fn bench_kernels(flag: &str, file: &Path) -> String {
+/// `treevis bench --kernels --runs 1 ARGS`: its table.
+fn bench_kernels_with(args: &[&std::ffi::OsStr]) -> String {
     let o = bin()
-        .args([
-            "bench",
-            "--kernels",
-            "--runs",
-            "1",
-            "--models",
-            "demo",
-            flag,
-        ])
-        .arg(file)
+        .args(["bench", "--kernels", "--runs", "1"])
+        .args(args)
         .output()
         .expect("runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout).unwrap()
+}
+
+/// `treevis bench --kernels --runs 1 --models demo FLAG FILE`: its table.
+fn bench_kernels(flag: &str, file: &Path) -> String {
+    bench_kernels_with(&[
+        "--models".as_ref(),
+        "demo".as_ref(),
+        flag.as_ref(),
+        file.as_os_str(),
+    ])
+}
+
+#[test]
+fn bench_kernels_times_each_3x3_convolution_both_ways() {
+    let table = bench_kernels_with(&["--models".as_ref(), "demo-resnet".as_ref()]);
+    // demo-resnet's stride-1 3x3 convolutions: 32 -> 32 at 16x16 (layer1), 64 -> 64 at 8x8
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| demo-resnet |") && l.contains(" -> "))
+        .collect();
+    for shape in ["| 32 -> 32 |", "| 64 -> 64 |"] {
+        let row = rows
+            .iter()
+            .find(|l| l.contains(shape))
+            .unwrap_or_else(|| panic!("no row for {shape}:\n{table}"));
+        // at batch 1 these planes are below the work Winograd needs to gain
+        assert!(
+            row.contains("| winograd at b32 |") || row.contains("| im2col |"),
+            "{row}"
+        );
+        // six timings and three gains, all positive
+        let cells: Vec<f64> = row
+            .split('|')
+            .filter_map(|c| c.trim().trim_end_matches('x').parse().ok())
+            .collect();
+        assert_eq!(cells.len(), 9, "{row}");
+        assert!(cells.iter().all(|v| *v > 0.0), "{row}");
+    }
 }
 
 #[test]

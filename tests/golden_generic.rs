@@ -4,4 +4,7 @@
 
 const DEVICE: &str = "cpu-generic";
 
+/// Winograd only where it gains: at the fixtures' sizes, hardly anywhere.
+const CONVS: treevis::model::ConvPath = treevis::model::ConvPath::Auto;
+
 include!("golden/suite.rs");

@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::model::kernels::{self, MatRef, Threads};
+use crate::model::net::ConvPath;
 use crate::model::net::Layer;
-use crate::model::ops::conv::{geom, images_per_product};
+use crate::model::ops::conv::{conv_backward, conv_forward, geom, images_per_product};
 use crate::model::profile::{self, Phase};
+use crate::model::winograd;
 use crate::model::{Model, WeightsSource};
 
 use super::peak;
@@ -217,6 +219,7 @@ pub fn run(args: &super::BenchOptions) -> Result<()> {
     }
     let mut all = Vec::new();
     let mut passes = Vec::new();
+    let mut wino = Vec::new();
     let models: Vec<&str> = args
         .models
         .iter()
@@ -233,6 +236,7 @@ pub fn run(args: &super::BenchOptions) -> Result<()> {
             c.gflops_1t = time_case(c, Threads::One, samples.min(3));
         }
         passes.extend(where_time_goes(name, &m, args.runs.min(5))?);
+        wino.extend(winograd_rows(name, &m, samples)?);
         all.extend(cases);
     }
 
@@ -323,6 +327,32 @@ pub fn run(args: &super::BenchOptions) -> Result<()> {
             ms(Phase::Linear),
             p.total_ms - known,
             p.gemm_gflops
+        )?;
+    }
+    crate::outln!(
+        "\n| model | stride-1 3x3 conv | cin -> cout | h x w | used | b1 im2col ms | b1 winograd ms | b1 gain | b32 im2col ms | b32 winograd ms | b32 gain | grad im2col ms | grad winograd ms | grad gain |"
+    )?;
+    crate::outln!("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    for w in &wino {
+        let t = &w.ms;
+        crate::outln!(
+            "| {} | {} | {} -> {} | {}x{} | {} | {:.2} | {:.2} | {:.2}x | {:.1} | {:.1} | {:.2}x | {:.2} | {:.2} | {:.2}x |",
+            w.model,
+            layer_list(&w.layers),
+            w.cin,
+            w.cout,
+            w.h,
+            w.w,
+            w.used,
+            t[0],
+            t[1],
+            t[0] / t[1],
+            t[2],
+            t[3],
+            t[2] / t[3],
+            t[4],
+            t[5],
+            t[4] / t[5],
         )?;
     }
     if let Some(path) = &args.json {
@@ -442,4 +472,106 @@ fn where_time_goes(name: &str, m: &Model, runs: usize) -> Result<Vec<Pass>> {
         },
     )?);
     Ok(out)
+}
+
+/// One stride-1 3x3 convolution shape timed both ways.
+struct WinoRow {
+    model: String,
+    layers: Vec<String>,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    /// Where the CPU kernels take Winograd for it ([`winograd::applies`], [`winograd::worth`]).
+    used: &'static str,
+    /// Median ms: b1 direct, b1 Winograd, b32 direct, b32 Winograd, data gradient of one
+    /// dense row direct, Winograd.
+    ms: [f64; 6],
+}
+
+/// Every distinct stride-1 3x3 convolution of one group in `m`, alone: its forward at
+/// batch 1 and 32 and the data gradient of one dense gradient row, by `im2col` and one
+/// product (`direct`) and by Winograd F(2x2, 3x3) (transformed weights cached, as in a
+/// pass), whether or not the kernels would choose it: the measurement behind
+/// [`winograd::applies`].
+fn winograd_rows(name: &str, m: &Model, samples: usize) -> Result<Vec<WinoRow>> {
+    let net = &m.net;
+    // (cin, cout, h, w, padding) -> the first layer with it, and every one
+    type Shape3x3 = (usize, usize, usize, usize, [usize; 2]);
+    let mut by_shape: BTreeMap<Shape3x3, (usize, Vec<String>)> = BTreeMap::new();
+    for (i, layer) in net.layers.iter().enumerate() {
+        let Layer::Conv(c) = layer else { continue };
+        let (in_shape, out_shape) = (net.shape_at(net.inputs[i][0]), net.shapes[i]);
+        let g = geom(c, in_shape, out_shape);
+        if g.k != [3, 3] || g.stride != [1, 1] || g.dil != [1, 1] || c.groups != 1 {
+            continue;
+        }
+        let key = (in_shape.channels(), out_shape.channels(), g.h, g.w, g.pad);
+        by_shape
+            .entry(key)
+            .or_insert_with(|| (i, vec![]))
+            .1
+            .push(net.spec.layers[i].name.clone());
+    }
+    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> { super::median_ms(samples, f) };
+    let mut rows = Vec::new();
+    for ((cin, cout, h, w, _), (i, layers)) in by_shape {
+        let Layer::Conv(c) = &net.layers[i] else {
+            continue;
+        };
+        let (in_shape, out_shape) = (net.shape_at(net.inputs[i][0]), net.shapes[i]);
+        let g = geom(c, in_shape, out_shape);
+        let Some(gb) = winograd::backward_geom(&g) else {
+            continue;
+        };
+        let dev = Device::Cpu;
+        let weights = c.w.flatten_all()?.to_vec1::<f32>()?;
+        let u = winograd::transform_weights(&weights, cout, cin);
+        let ut = winograd::transform_weights_transposed(&weights, cout, cin);
+        let bias = vec![0f32; cout];
+        let mut ms = [0f64; 6];
+        for (slot, n) in [(0, 1), (2, 32)] {
+            let x = Tensor::from_vec(filled(n * cin * h * w, 3), (n, cin, h, w), &dev)?;
+            let xs = filled(n * cin * h * w, 3);
+            let mut out = vec![0f32; n * cout * g.oh * g.ow];
+            ms[slot] = time(&mut || {
+                conv_forward(&x, c, in_shape, out_shape, false, ConvPath::Direct)?;
+                Ok(())
+            })?;
+            ms[slot + 1] = time(&mut || {
+                winograd::forward(&xs, n, cin, &g, &u, &bias, false, &mut out);
+                Ok(())
+            })?;
+        }
+        let dy = filled(cout * g.oh * g.ow, 4);
+        let dyt = Tensor::from_vec(dy.clone(), (1, cout, g.oh, g.ow), &dev)?;
+        let mut dx = vec![0f32; cin * h * w];
+        ms[4] = time(&mut || {
+            conv_backward(&dyt, c, in_shape, out_shape, ConvPath::Direct)?;
+            Ok(())
+        })?;
+        ms[5] = time(&mut || {
+            winograd::forward(&dy, 1, cout, &gb, &ut, &vec![0.0; cin], false, &mut dx);
+            Ok(())
+        })?;
+        rows.push(WinoRow {
+            model: name.into(),
+            layers,
+            cin,
+            cout,
+            h,
+            w,
+            used: match (
+                winograd::applies(&g, c.groups, cin, cout),
+                winograd::worth(&g, 1, cin, cout),
+                winograd::worth(&g, 32, cin, cout),
+            ) {
+                (true, true, _) => "winograd",
+                (true, false, true) => "winograd at b32",
+                _ => "im2col",
+            },
+            ms,
+        });
+    }
+    Ok(rows)
 }

@@ -20,7 +20,7 @@ pub mod zoo;
 use std::path::{Path, PathBuf};
 
 pub use backend::{parse_device, Backend, Placement};
-pub use net::{Blob, ForwardState, Kept, Net};
+pub use net::{Blob, ConvPath, ForwardState, Kept, Net};
 pub use ops::{act, binary};
 pub use shape::Shape;
 pub use spec::{LoadedSpec, Spec};

@@ -314,9 +314,22 @@ pub struct Net {
     pub backend: Backend,
     /// The tensor-op backend's constants (window tables, transformed weights), built once.
     pub(crate) cache: tensorops::Cache,
-    /// Whether the weights change in place between passes (training's `Var`s): then the
-    /// CPU kernels keep no transform of them (no Winograd), which could not see a change.
-    pub weights_in_place: bool,
+    /// Which way the CPU kernels run stride-1 3x3 convolutions ([`ConvPath`]).
+    pub convs: ConvPath,
+}
+
+/// How the CPU kernels run the stride-1 3x3 convolutions that Winograd's F(2x2, 3x3) can
+/// take ([`super::winograd::applies`]); other convolutions always run `im2col` + product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvPath {
+    /// Winograd where the work is large enough to gain ([`super::winograd::worth`]).
+    #[default]
+    Auto,
+    /// Never Winograd: for weights that change in place between passes (training's
+    /// `Var`s), whose cached transform could not see the change.
+    Direct,
+    /// Winograd wherever it applies, however small (tests hold it to the references).
+    Winograd,
 }
 
 /// What one forward pass keeps: the input, every layer's output (of the layers it ran),
@@ -742,7 +755,7 @@ impl Net {
             device: device.clone(),
             backend: place.backend,
             cache: Default::default(),
-            weights_in_place: false,
+            convs: ConvPath::Auto,
         };
         net.fold_batchnorms()?;
         net.blobs = bind_blobs(&net, &wiring.articulation())?;
@@ -846,7 +859,7 @@ impl Net {
             device: self.device.clone(),
             backend: self.backend,
             cache: self.cache.clone(),
-            weights_in_place: self.weights_in_place,
+            convs: self.convs,
         };
         for b in &mut net.blobs {
             b.shape = net.shapes[b.layer];
@@ -1121,7 +1134,7 @@ impl Net {
                 }
                 Layer::Conv(c) => {
                     let relu = fused[i] == Fused::Producer;
-                    conv_forward(x, c, in_shape, out_shape, relu, self.weights_in_place)?
+                    conv_forward(x, c, in_shape, out_shape, relu, self.convs)?
                 }
                 // its producer applied it
                 Layer::Relu if fused[i] == Fused::Relu => x.clone(),
@@ -1371,7 +1384,7 @@ impl Net {
         let cache = &self.cache;
         Ok(vec![match &self.layers[i] {
             Layer::Conv(c) if tops => tensorops::conv::backward(cache, g, c, in_shape, out_shape)?,
-            Layer::Conv(c) => conv_backward(g, c, in_shape, out_shape, self.weights_in_place)?,
+            Layer::Conv(c) => conv_backward(g, c, in_shape, out_shape, self.convs)?,
             Layer::Relu if tops => tensorops::act::relu_rule(g, &state.outputs[i], img, rule)?,
             Layer::Act(a) if tops => {
                 tensorops::act::backward(g, state.tensor(x_id), img, *a, rule)?

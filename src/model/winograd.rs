@@ -22,9 +22,15 @@ use super::kernels::{sgemm_threads, ConvGeom, MatRef, Threads};
 use super::profile::{self, Phase};
 
 /// Input and output channels below which the direct convolution stays: the 16 products
-/// have `cin` terms each, and a first layer's 3 channels make them all packing
-/// (`treevis bench --kernels`, the `winograd` rows).
+/// have `cin` terms each, and a first layer's 3 channels leave them nearly all packing
+/// (`treevis bench --kernels` prints both ways for every stride-1 3x3 convolution).
 const MIN_CHANNELS: usize = 16;
+
+/// Multiply-adds of one of the 16 products (`cout * cin * tiles` over the images) below
+/// which the direct convolution stays: small planes at batch 1 spend more on the 16
+/// hand-offs and transforms than the products save (demo-resnet's 4x4 to 16x16 planes,
+/// `treevis bench --kernels --models demo-resnet`).
+const MIN_WORK: usize = 1 << 21;
 
 /// Floats of transformed input and products (`16 * (cin + cout) * tiles` per image) one
 /// round of the 16 products covers: 16 MB.
@@ -39,6 +45,12 @@ pub fn applies(g: &ConvGeom, groups: usize, cin: usize, cout: usize) -> bool {
         && groups == 1
         && cin >= MIN_CHANNELS
         && cout >= MIN_CHANNELS
+}
+
+/// Whether `n` images (or gradient rows) of a convolution that [`applies`] are enough work
+/// for Winograd to gain (`MIN_WORK`).
+pub fn worth(g: &ConvGeom, n: usize, cin: usize, cout: usize) -> bool {
+    n * g.oh.div_ceil(2) * g.ow.div_ceil(2) * cin * cout >= MIN_WORK
 }
 
 /// `U = G g G^T` of every filter, as `[16][cout][cin]`: `w` is `[cout, cin, 3, 3]`.

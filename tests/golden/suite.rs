@@ -1,5 +1,7 @@
-// The golden suite, included by `tests/golden.rs` (the CPU kernels) and
-// `tests/golden_generic.rs` (the tensor-op backend a GPU runs, on the CPU): treevis against
+// The golden suite, included by `tests/golden.rs` (the CPU kernels),
+// `tests/golden_winograd.rs` (the CPU kernels with Winograd on every 3x3 convolution it
+// takes) and `tests/golden_generic.rs` (the tensor-op backend a GPU runs, on the CPU),
+// each naming its `DEVICE` and `CONVS`: treevis against
 // PyTorch autograd + Captum on the same weights. The fixtures in `tests/golden/` were
 // written by the scripts beside this file (their headers say which torch/captum versions);
 // the suite only reads them.
@@ -73,6 +75,7 @@ fn load(net: &str, model: Option<Model>) -> Fixture {
         .unwrap()
     });
     assert_eq!(model.net.backend, device().backend, "{net}: the backend under test");
+    model.net.convs = CONVS;
     let input = &refs["input"];
     let (h, w) = (input.dims()[1], input.dims()[2]);
     if [h, w] != model.spec().input.size {

@@ -8,6 +8,7 @@ use candle_core::{Device, Tensor};
 
 use crate::error::Result;
 use crate::model::kernels::{self, ConvGeom, MatRef};
+use crate::model::net::ConvPath;
 use crate::model::net::{host_vec, with_host};
 use crate::model::profile::{self, Phase};
 use crate::model::shape::Shape;
@@ -90,17 +91,16 @@ pub(crate) fn images_per_product(kk: usize, ohw: usize, n: usize) -> usize {
 }
 
 /// Convolution: on the CPU, a stride-1 3x3 one by Winograd's F(2x2, 3x3) ([`winograd`])
-/// unless `direct`; any other `im2col` of a chunk of images per group, then one matrix
+/// as `path` says; any other `im2col` of a chunk of images per group, then one matrix
 /// product per chunk and group (bias added as the product's initial value); elsewhere
-/// candle's conv2d. `direct` is for weights that change in place (training), which the
-/// transform's cache cannot see.
+/// candle's conv2d.
 pub(crate) fn conv_forward(
     x: &Tensor,
     c: &Conv,
     in_shape: Shape,
     out_shape: Shape,
     relu: bool,
-    direct: bool,
+    path: ConvPath,
 ) -> Result<Tensor> {
     if !x.device().is_cpu() {
         if c.is_square() {
@@ -115,7 +115,7 @@ pub(crate) fn conv_forward(
             in_shape,
             out_shape,
             relu,
-            direct,
+            path,
         )?;
         return Ok(y.to_device(x.device())?);
     }
@@ -136,7 +136,7 @@ pub(crate) fn conv_forward(
         })??;
         return Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?);
     }
-    if !direct && winograd::applies(&g, c.groups, cin, cout) {
+    if takes_winograd(path, &g, c.groups, n, cin, cout) {
         let u = c.fast.get(&c.w, || {
             with_host(&c.w, |ws| winograd::transform_weights(ws, cout, cin))
         })?;
@@ -253,7 +253,7 @@ fn pointwise(
 }
 
 /// Data gradient of a convolution: on the CPU, a stride-1 3x3 one whose gradient is
-/// dense by Winograd's F(2x2, 3x3) on the flipped filters (unless `direct`, as in
+/// dense by Winograd's F(2x2, 3x3) on the flipped filters (as `path` says, as in
 /// [`conv_forward`]); any other for a chunk of rows per group one product `W_g^T . dY` (a
 /// transposed view of the weights, no copy) then `col2im`; elsewhere candle's transposed
 /// convolution.
@@ -262,7 +262,7 @@ pub(crate) fn conv_backward(
     c: &Conv,
     in_shape: Shape,
     out_shape: Shape,
-    direct: bool,
+    path: ConvPath,
 ) -> Result<Tensor> {
     let rows = g.dims()[0];
     let ((cin, h, _), (cout, oh, _)) = (spatial(in_shape), spatial(out_shape));
@@ -271,7 +271,7 @@ pub(crate) fn conv_backward(
         if !c.is_square() {
             // candle's transposed convolution takes one size for both axes
             let g = g.to_device(&Device::Cpu)?;
-            let dx = conv_backward(&g, &c.on_host()?, in_shape, out_shape, direct)?;
+            let dx = conv_backward(&g, &c.on_host()?, in_shape, out_shape, path)?;
             return Ok(dx.to_device(g.device())?);
         }
         let (k, s, p, d) = (c.kernel.h(), c.stride.h(), c.pad.begin(0), c.dilation.h());
@@ -286,12 +286,10 @@ pub(crate) fn conv_backward(
         return Ok(Tensor::cat(&parts, 1)?);
     }
     let geo = geom(c, in_shape, out_shape);
-    let wino = match winograd::backward_geom(&geo) {
-        Some(gb) if !direct && winograd::applies(&geo, c.groups, cin, cout) => {
-            Some(gb).filter(|_| dense(g, cout, oh * geo.ow).unwrap_or(false))
-        }
-        _ => None,
-    };
+    let wino = winograd::backward_geom(&geo).filter(|_| {
+        takes_winograd(path, &geo, c.groups, rows, cin, cout)
+            && dense(g, cout, oh * geo.ow).unwrap_or(false)
+    });
     if let Some(gb) = wino {
         let u = c.fast_t.get(&c.w, || {
             with_host(&c.w, |ws| {
@@ -401,6 +399,23 @@ pub(crate) fn conv_backward(
     )?)
 }
 
+/// Whether `n` images (or rows) of a convolution run as Winograd under `path`.
+fn takes_winograd(
+    path: ConvPath,
+    g: &ConvGeom,
+    groups: usize,
+    n: usize,
+    cin: usize,
+    cout: usize,
+) -> bool {
+    winograd::applies(g, groups, cin, cout)
+        && match path {
+            ConvPath::Direct => false,
+            ConvPath::Winograd => true,
+            ConvPath::Auto => winograd::worth(g, n, cin, cout),
+        }
+}
+
 /// Whether at least half the channels of the gradient `g` (`[rows, channels, hw]`) are
 /// nonzero in some row: below that, the direct data gradient's product over the active
 /// channels only is the smaller one (a seed leaves a single channel).
@@ -418,7 +433,7 @@ fn dense(g: &Tensor, channels: usize, hw: usize) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::{conv_forward, Conv, Shape};
+    use super::{conv_forward, Conv, ConvPath, Shape};
     use candle_core::{Device, Tensor};
 
     #[test]
@@ -462,9 +477,9 @@ mod tests {
                     w: oh,
                 },
             );
-            let got = conv_forward(&x, &c, in_shape, out_shape, false, false).unwrap();
+            let got = conv_forward(&x, &c, in_shape, out_shape, false, ConvPath::Auto).unwrap();
             // the fused ReLU epilogue gives the ReLU of the output
-            let fused = conv_forward(&x, &c, in_shape, out_shape, true, false).unwrap();
+            let fused = conv_forward(&x, &c, in_shape, out_shape, true, ConvPath::Auto).unwrap();
             let d_relu = super::super::max_abs_diff(&fused, &want.relu().unwrap());
             assert!(d_relu < 1e-4, "fused relu: {d_relu}");
             let d = super::super::max_abs_diff(&got, &want);

@@ -172,8 +172,15 @@ mod tests {
             };
             let x = Tensor::randn(0f32, 1.0, (2, cin, h, w), &dev).unwrap();
             let y = forward(&cache, &x, &c, input, output).unwrap();
-            let want =
-                crate::model::ops::conv::conv_forward(&x, &c, input, output, false, false).unwrap();
+            let want = crate::model::ops::conv::conv_forward(
+                &x,
+                &c,
+                input,
+                output,
+                false,
+                crate::model::net::ConvPath::Winograd,
+            )
+            .unwrap();
             let scale = host(&want).iter().fold(0f32, |m, v| m.max(v.abs()));
             let dy = host(&y)
                 .iter()
@@ -185,8 +192,14 @@ mod tests {
             );
             let g = Tensor::randn(0f32, 1.0, (3, cout, out(h, 0), out(w, 1)), &dev).unwrap();
             let dx = backward(&cache, &g, &c, input, output).unwrap();
-            let want =
-                crate::model::ops::conv::conv_backward(&g, &c, input, output, false).unwrap();
+            let want = crate::model::ops::conv::conv_backward(
+                &g,
+                &c,
+                input,
+                output,
+                crate::model::net::ConvPath::Winograd,
+            )
+            .unwrap();
             let scale = host(&want).iter().fold(0f32, |m, v| m.max(v.abs()));
             let dd = host(&dx)
                 .iter()
