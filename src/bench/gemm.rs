@@ -436,16 +436,24 @@ fn where_time_goes(name: &str, m: &Model, runs: usize) -> Result<Vec<Pass>> {
         "{name} forward b32 by layer type (ms, with backward state kept): {}",
         list.join(", ")
     )?;
-    let mut out = vec![
-        profiled(format!("{name} forward b1"), runs, || {
-            m.net.forward_blobs(&x1)?;
+    // the same passes with every convolution through `im2col` (no Winograd), side by side
+    let mut direct = m.net.clone();
+    direct.convs = ConvPath::Direct;
+    let mut out = Vec::new();
+    for (net, how) in [(&m.net, ""), (&direct, " (im2col only)")] {
+        out.push(profiled(format!("{name} forward b1{how}"), runs, || {
+            net.forward_blobs(&x1)?;
             Ok(())
-        })?,
-        profiled(format!("{name} forward b32"), runs.min(3), || {
-            m.net.forward_blobs(&x32)?;
-            Ok(())
-        })?,
-    ];
+        })?);
+        out.push(profiled(
+            format!("{name} forward b32{how}"),
+            runs.min(3),
+            || {
+                net.forward_blobs(&x32)?;
+                Ok(())
+            },
+        )?);
+    }
     let state = m.net.forward(&x1)?;
     let rows = recon::overview(m, &state, 0, 1)?;
     // the top spatial blob: the reconstruction that runs every conv backward

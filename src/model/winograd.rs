@@ -13,6 +13,7 @@
 //! `[cin][16][tiles]` (each channel's 16 rows written by one thread) and read through a
 //! row stride; `M` is `[16][cout][tiles]`. Tiles are numbered image by image, row by row.
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{Tensor, TensorId};
@@ -32,9 +33,11 @@ const MIN_CHANNELS: usize = 16;
 /// `treevis bench --kernels --models demo-resnet`).
 const MIN_WORK: usize = 1 << 21;
 
-/// Floats of transformed input and products (`16 * (cin + cout) * tiles` per image) one
-/// round of the 16 products covers: 16 MB.
-const BUDGET: usize = 4 << 20;
+/// Floats of transformed input and products (`16 * (cin + cout) * tw` per tile row) one
+/// block of tile rows takes: 8 MB. Whole images at up to 16 MB, and 2 MB blocks, measured
+/// no better on ResNet-50 and AlexNet at batch 32 (`bench --kernels`, its `(im2col only)`
+/// rows beside; this machine's noise is of the same size as the differences).
+const BUDGET: usize = 2 << 20;
 
 /// Whether a convolution of this geometry and these channel counts runs here: a 3x3
 /// kernel at stride 1 without dilation, one group, enough channels.
@@ -129,19 +132,37 @@ pub fn forward(
     relu: bool,
     out: &mut [f32],
 ) {
+    forward_in_blocks(x, n, cin, g, u, bias, relu, out, BUDGET)
+}
+
+/// [`forward`] in blocks of tile rows (over all the images, in order) whose transformed
+/// input and products take at most `budget` floats (at least one row): the transforms
+/// expand each output 4 times, so a block that stays in cache between the input
+/// transform, the products and the output transform saves that traffic.
+#[allow(clippy::too_many_arguments)]
+fn forward_in_blocks(
+    x: &[f32],
+    n: usize,
+    cin: usize,
+    g: &ConvGeom,
+    u: &[f32],
+    bias: &[f32],
+    relu: bool,
+    out: &mut [f32],
+    budget: usize,
+) {
     let cout = bias.len();
     let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
-    let tiles = th * tw;
-    let chunk = (BUDGET / (16 * (cin + cout) * tiles).max(1)).clamp(1, n.max(1));
-    let (in_img, out_img) = (cin * g.h * g.w, cout * g.oh * g.ow);
+    let all_rows = n * th;
+    let block = (budget / (16 * (cin + cout) * tw).max(1)).clamp(1, all_rows.max(1));
     let (mut v, mut m) = (Vec::new(), Vec::new());
-    for i0 in (0..n).step_by(chunk) {
-        let imgs = chunk.min(n - i0);
-        let t = imgs * tiles;
+    for r0 in (0..all_rows).step_by(block) {
+        let rows = r0..(r0 + block).min(all_rows);
+        let t = rows.len() * tw;
         v.resize(16 * cin * t, 0.0);
         m.resize(16 * cout * t, 0.0);
         profile::timed(Phase::Im2col, 0, || {
-            input_transform(&x[i0 * in_img..][..imgs * in_img], imgs, cin, g, &mut v)
+            input_transform(x, cin, g, rows.clone(), &mut v)
         });
         let flops = 2 * (16 * cout * cin * t) as u64;
         profile::timed(Phase::ConvGemm, flops, || {
@@ -160,44 +181,44 @@ pub fn forward(
                 )
             })
         });
-        output_transform(
-            &m,
-            imgs,
-            g,
-            bias,
-            relu,
-            &mut out[i0 * out_img..][..imgs * out_img],
-        );
+        output_transform(&m, g, bias, relu, rows, out);
     }
 }
 
-/// `V = B^T d B` of every tile of every channel of the `n` images `x`, into `v`
-/// (`[cin][16][n * tiles]`). Per channel and tile row, the four input rows under it are
-/// padded into a buffer and combined (`B^T`) whole, then each tile's four columns.
-fn input_transform(x: &[f32], n: usize, cin: usize, g: &ConvGeom, v: &mut [f32]) {
+/// `V = B^T d B` of every tile in the tile rows `rows` (numbered over all the images
+/// `x`, image by image) of every channel, into `v` (`[cin][16][rows * tw]`). Per channel and tile row, the four input rows under it are
+/// padded into a buffer with their even and odd columns apart, combined (`B^T`) whole,
+/// then each tile's four columns (`B`) as shifted slices: every loop runs over contiguous
+/// memory, so the compiler vectorises it.
+fn input_transform(x: &[f32], cin: usize, g: &ConvGeom, rows: Range<usize>, v: &mut [f32]) {
     let (h, w) = (g.h, g.w);
     let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
-    let t = n * th * tw;
+    let t = rows.len() * tw;
     let (pt, pl) = (g.pad[0] as isize, g.pad[1]);
-    // padded row: input column `xx` at `xx + pl`; tile `tx` reads `2 tx .. 2 tx + 4`
-    let wp = 2 * tw + 2;
+    // padded column `q = xx + pl` of input column `xx`; tile `tx` reads `2 tx .. 2 tx + 4`,
+    // so columns `0 .. 2 (tw + 1)`: even ones at `q / 2`, odd ones at `half + q / 2`
+    let half = tw + 1;
+    let wp = 2 * half;
+    let cols = w.min(wp.saturating_sub(pl));
     v.par_chunks_mut(16 * t).enumerate().for_each(|(c, vc)| {
-        let mut rows = vec![0f32; 4 * wp];
+        let mut buf = vec![0f32; 4 * wp];
         let mut e = vec![0f32; 4 * wp];
-        for j in 0..n {
+        for row in rows.clone() {
+            let (j, ty) = (row / th, row % th);
             let plane = &x[(j * cin + c) * h * w..][..h * w];
-            for ty in 0..th {
-                for r in 0..4 {
-                    let dst = &mut rows[r * wp..(r + 1) * wp];
+            {
+                for (r, dst) in buf.chunks_exact_mut(wp).enumerate() {
                     dst.fill(0.0);
                     let y = (2 * ty + r) as isize - pt;
-                    if (0..h as isize).contains(&y) && pl < wp {
-                        let src = &plane[y as usize * w..(y as usize + 1) * w];
-                        let len = w.min(wp.saturating_sub(pl));
-                        dst[pl..pl + len].copy_from_slice(&src[..len]);
+                    if (0..h as isize).contains(&y) {
+                        let src = &plane[y as usize * w..][..cols];
+                        for (xx, &val) in src.iter().enumerate() {
+                            let q = xx + pl;
+                            dst[(q & 1) * half + (q >> 1)] = val;
+                        }
                     }
                 }
-                let (r0, rest) = rows.split_at(wp);
+                let (r0, rest) = buf.split_at(wp);
                 let (r1, rest) = rest.split_at(wp);
                 let (r2, r3) = rest.split_at(wp);
                 let (e0, rest) = e.split_at_mut(wp);
@@ -209,18 +230,25 @@ fn input_transform(x: &[f32], n: usize, cin: usize, g: &ConvGeom, v: &mut [f32])
                     e2[q] = r2[q] - r1[q];
                     e3[q] = r1[q] - r3[q];
                 }
-                let base = (j * th + ty) * tw;
+                let base = (row - rows.start) * tw;
                 for (r, er) in e.chunks_exact(wp).enumerate() {
+                    // columns 2tx, 2tx+1, 2tx+2, 2tx+3 of the tile
+                    let (ev, od) = er.split_at(half);
+                    let (a, b, cc, d) = (&ev[..tw], &od[..tw], &ev[1..], &od[1..]);
                     let (v0, rest) = vc[4 * r * t..(4 * r + 4) * t].split_at_mut(t);
                     let (v1, rest) = rest.split_at_mut(t);
                     let (v2, v3) = rest.split_at_mut(t);
-                    for tx in 0..tw {
-                        let (a, b, cc, d) =
-                            (er[2 * tx], er[2 * tx + 1], er[2 * tx + 2], er[2 * tx + 3]);
-                        v0[base + tx] = a - cc;
-                        v1[base + tx] = b + cc;
-                        v2[base + tx] = cc - b;
-                        v3[base + tx] = b - d;
+                    let dst = (
+                        &mut v0[base..base + tw],
+                        &mut v1[base..base + tw],
+                        &mut v2[base..base + tw],
+                        &mut v3[base..base + tw],
+                    );
+                    for k in 0..tw {
+                        dst.0[k] = a[k] - cc[k];
+                        dst.1[k] = b[k] + cc[k];
+                        dst.2[k] = cc[k] - b[k];
+                        dst.3[k] = b[k] - d[k];
                     }
                 }
             }
@@ -228,48 +256,79 @@ fn input_transform(x: &[f32], n: usize, cin: usize, g: &ConvGeom, v: &mut [f32])
     });
 }
 
-/// `Y = A^T M A` of every tile, plus the bias (and the ReLU), into `out`
-/// (`[n, cout, oh, ow]`); `m` is `[16][cout][n * tiles]`. Parallel over output planes.
-fn output_transform(m: &[f32], n: usize, g: &ConvGeom, bias: &[f32], relu: bool, out: &mut [f32]) {
+/// `Y = A^T M A` of every tile in the tile rows `rows` (as [`input_transform`]'s), plus
+/// the bias (and the ReLU), into `out` (all the images, `[n, cout, oh, ow]`); `m` is
+/// `[16][cout][rows * tw]`. Parallel over the output planes the rows reach; per tile row
+/// the sums run over contiguous slices of `M` into four output rows of `tw`
+/// (vectorised), then are interleaved into the plane.
+fn output_transform(
+    m: &[f32],
+    g: &ConvGeom,
+    bias: &[f32],
+    relu: bool,
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
     let cout = bias.len();
     let (oh, ow) = (g.oh, g.ow);
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
-    let t = n * th * tw;
-    let act = |v: f32| if relu { super::kernels::relu(v) } else { v };
-    out.par_chunks_mut(oh * ow)
-        .enumerate()
-        .take(n * cout)
-        .for_each(|(plane, y)| {
-            let (j, o) = (plane / cout, plane % cout);
+    let t = rows.len() * tw;
+    if rows.is_empty() {
+        return;
+    }
+    let (j0, j1) = (rows.start / th, (rows.end - 1) / th);
+    let out = &mut out[j0 * cout * oh * ow..(j1 + 1) * cout * oh * ow];
+    out.par_chunks_mut(oh * ow).enumerate().for_each_init(
+        || vec![0f32; 12 * tw],
+        |buf, (plane, y)| {
+            let (j, o) = (j0 + plane / cout, plane % cout);
             let b = bias[o];
-            for ty in 0..th {
-                let base = (j * th + ty) * tw;
-                let src: [&[f32]; 16] =
-                    std::array::from_fn(|i| &m[(i * cout + o) * t + base..][..tw]);
-                let two_rows = 2 * ty + 1 < oh;
-                // `tx` indexes the 16 rows of `src` at once
-                #[allow(clippy::needless_range_loop)]
-                for tx in 0..tw {
-                    let at = |r: usize, s: usize| src[4 * r + s][tx];
-                    // A^T M: rows m0+m1+m2 and m1-m2-m3, for each column
-                    let q0: [f32; 4] = std::array::from_fn(|s| at(0, s) + at(1, s) + at(2, s));
-                    let q1: [f32; 4] = std::array::from_fn(|s| at(1, s) - at(2, s) - at(3, s));
-                    let (x0, two_cols) = (2 * tx, 2 * tx + 1 < ow);
-                    let row0 = &mut y[2 * ty * ow..];
-                    row0[x0] = act(q0[0] + q0[1] + q0[2] + b);
-                    if two_cols {
-                        row0[x0 + 1] = act(q0[1] - q0[2] - q0[3] + b);
+            let (q, yy) = buf.split_at_mut(8 * tw);
+            let tys = rows.start.max(j * th) - j * th..rows.end.min((j + 1) * th) - j * th;
+            for ty in tys {
+                let base = (j * th + ty - rows.start) * tw;
+                let src = |i: usize| &m[(i * cout + o) * t + base..][..tw];
+                // A^T M: per column s, the rows m0+m1+m2 (q[s]) and m1-m2-m3 (q[4+s])
+                for s in 0..4 {
+                    let (m0, m1, m2, m3) = (src(s), src(4 + s), src(8 + s), src(12 + s));
+                    let (q0, q1) = q.split_at_mut(4 * tw);
+                    let (q0, q1) = (&mut q0[s * tw..][..tw], &mut q1[s * tw..][..tw]);
+                    for k in 0..tw {
+                        q0[k] = m0[k] + m1[k] + m2[k];
+                        q1[k] = m1[k] - m2[k] - m3[k];
                     }
-                    if two_rows {
-                        let row1 = &mut y[(2 * ty + 1) * ow..];
-                        row1[x0] = act(q1[0] + q1[1] + q1[2] + b);
-                        if two_cols {
-                            row1[x0 + 1] = act(q1[1] - q1[2] - q1[3] + b);
+                }
+                // (A^T M) A: outputs (0,0), (0,1), (1,0), (1,1) of each tile
+                for (row, yr) in yy.chunks_exact_mut(tw).enumerate() {
+                    let (ra, col) = (row / 2, row % 2);
+                    let p = |s: usize| &q[(4 * ra + s) * tw..][..tw];
+                    let (p0, p1, p2, p3) = (p(0), p(1), p(2), p(3));
+                    for k in 0..tw {
+                        let v = if col == 0 {
+                            p0[k] + p1[k] + p2[k]
+                        } else {
+                            p1[k] - p2[k] - p3[k]
+                        } + b;
+                        yr[k] = if relu { super::kernels::relu(v) } else { v };
+                    }
+                }
+                for a in 0..2 {
+                    let oy = 2 * ty + a;
+                    if oy >= oh {
+                        break;
+                    }
+                    let dst = &mut y[oy * ow..(oy + 1) * ow];
+                    let (even, odd) = (&yy[2 * a * tw..][..tw], &yy[(2 * a + 1) * tw..][..tw]);
+                    for (k, pair) in dst.chunks_mut(2).enumerate() {
+                        pair[0] = even[k];
+                        if let Some(second) = pair.get_mut(1) {
+                            *second = odd[k];
                         }
                     }
                 }
             }
-        });
+        },
+    );
 }
 
 /// A convolution's transformed weights, made on first use and kept beside the weights
@@ -376,9 +435,11 @@ mod tests {
             let wts = noise(cout * cin * 9, 7 + cin as u32);
             let bias = noise(cout, 3);
             let u = transform_weights(&wts, cout, cin);
-            for relu in [false, true] {
+            // the default blocks, one tile row per block, three rows (across images)
+            let three = 3 * 16 * (cin + cout) * g.ow.div_ceil(2);
+            for (relu, budget) in [(false, BUDGET), (true, BUDGET), (false, 1), (true, three)] {
                 let mut got = vec![f32::NAN; n * cout * g.oh * g.ow];
-                forward(&x, n, cin, &g, &u, &bias, relu, &mut got);
+                forward_in_blocks(&x, n, cin, &g, &u, &bias, relu, &mut got, budget);
                 for j in 0..n {
                     let mut want = direct(&x[j * cin * h * w..], &wts, &bias, cin, &g);
                     if relu {
@@ -395,7 +456,7 @@ mod tests {
                         );
                     assert!(
                         d < 1e-4,
-                        "{h}x{w} pad {pad:?}/{pad_end:?} c{cin}->{cout} n{n} image {j}: {d}"
+                        "{h}x{w} pad {pad:?}/{pad_end:?} c{cin}->{cout} n{n} budget {budget} image {j}: {d}"
                     );
                 }
             }
