@@ -1,8 +1,9 @@
 //! Convolutions (groups, depthwise, dilation, non-square kernels and strides, uneven
 //! padding): the weights, the forward, and the data gradient every backward rule passes
 //! through unchanged. On the CPU they run `im2col` + one matrix product per group (the
-//! kernels of [`super::super::kernels`]); on another device candle's conv2d where it can
-//! take the geometry, else the host.
+//! kernels of [`super::super::kernels`]), or Winograd's F(2x2, 3x3) for the stride-1 3x3
+//! ones it takes (`crate::model::winograd`, as the net's [`ConvPath`] says); on another
+//! device candle's conv2d where it can take the geometry, else the host.
 
 use candle_core::{Device, Tensor};
 
