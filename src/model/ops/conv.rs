@@ -287,25 +287,30 @@ pub(crate) fn conv_backward(
         return Ok(Tensor::cat(&parts, 1)?);
     }
     let geo = geom(c, in_shape, out_shape);
-    let wino = winograd::backward_geom(&geo).filter(|_| {
-        takes_winograd(path, &geo, c.groups, rows, cin, cout)
-            && dense(g, cout, oh * geo.ow).unwrap_or(false)
-    });
+    let wino = winograd::backward_geom(&geo)
+        .filter(|_| takes_winograd(path, &geo, c.groups, rows, cin, cout));
     if let Some(gb) = wino {
-        let u = c.fast_t.get(&c.w, || {
-            with_host(&c.w, |ws| {
-                winograd::transform_weights_transposed(ws, cout, cin)
-            })
-        })?;
-        let mut dx = vec![0f32; rows * cin * geo.h * geo.w];
-        with_host(g, |gs| {
-            winograd::forward(gs, rows, cout, &gb, &u, &vec![0.0; cin], false, &mut dx)
-        })?;
-        return Ok(Tensor::from_vec(
-            dx,
-            (rows, cin, geo.h, geo.w),
-            &Device::Cpu,
-        )?);
+        // a dense gradient only: a seed's few channels go to the direct product below
+        let dx = with_host(g, |gs| -> Result<Option<Vec<f32>>> {
+            if 2 * active_channels(gs, 0..rows, cout, 0..cout, oh * geo.ow).len() < cout {
+                return Ok(None);
+            }
+            let u = c.fast_t.get(&c.w, || {
+                with_host(&c.w, |ws| {
+                    winograd::transform_weights_transposed(ws, cout, cin)
+                })
+            })?;
+            let mut dx = vec![0f32; rows * cin * geo.h * geo.w];
+            winograd::forward(gs, rows, cout, &gb, &u, &vec![0.0; cin], false, &mut dx);
+            Ok(Some(dx))
+        })??;
+        if let Some(dx) = dx {
+            return Ok(Tensor::from_vec(
+                dx,
+                (rows, cin, geo.h, geo.w),
+                &Device::Cpu,
+            )?);
+        }
     }
     let ohw = geo.oh * geo.ow;
     let kk = cin_g * geo.window();
@@ -322,15 +327,13 @@ pub(crate) fn conv_backward(
                     // Output channels whose gradient is zero in every row of the chunk add
                     // nothing: a seed or a filter leaves one channel, so the first product
                     // after it shrinks from `cout_g` terms to a handful.
-                    let active: Vec<usize> = (0..cout_g)
-                        .filter(|&o| {
-                            (0..m).any(|j| {
-                                gs[((r0 + j) * cout + grp * cout_g + o) * ohw..][..ohw]
-                                    .iter()
-                                    .any(|v| *v != 0.0)
-                            })
-                        })
-                        .collect();
+                    let active = active_channels(
+                        gs,
+                        r0..r0 + m,
+                        cout,
+                        grp * cout_g..(grp + 1) * cout_g,
+                        ohw,
+                    );
                     if active.is_empty() {
                         dst.fill(0.0);
                         continue;
@@ -417,19 +420,26 @@ fn takes_winograd(
         }
 }
 
-/// Whether at least half the channels of the gradient `g` (`[rows, channels, hw]`) are
-/// nonzero in some row: below that, the direct data gradient's product over the active
-/// channels only is the smaller one (a seed leaves a single channel).
-fn dense(g: &Tensor, channels: usize, hw: usize) -> Result<bool> {
-    with_host(g, |gs: &[f32]| {
-        let active = (0..channels)
-            .filter(|&o| {
-                gs.chunks(channels * hw)
-                    .any(|row| row[o * hw..(o + 1) * hw].iter().any(|v| *v != 0.0))
+/// The channels of `chans` (as offsets from its start) whose gradient is nonzero in some
+/// row of `rows`; `gs` is `[rows, channels, hw]` with `channels` in all.
+fn active_channels(
+    gs: &[f32],
+    rows: std::ops::Range<usize>,
+    channels: usize,
+    chans: std::ops::Range<usize>,
+    hw: usize,
+) -> Vec<usize> {
+    let base = chans.start;
+    chans
+        .filter(|&o| {
+            rows.clone().any(|r| {
+                gs[(r * channels + o) * hw..][..hw]
+                    .iter()
+                    .any(|v| *v != 0.0)
             })
-            .count();
-        2 * active >= channels
-    })
+        })
+        .map(|o| o - base)
+        .collect()
 }
 
 #[cfg(test)]
