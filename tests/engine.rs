@@ -464,22 +464,22 @@ fn an_inference_forward_keeps_the_blobs_only() {
     let (x, _) = treevis::train::demo_batch(m.spec(), 5, 0..3).unwrap();
     let full = m.net.forward(&x).unwrap();
     let lean = m.net.forward_blobs(&x).unwrap();
-    // `forward_full` keeps every output, so no ReLU is fused into its producer there
+    // `forward_full` keeps every output, so no layer is merged into another there; the
+    // other two run a residual Add's convolution onto its other term where they keep
+    // nothing between them (the same sum, rounded in another order)
     let all = m.net.forward_full(&x).unwrap();
     for b in &m.net.blobs {
         let want = vec(all.output(b.layer, &b.name).unwrap());
-        assert_eq!(
-            want,
-            vec(full.output(b.layer, &b.name).unwrap()),
-            "{}",
-            b.name
-        );
-        assert_eq!(
-            want,
-            vec(lean.output(b.layer, &b.name).unwrap()),
-            "{}",
-            b.name
-        );
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (pass, s) in [("backward-ready", &full), ("inference", &lean)] {
+            let got = vec(s.output(b.layer, &b.name).unwrap());
+            assert_eq!(got.len(), want.len());
+            let d = want
+                .iter()
+                .zip(&got)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(d <= 1e-5 * scale, "{pass} {}: {d} of {scale}", b.name);
+        }
     }
     let kept =
         |s: &treevis::model::ForwardState| s.outputs.iter().filter(|t| t.elem_count() > 0).count();

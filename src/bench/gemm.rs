@@ -310,18 +310,20 @@ pub fn run(args: &super::BenchOptions) -> Result<()> {
         }
     }
     crate::outln!(
-        "\n| pass | total ms | im2col | conv gemm | conv gemm (bwd) | col2im | linear | other layers | conv gemm GFLOP/s |"
+        "\n| pass | total ms | im2col | winograd in | conv gemm | winograd out | conv gemm (bwd) | col2im | linear | other layers | conv gemm GFLOP/s |"
     )?;
-    crate::outln!("|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    crate::outln!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for p in &passes {
         let ms = |ph: Phase| p.phases.iter().find(|x| x.0 == ph).map_or(0.0, |x| x.1);
         let known: f64 = p.phases.iter().map(|x| x.1).sum();
         crate::outln!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
             p.name,
             p.total_ms,
             ms(Phase::Im2col),
+            ms(Phase::WinogradIn),
             ms(Phase::ConvGemm),
+            ms(Phase::WinogradOut),
             ms(Phase::ConvGemmBackward),
             ms(Phase::Col2im),
             ms(Phase::Linear),
@@ -439,8 +441,15 @@ fn where_time_goes(name: &str, m: &Model, runs: usize) -> Result<Vec<Pass>> {
     // the same passes with every convolution through `im2col` (no Winograd), side by side
     let mut direct = m.net.clone();
     direct.convs = ConvPath::Direct;
+    // and with no layers merged (fused ReLUs, convolutions run by residual Adds)
+    let mut unfused = m.net.clone();
+    unfused.fuse = false;
     let mut out = Vec::new();
-    for (net, how) in [(&m.net, ""), (&direct, " (im2col only)")] {
+    for (net, how) in [
+        (&m.net, ""),
+        (&direct, " (im2col only)"),
+        (&unfused, " (unfused)"),
+    ] {
         out.push(profiled(format!("{name} forward b1{how}"), runs, || {
             net.forward_blobs(&x1)?;
             Ok(())
@@ -543,10 +552,12 @@ fn winograd_rows(name: &str, m: &Model, samples: usize) -> Result<Vec<WinoRow>> 
             let xs = filled(n * cin * h * w, 3);
             let mut out = vec![0f32; n * cout * g.oh * g.ow];
             ms[slot] = time(&mut || {
-                conv_forward(&x, c, in_shape, out_shape, false, ConvPath::Direct)?;
+                conv_forward(&x, c, in_shape, out_shape, false, None, ConvPath::Direct)?;
                 Ok(())
             })?;
             ms[slot + 1] = time(&mut || {
+                // as the convolution does: onto a zeroed output
+                out.fill(0.0);
                 winograd::forward(&xs, n, cin, &g, &u, &bias, false, &mut out);
                 Ok(())
             })?;
@@ -559,6 +570,7 @@ fn winograd_rows(name: &str, m: &Model, samples: usize) -> Result<Vec<WinoRow>> 
             Ok(())
         })?;
         ms[5] = time(&mut || {
+            dx.fill(0.0);
             winograd::forward(&dy, 1, cout, &gb, &ut, &vec![0.0; cin], false, &mut dx);
             Ok(())
         })?;

@@ -316,6 +316,10 @@ pub struct Net {
     pub(crate) cache: tensorops::Cache,
     /// Which way the CPU kernels run stride-1 3x3 convolutions ([`ConvPath`]).
     pub convs: ConvPath,
+    /// Whether the CPU kernels merge layers: a ReLU into the convolution or Add before it
+    /// ([`Net::fused_relus`]), a convolution into the residual Add that takes it
+    /// ([`Net::convs_in_adds`]). On by default; `bench --kernels` turns it off to measure.
+    pub fuse: bool,
 }
 
 /// How the CPU kernels run the stride-1 3x3 convolutions that Winograd's F(2x2, 3x3) can
@@ -756,6 +760,7 @@ impl Net {
             backend: place.backend,
             cache: Default::default(),
             convs: ConvPath::Auto,
+            fuse: true,
         };
         net.fold_batchnorms()?;
         net.blobs = bind_blobs(&net, &wiring.articulation())?;
@@ -860,6 +865,7 @@ impl Net {
             backend: self.backend,
             cache: self.cache.clone(),
             convs: self.convs,
+            fuse: self.fuse,
         };
         for b in &mut net.blobs {
             b.shape = net.shapes[b.layer];
@@ -988,23 +994,37 @@ impl Net {
         keep
     }
 
+    /// The tensor that `t` reaches unchanged through identity layers (folded BatchNorms)
+    /// that alone take it, none of whose outputs is kept: `t` itself when no such layer
+    /// takes it.
+    fn passed_on(&self, mut t: usize, keep: &[bool]) -> usize {
+        while let [j] = self.consumers[t].as_slice() {
+            if keep[t] || !matches!(self.layers[*j], Layer::Identity) {
+                break;
+            }
+            t = j + 1;
+        }
+        t
+    }
+
     /// Which ReLUs their producer applies (CPU only): a convolution or a residual Add of
-    /// two or more inputs whose output is not kept and is taken by one ReLU alone, which
-    /// runs (is before `upto`). The
-    /// producer then writes the ReLU's output in its own pass (the convolution while its
-    /// rows are in cache) and the ReLU passes it on.
-    fn fused_relus(&self, keep: &[bool], upto: usize) -> Vec<Fused> {
+    /// two or more inputs that runs in the pass (`from..upto`), whose output (passed on
+    /// through identities, [`Net::passed_on`]) is not kept and is taken by one ReLU alone,
+    /// which runs too. The producer then writes the ReLU's output in its own pass (the
+    /// convolution while its rows are in cache) and the ReLU passes it on.
+    fn fused_relus(&self, keep: &[bool], from: usize, upto: usize) -> Vec<Fused> {
         let mut fused = vec![Fused::No; self.layers.len()];
-        if self.backend != Backend::CpuKernels {
+        if self.backend != Backend::CpuKernels || !self.fuse {
             return fused;
         }
-        for (i, l) in self.layers.iter().enumerate() {
+        for (i, l) in self.layers.iter().enumerate().take(upto).skip(from) {
             let producer = match l {
                 Layer::Conv(_) => true,
                 Layer::Add => self.inputs[i].len() >= 2,
                 _ => false,
             };
-            if let ([j], true, false) = (self.consumers[i + 1].as_slice(), producer, keep[i + 1]) {
+            let t = self.passed_on(i + 1, keep);
+            if let ([j], true, false) = (self.consumers[t].as_slice(), producer, keep[t]) {
                 if *j < upto && matches!(self.layers[*j], Layer::Relu) {
                     fused[i] = Fused::Producer;
                     fused[*j] = Fused::Relu;
@@ -1012,6 +1032,39 @@ impl Net {
             }
         }
         fused
+    }
+
+    /// Per layer: for a residual Add (CPU only) that runs in the pass (`from..upto`), the
+    /// convolution it runs itself, onto its other terms: one whose output (passed on
+    /// through identities) that Add alone takes, once, and nothing keeps, which runs in
+    /// the pass too. The convolution's product then accumulates onto the sum, and the Add
+    /// makes no pass over memory of its own. The last such term is taken.
+    fn convs_in_adds(&self, keep: &[bool], from: usize, upto: usize) -> Vec<Option<usize>> {
+        let mut conv_of = vec![None; self.layers.len()];
+        if self.backend != Backend::CpuKernels || !self.fuse {
+            return conv_of;
+        }
+        let mut add_of = vec![None; self.layers.len() + 1];
+        for (j, l) in self.layers.iter().enumerate().take(upto).skip(from) {
+            if !matches!(l, Layer::Conv(_)) {
+                continue;
+            }
+            let t = self.passed_on(j + 1, keep);
+            if let ([i], false) = (self.consumers[t].as_slice(), keep[t]) {
+                let once = self.inputs[*i].iter().filter(|&&u| u == t).count() == 1;
+                if *i < upto && once && self.inputs[*i].len() >= 2 {
+                    if let Layer::Add = self.layers[*i] {
+                        add_of[t] = Some(j);
+                    }
+                }
+            }
+        }
+        for (i, l) in self.layers.iter().enumerate().take(upto).skip(from) {
+            if let Layer::Add = l {
+                conv_of[i] = self.inputs[i].iter().rev().find_map(|&t| add_of[t]);
+            }
+        }
+        conv_of
     }
 
     /// The forward pass in training mode: dropout layers drop units (deterministically for
@@ -1107,13 +1160,21 @@ impl Net {
             lrn_scale.push(None);
         }
         let mut dropout = Vec::new();
-        let mut fused = self.fused_relus(&keep, upto);
-        if from > 0 && fused[from - 1] == Fused::Producer {
-            // the given tensor is the one to pass on, whatever made it
-            for &j in &self.consumers[from] {
-                fused[j] = Fused::No;
+        let fused = self.fused_relus(&keep, from, upto);
+        let conv_of = self.convs_in_adds(&keep, from, upto);
+        // the layer each one runs in (a convolution taken by an Add: that Add), and so the
+        // last turn that reads each tensor
+        let mut runs_in: Vec<usize> = (0..self.layers.len()).collect();
+        for (i, c) in conv_of.iter().enumerate() {
+            if let Some(j) = *c {
+                runs_in[j] = i;
             }
         }
+        let last_read: Vec<Option<usize>> = self
+            .consumers
+            .iter()
+            .map(|c| c.iter().map(|&l| runs_in[l]).max())
+            .collect();
         for (i, layer) in self.layers.iter().enumerate().take(upto).skip(from) {
             if let Some(&t) = self.inputs[i].iter().find(|&&t| t < from) {
                 return Err(Error::internal(format!(
@@ -1132,9 +1193,11 @@ impl Net {
                 Layer::Conv(c) if tops => {
                     tensorops::conv::forward(cache, x, c, in_shape, out_shape)?
                 }
+                // the residual Add that takes it runs it
+                Layer::Conv(_) if runs_in[i] != i => none()?,
                 Layer::Conv(c) => {
                     let relu = fused[i] == Fused::Producer;
-                    conv_forward(x, c, in_shape, out_shape, relu, self.convs)?
+                    conv_forward(x, c, in_shape, out_shape, relu, None, self.convs)?
                 }
                 // its producer applied it
                 Layer::Relu if fused[i] == Fused::Relu => x.clone(),
@@ -1157,6 +1220,31 @@ impl Net {
                 Layer::Prelu(slopes) => {
                     let y = with_host(x, |xs| act::prelu_forward(xs, slopes, in_shape.plane()))?;
                     self.tensor(y, out_shape.dims(batch))?
+                }
+                Layer::Add if conv_of[i].is_some() => {
+                    let Some((j, Layer::Conv(c))) = conv_of[i].map(|j| (j, &self.layers[j])) else {
+                        return Err(Error::internal(
+                            "an Add runs a layer that is no convolution",
+                        ));
+                    };
+                    // the other terms, summed: the convolution accumulates onto them
+                    let term = self.passed_on(j + 1, &keep);
+                    let others: Vec<usize> = self.inputs[i]
+                        .iter()
+                        .copied()
+                        .filter(|&t| t != term)
+                        .collect();
+                    let mut residual = at(others[0]).clone();
+                    for &t in &others[1..] {
+                        let sum = with_host(&residual, |a| {
+                            with_host(at(t), |b| kernels::add(a, b, false))
+                        })???;
+                        residual = self.tensor(sum, out_shape.dims(batch))?;
+                    }
+                    let relu = fused[i] == Fused::Producer;
+                    let xin = self.inputs[j][0];
+                    let (xs, shape) = (at(xin), self.shape_at(xin));
+                    conv_forward(xs, c, shape, out_shape, relu, Some(&residual), self.convs)?
                 }
                 Layer::Add if !tops && self.inputs[i].len() >= 2 => {
                     let ins = &self.inputs[i];
@@ -1299,10 +1387,15 @@ impl Net {
             // an inference pass keeps no backward state
             switches.push(sw.filter(|_| backward_ready));
             lrn_scale.push(sc.filter(|_| backward_ready));
-            for &t in &self.inputs[i] {
-                // the last layer that takes `t` has run
-                if t > 0 && !keep[t] && self.consumers[t].iter().max() == Some(&i) {
-                    outputs[t - 1] = Tensor::zeros(0, candle_core::DType::F32, &self.device)?;
+            let ran = std::iter::once(i)
+                .filter(|&l| runs_in[l] == i)
+                .chain(conv_of[i]);
+            for l in ran {
+                for &t in &self.inputs[l] {
+                    // the last layer that takes `t` has run
+                    if t > 0 && !keep[t] && last_read[t] == Some(i) {
+                        outputs[t - 1] = none()?;
+                    }
                 }
             }
         }
@@ -1632,7 +1725,7 @@ mod tests {
         let tensors = super::super::weights::random_weights(&spec, 1).unwrap();
         let net = &Net::build(spec, tensors, &Device::Cpu, std::path::Path::new("random")).unwrap();
         let n = net.layers.len();
-        let lean = net.fused_relus(&net.kept(false), n);
+        let lean = net.fused_relus(&net.kept(false), 0, n);
         let kind = |f: Fused, pick: fn(&Layer) -> bool| {
             (0..n)
                 .filter(|&i| lean[i] == f && pick(&net.layers[i]))
@@ -1650,14 +1743,131 @@ mod tests {
         // keeping everything (training) fuses nothing; a pass that stops before a ReLU
         // leaves its producer alone
         assert!(net
-            .fused_relus(&vec![true; n + 1], n)
+            .fused_relus(&vec![true; n + 1], 0, n)
             .iter()
             .all(|f| *f == Fused::No));
         let j = (0..n).find(|&j| lean[j] == Fused::Relu).unwrap();
         assert!(net
-            .fused_relus(&net.kept(false), j)
+            .fused_relus(&net.kept(false), 0, j)
             .iter()
             .take(j)
             .all(|f| *f == Fused::No));
+    }
+
+    /// Two residual blocks behind BatchNorms (folded into identities): a pointwise
+    /// convolution plus the skip, then a 3x3 convolution plus a projection.
+    const BLOCKS: &str = r#"
+name = "blocks"
+[input]
+size = [10, 10]
+color = "rgb"
+scale = 1.0
+mean = [0.0, 0.0, 0.0]
+[[layers]]
+name = "stem"
+type = "conv"
+out = 16
+kernel = 3
+pad = 1
+[[layers]]
+name = "stem_bn"
+type = "batchnorm"
+[[layers]]
+name = "stem_relu"
+type = "relu"
+[[layers]]
+name = "c1"
+type = "conv"
+out = 16
+kernel = 1
+[[layers]]
+name = "c1_bn"
+type = "batchnorm"
+[[layers]]
+name = "add1"
+type = "add"
+inputs = ["c1_bn", "stem_relu"]
+[[layers]]
+name = "relu1"
+type = "relu"
+[[layers]]
+name = "proj"
+type = "conv"
+out = 16
+kernel = 1
+inputs = ["relu1"]
+[[layers]]
+name = "c2"
+type = "conv"
+out = 16
+kernel = 3
+pad = 1
+inputs = ["relu1"]
+[[layers]]
+name = "c2_bn"
+type = "batchnorm"
+[[layers]]
+name = "add2"
+type = "add"
+inputs = ["proj", "c2_bn"]
+[[layers]]
+name = "relu2"
+type = "relu"
+[[blobs]]
+name = "relu2"
+layer = "relu2"
+[[blobs]]
+name = "relu1"
+layer = "relu1"
+"#;
+
+    #[test]
+    fn residual_adds_run_the_convolution_they_alone_take_onto_their_other_terms() {
+        let spec = super::super::Spec::from_toml(BLOCKS, "blocks").unwrap();
+        let tensors = super::super::weights::random_weights(&spec, 3).unwrap();
+        let mut net =
+            Net::build(spec, tensors, &Device::Cpu, std::path::Path::new("random")).unwrap();
+        let n = net.layers.len();
+        let at = |name: &str| net.spec.layers.iter().position(|l| l.name == name).unwrap();
+        let lean = net.kept(false);
+        let conv_of = net.convs_in_adds(&lean, 0, n);
+        // through the folded BatchNorms; of two convolution terms, the last
+        assert_eq!(conv_of[at("add1")], Some(at("c1")));
+        assert_eq!(conv_of[at("add2")], Some(at("c2")));
+        assert_eq!(conv_of.iter().flatten().count(), 2);
+        // a ReLU fuses into the convolution before its BatchNorm, and into the Adds
+        let fused = net.fused_relus(&lean, 0, n);
+        assert_eq!(fused[at("stem")], Fused::Producer);
+        assert_eq!(fused[at("add1")], Fused::Producer);
+        assert_eq!(fused[at("stem_relu")], Fused::Relu);
+        // nothing merges where every output is kept, nor into an Add that does not run,
+        // nor a convolution before the pass's start
+        assert!(net
+            .convs_in_adds(&vec![true; n + 1], 0, n)
+            .iter()
+            .all(Option::is_none));
+        assert!(net
+            .convs_in_adds(&lean, 0, at("add1"))
+            .iter()
+            .all(Option::is_none));
+        assert_eq!(net.convs_in_adds(&lean, at("c1") + 1, n)[at("add1")], None);
+        // the same numbers as every layer on its own, on both convolution paths
+        let x = Tensor::randn(0f32, 1.0, (3, 3, 10, 10), &Device::Cpu).unwrap();
+        for path in [ConvPath::Direct, ConvPath::Winograd] {
+            net.convs = path;
+            net.fuse = false;
+            let want = net.forward_full(&x).unwrap();
+            net.fuse = true;
+            for state in [net.forward(&x).unwrap(), net.forward_blobs(&x).unwrap()] {
+                for b in &net.blobs {
+                    let (w, g) = (
+                        want.output(b.layer, &b.name).unwrap(),
+                        state.output(b.layer, &b.name).unwrap(),
+                    );
+                    let d = crate::model::ops::max_abs_diff(w, g);
+                    assert!(d < 1e-5, "{path:?} {}: {d}", b.name);
+                }
+            }
+        }
     }
 }

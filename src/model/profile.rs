@@ -1,8 +1,8 @@
 //! Where the CPU kernels spend their time: wall-clock nanoseconds and floating-point
 //! operations per [`Phase`], summed over every call while profiling is on (off by
 //! default; then a phase costs one relaxed atomic load). `treevis bench --kernels` turns it
-//! on around whole forward and backward passes to split their time into `im2col`, matrix
-//! products and `col2im`.
+//! on around whole forward and backward passes to split their time into `im2col` (or
+//! Winograd's transforms), matrix products and `col2im`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -12,6 +12,10 @@ use std::time::Instant;
 pub enum Phase {
     /// Unfolding convolution inputs into columns (forward).
     Im2col,
+    /// Winograd's input transform (`B^T d B`), in place of `im2col`.
+    WinogradIn,
+    /// Winograd's output transform (`A^T M A`, with the bias and the ReLU).
+    WinogradOut,
     /// The matrix product of a convolution's forward.
     ConvGemm,
     /// The matrix product of a convolution's data gradient (`W^T . dY`).
@@ -23,8 +27,10 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 5] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Im2col,
+        Phase::WinogradIn,
+        Phase::WinogradOut,
         Phase::ConvGemm,
         Phase::ConvGemmBackward,
         Phase::Col2im,
@@ -34,6 +40,8 @@ impl Phase {
     pub fn name(self) -> &'static str {
         match self {
             Phase::Im2col => "im2col",
+            Phase::WinogradIn => "winograd in",
+            Phase::WinogradOut => "winograd out",
             Phase::ConvGemm => "conv gemm",
             Phase::ConvGemmBackward => "conv gemm (backward)",
             Phase::Col2im => "col2im",
@@ -43,8 +51,8 @@ impl Phase {
 }
 
 static ON: AtomicBool = AtomicBool::new(false);
-static NANOS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
-static FLOPS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+static NANOS: [AtomicU64; Phase::ALL.len()] = [const { AtomicU64::new(0) }; Phase::ALL.len()];
+static FLOPS: [AtomicU64; Phase::ALL.len()] = [const { AtomicU64::new(0) }; Phase::ALL.len()];
 
 /// Runs `f` as part of `phase`, adding its wall time and `flops` when profiling is on.
 #[inline]

@@ -118,9 +118,10 @@ pub fn transform_weights_transposed(w: &[f32], cout: usize, cin: usize) -> Vec<f
     transform_weights(&wt, cin, cout)
 }
 
-/// `out` (`[n, cout, oh, ow]`) = the convolution of the `n` images `x` (`[n, cin, h, w]`)
-/// with the filters whose transform is `u` ([`transform_weights`]), plus `bias`, through
-/// a ReLU when `relu`. `g` must satisfy [`applies`].
+/// `out` (`[n, cout, oh, ow]`) += the convolution of the `n` images `x` (`[n, cin, h, w]`)
+/// with the filters whose transform is `u` ([`transform_weights`]), plus `bias`, then
+/// through a ReLU when `relu` (so `out` holds zeros, or a residual the convolution is
+/// added to). `g` must satisfy [`applies`].
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     x: &[f32],
@@ -161,7 +162,7 @@ fn forward_in_blocks(
         let t = rows.len() * tw;
         v.resize(16 * cin * t, 0.0);
         m.resize(16 * cout * t, 0.0);
-        profile::timed(Phase::Im2col, 0, || {
+        profile::timed(Phase::WinogradIn, 0, || {
             input_transform(x, cin, g, rows.clone(), &mut v)
         });
         let flops = 2 * (16 * cout * cin * t) as u64;
@@ -181,7 +182,9 @@ fn forward_in_blocks(
                 )
             })
         });
-        output_transform(&m, g, bias, relu, rows, out);
+        profile::timed(Phase::WinogradOut, 0, || {
+            output_transform(&m, g, bias, relu, rows, out)
+        });
     }
 }
 
@@ -257,7 +260,7 @@ fn input_transform(x: &[f32], cin: usize, g: &ConvGeom, rows: Range<usize>, v: &
 }
 
 /// `Y = A^T M A` of every tile in the tile rows `rows` (as [`input_transform`]'s), plus
-/// the bias (and the ReLU), into `out` (all the images, `[n, cout, oh, ow]`); `m` is
+/// the bias, onto `out` (all the images, `[n, cout, oh, ow]`), then the ReLU; `m` is
 /// `[16][cout][rows * tw]`. Parallel over the output planes the rows reach; per tile row
 /// the sums run over contiguous slices of `M` into four output rows of `tw`
 /// (vectorised), then are interleaved into the plane.
@@ -304,12 +307,11 @@ fn output_transform(
                     let p = |s: usize| &q[(4 * ra + s) * tw..][..tw];
                     let (p0, p1, p2, p3) = (p(0), p(1), p(2), p(3));
                     for k in 0..tw {
-                        let v = if col == 0 {
+                        yr[k] = if col == 0 {
                             p0[k] + p1[k] + p2[k]
                         } else {
                             p1[k] - p2[k] - p3[k]
                         } + b;
-                        yr[k] = if relu { super::kernels::relu(v) } else { v };
                     }
                 }
                 for a in 0..2 {
@@ -319,10 +321,12 @@ fn output_transform(
                     }
                     let dst = &mut y[oy * ow..(oy + 1) * ow];
                     let (even, odd) = (&yy[2 * a * tw..][..tw], &yy[(2 * a + 1) * tw..][..tw]);
+                    // onto what `out` holds, then the ReLU
+                    let act = |v: f32| if relu { super::kernels::relu(v) } else { v };
                     for (k, pair) in dst.chunks_mut(2).enumerate() {
-                        pair[0] = even[k];
+                        pair[0] = act(pair[0] + even[k]);
                         if let Some(second) = pair.get_mut(1) {
-                            *second = odd[k];
+                            *second = act(*second + odd[k]);
                         }
                     }
                 }
@@ -437,11 +441,15 @@ mod tests {
             let u = transform_weights(&wts, cout, cin);
             // the default blocks, one tile row per block, three rows (across images)
             let three = 3 * 16 * (cin + cout) * g.ow.div_ceil(2);
+            // onto a residual (every output must be added to once, then the ReLU)
+            let residual = noise(n * cout * g.oh * g.ow, 11);
             for (relu, budget) in [(false, BUDGET), (true, BUDGET), (false, 1), (true, three)] {
-                let mut got = vec![f32::NAN; n * cout * g.oh * g.ow];
+                let mut got = residual.clone();
                 forward_in_blocks(&x, n, cin, &g, &u, &bias, relu, &mut got, budget);
                 for j in 0..n {
                     let mut want = direct(&x[j * cin * h * w..], &wts, &bias, cin, &g);
+                    let r = &residual[j * want.len()..(j + 1) * want.len()];
+                    want.iter_mut().zip(r).for_each(|(v, r)| *v += r);
                     if relu {
                         want.iter_mut().for_each(|v| *v = v.max(0.0));
                     }

@@ -91,31 +91,41 @@ pub(crate) fn images_per_product(kk: usize, ohw: usize, n: usize) -> usize {
     (COLS_BUDGET / (kk * ohw).max(1)).clamp(1, n.max(1))
 }
 
-/// Convolution: on the CPU, a stride-1 3x3 one by Winograd's F(2x2, 3x3) ([`winograd`])
-/// as `path` says; any other `im2col` of a chunk of images per group, then one matrix
-/// product per chunk and group (bias added as the product's initial value); elsewhere
-/// candle's conv2d.
+/// Convolution, plus `residual` (a tensor of the output's shape: the other term of a
+/// residual Add the convolution's output goes to alone, see `Net::deferred_convs`) when
+/// given, through a ReLU when `relu`: on the CPU, a stride-1 3x3 one by Winograd's F(2x2,
+/// 3x3) ([`winograd`]) as `path` says; any other `im2col` of a chunk of images per group,
+/// then one matrix product per chunk and group. The CPU paths all accumulate onto the
+/// output, which starts as the residual (or zeros), so the Add costs no pass of its own;
+/// the bias and the ReLU are applied while the rows are in cache. Elsewhere candle's
+/// conv2d.
 pub(crate) fn conv_forward(
     x: &Tensor,
     c: &Conv,
     in_shape: Shape,
     out_shape: Shape,
     relu: bool,
+    residual: Option<&Tensor>,
     path: ConvPath,
 ) -> Result<Tensor> {
     if !x.device().is_cpu() {
         if c.is_square() {
             let y = x.conv2d(&c.w, c.pad.begin(0), c.stride.h(), c.dilation.h(), c.groups)?;
-            let y = y.broadcast_add(&c.b)?;
+            let mut y = y.broadcast_add(&c.b)?;
+            if let Some(r) = residual {
+                y = (y + r)?;
+            }
             return Ok(if relu { y.relu()? } else { y });
         }
         // candle's conv2d takes one size for both axes: run this one on the host
+        let r = residual.map(|r| r.to_device(&Device::Cpu)).transpose()?;
         let y = conv_forward(
             &x.to_device(&Device::Cpu)?,
             &c.on_host()?,
             in_shape,
             out_shape,
             relu,
+            r.as_ref(),
             path,
         )?;
         return Ok(y.to_device(x.device())?);
@@ -128,7 +138,17 @@ pub(crate) fn conv_forward(
     let kk = cin_g * g.window();
     let chunk = images_per_product(kk, ohw, n);
     let bias = host_vec(&c.b)?;
-    let mut out = vec![0f32; n * cout * ohw];
+    let mut out = match residual {
+        Some(r) if r.dims() != [n, cout, g.oh, g.ow] => {
+            return Err(crate::error::Error::Shape(format!(
+                "a residual of shape {:?} added to a convolution output of {:?}",
+                r.dims(),
+                [n, cout, g.oh, g.ow]
+            )))
+        }
+        Some(r) => with_host(r, |rs| rs.to_vec())?,
+        None => vec![0f32; n * cout * ohw],
+    };
     if c.is_pointwise() {
         with_host(x, |xs| {
             with_host(&c.w, |ws| {
@@ -160,9 +180,7 @@ pub(crate) fn conv_forward(
                     let bias_g = &bias[grp * cout_g..(grp + 1) * cout_g];
                     if m == 1 {
                         let dst = &mut out[(i0 * cout + grp * cout_g) * ohw..][..cout_g * ohw];
-                        for (row, b) in dst.chunks_mut(ohw).zip(bias_g) {
-                            row.fill(*b);
-                        }
+                        add_bias(dst, ohw, bias_g);
                         profile::timed(Phase::ConvGemm, flops, || {
                             kernels::sgemm(
                                 dst,
@@ -197,11 +215,11 @@ pub(crate) fn conv_forward(
                                     &mut out[((i0 + j) * cout + grp * cout_g + o) * ohw..][..ohw];
                                 if relu {
                                     for (d, s) in dst.iter_mut().zip(src) {
-                                        *d = kernels::relu(s + b);
+                                        *d = kernels::relu(*d + s + b);
                                     }
                                 } else {
                                     for (d, s) in dst.iter_mut().zip(src) {
-                                        *d = s + b;
+                                        *d += s + b;
                                     }
                                 }
                             }
@@ -214,9 +232,16 @@ pub(crate) fn conv_forward(
     Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?)
 }
 
+/// Adds `bias[o]` to row `o` (of `len`) of `dst`.
+fn add_bias(dst: &mut [f32], len: usize, bias: &[f32]) {
+    for (row, b) in dst.chunks_mut(len).zip(bias) {
+        row.iter_mut().for_each(|v| *v += b);
+    }
+}
+
 /// A pointwise convolution (1x1, stride 1, no padding) of the images in `xs`, whose
 /// columns are the images' planes themselves: one product per image and group straight
-/// from the input into `out` (`[n, cout, hw]`), on the bias.
+/// from the input onto `out` (`[n, cout, hw]`, accumulated), with the bias.
 fn pointwise(
     xs: &[f32],
     ws: &[f32],
@@ -230,9 +255,7 @@ fn pointwise(
     let (cout_g, cin_g) = (cout / groups, ws.len() / cout);
     for (img, y) in out.chunks_mut(cout * hw).enumerate() {
         for (grp, yg) in y.chunks_mut(cout_g * hw).enumerate() {
-            for (row, b) in yg.chunks_mut(hw).zip(&bias[grp * cout_g..]) {
-                row.fill(*b);
-            }
+            add_bias(yg, hw, &bias[grp * cout_g..]);
             let xg = &xs[(img * groups + grp) * cin_g * hw..][..cin_g * hw];
             let wg = &ws[grp * cout_g * cin_g..][..cout_g * cin_g];
             profile::timed(Phase::ConvGemm, 2 * (cout_g * hw * cin_g) as u64, || {
@@ -488,9 +511,11 @@ mod tests {
                     w: oh,
                 },
             );
-            let got = conv_forward(&x, &c, in_shape, out_shape, false, ConvPath::Auto).unwrap();
+            let got =
+                conv_forward(&x, &c, in_shape, out_shape, false, None, ConvPath::Auto).unwrap();
             // the fused ReLU epilogue gives the ReLU of the output
-            let fused = conv_forward(&x, &c, in_shape, out_shape, true, ConvPath::Auto).unwrap();
+            let fused =
+                conv_forward(&x, &c, in_shape, out_shape, true, None, ConvPath::Auto).unwrap();
             let d_relu = super::super::max_abs_diff(&fused, &want.relu().unwrap());
             assert!(d_relu < 1e-4, "fused relu: {d_relu}");
             let d = super::super::max_abs_diff(&got, &want);

@@ -178,6 +178,7 @@ mod tests {
                 input,
                 output,
                 false,
+                None,
                 crate::model::net::ConvPath::Winograd,
             )
             .unwrap();
