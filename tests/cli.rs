@@ -474,22 +474,27 @@ fn bench_kernels_times_each_3x3_convolution_both_ways() {
         .filter(|l| l.starts_with("| demo-resnet |") && l.contains(" -> "))
         .collect();
     for shape in ["| 32 -> 32 |", "| 64 -> 64 |"] {
-        let row = rows
-            .iter()
-            .find(|l| l.contains(shape))
-            .unwrap_or_else(|| panic!("no row for {shape}:\n{table}"));
-        // at batch 1 these planes are below the work Winograd needs to gain
-        assert!(
-            row.contains("| winograd at b32 |") || row.contains("| im2col |"),
-            "{row}"
-        );
-        // six timings and three gains, all positive
-        let cells: Vec<f64> = row
-            .split('|')
-            .filter_map(|c| c.trim().trim_end_matches('x').parse().ok())
-            .collect();
-        assert_eq!(cells.len(), 9, "{row}");
-        assert!(cells.iter().all(|v| *v > 0.0), "{row}");
+        for scheme in ["| F(2x2, 3x3) |", "| F(4x4, 3x3) |"] {
+            let row = rows
+                .iter()
+                .find(|l| l.contains(shape) && l.contains(scheme))
+                .unwrap_or_else(|| panic!("no row for {shape} {scheme}:\n{table}"));
+            // at batch 1 these planes are below the work Winograd needs to gain, and the
+            // kernels take F(4x4, 3x3) only when told to
+            let used = if scheme.contains("2x2") {
+                ["| b32 |", "| no |"].as_slice()
+            } else {
+                ["| no |"].as_slice()
+            };
+            assert!(used.iter().any(|u| row.contains(u)), "{row}");
+            // six timings and three gains, all positive
+            let cells: Vec<f64> = row
+                .split('|')
+                .filter_map(|c| c.trim().trim_end_matches('x').parse().ok())
+                .collect();
+            assert_eq!(cells.len(), 9, "{row}");
+            assert!(cells.iter().all(|v| *v > 0.0), "{row}");
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! Golden numeric tests on the CPU kernels with Winograd's F(2x2, 3x3) forced onto every
-//! stride-1 3x3 convolution it takes (`ConvPath::Winograd`): at the fixtures' small sizes
-//! the default path (`Auto`) leaves them to `im2col`, so this is where the transformed
+//! Golden numeric tests on the CPU kernels with Winograd's 2x2-tile schemes forced onto
+//! every convolution they take (`ConvPath::Winograd`): F(2x2, 3x3) on the stride-1 3x3
+//! ones, F(2x2, 5x5) on the stride-1 5x5 ones. At the fixtures' small sizes the default
+//! path (`Auto`) leaves most of them to `im2col`, so this is where the transformed
 //! convolutions meet the PyTorch references, at the same bar (the suite is
 //! `tests/golden/suite.rs`).
 

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use crate::model::kernels::{self, MatRef, Threads};
 use crate::model::net::ConvPath;
 use crate::model::net::Layer;
-use crate::model::ops::conv::{conv_backward, conv_forward, geom, images_per_product};
+use crate::model::ops::conv::{
+    conv_backward, conv_forward, fast_scheme, geom, images_per_product, Scheme,
+};
 use crate::model::profile::{self, Phase};
-use crate::model::winograd;
+use crate::model::winograd6;
 use crate::model::{Model, WeightsSource};
 
 use super::peak;
@@ -332,19 +334,20 @@ pub fn run(args: &super::BenchOptions) -> Result<()> {
         )?;
     }
     crate::outln!(
-        "\n| model | stride-1 3x3 conv | cin -> cout | h x w | used | b1 im2col ms | b1 winograd ms | b1 gain | b32 im2col ms | b32 winograd ms | b32 gain | grad im2col ms | grad winograd ms | grad gain |"
+        "\n| model | stride-1 conv | cin -> cout | h x w | scheme | used | b1 im2col ms | b1 winograd ms | b1 gain | b32 im2col ms | b32 winograd ms | b32 gain | grad im2col ms | grad winograd ms | grad gain |"
     )?;
-    crate::outln!("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    crate::outln!("|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for w in &wino {
         let t = &w.ms;
         crate::outln!(
-            "| {} | {} | {} -> {} | {}x{} | {} | {:.2} | {:.2} | {:.2}x | {:.1} | {:.1} | {:.2}x | {:.2} | {:.2} | {:.2}x |",
+            "| {} | {} | {} -> {} | {}x{} | {} | {} | {:.2} | {:.2} | {:.2}x | {:.1} | {:.1} | {:.2}x | {:.2} | {:.2} | {:.2}x |",
             w.model,
             layer_list(&w.layers),
             w.cin,
             w.cout,
             w.h,
             w.w,
+            w.scheme.name(),
             w.used,
             t[0],
             t[1],
@@ -377,6 +380,7 @@ fn layer_list(layers: &[String]) -> String {
 }
 
 /// One whole pass, split by phase (ms per pass, the mean of `runs`).
+#[derive(Clone)]
 struct Pass {
     name: String,
     total_ms: f64,
@@ -384,8 +388,23 @@ struct Pass {
     gemm_gflops: f64,
 }
 
+impl Pass {
+    /// The fastest of `runs` of one pass: on a shared machine the others' load only adds
+    /// time, so the least is the closest to the pass's own cost.
+    fn fastest(runs: Vec<Pass>) -> Option<Pass> {
+        runs.into_iter()
+            .min_by(|a, b| a.total_ms.total_cmp(&b.total_ms))
+    }
+}
+
+/// `runs` runs of `f` after one to warm up, profiled.
 fn profiled(name: String, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Pass> {
     f()?;
+    profile_runs(name, runs, f)
+}
+
+/// `runs` runs of `f`, profiled: the mean time and phases of one.
+fn profile_runs(name: String, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Pass> {
     profile::start();
     let t = Instant::now();
     for _ in 0..runs {
@@ -438,30 +457,38 @@ fn where_time_goes(name: &str, m: &Model, runs: usize) -> Result<Vec<Pass>> {
         "{name} forward b32 by layer type (ms, with backward state kept): {}",
         list.join(", ")
     )?;
-    // the same passes with every convolution through `im2col` (no Winograd), side by side
-    let mut direct = m.net.clone();
-    direct.convs = ConvPath::Direct;
-    // and with no layers merged (fused ReLUs, convolutions run by residual Adds)
-    let mut unfused = m.net.clone();
-    unfused.fuse = false;
+    // the same passes with every convolution through `im2col` (no Winograd), with each
+    // Winograd scheme forced, and with no layers merged (fused ReLUs, convolutions run by
+    // residual Adds): one run of each in turn, so the machine's drift hits them alike
+    let variant = |how: &'static str, convs: ConvPath, fuse: bool| {
+        let mut net = m.net.clone();
+        net.convs = convs;
+        net.fuse = fuse;
+        (how, net)
+    };
+    let variants = [
+        ("", m.net.clone()),
+        variant(" (im2col only)", ConvPath::Direct, true),
+        variant(" (2x2 tiles)", ConvPath::Winograd, true),
+        variant(" (4x4 tiles)", ConvPath::Winograd4, true),
+        variant(" (unfused)", m.net.convs, false),
+    ];
     let mut out = Vec::new();
-    for (net, how) in [
-        (&m.net, ""),
-        (&direct, " (im2col only)"),
-        (&unfused, " (unfused)"),
-    ] {
-        out.push(profiled(format!("{name} forward b1{how}"), runs, || {
-            net.forward_blobs(&x1)?;
-            Ok(())
-        })?);
-        out.push(profiled(
-            format!("{name} forward b32{how}"),
-            runs.min(3),
-            || {
-                net.forward_blobs(&x32)?;
-                Ok(())
-            },
-        )?);
+    for (batch, x, rounds) in [(1, &x1, runs), (32, &x32, runs.min(5))] {
+        let mut passes: Vec<Vec<Pass>> = vec![Vec::new(); variants.len()];
+        for round in 0..=rounds {
+            for (k, (how, net)) in variants.iter().enumerate() {
+                let p = profile_runs(format!("{name} forward b{batch}{how}"), 1, || {
+                    net.forward_blobs(x)?;
+                    Ok(())
+                })?;
+                // the first round warms up
+                if round > 0 {
+                    passes[k].push(p);
+                }
+            }
+        }
+        out.extend(passes.into_iter().filter_map(Pass::fastest));
     }
     let state = m.net.forward(&x1)?;
     let rows = recon::overview(m, &state, 0, 1)?;
@@ -499,31 +526,33 @@ struct WinoRow {
     cout: usize,
     h: usize,
     w: usize,
-    /// Where the CPU kernels take Winograd for it ([`winograd::applies`], [`winograd::worth`]).
+    scheme: Scheme,
+    /// At which batch sizes the CPU kernels take this scheme for it ([`fast_scheme`]).
     used: &'static str,
     /// Median ms: b1 direct, b1 Winograd, b32 direct, b32 Winograd, data gradient of one
     /// dense row direct, Winograd.
     ms: [f64; 6],
 }
 
-/// Every distinct stride-1 3x3 convolution of one group in `m`, alone: its forward at
-/// batch 1 and 32 and the data gradient of one dense gradient row, by `im2col` and one
-/// product (`direct`) and by Winograd F(2x2, 3x3) (transformed weights cached, as in a
-/// pass), whether or not the kernels would choose it: the measurement behind
-/// [`winograd::applies`].
+/// Every distinct stride-1 3x3 or 5x5 convolution of one group and at least 16 channels
+/// in `m`, alone: its forward at batch 1 and 32 and the data gradient of one dense
+/// gradient row, by `im2col` and one product (`direct`) and by each Winograd scheme that
+/// takes it (transformed weights cached, as in a pass), whether or not the kernels would
+/// choose it: the measurement behind [`fast_scheme`].
 fn winograd_rows(name: &str, m: &Model, samples: usize) -> Result<Vec<WinoRow>> {
     let net = &m.net;
-    // (cin, cout, h, w, padding) -> the first layer with it, and every one
-    type Shape3x3 = (usize, usize, usize, usize, [usize; 2]);
-    let mut by_shape: BTreeMap<Shape3x3, (usize, Vec<String>)> = BTreeMap::new();
+    // (cin, cout, h, w, kernel, padding) -> the first layer with it, and every one
+    type ConvShape = (usize, usize, usize, usize, usize, [usize; 2]);
+    let mut by_shape: BTreeMap<ConvShape, (usize, Vec<String>)> = BTreeMap::new();
     for (i, layer) in net.layers.iter().enumerate() {
         let Layer::Conv(c) = layer else { continue };
         let (in_shape, out_shape) = (net.shape_at(net.inputs[i][0]), net.shapes[i]);
         let g = geom(c, in_shape, out_shape);
-        if g.k != [3, 3] || g.stride != [1, 1] || g.dil != [1, 1] || c.groups != 1 {
+        let (cin, cout) = (in_shape.channels(), out_shape.channels());
+        if !winograd6::applies(&g, c.groups, cin, cout) {
             continue;
         }
-        let key = (in_shape.channels(), out_shape.channels(), g.h, g.w, g.pad);
+        let key = (cin, cout, g.h, g.w, g.k[0], g.pad);
         by_shape
             .entry(key)
             .or_insert_with(|| (i, vec![]))
@@ -532,66 +561,79 @@ fn winograd_rows(name: &str, m: &Model, samples: usize) -> Result<Vec<WinoRow>> 
     }
     let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> { super::median_ms(samples, f) };
     let mut rows = Vec::new();
-    for ((cin, cout, h, w, _), (i, layers)) in by_shape {
+    for ((cin, cout, h, w, k, _), (i, layers)) in by_shape {
         let Layer::Conv(c) = &net.layers[i] else {
             continue;
         };
         let (in_shape, out_shape) = (net.shape_at(net.inputs[i][0]), net.shapes[i]);
         let g = geom(c, in_shape, out_shape);
-        let Some(gb) = winograd::backward_geom(&g) else {
-            continue;
-        };
         let dev = Device::Cpu;
         let weights = c.w.flatten_all()?.to_vec1::<f32>()?;
-        let u = winograd::transform_weights(&weights, cout, cin);
-        let ut = winograd::transform_weights_transposed(&weights, cout, cin);
         let bias = vec![0f32; cout];
-        let mut ms = [0f64; 6];
-        for (slot, n) in [(0, 1), (2, 32)] {
+        let mut inputs = Vec::new();
+        for n in [1, 32] {
             let x = Tensor::from_vec(filled(n * cin * h * w, 3), (n, cin, h, w), &dev)?;
-            let xs = filled(n * cin * h * w, 3);
-            let mut out = vec![0f32; n * cout * g.oh * g.ow];
-            ms[slot] = time(&mut || {
-                conv_forward(&x, c, in_shape, out_shape, false, None, ConvPath::Direct)?;
-                Ok(())
-            })?;
-            ms[slot + 1] = time(&mut || {
-                // as the convolution does: onto a zeroed output
-                out.fill(0.0);
-                winograd::forward(&xs, n, cin, &g, &u, &bias, false, &mut out);
-                Ok(())
-            })?;
+            inputs.push((n, x, filled(n * cin * h * w, 3)));
         }
         let dy = filled(cout * g.oh * g.ow, 4);
         let dyt = Tensor::from_vec(dy.clone(), (1, cout, g.oh, g.ow), &dev)?;
-        let mut dx = vec![0f32; cin * h * w];
-        ms[4] = time(&mut || {
+        // the direct way once
+        let mut direct = [0f64; 3];
+        for (slot, (_, x, _)) in inputs.iter().enumerate() {
+            direct[slot] = time(&mut || {
+                conv_forward(x, c, in_shape, out_shape, false, None, ConvPath::Direct)?;
+                Ok(())
+            })?;
+        }
+        direct[2] = time(&mut || {
             conv_backward(&dyt, c, in_shape, out_shape, ConvPath::Direct)?;
             Ok(())
         })?;
-        ms[5] = time(&mut || {
-            dx.fill(0.0);
-            winograd::forward(&dy, 1, cout, &gb, &ut, &vec![0.0; cin], false, &mut dx);
-            Ok(())
-        })?;
-        rows.push(WinoRow {
-            model: name.into(),
-            layers,
-            cin,
-            cout,
-            h,
-            w,
-            used: match (
-                winograd::applies(&g, c.groups, cin, cout),
-                winograd::worth(&g, 1, cin, cout),
-                winograd::worth(&g, 32, cin, cout),
-            ) {
-                (true, true, _) => "winograd",
-                (true, false, true) => "winograd at b32",
-                _ => "im2col",
-            },
-            ms,
-        });
+        let schemes: &[Scheme] = if k == 3 {
+            &[Scheme::F2k3, Scheme::F4k3]
+        } else {
+            &[Scheme::F2k5]
+        };
+        for &scheme in schemes {
+            let Some(gb) = scheme.backward_geom(&g) else {
+                continue;
+            };
+            let u = scheme.transform(&weights, cout, cin, false);
+            let ut = scheme.transform(&weights, cout, cin, true);
+            let mut ms = [direct[0], 0.0, direct[1], 0.0, direct[2], 0.0];
+            for (slot, (n, _, xs)) in inputs.iter().enumerate() {
+                let mut out = vec![0f32; n * cout * g.oh * g.ow];
+                ms[2 * slot + 1] = time(&mut || {
+                    // as the convolution does: onto a zeroed output
+                    out.fill(0.0);
+                    scheme.forward(xs, *n, cin, &g, &u, &bias, false, &mut out);
+                    Ok(())
+                })?;
+            }
+            let mut dx = vec![0f32; cin * h * w];
+            ms[5] = time(&mut || {
+                dx.fill(0.0);
+                scheme.forward(&dy, 1, cout, &gb, &ut, &vec![0.0; cin], false, &mut dx);
+                Ok(())
+            })?;
+            let takes = |n| fast_scheme(ConvPath::Auto, &g, c.groups, n, cin, cout) == Some(scheme);
+            rows.push(WinoRow {
+                model: name.into(),
+                layers: layers.clone(),
+                cin,
+                cout,
+                h,
+                w,
+                scheme,
+                used: match (takes(1), takes(32)) {
+                    (true, true) => "b1, b32",
+                    (true, false) => "b1",
+                    (false, true) => "b32",
+                    (false, false) => "no",
+                },
+                ms,
+            });
+        }
     }
     Ok(rows)
 }

@@ -15,6 +15,7 @@ pub mod tensorops;
 pub mod transfer;
 pub mod weights;
 pub mod winograd;
+pub mod winograd6;
 pub mod zoo;
 
 use std::path::{Path, PathBuf};

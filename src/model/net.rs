@@ -322,18 +322,24 @@ pub struct Net {
     pub fuse: bool,
 }
 
-/// How the CPU kernels run the stride-1 3x3 convolutions that Winograd's F(2x2, 3x3) can
-/// take ([`super::winograd::applies`]); other convolutions always run `im2col` + product.
+/// How the CPU kernels run the stride-1 3x3 and 5x5 convolutions that Winograd's minimal
+/// filtering can take ([`super::winograd::applies`], [`super::winograd6::applies`]):
+/// F(2x2, 3x3), F(4x4, 3x3) or F(2x2, 5x5); other convolutions always run `im2col` +
+/// product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvPath {
-    /// Winograd where the work is large enough to gain ([`super::winograd::worth`]).
+    /// Winograd where the work is large enough to gain, by the scheme that gains most
+    /// (`ops::conv::fast_scheme`).
     #[default]
     Auto,
     /// Never Winograd: for weights that change in place between passes (training's
     /// `Var`s), whose cached transform could not see the change.
     Direct,
-    /// Winograd wherever it applies, however small (tests hold it to the references).
+    /// Winograd with 2x2 output tiles wherever it applies, however small: F(2x2, 3x3) and
+    /// F(2x2, 5x5) (tests hold it to the references).
     Winograd,
+    /// The same with F(4x4, 3x3) for the 3x3 convolutions.
+    Winograd4,
 }
 
 /// What one forward pass keeps: the input, every layer's output (of the layers it ran),

@@ -336,43 +336,88 @@ fn output_transform(
 }
 
 /// A convolution's transformed weights, made on first use and kept beside the weights
-/// they came from (by tensor identity: a net whose `w` is replaced, such as a randomized
-/// copy, makes its own). Weights changed *in place* (a training `Var`) are not seen, so
-/// training passes do not use it.
+/// they came from, one per transform `kind` (a scheme, forward or transposed), by tensor
+/// identity: a net whose `w` is replaced, such as a randomized copy, makes its own. Weights
+/// changed *in place* (a training `Var`) are not seen, so training passes do not use it.
 #[derive(Default)]
-pub struct WeightCache(Mutex<Option<(TensorId, Arc<Vec<f32>>)>>);
+pub struct WeightCache(Mutex<Vec<Kept>>);
+
+/// A transform kept: of which weights, which kind.
+type Kept = (TensorId, u8, Arc<Vec<f32>>);
 
 impl Clone for WeightCache {
     fn clone(&self) -> Self {
-        let kept = self.0.lock().ok().and_then(|g| g.clone());
+        let kept = self.0.lock().map(|g| g.clone()).unwrap_or_default();
         WeightCache(Mutex::new(kept))
     }
 }
 
 impl WeightCache {
-    /// The transform of `w`, made by `make` unless the kept one is of `w`.
+    /// The transform of `kind` of `w`, made by `make` unless one is kept; transforms of
+    /// other weights are dropped.
     pub fn get(
         &self,
         w: &Tensor,
+        kind: u8,
         make: impl FnOnce() -> crate::error::Result<Vec<f32>>,
     ) -> crate::error::Result<Arc<Vec<f32>>> {
         let mut kept = self
             .0
             .lock()
             .map_err(|_| crate::error::Error::internal("the weight cache lock was poisoned"))?;
-        if let Some((id, u)) = kept.as_ref() {
-            if *id == w.id() {
-                return Ok(u.clone());
-            }
+        if let Some((_, _, u)) = kept.iter().find(|(id, k, _)| *id == w.id() && *k == kind) {
+            return Ok(u.clone());
         }
         let u = Arc::new(make()?);
-        *kept = Some((w.id(), u.clone()));
+        kept.retain(|(id, _, _)| *id == w.id());
+        kept.push((w.id(), kind, u.clone()));
         Ok(u)
+    }
+}
+
+/// What the tests of both Winograd modules share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// `len` numbers in [-1, 1), the same for the same seed.
+    pub fn noise(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `direct` plus `residual`, through a ReLU when `relu`: what a convolution written
+    /// onto a residual must give.
+    pub fn onto(mut direct: Vec<f32>, residual: &[f32], relu: bool) -> Vec<f32> {
+        for (v, r) in direct.iter_mut().zip(residual) {
+            *v += r;
+            if relu {
+                *v = v.max(0.0);
+            }
+        }
+        direct
+    }
+
+    /// The largest difference of `have` from `want` (infinite at a NaN).
+    pub fn max_err(want: &[f32], have: &[f32]) -> f32 {
+        want.iter()
+            .zip(have)
+            .map(|(a, b)| (a - b).abs())
+            .fold(
+                0f32,
+                |m, v| if v.is_nan() { f32::INFINITY } else { m.max(v) },
+            )
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::test_support::{max_err, noise, onto};
     use super::*;
     use crate::model::kernels::{im2col, sgemm};
 
@@ -410,18 +455,6 @@ mod tests {
         }
     }
 
-    fn noise(len: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
     #[test]
     fn equals_the_direct_convolution() {
         // (h, w, pad begin, pad end, cin, cout, images): odd and even outputs, no padding,
@@ -447,21 +480,10 @@ mod tests {
                 let mut got = residual.clone();
                 forward_in_blocks(&x, n, cin, &g, &u, &bias, relu, &mut got, budget);
                 for j in 0..n {
-                    let mut want = direct(&x[j * cin * h * w..], &wts, &bias, cin, &g);
-                    let r = &residual[j * want.len()..(j + 1) * want.len()];
-                    want.iter_mut().zip(r).for_each(|(v, r)| *v += r);
-                    if relu {
-                        want.iter_mut().for_each(|v| *v = v.max(0.0));
-                    }
-                    let have = &got[j * want.len()..(j + 1) * want.len()];
-                    let d = want
-                        .iter()
-                        .zip(have)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(
-                            0f32,
-                            |m, v| if v.is_nan() { f32::INFINITY } else { m.max(v) },
-                        );
+                    let want = direct(&x[j * cin * h * w..], &wts, &bias, cin, &g);
+                    let at = j * want.len()..(j + 1) * want.len();
+                    let want = onto(want, &residual[at.clone()], relu);
+                    let d = max_err(&want, &got[at]);
                     assert!(
                         d < 1e-4,
                         "{h}x{w} pad {pad:?}/{pad_end:?} c{cin}->{cout} n{n} budget {budget} image {j}: {d}"
@@ -543,15 +565,32 @@ mod tests {
             made.set(made.get() + 1);
             Ok(vec![v])
         };
-        assert_eq!(*cache.get(&a, || make(0.0)).unwrap(), [0.0]);
-        assert_eq!(*cache.get(&a, || make(9.0)).unwrap(), [0.0], "kept");
-        let copy = cache.clone();
-        assert_eq!(*copy.get(&b, || make(1.0)).unwrap(), [1.0], "other weights");
+        assert_eq!(*cache.get(&a, 0, || make(0.0)).unwrap(), [0.0]);
+        assert_eq!(*cache.get(&a, 0, || make(9.0)).unwrap(), [0.0], "kept");
         assert_eq!(
-            *cache.get(&a, || make(9.0)).unwrap(),
+            *cache.get(&a, 1, || make(5.0)).unwrap(),
+            [5.0],
+            "another kind"
+        );
+        assert_eq!(*cache.get(&a, 0, || make(9.0)).unwrap(), [0.0], "both kept");
+        let copy = cache.clone();
+        assert_eq!(
+            *copy.get(&b, 0, || make(1.0)).unwrap(),
+            [1.0],
+            "other weights"
+        );
+        assert_eq!(
+            *cache.get(&a, 0, || make(9.0)).unwrap(),
             [0.0],
             "the original keeps its own"
         );
-        assert_eq!(made.get(), 2);
+        assert_eq!(*copy.get(&b, 1, || make(2.0)).unwrap(), [2.0]);
+        assert_eq!(
+            *copy.get(&a, 1, || make(3.0)).unwrap(),
+            [3.0],
+            "b's dropped"
+        );
+        assert_eq!(*copy.get(&b, 1, || make(4.0)).unwrap(), [4.0], "made again");
+        assert_eq!(made.get(), 6);
     }
 }

@@ -1,6 +1,7 @@
 // The golden suite, included by `tests/golden.rs` (the CPU kernels),
-// `tests/golden_winograd.rs` (the CPU kernels with Winograd on every 3x3 convolution it
-// takes) and `tests/golden_generic.rs` (the tensor-op backend a GPU runs, on the CPU),
+// `tests/golden_winograd.rs` (the CPU kernels with Winograd F(2x2, 3x3) and F(2x2, 5x5) on
+// every convolution they take), `tests/golden_winograd6.rs` (the same with F(4x4, 3x3))
+// and `tests/golden_generic.rs` (the tensor-op backend a GPU runs, on the CPU),
 // each naming its `DEVICE` and `CONVS`: treevis against
 // PyTorch autograd + Captum on the same weights. The fixtures in `tests/golden/` were
 // written by the scripts beside this file (their headers say which torch/captum versions);

@@ -15,6 +15,7 @@ use crate::model::profile::{self, Phase};
 use crate::model::shape::Shape;
 use crate::model::spec::{Hw, Pads};
 use crate::model::winograd::{self, WeightCache};
+use crate::model::winograd6;
 
 /// A convolution with its weights (`[cout, cin/groups, k, k]`).
 #[derive(Clone)]
@@ -157,13 +158,11 @@ pub(crate) fn conv_forward(
         })??;
         return Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?);
     }
-    if takes_winograd(path, &g, c.groups, n, cin, cout) {
-        let u = c.fast.get(&c.w, || {
-            with_host(&c.w, |ws| winograd::transform_weights(ws, cout, cin))
+    if let Some(s) = fast_scheme(path, &g, c.groups, n, cin, cout) {
+        let u = c.fast.get(&c.w, s as u8, || {
+            with_host(&c.w, |ws| s.transform(ws, cout, cin, false))
         })?;
-        with_host(x, |xs| {
-            winograd::forward(xs, n, cin, &g, &u, &bias, relu, &mut out)
-        })?;
+        with_host(x, |xs| s.forward(xs, n, cin, &g, &u, &bias, relu, &mut out))?;
         return Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?);
     }
     with_host(x, |xs| {
@@ -310,21 +309,19 @@ pub(crate) fn conv_backward(
         return Ok(Tensor::cat(&parts, 1)?);
     }
     let geo = geom(c, in_shape, out_shape);
-    let wino = winograd::backward_geom(&geo)
-        .filter(|_| takes_winograd(path, &geo, c.groups, rows, cin, cout));
-    if let Some(gb) = wino {
+    let wino = fast_scheme(path, &geo, c.groups, rows, cin, cout)
+        .and_then(|s| Some((s, s.backward_geom(&geo)?)));
+    if let Some((s, gb)) = wino {
         // a dense gradient only: a seed's few channels go to the direct product below
         let dx = with_host(g, |gs| -> Result<Option<Vec<f32>>> {
             if 2 * active_channels(gs, 0..rows, cout, 0..cout, oh * geo.ow).len() < cout {
                 return Ok(None);
             }
-            let u = c.fast_t.get(&c.w, || {
-                with_host(&c.w, |ws| {
-                    winograd::transform_weights_transposed(ws, cout, cin)
-                })
+            let u = c.fast_t.get(&c.w, s as u8, || {
+                with_host(&c.w, |ws| s.transform(ws, cout, cin, true))
             })?;
             let mut dx = vec![0f32; rows * cin * geo.h * geo.w];
-            winograd::forward(gs, rows, cout, &gb, &u, &vec![0.0; cin], false, &mut dx);
+            s.forward(gs, rows, cout, &gb, &u, &vec![0.0; cin], false, &mut dx);
             Ok(Some(dx))
         })??;
         if let Some(dx) = dx {
@@ -427,20 +424,103 @@ pub(crate) fn conv_backward(
 }
 
 /// Whether `n` images (or rows) of a convolution run as Winograd under `path`.
-fn takes_winograd(
+/// A Winograd scheme of the CPU kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// F(2x2, 3x3) ([`winograd`]).
+    F2k3,
+    /// F(4x4, 3x3) ([`winograd6`]).
+    F4k3,
+    /// F(2x2, 5x5) ([`winograd6`]).
+    F2k5,
+}
+
+impl Scheme {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Scheme::F2k3 => "F(2x2, 3x3)",
+            Scheme::F4k3 => "F(4x4, 3x3)",
+            Scheme::F2k5 => "F(2x2, 5x5)",
+        }
+    }
+
+    fn six(self) -> Option<winograd6::Scheme> {
+        match self {
+            Scheme::F2k3 => None,
+            Scheme::F4k3 => winograd6::Scheme::for_kernel(3),
+            Scheme::F2k5 => winograd6::Scheme::for_kernel(5),
+        }
+    }
+
+    /// The transformed weights `w` (`[cout, cin, r, r]`), of the data gradient's filters
+    /// when `transposed`.
+    pub(crate) fn transform(
+        self,
+        w: &[f32],
+        cout: usize,
+        cin: usize,
+        transposed: bool,
+    ) -> Vec<f32> {
+        match (self.six(), transposed) {
+            (None, false) => winograd::transform_weights(w, cout, cin),
+            (None, true) => winograd::transform_weights_transposed(w, cout, cin),
+            (Some(s), false) => winograd6::transform_weights(&s, w, cout, cin),
+            (Some(s), true) => winograd6::transform_weights_transposed(&s, w, cout, cin),
+        }
+    }
+
+    /// The data gradient's geometry as a forward convolution, where the scheme takes it.
+    pub(crate) fn backward_geom(self, g: &ConvGeom) -> Option<ConvGeom> {
+        match self {
+            Scheme::F2k3 => winograd::backward_geom(g),
+            _ => winograd6::backward_geom(g),
+        }
+    }
+
+    /// `out += ` the convolution (see [`winograd::forward`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward(
+        self,
+        x: &[f32],
+        n: usize,
+        cin: usize,
+        g: &ConvGeom,
+        u: &[f32],
+        bias: &[f32],
+        relu: bool,
+        out: &mut [f32],
+    ) {
+        match self.six() {
+            None => winograd::forward(x, n, cin, g, u, bias, relu, out),
+            Some(s) => winograd6::forward(&s, x, n, cin, g, u, bias, relu, out),
+        }
+    }
+}
+
+/// The Winograd scheme a convolution of this geometry takes for `n` images (or gradient
+/// rows), as `path` says: none below 16 channels, strided, dilated or grouped, and none in
+/// `Auto` where the work is too small to gain ([`winograd::worth`]).
+pub(crate) fn fast_scheme(
     path: ConvPath,
     g: &ConvGeom,
     groups: usize,
     n: usize,
     cin: usize,
     cout: usize,
-) -> bool {
-    winograd::applies(g, groups, cin, cout)
-        && match path {
-            ConvPath::Direct => false,
-            ConvPath::Winograd => true,
-            ConvPath::Auto => winograd::worth(g, n, cin, cout),
-        }
+) -> Option<Scheme> {
+    if !winograd6::applies(g, groups, cin, cout) {
+        return None;
+    }
+    let three = g.k == [3, 3];
+    match path {
+        ConvPath::Direct => None,
+        ConvPath::Winograd if three => Some(Scheme::F2k3),
+        ConvPath::Winograd4 if three => Some(Scheme::F4k3),
+        ConvPath::Winograd | ConvPath::Winograd4 => Some(Scheme::F2k5),
+        ConvPath::Auto if !winograd::worth(g, n, cin, cout) => None,
+        ConvPath::Auto if three => Some(Scheme::F2k3),
+        ConvPath::Auto => Some(Scheme::F2k5),
+    }
 }
 
 /// The channels of `chans` (as offsets from its start) whose gradient is nonzero in some
