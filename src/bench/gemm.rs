@@ -616,7 +616,9 @@ fn winograd_rows(name: &str, m: &Model, samples: usize) -> Result<Vec<WinoRow>> 
                 scheme.forward(&dy, 1, cout, &gb, &ut, &vec![0.0; cin], false, &mut dx);
                 Ok(())
             })?;
-            let takes = |n| fast_scheme(ConvPath::Auto, &g, c.groups, n, cin, cout) == Some(scheme);
+            let takes = |n| {
+                fast_scheme(ConvPath::Auto, &g, c.groups, n, (cin, cout), false) == Some(scheme)
+            };
             rows.push(WinoRow {
                 model: name.into(),
                 layers: layers.clone(),

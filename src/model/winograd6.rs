@@ -126,6 +126,18 @@ pub fn applies(g: &ConvGeom, groups: usize, cin: usize, cout: usize) -> bool {
         && cout >= MIN_CHANNELS
 }
 
+/// Multiply-adds of one of the 36 products (`cout * cin * tiles` over the images, in 2x2
+/// tiles) below which F(2x2, 5x5) leaves a 5x5 convolution to `im2col`: 4 times
+/// F(2x2, 3x3)'s (`treevis bench --kernels`: AlexNet's conv2 gains at batch 32, not
+/// reliably at batch 1).
+const MIN_WORK: usize = 1 << 23;
+
+/// Whether `n` images of a 5x5 convolution that [`applies`] are enough work for F(2x2,
+/// 5x5) to gain (`MIN_WORK`).
+pub fn worth(g: &ConvGeom, n: usize, cin: usize, cout: usize) -> bool {
+    n * g.oh.div_ceil(2) * g.ow.div_ceil(2) * cin * cout >= MIN_WORK
+}
+
 /// `U = G g G^T` of every filter, as `[36][cout][cin]`: `w` is `[cout, cin, r, r]`.
 pub fn transform_weights(s: &Scheme, w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     let (r, plane) = (s.r, cout * cin);

@@ -1,9 +1,10 @@
 //! Convolutions (groups, depthwise, dilation, non-square kernels and strides, uneven
 //! padding): the weights, the forward, and the data gradient every backward rule passes
 //! through unchanged. On the CPU they run `im2col` + one matrix product per group (the
-//! kernels of [`super::super::kernels`]), or Winograd's F(2x2, 3x3) for the stride-1 3x3
-//! ones it takes (`crate::model::winograd`, as the net's [`ConvPath`] says); on another
-//! device candle's conv2d where it can take the geometry, else the host.
+//! kernels of [`super::super::kernels`]), or Winograd's minimal filtering for the stride-1
+//! 3x3 and 5x5 ones it takes (`crate::model::winograd`, `crate::model::winograd6`, as the
+//! net's [`ConvPath`] says, [`fast_scheme`]); on another device candle's conv2d where it
+//! can take the geometry, else the host.
 
 use candle_core::{Device, Tensor};
 
@@ -87,6 +88,13 @@ const COLS_BUDGET: usize = 2 << 20;
 /// The same for the data gradient's columns (32 MB: its rows are few and sparse).
 const COLS_BUDGET_BACKWARD: usize = 8 << 20;
 
+/// Output planes (`oh * ow`) below which a pointwise convolution of several images copies
+/// their planes side by side (its `im2col`) for one product over them all, instead of a
+/// product per image: ResNet-50's `layer4` products (7x7 planes) run at 104-156 GFLOP/s
+/// one image at a time and at 190-207 over 20 images (`bench --kernels`, `fwd b1` and
+/// `fwd b32` rows of the same shapes).
+const POINTWISE_BATCH_BELOW: usize = 256;
+
 /// Images (of `n`) whose `im2col` columns (`kk` rows of `ohw`) one forward product covers.
 pub(crate) fn images_per_product(kk: usize, ohw: usize, n: usize) -> usize {
     (COLS_BUDGET / (kk * ohw).max(1)).clamp(1, n.max(1))
@@ -150,7 +158,7 @@ pub(crate) fn conv_forward(
         Some(r) => with_host(r, |rs| rs.to_vec())?,
         None => vec![0f32; n * cout * ohw],
     };
-    if c.is_pointwise() {
+    if c.is_pointwise() && (n == 1 || ohw >= POINTWISE_BATCH_BELOW) {
         with_host(x, |xs| {
             with_host(&c.w, |ws| {
                 pointwise(xs, ws, &bias, c.groups, ohw, relu, &mut out)
@@ -158,7 +166,7 @@ pub(crate) fn conv_forward(
         })??;
         return Ok(Tensor::from_vec(out, (n, cout, g.oh, g.ow), &Device::Cpu)?);
     }
-    if let Some(s) = fast_scheme(path, &g, c.groups, n, cin, cout) {
+    if let Some(s) = fast_scheme(path, &g, c.groups, n, (cin, cout), false) {
         let u = c.fast.get(&c.w, s as u8, || {
             with_host(&c.w, |ws| s.transform(ws, cout, cin, false))
         })?;
@@ -309,7 +317,7 @@ pub(crate) fn conv_backward(
         return Ok(Tensor::cat(&parts, 1)?);
     }
     let geo = geom(c, in_shape, out_shape);
-    let wino = fast_scheme(path, &geo, c.groups, rows, cin, cout)
+    let wino = fast_scheme(path, &geo, c.groups, rows, (cin, cout), true)
         .and_then(|s| Some((s, s.backward_geom(&geo)?)));
     if let Some((s, gb)) = wino {
         // a dense gradient only: a seed's few channels go to the direct product below
@@ -497,16 +505,22 @@ impl Scheme {
     }
 }
 
-/// The Winograd scheme a convolution of this geometry takes for `n` images (or gradient
-/// rows), as `path` says: none below 16 channels, strided, dilated or grouped, and none in
-/// `Auto` where the work is too small to gain ([`winograd::worth`]).
+/// The Winograd scheme a convolution of this geometry takes for `n` images (or, `grad`,
+/// for its data gradient of `n` rows), as `path` says: none below 16 channels, strided,
+/// dilated or grouped. `Auto` takes F(2x2, 3x3) for a 3x3 convolution where the work gains
+/// ([`winograd::worth`]), and F(2x2, 5x5) for a 5x5 one's forward where it is 4 times
+/// that ([`winograd6::worth`]), never for its data gradient: AlexNet's conv2 measured
+/// 1.06-1.47x at batch 32, 0.59-1.60x at batch 1 and 0.58-0.88x for one gradient row
+/// (`bench --kernels`). F(4x4, 3x3) gained 1.2-1.7x over F(2x2, 3x3) on single ResNet-50
+/// layers at batch 32, but its heavier transforms left whole passes level, so only
+/// `Winograd4` takes it.
 pub(crate) fn fast_scheme(
     path: ConvPath,
     g: &ConvGeom,
     groups: usize,
     n: usize,
-    cin: usize,
-    cout: usize,
+    (cin, cout): (usize, usize),
+    grad: bool,
 ) -> Option<Scheme> {
     if !winograd6::applies(g, groups, cin, cout) {
         return None;
@@ -517,9 +531,8 @@ pub(crate) fn fast_scheme(
         ConvPath::Winograd if three => Some(Scheme::F2k3),
         ConvPath::Winograd4 if three => Some(Scheme::F4k3),
         ConvPath::Winograd | ConvPath::Winograd4 => Some(Scheme::F2k5),
-        ConvPath::Auto if !winograd::worth(g, n, cin, cout) => None,
-        ConvPath::Auto if three => Some(Scheme::F2k3),
-        ConvPath::Auto => Some(Scheme::F2k5),
+        ConvPath::Auto if three => winograd::worth(g, n, cin, cout).then_some(Scheme::F2k3),
+        ConvPath::Auto => (!grad && winograd6::worth(g, n, cin, cout)).then_some(Scheme::F2k5),
     }
 }
 
@@ -553,12 +566,14 @@ mod tests {
     #[test]
     fn grouped_conv_matches_candle() {
         let dev = Device::Cpu;
-        // (cin, cout, groups, stride, kernel, pad, batch): depthwise, grouped, pointwise
+        // (cin, cout, groups, stride, kernel, pad, batch): depthwise, grouped, pointwise (a
+        // product per image at batch 1, one over the images' planes side by side above)
         for (cin, cout, groups, stride, k, pad, n) in [
             (8, 8, 8, 1, 3, 1, 1),
             (8, 8, 8, 2, 3, 1, 2),
             (4, 8, 2, 1, 3, 1, 3),
             (48, 48, 48, 2, 3, 1, 1),
+            (6, 10, 1, 1, 1, 0, 1),
             (6, 10, 1, 1, 1, 0, 3),
             (6, 10, 2, 1, 1, 0, 2),
             (6, 10, 1, 2, 1, 0, 2),
