@@ -1043,8 +1043,9 @@ impl Net {
     /// Per layer: for a residual Add (CPU only) that runs in the pass (`from..upto`), the
     /// convolution it runs itself, onto its other terms: one whose output (passed on
     /// through identities) that Add alone takes, once, and nothing keeps, which runs in
-    /// the pass too. The convolution's product then accumulates onto the sum, and the Add
-    /// makes no pass over memory of its own. The last such term is taken.
+    /// the pass too, where every term has the Add's shape. The convolution's product then
+    /// accumulates onto the sum, and the Add makes no pass over memory of its own. The last
+    /// such term is taken.
     fn convs_in_adds(&self, keep: &[bool], from: usize, upto: usize) -> Vec<Option<usize>> {
         let mut conv_of = vec![None; self.layers.len()];
         if self.backend != Backend::CpuKernels || !self.fuse {
@@ -1058,7 +1059,11 @@ impl Net {
             let t = self.passed_on(j + 1, keep);
             if let ([i], false) = (self.consumers[t].as_slice(), keep[t]) {
                 let once = self.inputs[*i].iter().filter(|&&u| u == t).count() == 1;
-                if *i < upto && once && self.inputs[*i].len() >= 2 {
+                // every term of the Add's own shape (a resized net may broadcast one)
+                let same = self.inputs[*i]
+                    .iter()
+                    .all(|&u| self.shape_at(u) == self.shapes[*i]);
+                if *i < upto && once && same && self.inputs[*i].len() >= 2 {
                     if let Layer::Add = self.layers[*i] {
                         add_of[t] = Some(j);
                     }
@@ -1250,7 +1255,8 @@ impl Net {
                     let relu = fused[i] == Fused::Producer;
                     let xin = self.inputs[j][0];
                     let (xs, shape) = (at(xin), self.shape_at(xin));
-                    conv_forward(xs, c, shape, out_shape, relu, Some(&residual), self.convs)?
+                    let conv_shape = self.shapes[j];
+                    conv_forward(xs, c, shape, conv_shape, relu, Some(&residual), self.convs)?
                 }
                 Layer::Add if !tops && self.inputs[i].len() >= 2 => {
                     let ins = &self.inputs[i];
@@ -1875,5 +1881,64 @@ layer = "relu1"
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_add_whose_terms_broadcast_after_a_resize_runs_no_convolution_and_errs() {
+        // built at 7x7 both terms are [16, 1, 1]; at 14x14 the pooled one is [16, 2, 2]
+        let spec = super::super::Spec::from_toml(
+            r#"
+name = "gate"
+[input]
+size = [7, 7]
+color = "rgb"
+scale = 1.0
+mean = [0.0, 0.0, 0.0]
+[[layers]]
+name = "stem"
+type = "conv"
+out = 16
+kernel = 1
+[[layers]]
+name = "squeeze"
+type = "adaptive_avgpool"
+output = [1, 1]
+[[layers]]
+name = "gate"
+type = "conv"
+out = 16
+kernel = 1
+[[layers]]
+name = "pool"
+type = "avgpool"
+kernel = 7
+stride = 7
+inputs = ["stem"]
+[[layers]]
+name = "sum"
+type = "add"
+inputs = ["gate", "pool"]
+[[blobs]]
+name = "sum"
+layer = "sum"
+"#,
+            "gate",
+        )
+        .unwrap();
+        let tensors = super::super::weights::random_weights(&spec, 3).unwrap();
+        let net = Net::build(spec, tensors, &Device::Cpu, std::path::Path::new("random")).unwrap();
+        let n = net.layers.len();
+        assert!(net
+            .convs_in_adds(&net.kept(false), 0, n)
+            .iter()
+            .any(Option::is_some));
+        let big = net.resized(14, 14).unwrap();
+        assert!(big
+            .convs_in_adds(&big.kept(false), 0, n)
+            .iter()
+            .all(Option::is_none));
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 14, 14), &Device::Cpu).unwrap();
+        // as before convolutions ran in Adds: the Add refuses the shapes, nothing panics
+        assert!(big.forward_blobs(&x).is_err());
     }
 }

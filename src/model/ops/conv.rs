@@ -101,9 +101,9 @@ pub(crate) fn images_per_product(kk: usize, ohw: usize, n: usize) -> usize {
 }
 
 /// Convolution, plus `residual` (a tensor of the output's shape: the other term of a
-/// residual Add the convolution's output goes to alone, see `Net::deferred_convs`) when
-/// given, through a ReLU when `relu`: on the CPU, a stride-1 3x3 one by Winograd's F(2x2,
-/// 3x3) ([`winograd`]) as `path` says; any other `im2col` of a chunk of images per group,
+/// residual Add the convolution's output goes to alone, see `Net::convs_in_adds`) when
+/// given, through a ReLU when `relu`: on the CPU, a stride-1 3x3 or 5x5 one by the Winograd
+/// scheme [`fast_scheme`] picks as `path` says; any other `im2col` of a chunk of images per group,
 /// then one matrix product per chunk and group. The CPU paths all accumulate onto the
 /// output, which starts as the residual (or zeros), so the Add costs no pass of its own;
 /// the bias and the ReLU are applied while the rows are in cache. Elsewhere candle's
@@ -431,7 +431,6 @@ pub(crate) fn conv_backward(
     )?)
 }
 
-/// Whether `n` images (or rows) of a convolution run as Winograd under `path`.
 /// A Winograd scheme of the CPU kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scheme {
