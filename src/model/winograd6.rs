@@ -139,6 +139,18 @@ pub fn worth(g: &ConvGeom, n: usize, cin: usize, cout: usize) -> bool {
     n * g.oh.div_ceil(2) * g.ow.div_ceil(2) * cin * cout >= MIN_WORK
 }
 
+/// Multiply-adds of one of the 36 products of F(4x4, 3x3) (`cout * cin * tiles`, in 4x4
+/// tiles) from which it takes a 3x3 convolution's forward: AlexNet's and ResNet-50's at
+/// batch 32 (the least 33.5M), not at batch 1 (VGG16's 12.8M), where its heavier
+/// transforms and thinner products lose to F(2x2, 3x3).
+const MIN_WORK_4X4: usize = 1 << 24;
+
+/// Whether `n` images of a 3x3 convolution that [`applies`] are enough work for F(4x4,
+/// 3x3) (`MIN_WORK_4X4`).
+pub fn worth_4x4(g: &ConvGeom, n: usize, cin: usize, cout: usize) -> bool {
+    n * g.oh.div_ceil(4) * g.ow.div_ceil(4) * cin * cout >= MIN_WORK_4X4
+}
+
 /// `U = G g G^T` of every filter, as `[36][cout][cin]`: `w` is `[cout, cin, r, r]`.
 pub fn transform_weights(s: &Scheme, w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     let (r, plane) = (s.r, cout * cin);

@@ -506,13 +506,16 @@ impl Scheme {
 
 /// The Winograd scheme a convolution of this geometry takes for `n` images (or, `grad`,
 /// for its data gradient of `n` rows), as `path` says: none below 16 channels, strided,
-/// dilated or grouped. `Auto` takes F(2x2, 3x3) for a 3x3 convolution where the work gains
-/// ([`winograd::worth`]), and F(2x2, 5x5) for a 5x5 one's forward where it is 4 times
-/// that ([`winograd6::worth`]), never for its data gradient: AlexNet's conv2 measured
-/// 1.06-1.47x at batch 32, 0.59-1.60x at batch 1 and 0.58-0.88x for one gradient row
-/// (`bench --kernels`). F(4x4, 3x3) gained 1.2-1.7x over F(2x2, 3x3) on single ResNet-50
-/// layers at batch 32, but its heavier transforms left whole passes level, so only
-/// `Winograd4` takes it.
+/// dilated or grouped. `Auto`, for a 3x3 convolution's forward: F(4x4, 3x3) where the work
+/// is large ([`winograd6::worth_4x4`]: batch 32 of AlexNet and ResNet-50, not batch 1),
+/// else F(2x2, 3x3) where it gains ([`winograd::worth`]); for its data gradient F(2x2,
+/// 3x3) where it gains. For a 5x5 convolution's forward F(2x2, 5x5) where the work is 4
+/// times F(2x2, 3x3)'s ([`winograd6::worth`]), never for its data gradient. Measured with
+/// `bench --kernels` (each layer alone, three runs): at batch 32 F(4x4, 3x3) beat F(2x2,
+/// 3x3) in 19 of 21 rows of AlexNet and ResNet-50 (by up to 1.3x), at batch 1 it lost
+/// in most; F(2x2, 5x5) on AlexNet's conv2 gained 1.06-1.58x at batch 32, 0.59-1.60x at
+/// batch 1, and 0.58-1.21x for one gradient row; F(4x4, 3x3)'s data gradient of one
+/// row 0.48-1.90x.
 pub(crate) fn fast_scheme(
     path: ConvPath,
     g: &ConvGeom,
@@ -530,6 +533,9 @@ pub(crate) fn fast_scheme(
         ConvPath::Winograd if three => Some(Scheme::F2k3),
         ConvPath::Winograd4 if three => Some(Scheme::F4k3),
         ConvPath::Winograd | ConvPath::Winograd4 => Some(Scheme::F2k5),
+        ConvPath::Auto if three && !grad && winograd6::worth_4x4(g, n, cin, cout) => {
+            Some(Scheme::F4k3)
+        }
         ConvPath::Auto if three => winograd::worth(g, n, cin, cout).then_some(Scheme::F2k3),
         ConvPath::Auto => (!grad && winograd6::worth(g, n, cin, cout)).then_some(Scheme::F2k5),
     }
