@@ -511,11 +511,12 @@ impl Scheme {
 /// else F(2x2, 3x3) where it gains ([`winograd::worth`]); for its data gradient F(2x2,
 /// 3x3) where it gains. For a 5x5 convolution's forward F(2x2, 5x5) where the work is 4
 /// times F(2x2, 3x3)'s ([`winograd6::worth`]), never for its data gradient. Measured with
-/// `bench --kernels` (each layer alone, three runs): at batch 32 F(4x4, 3x3) beat F(2x2,
-/// 3x3) in 19 of 21 rows of AlexNet and ResNet-50 (by up to 1.3x), at batch 1 it lost
-/// in most; F(2x2, 5x5) on AlexNet's conv2 gained 1.06-1.58x at batch 32, 0.59-1.60x at
-/// batch 1, and 0.58-1.21x for one gradient row; F(4x4, 3x3)'s data gradient of one
-/// row 0.48-1.90x.
+/// `bench --kernels` (each layer alone, four runs on a noisy machine): at batch 32 F(4x4,
+/// 3x3) beat F(2x2, 3x3) in 21 of 28 rows of AlexNet and ResNet-50, at batch 1 it lost in
+/// most; whole AlexNet batch-32 passes ran faster with it in 3 of 4 runs, ResNet-50's
+/// level. F(2x2, 5x5) on AlexNet's conv2 gained 1.06-1.58x at batch 32, 0.59-1.60x at
+/// batch 1, and 0.58-1.21x for one gradient row; F(4x4, 3x3)'s data gradient of one row
+/// 0.48-1.90x.
 pub(crate) fn fast_scheme(
     path: ConvPath,
     g: &ConvGeom,
