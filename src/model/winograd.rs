@@ -53,7 +53,13 @@ pub fn applies(g: &ConvGeom, groups: usize, cin: usize, cout: usize) -> bool {
 /// Whether `n` images (or gradient rows) of a convolution that [`applies`] are enough work
 /// for Winograd to gain (`MIN_WORK`).
 pub fn worth(g: &ConvGeom, n: usize, cin: usize, cout: usize) -> bool {
-    n * g.oh.div_ceil(2) * g.ow.div_ceil(2) * cin * cout >= MIN_WORK
+    product_work(g, n, cin, cout, 2) >= MIN_WORK
+}
+
+/// Multiply-adds of one of a Winograd scheme's products (`cout * cin * tiles` over `n`
+/// images) with `m x m` output tiles.
+pub fn product_work(g: &ConvGeom, n: usize, cin: usize, cout: usize, m: usize) -> usize {
+    n * g.oh.div_ceil(m) * g.ow.div_ceil(m) * cin * cout
 }
 
 /// `U = G g G^T` of every filter, as `[16][cout][cin]`: `w` is `[cout, cin, 3, 3]`.
@@ -393,7 +399,7 @@ pub(crate) mod test_support {
 
     /// `direct` plus `residual`, through a ReLU when `relu`: what a convolution written
     /// onto a residual must give.
-    pub fn onto(mut direct: Vec<f32>, residual: &[f32], relu: bool) -> Vec<f32> {
+    fn onto(mut direct: Vec<f32>, residual: &[f32], relu: bool) -> Vec<f32> {
         for (v, r) in direct.iter_mut().zip(residual) {
             *v += r;
             if relu {
@@ -404,7 +410,7 @@ pub(crate) mod test_support {
     }
 
     /// The largest difference of `have` from `want` (infinite at a NaN).
-    pub fn max_err(want: &[f32], have: &[f32]) -> f32 {
+    fn max_err(want: &[f32], have: &[f32]) -> f32 {
         want.iter()
             .zip(have)
             .map(|(a, b)| (a - b).abs())
@@ -413,11 +419,29 @@ pub(crate) mod test_support {
                 |m, v| if v.is_nan() { f32::INFINITY } else { m.max(v) },
             )
     }
+
+    /// The largest difference over the `n` images of `got` from what a convolution
+    /// written onto `residual` must give, `direct(j)` being image `j`'s direct convolution.
+    pub fn max_err_onto(
+        n: usize,
+        got: &[f32],
+        residual: &[f32],
+        relu: bool,
+        direct: impl Fn(usize) -> Vec<f32>,
+    ) -> f32 {
+        (0..n)
+            .map(|j| {
+                let want = direct(j);
+                let at = j * want.len()..(j + 1) * want.len();
+                max_err(&onto(want, &residual[at.clone()], relu), &got[at])
+            })
+            .fold(0f32, f32::max)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{max_err, noise, onto};
+    use super::test_support::{max_err_onto, noise};
     use super::*;
     use crate::model::kernels::{im2col, sgemm};
 
@@ -479,16 +503,13 @@ mod tests {
             for (relu, budget) in [(false, BUDGET), (true, BUDGET), (false, 1), (true, three)] {
                 let mut got = residual.clone();
                 forward_in_blocks(&x, n, cin, &g, &u, &bias, relu, &mut got, budget);
-                for j in 0..n {
-                    let want = direct(&x[j * cin * h * w..], &wts, &bias, cin, &g);
-                    let at = j * want.len()..(j + 1) * want.len();
-                    let want = onto(want, &residual[at.clone()], relu);
-                    let d = max_err(&want, &got[at]);
-                    assert!(
-                        d < 1e-4,
-                        "{h}x{w} pad {pad:?}/{pad_end:?} c{cin}->{cout} n{n} budget {budget} image {j}: {d}"
-                    );
-                }
+                let d = max_err_onto(n, &got, &residual, relu, |j| {
+                    direct(&x[j * cin * h * w..], &wts, &bias, cin, &g)
+                });
+                assert!(
+                    d < 1e-4,
+                    "{h}x{w} pad {pad:?}/{pad_end:?} c{cin}->{cout} n{n} budget {budget}: {d}"
+                );
             }
         }
     }

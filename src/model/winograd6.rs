@@ -18,11 +18,13 @@
 //! (`tests/golden_winograd6.rs` holds it to them).
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
 use super::kernels::{sgemm_threads, ConvGeom, MatRef, Threads};
 use super::profile::{self, Phase};
+use super::winograd::product_work;
 
 /// Points of a six-point scheme (`alpha`).
 pub const ALPHA: usize = 6;
@@ -54,11 +56,13 @@ pub struct Scheme {
 }
 
 impl Scheme {
-    /// The scheme for an `r x r` filter: F(4x4, 3x3) or F(2x2, 5x5).
-    pub fn for_kernel(r: usize) -> Option<Scheme> {
+    /// The scheme for an `r x r` filter: F(4x4, 3x3) or F(2x2, 5x5), made once.
+    pub fn for_kernel(r: usize) -> Option<&'static Scheme> {
+        static F4K3: OnceLock<Scheme> = OnceLock::new();
+        static F2K5: OnceLock<Scheme> = OnceLock::new();
         match r {
-            3 => Some(Scheme::new(4, 3)),
-            5 => Some(Scheme::new(2, 5)),
+            3 => Some(F4K3.get_or_init(|| Scheme::new(4, 3))),
+            5 => Some(F2K5.get_or_init(|| Scheme::new(2, 5))),
             _ => None,
         }
     }
@@ -136,7 +140,7 @@ const MIN_WORK: usize = 1 << 23;
 /// Whether `n` images of a 5x5 convolution that [`applies`] are enough work for F(2x2,
 /// 5x5) to gain (`MIN_WORK`).
 pub fn worth(g: &ConvGeom, n: usize, cin: usize, cout: usize) -> bool {
-    n * g.oh.div_ceil(2) * g.ow.div_ceil(2) * cin * cout >= MIN_WORK
+    product_work(g, n, cin, cout, 2) >= MIN_WORK
 }
 
 /// Multiply-adds of one of the 36 products of F(4x4, 3x3) (`cout * cin * tiles`, in 4x4
@@ -148,7 +152,7 @@ const MIN_WORK_4X4: usize = 1 << 24;
 /// Whether `n` images of a 3x3 convolution that [`applies`] are enough work for F(4x4,
 /// 3x3) (`MIN_WORK_4X4`).
 pub fn worth_4x4(g: &ConvGeom, n: usize, cin: usize, cout: usize) -> bool {
-    n * g.oh.div_ceil(4) * g.ow.div_ceil(4) * cin * cout >= MIN_WORK_4X4
+    product_work(g, n, cin, cout, 4) >= MIN_WORK_4X4
 }
 
 /// `U = G g G^T` of every filter, as `[36][cout][cin]`: `w` is `[cout, cin, r, r]`.
@@ -288,6 +292,53 @@ fn axpy(dst: &mut [f32], c: f32, src: &[f32]) {
     }
 }
 
+/// The left factor of a transform on vectors of `t` tiles: `dst[i][b] = sum_a coef[i][a]
+/// src(a, b)` for `rows` rows `i` (`coef`: `rows x 6`) and the 6 columns `b`, where
+/// `src(6 a + b)` is element `(a, b)`'s vector.
+fn left<'a>(
+    coef: &[f32],
+    rows: usize,
+    t: usize,
+    dst: &mut [f32],
+    src: impl Fn(usize) -> &'a [f32],
+) {
+    dst[..rows * ALPHA * t].fill(0.0);
+    for i in 0..rows {
+        for a in 0..ALPHA {
+            let c = coef[i * ALPHA + a];
+            if c != 0.0 {
+                for b in 0..ALPHA {
+                    axpy(&mut dst[(i * ALPHA + b) * t..][..t], c, src(a * ALPHA + b));
+                }
+            }
+        }
+    }
+}
+
+/// The right factor: `dst[i][j] = init + sum_b coef[j][b] src[i][b]` for `rows` rows `i`
+/// of `src` (`[rows][6][t]`) and `cols` columns `j` (`coef`: `cols x 6`).
+fn right(
+    coef: &[f32],
+    (rows, cols): (usize, usize),
+    t: usize,
+    init: f32,
+    dst: &mut [f32],
+    src: &[f32],
+) {
+    for i in 0..rows {
+        for j in 0..cols {
+            let d = &mut dst[(i * cols + j) * t..][..t];
+            d.fill(init);
+            for b in 0..ALPHA {
+                let c = coef[j * ALPHA + b];
+                if c != 0.0 {
+                    axpy(d, c, &src[(i * ALPHA + b) * t..][..t]);
+                }
+            }
+        }
+    }
+}
+
 /// `V = B^T d B` of every tile in the tile rows `rows` (numbered over all the images `x`,
 /// image by image) of every channel, into `v` (`[cin][36][rows * tw]`): per channel, the
 /// 6x6 patches of all the block's tiles gathered (`D`, `[36][tiles]`, from zero-padded
@@ -331,30 +382,8 @@ fn input_transform(
                 }
             }
             // E = B^T D (over the patch rows), then V = E B (over its columns)
-            e.fill(0.0);
-            for i in 0..ALPHA {
-                for a in 0..ALPHA {
-                    let c = s.bt[i * ALPHA + a];
-                    if c != 0.0 {
-                        for b in 0..ALPHA {
-                            let src = &d[(a * ALPHA + b) * t..][..t];
-                            axpy(&mut e[(i * ALPHA + b) * t..][..t], c, src);
-                        }
-                    }
-                }
-            }
-            vc.fill(0.0);
-            for i in 0..ALPHA {
-                for jj in 0..ALPHA {
-                    let dst = &mut vc[(i * ALPHA + jj) * t..][..t];
-                    for b in 0..ALPHA {
-                        let c = s.bt[jj * ALPHA + b];
-                        if c != 0.0 {
-                            axpy(dst, c, &e[(i * ALPHA + b) * t..][..t]);
-                        }
-                    }
-                }
-            }
+            left(&s.bt, ALPHA, t, e, |k| &d[k * t..][..t]);
+            right(&s.bt, (ALPHA, ALPHA), t, 0.0, vc, e);
         },
     );
 }
@@ -384,30 +413,8 @@ fn output_transform(
         || vec![0f32; m * ALPHA * t],
         |q, (o, yo)| {
             // Q = A^T M (over the rows), then Y = Q A + b (over the columns)
-            q.fill(0.0);
-            for i in 0..m {
-                for a in 0..ALPHA {
-                    let c = s.at[i * ALPHA + a];
-                    if c != 0.0 {
-                        for b in 0..ALPHA {
-                            let src = &mm[((a * ALPHA + b) * cout + o) * t..][..t];
-                            axpy(&mut q[(i * ALPHA + b) * t..][..t], c, src);
-                        }
-                    }
-                }
-            }
-            for i in 0..m {
-                for jj in 0..m {
-                    let dst = &mut yo[(i * m + jj) * t..][..t];
-                    dst.fill(bias[o]);
-                    for b in 0..ALPHA {
-                        let c = s.at[jj * ALPHA + b];
-                        if c != 0.0 {
-                            axpy(dst, c, &q[(i * ALPHA + b) * t..][..t]);
-                        }
-                    }
-                }
-            }
+            left(&s.at, m, t, q, |k| &mm[(k * cout + o) * t..][..t]);
+            right(&s.at, (m, m), t, bias[o], yo, q);
         },
     );
     let (j0, j1) = (rows.start / th, (rows.end - 1) / th);
@@ -442,7 +449,7 @@ fn output_transform(
 
 #[cfg(test)]
 mod tests {
-    use super::super::winograd::test_support::{max_err, noise, onto};
+    use super::super::winograd::test_support::{max_err_onto, noise};
     use super::*;
 
     #[test]
@@ -568,7 +575,7 @@ mod tests {
             let x = noise(n * cin * h * w, 1 + h as u32);
             let wts = noise(cout * cin * r * r, 7 + cin as u32);
             let bias = noise(cout, 3);
-            let u = transform_weights(&s, &wts, cout, cin);
+            let u = transform_weights(s, &wts, cout, cin);
             let residual = noise(n * cout * g.oh * g.ow, 11);
             let one_row = ALPHA * ALPHA * (cin + cout) * g.ow.div_ceil(s.m);
             for (relu, budget) in [
@@ -578,17 +585,11 @@ mod tests {
                 (true, 3 * one_row),
             ] {
                 let mut got = residual.clone();
-                forward_in_blocks(&s, &x, (n, cin), &g, &u, &bias, relu, &mut got, budget);
-                for j in 0..n {
-                    let want = direct(&x[j * cin * h * w..], &wts, &bias, cin, &g);
-                    let at = j * want.len()..(j + 1) * want.len();
-                    let want = onto(want, &residual[at.clone()], relu);
-                    let d = max_err(&want, &got[at]);
-                    assert!(
-                        d < 1e-3,
-                        "r{r} {h}x{w} pad {pad:?}/{pad_end:?} n{n} image {j}: {d}"
-                    );
-                }
+                forward_in_blocks(s, &x, (n, cin), &g, &u, &bias, relu, &mut got, budget);
+                let d = max_err_onto(n, &got, &residual, relu, |j| {
+                    direct(&x[j * cin * h * w..], &wts, &bias, cin, &g)
+                });
+                assert!(d < 1e-3, "r{r} {h}x{w} pad {pad:?}/{pad_end:?} n{n}: {d}");
             }
         }
     }
@@ -607,11 +608,11 @@ mod tests {
             let (x, y) = (noise(cin * h * w, 5), noise(cout * g.oh * g.ow, 9));
             let wts = noise(cout * cin * r * r, 11);
             let mut fx = vec![0f32; y.len()];
-            let u = transform_weights(&s, &wts, cout, cin);
-            forward(&s, &x, 1, cin, &g, &u, &vec![0.0; cout], false, &mut fx);
+            let u = transform_weights(s, &wts, cout, cin);
+            forward(s, &x, 1, cin, &g, &u, &vec![0.0; cout], false, &mut fx);
             let mut ty = vec![0f32; x.len()];
-            let ut = transform_weights_transposed(&s, &wts, cout, cin);
-            forward(&s, &y, 1, cout, &gb, &ut, &vec![0.0; cin], false, &mut ty);
+            let ut = transform_weights_transposed(s, &wts, cout, cin);
+            forward(s, &y, 1, cout, &gb, &ut, &vec![0.0; cin], false, &mut ty);
             let dot =
                 |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p * q) as f64).sum::<f64>();
             let (l, rr) = (dot(&fx, &y), dot(&x, &ty));

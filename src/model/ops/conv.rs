@@ -451,7 +451,7 @@ impl Scheme {
         }
     }
 
-    fn six(self) -> Option<winograd6::Scheme> {
+    fn six(self) -> Option<&'static winograd6::Scheme> {
         match self {
             Scheme::F2k3 => None,
             Scheme::F4k3 => winograd6::Scheme::for_kernel(3),
@@ -471,8 +471,8 @@ impl Scheme {
         match (self.six(), transposed) {
             (None, false) => winograd::transform_weights(w, cout, cin),
             (None, true) => winograd::transform_weights_transposed(w, cout, cin),
-            (Some(s), false) => winograd6::transform_weights(&s, w, cout, cin),
-            (Some(s), true) => winograd6::transform_weights_transposed(&s, w, cout, cin),
+            (Some(s), false) => winograd6::transform_weights(s, w, cout, cin),
+            (Some(s), true) => winograd6::transform_weights_transposed(s, w, cout, cin),
         }
     }
 
@@ -499,7 +499,7 @@ impl Scheme {
     ) {
         match self.six() {
             None => winograd::forward(x, n, cin, g, u, bias, relu, out),
-            Some(s) => winograd6::forward(&s, x, n, cin, g, u, bias, relu, out),
+            Some(s) => winograd6::forward(s, x, n, cin, g, u, bias, relu, out),
         }
     }
 }
