@@ -20,7 +20,7 @@ use crate::model::ops::conv::{
     conv_backward, conv_forward, fast_scheme, geom, images_per_product, Scheme,
 };
 use crate::model::profile::{self, Phase};
-use crate::model::winograd6;
+use crate::model::winograd;
 use crate::model::{Model, WeightsSource};
 
 use super::peak;
@@ -549,7 +549,7 @@ fn winograd_rows(name: &str, m: &Model, samples: usize) -> Result<Vec<WinoRow>> 
         let (in_shape, out_shape) = (net.shape_at(net.inputs[i][0]), net.shapes[i]);
         let g = geom(c, in_shape, out_shape);
         let (cin, cout) = (in_shape.channels(), out_shape.channels());
-        if !winograd6::applies(&g, c.groups, cin, cout) {
+        if !winograd::applies(&g, c.groups, cin, cout) {
             continue;
         }
         let key = (cin, cout, g.h, g.w, g.k[0], g.pad);

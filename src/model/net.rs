@@ -323,7 +323,7 @@ pub struct Net {
 }
 
 /// How the CPU kernels run the stride-1 3x3 and 5x5 convolutions that Winograd's minimal
-/// filtering can take ([`super::winograd::applies`], [`super::winograd6::applies`]):
+/// filtering can take ([`super::winograd::applies`]):
 /// F(2x2, 3x3), F(4x4, 3x3) or F(2x2, 5x5); other convolutions always run `im2col` +
 /// product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -39,10 +39,11 @@ const MIN_WORK: usize = 1 << 21;
 /// rows beside; this machine's noise is of the same size as the differences).
 const BUDGET: usize = 2 << 20;
 
-/// Whether a convolution of this geometry and these channel counts runs here: a 3x3
-/// kernel at stride 1 without dilation, one group, enough channels.
+/// Whether a convolution of this geometry and these channel counts runs as Winograd: a
+/// 3x3 kernel (here, or by F(4x4, 3x3) in [`super::winograd6`]) or a 5x5 one (F(2x2, 5x5)
+/// there) at stride 1 without dilation, one group, enough channels.
 pub fn applies(g: &ConvGeom, groups: usize, cin: usize, cout: usize) -> bool {
-    g.k == [3, 3]
+    (g.k == [3, 3] || g.k == [5, 5])
         && g.stride == [1, 1]
         && g.dil == [1, 1]
         && groups == 1
@@ -127,7 +128,7 @@ pub fn transform_weights_transposed(w: &[f32], cout: usize, cin: usize) -> Vec<f
 /// `out` (`[n, cout, oh, ow]`) += the convolution of the `n` images `x` (`[n, cin, h, w]`)
 /// with the filters whose transform is `u` ([`transform_weights`]), plus `bias`, then
 /// through a ReLU when `relu` (so `out` holds zeros, or a residual the convolution is
-/// added to). `g` must satisfy [`applies`].
+/// added to). `g` must be a 3x3 convolution that [`applies`].
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     x: &[f32],

@@ -32,9 +32,6 @@ pub const ALPHA: usize = 6;
 /// The finite points; the sixth is infinity.
 const POINTS: [f64; ALPHA - 1] = [0.0, 1.0, -1.0, 2.0, -2.0];
 
-/// Input and output channels below which the other paths stay (as F(2x2, 3x3)'s).
-const MIN_CHANNELS: usize = 16;
-
 /// Floats of transformed input and products (`36 * (cin + cout)` per tile) one block of
 /// tile rows takes: 4 MB (16 MB measured slower on AlexNet's conv2 at batch 32: its 36
 /// products no longer stayed in cache for the output transform).
@@ -120,25 +117,15 @@ impl Scheme {
     }
 }
 
-/// Whether a convolution of this geometry and these channel counts runs here: a 3x3 or
-/// 5x5 kernel at stride 1 without dilation, one group, enough channels.
-pub fn applies(g: &ConvGeom, groups: usize, cin: usize, cout: usize) -> bool {
-    (g.k == [3, 3] || g.k == [5, 5])
-        && g.stride == [1, 1]
-        && g.dil == [1, 1]
-        && groups == 1
-        && cin >= MIN_CHANNELS
-        && cout >= MIN_CHANNELS
-}
-
 /// Multiply-adds of one of the 36 products (`cout * cin * tiles` over the images, in 2x2
 /// tiles) below which F(2x2, 5x5) leaves a 5x5 convolution to `im2col`: 4 times
 /// F(2x2, 3x3)'s (`treevis bench --kernels`: AlexNet's conv2 gains at batch 32, not
 /// reliably at batch 1).
 const MIN_WORK: usize = 1 << 23;
 
-/// Whether `n` images of a 5x5 convolution that [`applies`] are enough work for F(2x2,
-/// 5x5) to gain (`MIN_WORK`).
+/// Whether `n` images of a 5x5 convolution Winograd takes
+/// ([`applies`](super::winograd::applies)) are enough work for F(2x2, 5x5) to gain
+/// (`MIN_WORK`).
 pub fn worth(g: &ConvGeom, n: usize, cin: usize, cout: usize) -> bool {
     product_work(g, n, cin, cout, 2) >= MIN_WORK
 }
@@ -149,8 +136,9 @@ pub fn worth(g: &ConvGeom, n: usize, cin: usize, cout: usize) -> bool {
 /// transforms and thinner products lose to F(2x2, 3x3).
 const MIN_WORK_4X4: usize = 1 << 24;
 
-/// Whether `n` images of a 3x3 convolution that [`applies`] are enough work for F(4x4,
-/// 3x3) (`MIN_WORK_4X4`).
+/// Whether `n` images of a 3x3 convolution Winograd takes
+/// ([`applies`](super::winograd::applies)) are enough work for F(4x4, 3x3)
+/// (`MIN_WORK_4X4`).
 pub fn worth_4x4(g: &ConvGeom, n: usize, cin: usize, cout: usize) -> bool {
     product_work(g, n, cin, cout, 4) >= MIN_WORK_4X4
 }
@@ -217,7 +205,8 @@ pub fn transform_weights_transposed(s: &Scheme, w: &[f32], cout: usize, cin: usi
 
 /// `out` (`[n, cout, oh, ow]`) += the convolution of the `n` images `x` (`[n, cin, h, w]`)
 /// with the filters whose transform is `u` ([`transform_weights`] of `s`), plus `bias`,
-/// then through a ReLU when `relu`. `g` must satisfy [`applies`] with `s.r` its kernel.
+/// then through a ReLU when `relu`. `g` must satisfy
+/// [`applies`](super::winograd::applies), with `s.r` its kernel.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     s: &Scheme,
@@ -449,6 +438,7 @@ fn output_transform(
 
 #[cfg(test)]
 mod tests {
+    use super::super::winograd::applies;
     use super::super::winograd::test_support::{max_err_onto, noise};
     use super::*;
 

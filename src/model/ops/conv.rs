@@ -525,7 +525,7 @@ pub(crate) fn fast_scheme(
     (cin, cout): (usize, usize),
     grad: bool,
 ) -> Option<Scheme> {
-    if !winograd6::applies(g, groups, cin, cout) {
+    if !winograd::applies(g, groups, cin, cout) {
         return None;
     }
     let three = g.k == [3, 3];
