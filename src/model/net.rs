@@ -317,8 +317,8 @@ pub struct Net {
     /// Which way the CPU kernels run stride-1 3x3 convolutions ([`ConvPath`]).
     pub convs: ConvPath,
     /// Whether the CPU kernels merge layers: a ReLU into the convolution or Add before it
-    /// ([`Net::fused_relus`]), a convolution into the residual Add that takes it
-    /// ([`Net::convs_in_adds`]). On by default; `bench --kernels` turns it off to measure.
+    /// (`Net::fused_relus`), a convolution into the residual Add that takes it
+    /// (`Net::convs_in_adds`). On by default; `bench --kernels` turns it off to measure.
     pub fuse: bool,
 }
 

@@ -3,7 +3,7 @@
 //! through unchanged. On the CPU they run `im2col` + one matrix product per group (the
 //! kernels of [`super::super::kernels`]), or Winograd's minimal filtering for the stride-1
 //! 3x3 and 5x5 ones it takes (`crate::model::winograd`, `crate::model::winograd6`, as the
-//! net's [`ConvPath`] says, [`fast_scheme`]); on another device candle's conv2d where it
+//! net's [`ConvPath`] says, `fast_scheme`); on another device candle's conv2d where it
 //! can take the geometry, else the host.
 
 use candle_core::{Device, Tensor};
